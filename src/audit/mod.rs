@@ -1,0 +1,235 @@
+//! The audit log: every event and verdict as one record in SQLite, each record's hash covering the
+//! previous record's hash, so editing, removing or reordering records breaks the chain.
+//!
+//! Only the writer thread holds [`AuditWriter`]; readers open their own read-only connections.
+//! The record encoding that is hashed is specified in ARCHITECTURE.md ("Audit chain").
+
+mod chain;
+
+pub use chain::{record_hash, RecordFields, ENCODING_VERSION, GENESIS_PREV_HASH};
+
+use std::path::Path;
+
+use rusqlite::{params, Connection, OptionalExtension};
+use serde_json::{json, Map, Value};
+
+use crate::config::Synchronous;
+use crate::event::{now_usec, Judged, RecordKind, Source, Verdict};
+
+/// The schema version this build writes; older files are migrated at open.
+pub const SCHEMA_VERSION: i64 = 1;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    #[error("audit database {path}: {source}")]
+    Sqlite {
+        path: String,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error("audit database {path}: schema version {found} is newer than this build understands ({SCHEMA_VERSION})")]
+    NewerSchema { path: String, found: i64 },
+    #[error("audit database {path}: cannot create its directory: {source}")]
+    Directory {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// One committed record, as the API reports it.
+#[derive(Debug, Clone)]
+pub struct Committed {
+    pub seq: u64,
+    pub ts_usec: u64,
+    pub source: Source,
+    pub text: String,
+    pub score: Option<f32>,
+    pub verdict: Verdict,
+}
+
+pub struct AuditWriter {
+    conn: Connection,
+    path: String,
+    head_seq: u64,
+    head_hash: [u8; 32],
+}
+
+const SCHEMA_V1: &str = "
+CREATE TABLE records (
+    seq        INTEGER PRIMARY KEY,
+    ts_usec    INTEGER NOT NULL,
+    kind       TEXT    NOT NULL,
+    source     TEXT    NOT NULL,
+    text       TEXT    NOT NULL,
+    fields     TEXT    NOT NULL,
+    score      REAL,
+    verdict    TEXT    NOT NULL,
+    neighbours TEXT    NOT NULL,
+    model      TEXT    NOT NULL,
+    prev_hash  BLOB    NOT NULL,
+    hash       BLOB    NOT NULL
+);
+CREATE INDEX records_by_time    ON records(ts_usec);
+CREATE INDEX records_by_verdict ON records(verdict, seq);
+CREATE INDEX records_by_source  ON records(source, seq);
+";
+
+impl AuditWriter {
+    /// Opens (creating and migrating as needed) the database and finds the chain's head. A new
+    /// database starts with a genesis record that binds it to this host and its creation time.
+    pub fn open(path: &Path, synchronous: Synchronous, model: &str) -> Result<AuditWriter, AuditError> {
+        let display = path.display().to_string();
+        let sqlite = |source| AuditError::Sqlite {
+            path: display.clone(),
+            source,
+        };
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|source| AuditError::Directory {
+                path: display.clone(),
+                source,
+            })?;
+        }
+        let conn = Connection::open(path).map_err(sqlite)?;
+        conn.pragma_update(None, "journal_mode", "WAL").map_err(sqlite)?;
+        conn.pragma_update(None, "synchronous", synchronous.pragma_value()).map_err(sqlite)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(sqlite)?;
+
+        let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).map_err(sqlite)?;
+        if version > SCHEMA_VERSION {
+            return Err(AuditError::NewerSchema {
+                path: display,
+                found: version,
+            });
+        }
+        if version < 1 {
+            conn.execute_batch(&format!("BEGIN; {SCHEMA_V1} PRAGMA user_version = 1; COMMIT;")).map_err(sqlite)?;
+        }
+
+        let head: Option<(u64, Vec<u8>)> = conn
+            .query_row("SELECT seq, hash FROM records ORDER BY seq DESC LIMIT 1", [], |r| {
+                Ok((r.get::<_, i64>(0)? as u64, r.get(1)?))
+            })
+            .optional()
+            .map_err(sqlite)?;
+        let (head_seq, head_hash) = match head {
+            Some((seq, hash)) => (seq, hash.try_into().unwrap_or([0u8; 32])),
+            None => (0, GENESIS_PREV_HASH),
+        };
+        let mut writer = AuditWriter {
+            conn,
+            path: display,
+            head_seq,
+            head_hash,
+        };
+        if head_seq == 0 {
+            let machine_id = std::fs::read_to_string("/etc/machine-id").unwrap_or_default().trim().to_owned();
+            let mut fields = Map::new();
+            fields.insert("machine_id".into(), json!(machine_id));
+            fields.insert("created_usec".into(), json!(now_usec()));
+            let genesis = crate::event::Event::daemon(
+                RecordKind::Genesis,
+                format!("anomalyd audit chain genesis machine_id={machine_id}"),
+                fields,
+            );
+            writer.append(
+                &[Judged {
+                    event: genesis,
+                    score: None,
+                    verdict: Verdict::NotScored,
+                    neighbours: Vec::new(),
+                }],
+                model,
+            )?;
+        }
+        Ok(writer)
+    }
+
+    pub fn head(&self) -> (u64, [u8; 32]) {
+        (self.head_seq, self.head_hash)
+    }
+
+    /// Appends a batch in one transaction and returns what was committed. Nothing is visible to
+    /// readers, and the head does not move, unless the whole batch commits.
+    pub fn append(&mut self, batch: &[Judged], model: &str) -> Result<Vec<Committed>, AuditError> {
+        let path = self.path.clone();
+        let sqlite = |source| AuditError::Sqlite { path: path.clone(), source };
+        let tx = self.conn.transaction().map_err(sqlite)?;
+        let mut seq = self.head_seq;
+        let mut prev = self.head_hash;
+        let mut committed = Vec::with_capacity(batch.len());
+        {
+            let mut insert = tx
+                .prepare_cached(
+                    "INSERT INTO records (seq, ts_usec, kind, source, text, fields, score, verdict,
+                                          neighbours, model, prev_hash, hash)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                )
+                .map_err(sqlite)?;
+            for judged in batch {
+                seq += 1;
+                let fields_json = Value::Object(judged.event.fields.clone()).to_string();
+                let neighbours_json = Value::from(
+                    judged
+                        .neighbours
+                        .iter()
+                        .map(|&(id, d)| json!([id, d]))
+                        .collect::<Vec<_>>(),
+                )
+                .to_string();
+                let record = RecordFields {
+                    seq,
+                    ts_usec: judged.event.observed_usec,
+                    kind: judged.event.kind.as_str(),
+                    source: judged.event.source.as_str(),
+                    text: &judged.event.text,
+                    fields: &fields_json,
+                    score: judged.score.map(f64::from),
+                    verdict: judged.verdict.as_str(),
+                    neighbours: &neighbours_json,
+                    model,
+                };
+                let hash = record_hash(&prev, &record);
+                insert
+                    .execute(params![
+                        seq as i64,
+                        record.ts_usec as i64,
+                        record.kind,
+                        record.source,
+                        record.text,
+                        record.fields,
+                        record.score,
+                        record.verdict,
+                        record.neighbours,
+                        record.model,
+                        &prev[..],
+                        &hash[..],
+                    ])
+                    .map_err(sqlite)?;
+                prev = hash;
+                committed.push(Committed {
+                    seq,
+                    ts_usec: record.ts_usec,
+                    source: judged.event.source,
+                    text: judged.event.text.clone(),
+                    score: judged.score,
+                    verdict: judged.verdict,
+                });
+            }
+        }
+        tx.commit().map_err(sqlite)?;
+        self.head_seq = seq;
+        self.head_hash = prev;
+        Ok(committed)
+    }
+
+    /// A cheap round trip through SQLite, for the pipeline health check.
+    pub fn ping(&self) -> Result<(), AuditError> {
+        self.conn
+            .query_row("SELECT 1", [], |_| Ok(()))
+            .map_err(|source| AuditError::Sqlite {
+                path: self.path.clone(),
+                source,
+            })
+    }
+}

@@ -1,0 +1,670 @@
+//! Configuration: a TOML file deserialised into [`RawConfig`] (every key optional, unknown keys
+//! rejected), then validated into the immutable [`Config`] the daemon runs with.
+//!
+//! Every rule lives in [`RawConfig::validate`]; a broken rule becomes a [`ConfigError::Invalid`] that
+//! names the file, the key, the value and the rule, e.g.
+//! `config/anomalyd.toml: detector.k = 0: must be between 1 and 1024`.
+
+use std::fmt::Display;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Where the daemon reads its configuration when `--config` is not given.
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/anomalyd/anomalyd.toml";
+/// The well-known name the daemon takes once every object is served.
+pub const DEFAULT_BUS_NAME: &str = "org.anomalyd.Detector1";
+/// Dimension of every embedding (MiniLM-L6's hidden size; the hashing embedder matches it).
+pub const EMBEDDING_DIM: u32 = 384;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: cannot read: {source}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Parse { path: String, message: String },
+    /// A key holds a value its rule forbids.
+    #[error("{path}: {key} = {value}: {rule}")]
+    Invalid {
+        path: String,
+        key: String,
+        value: String,
+        rule: String,
+    },
+}
+
+/// Which bus the daemon watches and serves on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BusTarget {
+    System,
+    Session,
+    /// A D-Bus address such as `unix:path=/run/dbus/system_bus_socket`.
+    Address(String),
+}
+
+impl BusTarget {
+    /// Parses the `--bus` flag: `system`, `session`, or a D-Bus address.
+    pub fn parse(text: &str) -> Result<BusTarget, String> {
+        match text {
+            "system" => Ok(BusTarget::System),
+            "session" => Ok(BusTarget::Session),
+            address if address.contains(':') => {
+                zbus::Address::try_from(address)
+                    .map_err(|e| format!("not a D-Bus address: {e}"))?;
+                Ok(BusTarget::Address(address.to_owned()))
+            }
+            _ => Err("must be system, session, or a D-Bus address such as unix:path=/run/bus".into()),
+        }
+    }
+}
+
+impl Display for BusTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BusTarget::System => f.write_str("system"),
+            BusTarget::Session => f.write_str("session"),
+            BusTarget::Address(a) => f.write_str(a),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogTarget {
+    /// journald when started by systemd (JOURNAL_STREAM set), stderr otherwise.
+    Auto,
+    Journald,
+    Stderr,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EmbedderKind {
+    /// Deterministic feature hashing: for model-less installs and the walking skeleton.
+    Hashing,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Synchronous {
+    Off,
+    Normal,
+    Full,
+    Extra,
+}
+
+impl Synchronous {
+    pub fn pragma_value(self) -> &'static str {
+        match self {
+            Synchronous::Off => "OFF",
+            Synchronous::Normal => "NORMAL",
+            Synchronous::Full => "FULL",
+            Synchronous::Extra => "EXTRA",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NumaBinding {
+    /// The node local to the GPU in use; no binding when there is no GPU.
+    Auto,
+    Off,
+    Node(u32),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GpuSelection {
+    /// The GPU when the driver, NVRTC and cuBLAS load and a warm-up batch matches the CPU.
+    Auto,
+    Off,
+    Device(u32),
+}
+
+/// A custom D-Bus match rule from `[[sources.custom]]`, already parsed.
+#[derive(Debug, Clone)]
+pub struct CustomSource {
+    pub rule: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct DaemonConfig {
+    pub state_dir: PathBuf,
+    pub log: LogTarget,
+    pub log_level: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct SourcesConfig {
+    pub systemd: bool,
+    pub network_manager: bool,
+    pub login1: bool,
+    pub udisks2: bool,
+    pub queue_capacity: usize,
+    pub lookup_timeout: Duration,
+    pub custom: Vec<CustomSource>,
+}
+
+#[derive(Debug, Clone)]
+pub struct EmbedderConfig {
+    pub kind: EmbedderKind,
+    pub batch_size: usize,
+    pub batch_max_wait: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct DetectorConfig {
+    pub index: String,
+    pub k: usize,
+    pub threshold: f32,
+    pub warmup_events: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct AuditConfig {
+    pub db: PathBuf,
+    pub synchronous: Synchronous,
+}
+
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    pub bus_name: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct NumaConfig {
+    pub bind: NumaBinding,
+}
+
+#[derive(Debug, Clone)]
+pub struct GpuConfig {
+    pub device: GpuSelection,
+}
+
+/// The validated, immutable configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where it came from, for messages ("built-in defaults" when no file was read).
+    pub origin: String,
+    pub daemon: DaemonConfig,
+    pub bus: BusTarget,
+    pub sources: SourcesConfig,
+    pub embedder: EmbedderConfig,
+    pub detector: DetectorConfig,
+    pub audit: AuditConfig,
+    pub api: ApiConfig,
+    pub numa: NumaConfig,
+    pub gpu: GpuConfig,
+}
+
+impl Config {
+    /// The audit database path, resolved against the state directory.
+    pub fn audit_db_path(&self) -> PathBuf {
+        self.daemon.state_dir.join(&self.audit.db)
+    }
+
+    /// Reads and validates `path`; `None` reads [`DEFAULT_CONFIG_PATH`] when it exists and uses the
+    /// built-in defaults otherwise. `overrides` (command-line flags) win over the file and are
+    /// validated with it.
+    pub fn load(path: Option<&Path>, overrides: &Overrides) -> Result<Config, ConfigError> {
+        let (origin, text) = match path {
+            Some(p) => (p.display().to_string(), Some(read(p)?)),
+            None if Path::new(DEFAULT_CONFIG_PATH).exists() => {
+                let p = Path::new(DEFAULT_CONFIG_PATH);
+                (DEFAULT_CONFIG_PATH.to_owned(), Some(read(p)?))
+            }
+            None => ("built-in defaults".to_owned(), None),
+        };
+        let raw = match text {
+            Some(t) => RawConfig::parse(&t, &origin)?,
+            None => RawConfig::default(),
+        };
+        raw.apply(overrides).validate(&origin)
+    }
+
+    /// Parses and validates TOML text; `origin` names it in errors.
+    pub fn from_toml(text: &str, origin: &str) -> Result<Config, ConfigError> {
+        RawConfig::parse(text, origin)?.validate(origin)
+    }
+}
+
+fn read(path: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.display().to_string(),
+        source,
+    })
+}
+
+/// Command-line flags that override the file.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub bus: Option<String>,
+    pub state_dir: Option<PathBuf>,
+    pub log: Option<String>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// The file as written: every key optional (its default applies), unknown keys rejected.
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawConfig {
+    pub daemon: RawDaemon,
+    pub bus: RawBus,
+    pub sources: RawSources,
+    pub embedder: RawEmbedder,
+    pub detector: RawDetector,
+    pub audit: RawAudit,
+    pub api: RawApi,
+    pub numa: RawNuma,
+    pub gpu: RawGpu,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawDaemon {
+    pub state_dir: PathBuf,
+    pub log: String,
+    pub log_level: String,
+}
+
+impl Default for RawDaemon {
+    fn default() -> Self {
+        RawDaemon {
+            state_dir: PathBuf::from("/var/lib/anomalyd"),
+            log: "auto".into(),
+            log_level: "info".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawBus {
+    pub kind: String,
+    pub address: String,
+}
+
+impl Default for RawBus {
+    fn default() -> Self {
+        RawBus {
+            kind: "system".into(),
+            address: String::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawSources {
+    pub systemd: bool,
+    pub network_manager: bool,
+    pub login1: bool,
+    pub udisks2: bool,
+    pub queue_capacity: i64,
+    pub lookup_timeout_ms: i64,
+    pub custom: Vec<RawCustomSource>,
+}
+
+impl Default for RawSources {
+    fn default() -> Self {
+        RawSources {
+            systemd: true,
+            network_manager: true,
+            login1: true,
+            udisks2: true,
+            queue_capacity: 8192,
+            lookup_timeout_ms: 250,
+            custom: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RawCustomSource {
+    pub rule: String,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawEmbedder {
+    pub kind: String,
+    pub batch_size: i64,
+    pub batch_max_wait_ms: i64,
+}
+
+impl Default for RawEmbedder {
+    fn default() -> Self {
+        RawEmbedder {
+            kind: "hashing".into(),
+            batch_size: 64,
+            batch_max_wait_ms: 20,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawDetector {
+    pub index: String,
+    pub k: i64,
+    pub threshold: f64,
+    pub warmup_events: i64,
+}
+
+impl Default for RawDetector {
+    fn default() -> Self {
+        RawDetector {
+            index: "Flat".into(),
+            k: 5,
+            threshold: 0.2,
+            warmup_events: 200,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawAudit {
+    pub db: PathBuf,
+    pub synchronous: String,
+}
+
+impl Default for RawAudit {
+    fn default() -> Self {
+        RawAudit {
+            db: PathBuf::from("audit.sqlite"),
+            synchronous: "full".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawApi {
+    pub bus_name: String,
+}
+
+impl Default for RawApi {
+    fn default() -> Self {
+        RawApi {
+            bus_name: DEFAULT_BUS_NAME.into(),
+        }
+    }
+}
+
+/// `bind` is a string (`"auto"`, `"off"`) or a node number.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(untagged)]
+pub enum NameOrIndex {
+    Name(String),
+    Index(i64),
+}
+
+impl Display for NameOrIndex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NameOrIndex::Name(n) => write!(f, "{n:?}"),
+            NameOrIndex::Index(i) => write!(f, "{i}"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawNuma {
+    pub bind: NameOrIndex,
+}
+
+impl Default for RawNuma {
+    fn default() -> Self {
+        RawNuma {
+            bind: NameOrIndex::Name("auto".into()),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawGpu {
+    pub device: NameOrIndex,
+}
+
+impl Default for RawGpu {
+    fn default() -> Self {
+        RawGpu {
+            device: NameOrIndex::Name("auto".into()),
+        }
+    }
+}
+
+impl RawConfig {
+    pub fn parse(text: &str, origin: &str) -> Result<RawConfig, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: origin.to_owned(),
+            message: e.to_string().trim_end().replace('\n', " | "),
+        })
+    }
+
+    /// Command-line flags replace the file's values before validation, so they obey the same rules.
+    pub fn apply(mut self, overrides: &Overrides) -> RawConfig {
+        if let Some(bus) = &overrides.bus {
+            match bus.as_str() {
+                "system" | "session" => {
+                    self.bus.kind = bus.clone();
+                    self.bus.address.clear();
+                }
+                address => {
+                    self.bus.kind = "address".into();
+                    self.bus.address = address.to_owned();
+                }
+            }
+        }
+        if let Some(dir) = &overrides.state_dir {
+            self.daemon.state_dir = dir.clone();
+        }
+        if let Some(log) = &overrides.log {
+            self.daemon.log = log.clone();
+        }
+        self
+    }
+
+    pub fn validate(self, origin: &str) -> Result<Config, ConfigError> {
+        let invalid = |key: &str, value: &dyn Display, rule: &str| ConfigError::Invalid {
+            path: origin.to_owned(),
+            key: key.to_owned(),
+            value: value.to_string(),
+            rule: rule.to_owned(),
+        };
+        let quoted = |s: &str| format!("{s:?}");
+        let in_range = |key: &str, value: i64, lo: i64, hi: i64| {
+            if (lo..=hi).contains(&value) {
+                Ok(value)
+            } else {
+                Err(invalid(key, &value, &format!("must be between {lo} and {hi}")))
+            }
+        };
+
+        // [daemon]
+        let d = &self.daemon;
+        if d.state_dir.as_os_str().is_empty() {
+            return Err(invalid("daemon.state_dir", &quoted(""), "must name a directory"));
+        }
+        let state_dir = if d.state_dir.is_absolute() {
+            d.state_dir.clone()
+        } else {
+            std::env::current_dir()
+                .map(|cwd| cwd.join(&d.state_dir))
+                .unwrap_or_else(|_| d.state_dir.clone())
+        };
+        let log = match d.log.as_str() {
+            "auto" => LogTarget::Auto,
+            "journald" => LogTarget::Journald,
+            "stderr" => LogTarget::Stderr,
+            other => {
+                return Err(invalid("daemon.log", &quoted(other), "must be one of auto, journald, stderr"))
+            }
+        };
+        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&d.log_level) {
+            return Err(invalid(
+                "daemon.log_level",
+                &quoted(&d.log_level),
+                &format!("must be a tracing filter such as info or anomalyd=debug,zbus=warn ({e})"),
+            ));
+        }
+
+        // [bus]
+        let bus = match (self.bus.kind.as_str(), self.bus.address.is_empty()) {
+            ("system", true) => BusTarget::System,
+            ("session", true) => BusTarget::Session,
+            ("system" | "session", false) => {
+                return Err(invalid(
+                    "bus.address",
+                    &quoted(&self.bus.address),
+                    "must be empty unless bus.kind = \"address\"",
+                ))
+            }
+            ("address", _) => match BusTarget::parse(&self.bus.address) {
+                Ok(BusTarget::Address(a)) => BusTarget::Address(a),
+                _ => {
+                    return Err(invalid(
+                        "bus.address",
+                        &quoted(&self.bus.address),
+                        "must be a D-Bus address such as unix:path=/run/dbus/system_bus_socket",
+                    ))
+                }
+            },
+            (other, _) => {
+                return Err(invalid("bus.kind", &quoted(other), "must be one of system, session, address"))
+            }
+        };
+
+        // [sources]
+        let s = &self.sources;
+        let queue_capacity = in_range("sources.queue_capacity", s.queue_capacity, 16, 1 << 20)? as usize;
+        let lookup_timeout_ms = in_range("sources.lookup_timeout_ms", s.lookup_timeout_ms, 1, 10_000)?;
+        let mut custom = Vec::with_capacity(s.custom.len());
+        for (i, c) in s.custom.iter().enumerate() {
+            let key = format!("sources.custom[{i}].rule");
+            let rule = zbus::MatchRule::try_from(c.rule.as_str())
+                .map_err(|e| invalid(&key, &quoted(&c.rule), &format!("must be a D-Bus match rule ({e})")))?;
+            if rule.msg_type() != Some(zbus::message::Type::Signal) {
+                return Err(invalid(&key, &quoted(&c.rule), "must select signals: include type='signal'"));
+            }
+            if rule.sender().is_none() && rule.interface().is_none() {
+                return Err(invalid(
+                    &key,
+                    &quoted(&c.rule),
+                    "must name a sender= or an interface=, so it cannot match every signal on the bus",
+                ));
+            }
+            custom.push(CustomSource { rule: c.rule.clone() });
+        }
+
+        // [embedder]
+        let e = &self.embedder;
+        let kind = match e.kind.as_str() {
+            "hashing" => EmbedderKind::Hashing,
+            other => return Err(invalid("embedder.kind", &quoted(other), "must be hashing")),
+        };
+        let batch_size = in_range("embedder.batch_size", e.batch_size, 1, 4096)? as usize;
+        let batch_max_wait_ms = in_range("embedder.batch_max_wait_ms", e.batch_max_wait_ms, 0, 10_000)?;
+
+        // [detector]
+        let det = &self.detector;
+        let k = in_range("detector.k", det.k, 1, 1024)? as usize;
+        if !(det.threshold.is_finite() && det.threshold > 0.0 && det.threshold <= 2.0) {
+            return Err(invalid("detector.threshold", &det.threshold, "must be greater than 0 and at most 2"));
+        }
+        let warmup_events = in_range("detector.warmup_events", det.warmup_events, 0, 10_000_000)? as u64;
+        crate::detect::check_factory(&det.index).map_err(|why| invalid("detector.index", &quoted(&det.index), &why))?;
+
+        // [audit]
+        if self.audit.db.as_os_str().is_empty() || self.audit.db.file_name().is_none() {
+            return Err(invalid(
+                "audit.db",
+                &quoted(&self.audit.db.display().to_string()),
+                "must name a file (relative paths are inside daemon.state_dir)",
+            ));
+        }
+        let synchronous = match self.audit.synchronous.as_str() {
+            "off" => Synchronous::Off,
+            "normal" => Synchronous::Normal,
+            "full" => Synchronous::Full,
+            "extra" => Synchronous::Extra,
+            other => {
+                return Err(invalid(
+                    "audit.synchronous",
+                    &quoted(other),
+                    "must be one of off, normal, full, extra",
+                ))
+            }
+        };
+
+        // [api]
+        if zbus::names::WellKnownName::try_from(self.api.bus_name.as_str()).is_err() {
+            return Err(invalid(
+                "api.bus_name",
+                &quoted(&self.api.bus_name),
+                "must be a well-known D-Bus name such as org.anomalyd.Detector1",
+            ));
+        }
+
+        // [numa]
+        let bind = match &self.numa.bind {
+            NameOrIndex::Name(n) if n == "auto" => NumaBinding::Auto,
+            NameOrIndex::Name(n) if n == "off" => NumaBinding::Off,
+            NameOrIndex::Index(i) => NumaBinding::Node(in_range("numa.bind", *i, 0, 1023)? as u32),
+            other => return Err(invalid("numa.bind", other, "must be \"auto\", \"off\" or a NUMA node number")),
+        };
+
+        // [gpu]
+        let device = match &self.gpu.device {
+            NameOrIndex::Name(n) if n == "auto" => GpuSelection::Auto,
+            NameOrIndex::Name(n) if n == "off" => GpuSelection::Off,
+            NameOrIndex::Index(i) => GpuSelection::Device(in_range("gpu.device", *i, 0, 63)? as u32),
+            other => return Err(invalid("gpu.device", other, "must be \"auto\", \"off\" or a CUDA device number")),
+        };
+
+        Ok(Config {
+            origin: origin.to_owned(),
+            daemon: DaemonConfig {
+                state_dir,
+                log,
+                log_level: d.log_level.clone(),
+            },
+            bus,
+            sources: SourcesConfig {
+                systemd: s.systemd,
+                network_manager: s.network_manager,
+                login1: s.login1,
+                udisks2: s.udisks2,
+                queue_capacity,
+                lookup_timeout: Duration::from_millis(lookup_timeout_ms as u64),
+                custom,
+            },
+            embedder: EmbedderConfig {
+                kind,
+                batch_size,
+                batch_max_wait: Duration::from_millis(batch_max_wait_ms as u64),
+            },
+            detector: DetectorConfig {
+                index: det.index.clone(),
+                k,
+                threshold: det.threshold as f32,
+                warmup_events,
+            },
+            audit: AuditConfig {
+                db: self.audit.db.clone(),
+                synchronous,
+            },
+            api: ApiConfig {
+                bus_name: self.api.bus_name.clone(),
+            },
+            numa: NumaConfig { bind },
+            gpu: GpuConfig { device },
+        })
+    }
+}

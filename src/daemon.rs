@@ -1,0 +1,224 @@
+//! Start-up, serving, and shutdown. Start-up order is readiness: hardware probe → embedder health
+//! and warm-up → audit chain head → pipeline stages → objects served → subscriptions → bus name →
+//! READY=1. Shutdown: stop intake → drain every stage → stop record committed → release the name.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tracing::{error, info, warn};
+use zbus::fdo::{RequestNameFlags, RequestNameReply};
+
+use crate::api::{DaemonInfo, DetectorApi, OBJECT_PATH};
+use crate::audit::{AuditError, AuditWriter, Committed};
+use crate::bus::BusError;
+use crate::config::{BusTarget, Config};
+use crate::embed::EmbedError;
+use crate::event::now_usec;
+use crate::metrics::{Metrics, Snapshot};
+use crate::notify::{watchdog_interval, Notifier};
+use crate::pipeline::{Intake, Pipeline, PipelineError};
+use crate::sources::SourceError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error("state directory {path}: {source}")]
+    StateDir {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Embed(#[from] EmbedError),
+    #[error(transparent)]
+    Audit(#[from] AuditError),
+    #[error(transparent)]
+    Pipeline(#[from] PipelineError),
+    #[error(transparent)]
+    Bus(#[from] BusError),
+    #[error(transparent)]
+    Sources(#[from] SourceError),
+    #[error("cannot serve {what}: {source}")]
+    Serve {
+        what: String,
+        #[source]
+        source: zbus::Error,
+    },
+    #[error("the bus name {0} is owned by another process (is another anomalyd running?)")]
+    NameTaken(String),
+}
+
+/// What a clean run leaves behind.
+#[derive(Debug, Clone)]
+pub struct RunSummary {
+    pub metrics: Snapshot,
+}
+
+/// Runs the daemon on `bus` until `shutdown` resolves, then drains and returns. Tests call this
+/// in-process with a private bus; `main` calls it with the configured bus and SIGTERM/SIGINT.
+pub async fn run(config: Config, bus: &BusTarget, shutdown: impl Future<Output = ()>) -> Result<RunSummary, DaemonError> {
+    let notifier = Notifier::from_env();
+    let state_dir = &config.daemon.state_dir;
+    std::fs::create_dir_all(state_dir).map_err(|source| DaemonError::StateDir {
+        path: state_dir.display().to_string(),
+        source,
+    })?;
+
+    notifier.status("probing hardware");
+    let hardware = crate::hw::probe(config.gpu.device, config.numa.bind);
+    info!(numa_nodes = hardware.numa_nodes, cpus = hardware.cpus, gpu = %hardware.gpu, "hardware");
+
+    notifier.status("warming up the embedder");
+    let mut embedder = crate::embed::build(&config.embedder)?;
+    embedder.health()?;
+    info!(backend = %embedder.backend(), model = %embedder.model_id(), "embedder healthy");
+
+    notifier.status("opening the audit log");
+    let audit_path = config.audit_db_path();
+    let audit = AuditWriter::open(&audit_path, config.audit.synchronous, &embedder.model_id())?;
+    let (head_seq, head_hash) = audit.head();
+    info!(db = %audit_path.display(), head_seq, head_hash = %hex::encode(head_hash), "audit log open");
+
+    let metrics = Arc::new(Metrics::default());
+    let (notice_tx, notice_rx) = mpsc::channel::<Committed>(1024);
+    let (intake, pipeline) = Pipeline::start(&config, embedder, audit, metrics.clone(), notice_tx)?;
+    let info = Arc::new(DaemonInfo {
+        embedder_backend: pipeline.embedder_backend.clone(),
+        model_id: pipeline.model_id.clone(),
+        index_description: pipeline.index_description.clone(),
+        state_dir: state_dir.display().to_string(),
+        audit_db: audit_path.display().to_string(),
+        started_usec: now_usec(),
+        hardware,
+    });
+
+    let served = serve(&config, bus, &notifier, intake.clone(), metrics.clone(), info).await;
+    let (conn, source_tasks) = match served {
+        Ok(s) => s,
+        Err(e) => {
+            drop(intake);
+            pipeline.finish().await;
+            return Err(e);
+        }
+    };
+
+    let forwarder = tokio::spawn(forward_anomalies(conn.clone(), notice_rx));
+    let watchdog = watchdog_interval().map(|interval| tokio::spawn(feed_watchdog(intake.clone(), interval)));
+    notifier.notify(&format!(
+        "READY=1\nSTATUS=watching {} as {}",
+        bus,
+        config.api.bus_name
+    ));
+    info!(bus = %bus, name = %config.api.bus_name, "ready");
+
+    shutdown.await;
+
+    info!("shutting down: stopping intake and draining the pipeline");
+    notifier.notify("STOPPING=1\nSTATUS=draining the pipeline");
+    for task in source_tasks {
+        task.abort();
+        let _ = task.await;
+    }
+    if let Some(w) = watchdog {
+        w.abort();
+        let _ = w.await;
+    }
+    drop(intake);
+    // The API object holds no intake; once the sources are gone the pipeline drains.
+    pipeline.finish().await;
+    let _ = forwarder.await;
+    if let Err(e) = conn.release_name(config.api.bus_name.as_str()).await {
+        warn!(error = %e, "could not release the bus name");
+    }
+    let snapshot = metrics.snapshot();
+    info!(
+        records = snapshot.records_written,
+        anomalies = snapshot.anomalies,
+        dropped = snapshot.events_dropped,
+        "stopped"
+    );
+    Ok(RunSummary { metrics: snapshot })
+}
+
+/// Serves the API object, subscribes the sources, and only then takes the bus name, so a client
+/// that sees the name finds every object in place.
+async fn serve(
+    config: &Config,
+    bus: &BusTarget,
+    notifier: &Notifier,
+    intake: Intake,
+    metrics: Arc<Metrics>,
+    info: Arc<DaemonInfo>,
+) -> Result<(zbus::Connection, Vec<tokio::task::JoinHandle<()>>), DaemonError> {
+    notifier.status("connecting to the bus");
+    let api = DetectorApi {
+        metrics: metrics.clone(),
+        info,
+    };
+    let conn = crate::bus::builder(bus)?
+        .serve_at(OBJECT_PATH, api)
+        .map_err(|source| DaemonError::Serve {
+            what: OBJECT_PATH.into(),
+            source,
+        })?
+        .build()
+        .await
+        .map_err(|source| BusError::Connect {
+            target: bus.to_string(),
+            source,
+        })?;
+
+    notifier.status("subscribing to infrastructure signals");
+    let tasks = crate::sources::start(&conn, &config.sources, intake, metrics).await?;
+
+    let name = config.api.bus_name.as_str();
+    let reply = conn
+        .request_name_with_flags(name, RequestNameFlags::DoNotQueue.into())
+        .await
+        .map_err(|source| DaemonError::Serve {
+            what: format!("the bus name {name}"),
+            source,
+        })?;
+    if !matches!(reply, RequestNameReply::PrimaryOwner | RequestNameReply::AlreadyOwner) {
+        for t in tasks {
+            t.abort();
+        }
+        return Err(DaemonError::NameTaken(name.to_owned()));
+    }
+    Ok((conn, tasks))
+}
+
+/// Emits `AnomalyDetected` for each committed anomaly. Ends when the audit thread is done.
+async fn forward_anomalies(conn: zbus::Connection, mut notices: mpsc::Receiver<Committed>) {
+    let emitter = match zbus::object_server::SignalEmitter::new(&conn, OBJECT_PATH) {
+        Ok(e) => e,
+        Err(e) => {
+            error!(error = %e, "cannot emit AnomalyDetected");
+            return;
+        }
+    };
+    while let Some(c) = notices.recv().await {
+        let score = c.score.map(f64::from).unwrap_or(f64::NAN);
+        if let Err(e) = DetectorApi::anomaly_detected(&emitter, c.seq, c.ts_usec, c.source.as_str(), &c.text, score).await {
+            warn!(error = %e, seq = c.seq, "could not emit AnomalyDetected");
+        }
+    }
+}
+
+/// Pings systemd's watchdog only while a probe makes it through every pipeline stage: a wedged
+/// stage stops the pings and systemd restarts the service.
+async fn feed_watchdog(intake: Intake, interval: Duration) {
+    let notifier = Notifier::from_env();
+    let period = interval / 3;
+    info!(interval_ms = interval.as_millis() as u64, "feeding the systemd watchdog from pipeline health probes");
+    loop {
+        let started = tokio::time::Instant::now();
+        if intake.probe(period).await {
+            notifier.notify("WATCHDOG=1");
+        } else {
+            error!(timeout_ms = period.as_millis() as u64, "pipeline health probe did not return; withholding the watchdog ping");
+        }
+        tokio::time::sleep_until(started + period).await;
+    }
+}

@@ -1,0 +1,209 @@
+//! `anomalyd demo`: the main job on a machine with no system bus. It starts a private
+//! `dbus-daemon`, runs this same binary as the daemon on it, and replays a generated stream of
+//! infrastructure signals from connections that own `org.freedesktop.systemd1`,
+//! `org.freedesktop.NetworkManager` and `org.freedesktop.login1` — serving the objects the daemon
+//! asks about, as the real services do — printing each anomaly as the daemon announces it.
+
+pub mod replay;
+pub mod scenario;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use futures_util::StreamExt;
+use zbus::zvariant::OwnedValue;
+
+use crate::api::{INTERFACE, OBJECT_PATH};
+use crate::bus::PrivateBus;
+use crate::config::DEFAULT_BUS_NAME;
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct DemoArgs {
+    /// Signals per second to replay
+    #[arg(long, default_value_t = 300)]
+    pub rate: u32,
+    /// Seed for the generated event stream
+    #[arg(long, default_value_t = 2026)]
+    pub seed: u64,
+    /// Keep the bus and the daemon running after the replay, for anomalyctl and busctl
+    #[arg(long)]
+    pub keep_running: bool,
+}
+
+/// The configuration the demo daemon runs with: defaults, but a shorter warm-up so the demo is quick.
+const DEMO_CONFIG: &str = r#"# Written by `anomalyd demo`; see config/anomalyd.toml for every key.
+[daemon]
+log = "stderr"
+log_level = "info"
+
+[detector]
+warmup_events = 300
+"#;
+
+pub fn run(args: DemoArgs, config: Option<&Path>, state_dir: Option<PathBuf>) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(demo(args, config, state_dir))
+}
+
+struct DaemonProcess(Child);
+
+impl Drop for DaemonProcess {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            // SIGTERM, as systemctl stop would; the daemon drains and exits 0.
+            // SAFETY: kill(2) on our own child's pid has no memory-safety preconditions.
+            unsafe {
+                libc::kill(self.0.id() as libc::pid_t, libc::SIGTERM);
+            }
+            let _ = self.0.wait();
+        }
+    }
+}
+
+async fn demo(args: DemoArgs, config: Option<&Path>, state_dir: Option<PathBuf>) -> anyhow::Result<()> {
+    let state_dir = state_dir.unwrap_or_else(|| PathBuf::from("state/demo"));
+    std::fs::create_dir_all(&state_dir).with_context(|| format!("creating {}", state_dir.display()))?;
+    let state_dir = state_dir.canonicalize()?;
+    for stale in ["audit.sqlite", "audit.sqlite-wal", "audit.sqlite-shm"] {
+        let _ = std::fs::remove_file(state_dir.join(stale));
+    }
+    let config_path = match config {
+        Some(c) => c.to_path_buf(),
+        None => {
+            let p = state_dir.join("anomalyd.toml");
+            std::fs::write(&p, DEMO_CONFIG)?;
+            p
+        }
+    };
+
+    let bus = PrivateBus::spawn(&state_dir.join("bus"))?;
+    println!("▶ private bus         {}", bus.address());
+    let log_path = state_dir.join("anomalyd.log");
+    let log = std::fs::File::create(&log_path)?;
+    let daemon = DaemonProcess(
+        Command::new(std::env::current_exe()?)
+            .arg("--config")
+            .arg(&config_path)
+            .arg("--bus")
+            .arg(bus.address())
+            .arg("--state-dir")
+            .arg(&state_dir)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .context("cannot start the daemon")?,
+    );
+    println!("▶ daemon              pid {} (log: {})", daemon.0.id(), log_path.display());
+
+    let conn = crate::bus::connect(&bus.target()).await?;
+    wait_for_name(&conn, DEFAULT_BUS_NAME, Duration::from_secs(60), &log_path).await?;
+    let replayer = replay::Replayer::start(bus.address()).await?;
+
+    let proxy = zbus::Proxy::new(&conn, DEFAULT_BUS_NAME, OBJECT_PATH, INTERFACE).await?;
+    let mut anomalies = proxy.receive_signal("AnomalyDetected").await?;
+    let printer = tokio::spawn(async move {
+        let mut seen = Vec::new();
+        while let Some(msg) = anomalies.next().await {
+            if let Ok((seq, _usec, source, text, score)) = msg.body().deserialize::<(u64, u64, String, String, f64)>() {
+                println!("  ⚠ ANOMALY  #{seq:<5} score {score:.3}  [{source}] {text}");
+                seen.push(text);
+            }
+        }
+        seen
+    });
+
+    let steps = scenario::generate(args.seed, 120, 220);
+    let learning = steps.iter().position(|s| s.fault.is_some()).unwrap_or(steps.len());
+    println!(
+        "▶ replaying {} signals at {}/s: {} of normal traffic for the baseline, then faults among more normal traffic\n",
+        steps.len(),
+        args.rate,
+        learning
+    );
+    let period = Duration::from_secs_f64(1.0 / f64::from(args.rate.max(1)));
+    let started = Instant::now();
+    let mut last_fault = None;
+    let mut emitted = 0u64;
+    for (i, step) in steps.iter().enumerate() {
+        if i == learning {
+            println!("  … baseline learned; faults start now");
+        }
+        if step.fault.is_some() && step.fault != last_fault {
+            println!("  ✱ injecting: {}", step.fault.unwrap_or_default());
+        }
+        last_fault = step.fault;
+        emitted += replayer.emit(&step.signal).await? as u64;
+        tokio::time::sleep_until((started + period * (i as u32 + 1)).into()).await;
+    }
+
+    let stats = wait_until_recorded(&proxy, emitted).await?;
+    let stat = |k: &str| stats.get(k).and_then(|v| u64::try_from(v).ok()).unwrap_or(0);
+    println!(
+        "\n▶ done in {:.1}s: {} signals, {} records written, {} anomalies, {} dropped",
+        started.elapsed().as_secs_f64(),
+        emitted,
+        stat("RecordsWritten"),
+        stat("Anomalies"),
+        stat("EventsDropped"),
+    );
+    let db = state_dir.join("audit.sqlite");
+    println!("\nTry next:");
+    println!("  sqlite3 {} \"SELECT seq, verdict, round(score,3), text FROM records WHERE verdict='anomaly'\"", db.display());
+    if args.keep_running {
+        println!("  anomalyctl --bus '{}' stats", bus.address());
+        println!("  anomalyctl --bus '{}' watch", bus.address());
+        println!(
+            "  busctl --address='{}' call {DEFAULT_BUS_NAME} {OBJECT_PATH} {INTERFACE} Stats",
+            bus.address()
+        );
+        println!("\nThe bus and the daemon keep running; Ctrl-C ends the demo.");
+        let _ = tokio::signal::ctrl_c().await;
+    } else {
+        println!("  anomalyd demo --keep-running     # then query the live daemon:");
+        println!("  anomalyctl --bus '<address it prints>' stats | watch");
+        println!("  anomalyd --check-config --config config/anomalyd.toml");
+    }
+    drop(replayer);
+    drop(daemon);
+    printer.abort();
+    Ok(())
+}
+
+async fn wait_for_name(conn: &zbus::Connection, name: &str, timeout: Duration, log: &Path) -> anyhow::Result<()> {
+    let dbus = zbus::fdo::DBusProxy::new(conn).await?;
+    let deadline = Instant::now() + timeout;
+    let name = zbus::names::BusName::try_from(name)?;
+    while Instant::now() < deadline {
+        if dbus.name_has_owner(name.clone()).await.unwrap_or(false) {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let tail = std::fs::read_to_string(log).unwrap_or_default();
+    bail!("the daemon did not take {name} within {timeout:?}; its log:\n{tail}")
+}
+
+/// Waits until the daemon has taken in every emitted signal and its pipeline has gone quiet.
+async fn wait_until_recorded(proxy: &zbus::Proxy<'_>, emitted: u64) -> anyhow::Result<HashMap<String, OwnedValue>> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut last_written = u64::MAX;
+    loop {
+        let stats: HashMap<String, OwnedValue> = proxy.call("Stats", &()).await?;
+        let get = |k: &str| stats.get(k).and_then(|v| u64::try_from(v).ok()).unwrap_or(0);
+        let seen = get("EventsReceived") + get("EventsIgnored") + get("EventsForged");
+        let written = get("RecordsWritten");
+        if (seen >= emitted && written == last_written) || Instant::now() > deadline {
+            return Ok(stats);
+        }
+        last_written = written;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

@@ -1,0 +1,134 @@
+//! What flows through the pipeline: an observed [`Event`], and the verdict it ends up with.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde_json::{Map, Value};
+
+/// Where an event came from; its name is the first word of the canonical text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Source {
+    Systemd,
+    NetworkManager,
+    Login1,
+    Udisks2,
+    Custom,
+    /// The daemon's own records (start, stop, gaps).
+    Daemon,
+}
+
+impl Source {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Systemd => "systemd",
+            Source::NetworkManager => "networkmanager",
+            Source::Login1 => "login1",
+            Source::Udisks2 => "udisks2",
+            Source::Custom => "custom",
+            Source::Daemon => "anomalyd",
+        }
+    }
+}
+
+/// The kind of audit record an event becomes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordKind {
+    /// Binds the chain to the host and its creation time; always seq 1.
+    Genesis,
+    Start,
+    Stop,
+    /// An infrastructure state change seen on the bus.
+    Event,
+    /// Events were dropped because the intake queue was full; the record says how many.
+    Gap,
+}
+
+impl RecordKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RecordKind::Genesis => "genesis",
+            RecordKind::Start => "start",
+            RecordKind::Stop => "stop",
+            RecordKind::Event => "event",
+            RecordKind::Gap => "gap",
+        }
+    }
+
+    /// Only observed events are embedded and scored; the daemon's own records are not.
+    pub fn is_scored(self) -> bool {
+        self == RecordKind::Event
+    }
+}
+
+/// One observation, rendered. `text` is what gets embedded: stable fields in a fixed order, with
+/// volatile values (PIDs, job ids, timestamps) left out; `fields` keeps everything, volatile values
+/// included, for the audit record.
+#[derive(Debug, Clone)]
+pub struct Event {
+    pub kind: RecordKind,
+    pub observed_usec: u64,
+    pub source: Source,
+    pub text: String,
+    pub fields: Map<String, Value>,
+}
+
+impl Event {
+    pub fn observed(source: Source, text: String, fields: Map<String, Value>) -> Event {
+        Event {
+            kind: RecordKind::Event,
+            observed_usec: now_usec(),
+            source,
+            text,
+            fields,
+        }
+    }
+
+    pub fn daemon(kind: RecordKind, text: String, fields: Map<String, Value>) -> Event {
+        Event {
+            kind,
+            observed_usec: now_usec(),
+            source: Source::Daemon,
+            text,
+            fields,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Scored below the threshold; the event joined the baseline.
+    Normal,
+    /// Scored above the threshold; kept out of the baseline so a recurring fault keeps alerting.
+    Anomaly,
+    /// The baseline is still too small to judge; the event joined it.
+    Warmup,
+    /// Not scored: the daemon's own records.
+    NotScored,
+}
+
+impl Verdict {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Normal => "normal",
+            Verdict::Anomaly => "anomaly",
+            Verdict::Warmup => "warmup",
+            Verdict::NotScored => "none",
+        }
+    }
+}
+
+/// A scored event, ready for the audit log.
+#[derive(Debug, Clone)]
+pub struct Judged {
+    pub event: Event,
+    pub score: Option<f32>,
+    pub verdict: Verdict,
+    /// Baseline entries nearest to the event: (baseline id, distance).
+    pub neighbours: Vec<(u64, f32)>,
+}
+
+pub fn now_usec() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
+}

@@ -1,0 +1,64 @@
+//! What hardware the daemon runs on: the hwloc topology (NUMA nodes, CPUs) and whether the CUDA
+//! libraries load. Binding to the GPU's NUMA node builds on this (`[numa]`, `[gpu]`).
+
+use hwlocality::object::types::ObjectType;
+use hwlocality::Topology;
+
+use crate::config::{GpuSelection, NumaBinding};
+
+#[derive(Debug, Clone, Default)]
+pub struct Summary {
+    pub numa_nodes: u32,
+    pub cpus: u32,
+    /// "absent: …", "off", or what was found.
+    pub gpu: String,
+}
+
+/// Reads the topology and probes the CUDA libraries without touching a device. Never fails: a
+/// missing piece is reported in the summary.
+pub fn probe(gpu: GpuSelection, numa: NumaBinding) -> Summary {
+    let (numa_nodes, cpus) = match Topology::new() {
+        Ok(t) => (
+            t.objects_with_type(ObjectType::NUMANode).count() as u32,
+            t.objects_with_type(ObjectType::PU).count() as u32,
+        ),
+        Err(e) => {
+            tracing::warn!(error = %e, "hwloc could not read the topology");
+            (0, 0)
+        }
+    };
+    let gpu = match gpu {
+        GpuSelection::Off => "off".to_owned(),
+        _ => cuda_libraries(),
+    };
+    if let NumaBinding::Node(n) = numa {
+        if n >= numa_nodes.max(1) {
+            tracing::warn!(node = n, numa_nodes, "numa.bind names a node this machine does not have");
+        }
+    }
+    Summary { numa_nodes, cpus, gpu }
+}
+
+#[cfg(feature = "cuda")]
+fn cuda_libraries() -> String {
+    // cudarc panics on first use of a library it cannot load; ask first.
+    // SAFETY: each probe only dlopen()s the library and looks up its symbols; no CUDA call is
+    // made, and a library that is absent is reported as false rather than used.
+    let (driver, nvrtc, cublas) = unsafe {
+        (
+            cudarc::driver::sys::is_culib_present(),
+            cudarc::nvrtc::sys::is_culib_present(),
+            cudarc::cublas::sys::is_culib_present(),
+        )
+    };
+    if driver && nvrtc && cublas {
+        "cuda libraries present (GPU embedding arrives with the CUDA backend)".to_owned()
+    } else {
+        format!("absent: driver={driver} nvrtc={nvrtc} cublas={cublas}")
+    }
+}
+
+#[cfg(not(feature = "cuda"))]
+fn cuda_libraries() -> String {
+    "absent: built without the cuda feature".to_owned()
+}

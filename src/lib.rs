@@ -1,0 +1,39 @@
+//! anomalyd: watches infrastructure state changes on D-Bus, embeds each as a short canonical text,
+//! scores it by its distance to the nearest past events in a FAISS index, writes every event and
+//! verdict to a SHA-256 hash-chained audit log in SQLite, and answers queries on D-Bus.
+//!
+//! # Layout
+//! - [`config`]: the TOML file → validated, immutable [`config::Config`].
+//! - [`daemon`]: start-up order, serving, shutdown; [`daemon::run`] is what `main` and tests call.
+//! - [`sources`]: bus subscriptions per service, sender-checked, rendered to [`event::Event`]s.
+//! - [`render`]: canonical-text helpers shared by the sources.
+//! - [`pipeline`]: intake queue → batcher → embed → detect → audit threads, with health probes.
+//! - [`embed`]: the [`embed::Embedder`] trait and its backends.
+//! - [`detect`]: the FAISS baseline index and the verdict.
+//! - [`audit`]: the hash-chained SQLite log (one writer).
+//! - [`api`]: the `org.anomalyd.Detector1` D-Bus interface.
+//! - [`hw`]: hwloc topology and CUDA library probe.
+//! - [`notify`], [`logging`]: systemd integration.
+//! - [`bus`]: bus connections and a private `dbus-daemon` for the demo and tests.
+//! - [`demo`]: the self-contained demonstration (private bus, replayed infrastructure signals).
+
+pub mod api;
+pub mod audit;
+pub mod bus;
+pub mod config;
+pub mod daemon;
+pub mod demo;
+pub mod detect;
+pub mod embed;
+pub mod event;
+pub mod hw;
+pub mod logging;
+pub mod metrics;
+pub mod notify;
+pub mod pipeline;
+pub mod render;
+pub mod sources;
+
+/// The exit status for configuration errors (sysexits.h EX_CONFIG); the unit's
+/// `RestartPreventExitStatus=` names it so systemd does not restart into the same error.
+pub const EXIT_CONFIG: i32 = 78;

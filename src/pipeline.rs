@@ -1,0 +1,395 @@
+//! The pipeline from intake to audit log: one bounded intake queue, a batcher task, and three
+//! stage threads, each the only owner of its state:
+//!
+//! ```text
+//! sources ──Intake──► batcher ──► embed thread ──► detect thread ──► audit thread ──► notices
+//!  (tokio)  bounded    (tokio)    (Embedder)       (FAISS index)     (SQLite writer)   (API signals)
+//! ```
+//!
+//! Every channel is bounded, so a slow stage pushes back to the intake queue, whose overflow is
+//! counted and written as a gap record instead of growing memory. A [`Flow::Probe`] travels the
+//! same channels as the data, so a probe that comes back proves every stage is alive and moving
+//! (the systemd watchdog is fed by it). Shutdown is channel closure: when every `Intake` is dropped
+//! the batcher flushes, and each stage finishes its input and closes its output in turn.
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{json, Map};
+use tokio::sync::{mpsc, oneshot};
+use tracing::{debug, error, info, warn};
+
+use crate::audit::{AuditWriter, Committed};
+use crate::config::Config;
+use crate::detect::{DetectError, Detector};
+use crate::embed::{Embedder, Embeddings};
+use crate::event::{now_usec, Event, Judged, RecordKind, Verdict};
+use crate::metrics::Metrics;
+
+/// Batches in flight between two stages: one being worked on, one waiting.
+const STAGE_DEPTH: usize = 2;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error("cannot start the {stage} thread: {source}")]
+    Spawn {
+        stage: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("detector: {0}")]
+    Detector(#[from] DetectError),
+    #[error("the detector thread ended before it was ready")]
+    DetectorLost,
+}
+
+/// What travels between stages.
+pub enum Flow<T> {
+    Data(T),
+    /// Answered by the last stage once everything queued before it has been committed.
+    Probe(oneshot::Sender<()>),
+}
+
+/// The door into the pipeline; sources and the API hold clones. Never blocks.
+#[derive(Clone)]
+pub struct Intake {
+    tx: mpsc::Sender<Flow<Event>>,
+    metrics: Arc<Metrics>,
+}
+
+impl Intake {
+    /// Queues an event; when the queue is full the event is dropped, counted, and later reported
+    /// by a gap record, so intake never blocks the bus.
+    pub fn submit(&self, event: Event) {
+        self.metrics.events_received.fetch_add(1, Relaxed);
+        if self.tx.try_send(Flow::Data(event)).is_err() {
+            self.metrics.events_dropped.fetch_add(1, Relaxed);
+            self.metrics.gap_pending.fetch_add(1, Relaxed);
+        }
+    }
+
+    /// Sends a probe through every stage; true when it comes back within `timeout`.
+    pub async fn probe(&self, timeout: Duration) -> bool {
+        let (reply, answer) = oneshot::channel();
+        let round_trip = async {
+            self.tx.send(Flow::Probe(reply)).await.is_ok() && answer.await.is_ok()
+        };
+        tokio::time::timeout(timeout, round_trip).await.unwrap_or(false)
+    }
+}
+
+/// Handles to the running stages; [`Pipeline::finish`] waits for them to drain.
+pub struct Pipeline {
+    batcher: tokio::task::JoinHandle<()>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+    pub embedder_backend: String,
+    pub model_id: String,
+    pub index_description: String,
+}
+
+impl Pipeline {
+    /// Starts the stages. `embedder` has passed its health check; `audit` is open at the chain's
+    /// head. Committed anomalies are sent to `notices` (dropped if the receiver lags).
+    pub fn start(
+        config: &Config,
+        embedder: Box<dyn Embedder>,
+        audit: AuditWriter,
+        metrics: Arc<Metrics>,
+        notices: mpsc::Sender<Committed>,
+    ) -> Result<(Intake, Pipeline), PipelineError> {
+        let (intake_tx, intake_rx) = mpsc::channel(config.sources.queue_capacity);
+        let (batch_tx, batch_rx) = mpsc::channel(STAGE_DEPTH);
+        let (embedded_tx, embedded_rx) = std::sync::mpsc::sync_channel(STAGE_DEPTH);
+        let (judged_tx, judged_rx) = std::sync::mpsc::sync_channel(STAGE_DEPTH);
+
+        let embedder_backend = embedder.backend();
+        let embedder_model = embedder.model_id();
+        let mut threads = Vec::new();
+
+        // The detector builds its FAISS index on its own thread and reports back before we go on.
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let detector_config = config.detector.clone();
+        let detect_metrics = metrics.clone();
+        threads.push(spawn("detect", move || {
+            let detector = match Detector::new(&detector_config) {
+                Ok(d) => {
+                    let _ = ready_tx.send(Ok(d.description().to_owned()));
+                    d
+                }
+                Err(e) => {
+                    let _ = ready_tx.send(Err(e));
+                    return;
+                }
+            };
+            detect_stage(detector, embedded_rx, judged_tx, &detect_metrics);
+        })?);
+        let index_description = ready_rx.recv().map_err(|_| PipelineError::DetectorLost)??;
+        let model_id = format!("{embedder_model}+{index_description}");
+
+        let embed_metrics = metrics.clone();
+        threads.push(spawn("embed", move || embed_stage(embedder, batch_rx, embedded_tx, &embed_metrics))?);
+
+        let audit_metrics = metrics.clone();
+        let audit_model = model_id.clone();
+        let start_fields = {
+            let mut f = Map::new();
+            f.insert("version".into(), json!(env!("CARGO_PKG_VERSION")));
+            f.insert("pid".into(), json!(std::process::id()));
+            f.insert("embedder".into(), json!(embedder_backend));
+            f.insert("model".into(), json!(model_id));
+            f
+        };
+        threads.push(spawn("audit", move || {
+            audit_stage(audit, &audit_model, start_fields, judged_rx, notices, &audit_metrics)
+        })?);
+
+        let batcher = tokio::spawn(batcher(
+            intake_rx,
+            batch_tx,
+            config.embedder.batch_size,
+            config.embedder.batch_max_wait,
+            metrics.clone(),
+        ));
+        Ok((
+            Intake {
+                tx: intake_tx,
+                metrics,
+            },
+            Pipeline {
+                batcher,
+                threads,
+                embedder_backend,
+                model_id,
+                index_description,
+            },
+        ))
+    }
+
+    /// Waits until every stage has drained and the audit thread has written its stop record.
+    /// Call after every [`Intake`] has been dropped.
+    pub async fn finish(self) {
+        let _ = self.batcher.await;
+        let threads = self.threads;
+        let _ = tokio::task::spawn_blocking(move || {
+            for t in threads {
+                let _ = t.join();
+            }
+        })
+        .await;
+    }
+}
+
+fn spawn(stage: &'static str, f: impl FnOnce() + Send + 'static) -> Result<std::thread::JoinHandle<()>, PipelineError> {
+    std::thread::Builder::new()
+        .name(format!("anomalyd-{stage}"))
+        .spawn(f)
+        .map_err(|source| PipelineError::Spawn { stage, source })
+}
+
+/// Groups events into batches of up to `batch_size`, waiting at most `max_wait` after the first.
+async fn batcher(
+    mut intake: mpsc::Receiver<Flow<Event>>,
+    out: mpsc::Sender<Flow<Vec<Event>>>,
+    batch_size: usize,
+    max_wait: Duration,
+    metrics: Arc<Metrics>,
+) {
+    let mut batch: Vec<Event> = Vec::with_capacity(batch_size);
+    let mut open = true;
+    while open {
+        let Some(first) = intake.recv().await else { break };
+        let mut probe = None;
+        match first {
+            Flow::Data(e) => batch.push(e),
+            Flow::Probe(p) => probe = Some(p),
+        }
+        let deadline = tokio::time::Instant::now() + max_wait;
+        while probe.is_none() && batch.len() < batch_size {
+            match tokio::time::timeout_at(deadline, intake.recv()).await {
+                Ok(Some(Flow::Data(e))) => batch.push(e),
+                Ok(Some(Flow::Probe(p))) => probe = Some(p),
+                Ok(None) => {
+                    open = false;
+                    break;
+                }
+                Err(_deadline) => break,
+            }
+        }
+        if !flush(&mut batch, &out, &metrics).await {
+            return;
+        }
+        if let Some(p) = probe {
+            if out.send(Flow::Probe(p)).await.is_err() {
+                return;
+            }
+        }
+    }
+    flush(&mut batch, &out, &metrics).await;
+}
+
+/// Sends the batch on, preceded by a gap record when events were dropped since the last one.
+/// False when the next stage is gone.
+async fn flush(batch: &mut Vec<Event>, out: &mpsc::Sender<Flow<Vec<Event>>>, metrics: &Metrics) -> bool {
+    let dropped = metrics.gap_pending.swap(0, Relaxed);
+    if dropped > 0 {
+        warn!(dropped, "intake queue overflowed; writing a gap record");
+        let mut fields = Map::new();
+        fields.insert("dropped".into(), json!(dropped));
+        batch.insert(0, Event::daemon(RecordKind::Gap, format!("anomalyd gap dropped={dropped}"), fields));
+    }
+    if batch.is_empty() {
+        return true;
+    }
+    out.send(Flow::Data(std::mem::take(batch))).await.is_ok()
+}
+
+type EmbeddedBatch = (Vec<Event>, Option<Embeddings>);
+
+fn embed_stage(
+    mut embedder: Box<dyn Embedder>,
+    mut input: mpsc::Receiver<Flow<Vec<Event>>>,
+    output: std::sync::mpsc::SyncSender<Flow<EmbeddedBatch>>,
+    metrics: &Metrics,
+) {
+    while let Some(message) = input.blocking_recv() {
+        let forwarded = match message {
+            Flow::Probe(p) => Flow::Probe(p),
+            Flow::Data(events) => {
+                let texts: Vec<&str> = events.iter().filter(|e| e.kind.is_scored()).map(|e| e.text.as_str()).collect();
+                let vectors = match embedder.embed(&texts) {
+                    Ok(v) => Some(v),
+                    Err(e) => {
+                        metrics.embed_errors.fetch_add(1, Relaxed);
+                        error!(error = %e, events = texts.len(), "embedding failed; recording the batch unscored");
+                        None
+                    }
+                };
+                Flow::Data((events, vectors))
+            }
+        };
+        if output.send(forwarded).is_err() {
+            return;
+        }
+    }
+}
+
+fn detect_stage(
+    mut detector: Detector,
+    input: std::sync::mpsc::Receiver<Flow<EmbeddedBatch>>,
+    output: std::sync::mpsc::SyncSender<Flow<Vec<Judged>>>,
+    metrics: &Metrics,
+) {
+    for message in input {
+        let forwarded = match message {
+            Flow::Probe(p) => Flow::Probe(p),
+            Flow::Data((events, vectors)) => {
+                let judged = match vectors {
+                    Some(v) => match detector.judge(events.clone(), &v) {
+                        Ok(j) => j,
+                        Err(e) => {
+                            error!(error = %e, "scoring failed; recording the batch unscored");
+                            unscored(events)
+                        }
+                    },
+                    None => unscored(events),
+                };
+                metrics.baseline_size.store(detector.baseline_len(), Relaxed);
+                Flow::Data(judged)
+            }
+        };
+        if output.send(forwarded).is_err() {
+            return;
+        }
+    }
+}
+
+fn unscored(events: Vec<Event>) -> Vec<Judged> {
+    events
+        .into_iter()
+        .map(|event| Judged {
+            event,
+            score: None,
+            verdict: Verdict::NotScored,
+            neighbours: Vec::new(),
+        })
+        .collect()
+}
+
+fn audit_stage(
+    mut audit: AuditWriter,
+    model: &str,
+    start_fields: Map<String, serde_json::Value>,
+    input: std::sync::mpsc::Receiver<Flow<Vec<Judged>>>,
+    notices: mpsc::Sender<Committed>,
+    metrics: &Metrics,
+) {
+    let daemon_record = |kind: RecordKind, text: &str, fields: Map<String, serde_json::Value>| Judged {
+        event: Event::daemon(kind, text.to_owned(), fields),
+        score: None,
+        verdict: Verdict::NotScored,
+        neighbours: Vec::new(),
+    };
+    commit(&mut audit, model, &[daemon_record(RecordKind::Start, "anomalyd start", start_fields)], &notices, metrics);
+    for message in input {
+        match message {
+            Flow::Probe(reply) => {
+                if let Err(e) = audit.ping() {
+                    error!(error = %e, "health probe: audit database does not answer");
+                    continue;
+                }
+                let _ = reply.send(());
+            }
+            Flow::Data(judged) => commit(&mut audit, model, &judged, &notices, metrics),
+        }
+    }
+    commit(&mut audit, model, &[daemon_record(RecordKind::Stop, "anomalyd stop", Map::new())], &notices, metrics);
+    let (seq, hash) = audit.head();
+    info!(head_seq = seq, head_hash = %hex::encode(hash), "audit log closed");
+}
+
+/// Commits a batch, retrying with back-off until SQLite takes it: accepted events are not
+/// discarded on a transient error (disk full, a locked file). While it retries the health probe
+/// cannot pass, so systemd's watchdog sees the stall.
+fn commit(audit: &mut AuditWriter, model: &str, batch: &[Judged], notices: &mpsc::Sender<Committed>, metrics: &Metrics) {
+    let mut backoff = Duration::from_millis(50);
+    let committed = loop {
+        match audit.append(batch, model) {
+            Ok(c) => break c,
+            Err(e) => {
+                metrics.audit_retries.fetch_add(1, Relaxed);
+                error!(error = %e, records = batch.len(), retry_in_ms = backoff.as_millis() as u64, "audit append failed");
+                std::thread::sleep(backoff);
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+    };
+    let now = now_usec();
+    if let Some(oldest) = committed.iter().filter(|c| c.verdict != Verdict::NotScored).map(|c| c.ts_usec).min() {
+        metrics.last_batch_latency_usec.store(now.saturating_sub(oldest), Relaxed);
+    }
+    metrics.batches.fetch_add(1, Relaxed);
+    metrics.records_written.fetch_add(committed.len() as u64, Relaxed);
+    if let Some(last) = committed.last() {
+        metrics.head_seq.store(last.seq, Relaxed);
+    }
+    for record in committed {
+        let score = record.score.unwrap_or(f32::NAN) as f64;
+        if record.verdict == Verdict::Anomaly {
+            metrics.anomalies.fetch_add(1, Relaxed);
+            warn!(seq = record.seq, source = record.source.as_str(), score, text = %record.text, "anomaly detected");
+            if notices.try_send(record).is_err() {
+                debug!("anomaly notice dropped: the API is not keeping up");
+            }
+        } else {
+            debug!(
+                seq = record.seq,
+                source = record.source.as_str(),
+                score,
+                verdict = record.verdict.as_str(),
+                text = %record.text,
+                "event recorded"
+            );
+        }
+    }
+}
