@@ -74,13 +74,14 @@ impl PrivateBus {
             ),
         )
         .map_err(BusError::Spawn)?;
+        let log = std::fs::File::create(dir.join("bus.log")).map_err(BusError::Spawn)?;
         let mut child = Command::new("dbus-daemon")
             .arg(format!("--config-file={}", config.display()))
             .arg("--print-address=1")
             .arg("--nofork")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(log)
             .spawn()
             .map_err(BusError::Spawn)?;
         let stdout = child.stdout.take().ok_or(BusError::NoAddress)?;

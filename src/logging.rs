@@ -1,6 +1,8 @@
 //! Logging: journald (structured fields such as SEQ, SOURCE, SCORE kept as journal fields) under
 //! systemd, human-readable stderr otherwise.
 
+use std::io::IsTerminal;
+
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::EnvFilter;
@@ -39,7 +41,11 @@ pub fn init(target: LogTarget, level: &str) -> Result<(), LoggingError> {
     } else {
         tracing_subscriber::registry()
             .with(filter)
-            .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_writer(std::io::stderr)
+                    .with_ansi(std::io::stderr().is_terminal()),
+            )
             .init();
     }
     Ok(())

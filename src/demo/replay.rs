@@ -56,6 +56,14 @@ impl Session {
     }
 }
 
+/// systemd's Manager, as far as the daemon uses it: `Subscribe()` asks for unit and job signals.
+struct Manager;
+
+#[zbus::interface(name = "org.freedesktop.systemd1.Manager")]
+impl Manager {
+    fn subscribe(&self) {}
+}
+
 pub struct Replayer {
     systemd: Connection,
     network_manager: Connection,
@@ -82,7 +90,11 @@ async fn owner_of(address: &str, name: &'static str) -> zbus::Result<Connection>
 impl Replayer {
     pub async fn start(address: &str) -> zbus::Result<Replayer> {
         Ok(Replayer {
-            systemd: owner_of(address, SYSTEMD).await?,
+            systemd: zbus::connection::Builder::address(address)?
+                .serve_at("/org/freedesktop/systemd1", Manager)?
+                .name(SYSTEMD)?
+                .build()
+                .await?,
             network_manager: owner_of(address, NETWORK_MANAGER).await?,
             login1: owner_of(address, LOGIN1).await?,
         })
