@@ -116,10 +116,7 @@ pub async fn run(config: Config, bus: &BusTarget, shutdown: impl Future<Output =
 
     info!("shutting down: stopping intake and draining the pipeline");
     notifier.notify("STOPPING=1\nSTATUS=draining the pipeline");
-    for task in source_tasks {
-        task.abort();
-        let _ = task.await;
-    }
+    crate::sources::stop(source_tasks).await;
     if let Some(w) = watchdog {
         w.abort();
         let _ = w.await;
@@ -173,20 +170,17 @@ async fn serve(
     let tasks = crate::sources::start(&conn, &config.sources, intake, metrics).await?;
 
     let name = config.api.bus_name.as_str();
-    let reply = conn
-        .request_name_with_flags(name, RequestNameFlags::DoNotQueue.into())
-        .await
-        .map_err(|source| DaemonError::Serve {
+    let refused = match conn.request_name_with_flags(name, RequestNameFlags::DoNotQueue.into()).await {
+        Ok(RequestNameReply::PrimaryOwner | RequestNameReply::AlreadyOwner) => return Ok((conn, tasks)),
+        Ok(_) | Err(zbus::Error::NameTaken) => DaemonError::NameTaken(name.to_owned()),
+        // Typically AccessDenied: the bus policy (config/dbus/) is not installed or names another user.
+        Err(source) => DaemonError::Serve {
             what: format!("the bus name {name}"),
             source,
-        })?;
-    if !matches!(reply, RequestNameReply::PrimaryOwner | RequestNameReply::AlreadyOwner) {
-        for t in tasks {
-            t.abort();
-        }
-        return Err(DaemonError::NameTaken(name.to_owned()));
-    }
-    Ok((conn, tasks))
+        },
+    };
+    crate::sources::stop(tasks).await;
+    Err(refused)
 }
 
 /// Emits `AnomalyDetected` for each committed anomaly. Ends when the audit thread is done.

@@ -187,21 +187,48 @@ fn subscriptions(config: &SourcesConfig) -> Result<Vec<Subscription>, SourceErro
     Ok(subs)
 }
 
+/// Stops intake: ends every source task and waits until each has dropped its `Intake`.
+pub async fn stop(tasks: Vec<tokio::task::JoinHandle<()>>) {
+    for task in &tasks {
+        task.abort();
+    }
+    for task in tasks {
+        let _ = task.await;
+    }
+}
+
 /// Subscribes every enabled source on `conn` and starts the tasks that feed `intake`. Returns
-/// once the bus has accepted every match rule; abort the returned tasks to stop intake.
+/// once the bus has accepted every match rule; [`stop`] the returned tasks to stop intake. On
+/// error, the tasks already started are stopped before returning.
 pub async fn start(
     conn: &Connection,
     config: &SourcesConfig,
     intake: Intake,
     metrics: Arc<Metrics>,
 ) -> Result<Vec<tokio::task::JoinHandle<()>>, SourceError> {
+    let mut tasks = Vec::new();
+    match subscribe(conn, config, intake, metrics, &mut tasks).await {
+        Ok(()) => Ok(tasks),
+        Err(e) => {
+            stop(tasks).await;
+            Err(e)
+        }
+    }
+}
+
+async fn subscribe(
+    conn: &Connection,
+    config: &SourcesConfig,
+    intake: Intake,
+    metrics: Arc<Metrics>,
+    tasks: &mut Vec<tokio::task::JoinHandle<()>>,
+) -> Result<(), SourceError> {
     let subs = subscriptions(config)?;
     let owners = Owners::default();
     let lookup = Lookup {
         conn: conn.clone(),
         timeout: config.lookup_timeout,
     };
-    let mut tasks = Vec::new();
     let dbus = zbus::fdo::DBusProxy::new(conn).await.map_err(|source| SourceError::Subscribe {
         what: "org.freedesktop.DBus".into(),
         source,
@@ -242,25 +269,29 @@ pub async fn start(
     }
 
     for sub in subs {
+        // One task per source reads all of its rules' streams merged, so a source's events keep
+        // the order the service sent them in, even while a lookup is pending.
+        let mut streams = Vec::with_capacity(sub.rules.len());
         for rule in sub.rules {
             let what = rule.to_string();
             let stream = MessageStream::for_match_rule(rule, conn, Some(config.queue_capacity))
                 .await
                 .map_err(|source| SourceError::Subscribe { what: what.clone(), source })?;
             debug!(rule = %what, "subscribed");
-            tasks.push(tokio::spawn(read_signals(
-                stream,
-                sub.source,
-                sub.owner.clone(),
-                sub.renderer.clone(),
-                owners.clone(),
-                lookup.clone(),
-                intake.clone(),
-                metrics.clone(),
-            )));
+            streams.push(stream);
         }
+        tasks.push(tokio::spawn(read_signals(
+            futures_util::stream::select_all(streams),
+            sub.source,
+            sub.owner.clone(),
+            sub.renderer.clone(),
+            owners.clone(),
+            lookup.clone(),
+            intake.clone(),
+            metrics.clone(),
+        )));
     }
-    Ok(tasks)
+    Ok(())
 }
 
 async fn follow_owner(mut stream: MessageStream, name: String, owners: Owners, conn: Connection) {
@@ -296,7 +327,7 @@ fn on_owner_appeared(conn: &Connection, name: &str) {
 
 #[allow(clippy::too_many_arguments)]
 async fn read_signals(
-    mut stream: MessageStream,
+    mut stream: futures_util::stream::SelectAll<MessageStream>,
     source: Source,
     owner: Option<String>,
     renderer: Arc<Renderer>,
