@@ -169,7 +169,13 @@ impl Replayer {
                 self.login1
                     .emit_signal(None::<&str>, "/org/freedesktop/login1", "org.freedesktop.login1.Manager", "SessionRemoved", &(id.to_string(), object))
                     .await?;
-                self.login1.object_server().remove::<Session, _>(path.as_str()).await?;
+                // logind drops the object at once; the replay keeps it a moment longer so the
+                // daemon's lookup of a short-lived session never races its removal at high rates.
+                let server = self.login1.object_server().clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+                    let _ = server.remove::<Session, _>(path.as_str()).await;
+                });
             }
             Signal::PrepareForShutdown(start) => {
                 self.login1

@@ -224,6 +224,8 @@ pub fn generate(seed: u64, learning: usize, normal_after: usize) -> Vec<Step> {
     }
     for (user, host) in OPERATORS {
         b.login(user, host);
+    }
+    for _ in OPERATORS {
         b.logout(&mut rng);
     }
     for (index, interface) in LINKS {
