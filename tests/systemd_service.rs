@@ -1,0 +1,204 @@
+//! anomalyd as the systemd service it is, under Debian's real systemd booted by
+//! `../shared/tools/systemd-sandbox` (PID 1 of its own namespaces, real system bus, journald):
+//! installed with `scripts/install`, started through READY=1, hardened, logging structured fields
+//! to the journal, recording a unit that really fails, stopped cleanly.
+//!
+//! Needs root (the sandbox uses namespaces and overlayfs), as CI has.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn sandbox_tool() -> PathBuf {
+    root().join("../shared/tools/systemd-sandbox")
+}
+
+fn sandbox(args: &[&str]) -> Output {
+    Command::new(sandbox_tool()).args(args).output().expect("systemd-sandbox runs")
+}
+
+/// Runs a shell command inside the sandbox; returns (exit code, stdout+stderr).
+fn inside(script: &str) -> (i32, String) {
+    let out = sandbox(&["exec", "bash", "-c", script]);
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    (out.status.code().unwrap_or(-1), text)
+}
+
+fn inside_ok(script: &str) -> String {
+    let (code, text) = inside(script);
+    assert_eq!(code, 0, "inside the sandbox: {script}\n{text}");
+    text
+}
+
+fn wait_until(what: &str, timeout: Duration, mut check: impl FnMut() -> Option<String>) -> String {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = check() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// Stops the sandbox (wiping its writable layer) however the test ends.
+struct Booted;
+
+impl Drop for Booted {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let (_, journal) = inside("journalctl -u anomalyd --no-pager -n 60");
+            eprintln!("anomalyd's journal at failure:\n{journal}");
+        }
+        sandbox(&["stop"]);
+    }
+}
+
+const TEST_CONFIG: &str = r#"# The shipped defaults, with per-record debug lines so the journal shows their fields.
+[daemon]
+log_level = "anomalyd=debug,info"
+
+[detector]
+warmup_events = 5
+"#;
+
+const FAILING_UNIT: &str = "[Unit]\nDescription=a unit that fails, for anomalyd's test\n\n[Service]\nExecStart=/bin/false\n";
+
+#[test]
+fn runs_as_a_hardened_notify_service_under_real_systemd() {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let euid = unsafe { libc::geteuid() };
+    assert_eq!(euid, 0, "this test boots systemd in namespaces and needs root (CI runs as root)");
+    assert!(sandbox_tool().exists(), "{} is missing", sandbox_tool().display());
+
+    let created = sandbox(&["create"]);
+    assert!(created.status.success(), "systemd-sandbox create: {}", String::from_utf8_lossy(&created.stderr));
+    sandbox(&["stop"]); // a clean writable layer
+    let upper = PathBuf::from(String::from_utf8(sandbox(&["root"]).stdout).unwrap().trim());
+
+    // Install exactly as a packager would, into the layer that becomes the sandbox's /.
+    let bin_dir = Path::new(env!("CARGO_BIN_EXE_anomalyd")).parent().unwrap();
+    let install = Command::new("bash")
+        .arg(root().join("scripts/install"))
+        .arg(bin_dir)
+        .env("DESTDIR", &upper)
+        .output()
+        .unwrap();
+    assert!(install.status.success(), "scripts/install: {}", String::from_utf8_lossy(&install.stderr));
+    for installed in [
+        "usr/bin/anomalyd",
+        "usr/bin/anomalyctl",
+        "usr/lib/systemd/system/anomalyd.service",
+        "usr/lib/sysusers.d/anomalyd.conf",
+        "usr/share/dbus-1/system.d/org.anomalyd.Detector1.conf",
+        "etc/anomalyd/anomalyd.toml",
+    ] {
+        assert!(upper.join(installed).exists(), "scripts/install put {installed} in place");
+    }
+    std::fs::write(upper.join("etc/anomalyd/anomalyd.toml"), TEST_CONFIG).unwrap();
+    std::fs::create_dir_all(upper.join("etc/systemd/system")).unwrap();
+    std::fs::write(upper.join("etc/systemd/system/anomalyd-test-fail.service"), FAILING_UNIT).unwrap();
+
+    let booted = sandbox(&["boot"]);
+    assert!(booted.status.success(), "systemd-sandbox boot: {}", String::from_utf8_lossy(&booted.stderr));
+    let _guard = Booted;
+
+    // The unit file is accepted by systemd's own checker.
+    let (code, verify) = inside("systemd-analyze verify /usr/lib/systemd/system/anomalyd.service 2>&1");
+    assert_eq!(code, 0, "systemd-analyze verify: {verify}");
+
+    // sysusers ran at boot: the service user and both groups exist.
+    inside_ok("getent passwd anomalyd && getent group anomalyd && getent group anomalyd-admin");
+
+    // Type=notify: `systemctl start` returns only after READY=1.
+    let started = Instant::now();
+    inside_ok("systemctl start anomalyd.service");
+    let ready_after = started.elapsed();
+    assert_eq!(inside_ok("systemctl is-active anomalyd.service").trim(), "active");
+    let show = inside_ok(
+        "systemctl show anomalyd.service -p Type -p NotifyAccess -p WatchdogUSec -p StatusText -p MainPID \
+         -p NoNewPrivileges -p ProtectSystem -p ProtectHome -p PrivateTmp -p RestrictAddressFamilies \
+         -p CapabilityBoundingSet -p RestartPreventExitStatus -p StateDirectory -p User",
+    );
+    for expected in [
+        "Type=notify",
+        "WatchdogUSec=30s",
+        "NoNewPrivileges=yes",
+        "ProtectSystem=strict",
+        "ProtectHome=yes",
+        "PrivateTmp=yes",
+        "RestrictAddressFamilies=AF_UNIX",
+        "CapabilityBoundingSet=\n",
+        "RestartPreventExitStatus=78",
+        "StateDirectory=anomalyd",
+        "User=anomalyd",
+        "StatusText=watching system as org.anomalyd.Detector1",
+    ] {
+        assert!(show.contains(expected), "expected {expected:?} in:\n{show}");
+    }
+    let pid: u32 = show
+        .lines()
+        .find_map(|l| l.strip_prefix("MainPID="))
+        .and_then(|p| p.parse().ok())
+        .expect("MainPID");
+
+    // The hardening is in force in the running process, not only in the unit file.
+    let status = inside_ok(&format!("cat /proc/{pid}/status"));
+    assert!(status.contains("NoNewPrivs:\t1"), "{status}");
+    assert!(status.contains("CapBnd:\t0000000000000000"), "{status}");
+    assert!(status.contains("CapEff:\t0000000000000000"), "{status}");
+    assert_eq!(inside_ok(&format!("stat -c %U /proc/{pid}")).trim(), "anomalyd");
+    let (code, write_usr) = inside(&format!("nsenter -t {pid} -m -- touch /usr/anomalyd-probe 2>&1"));
+    assert_ne!(code, 0, "ProtectSystem=strict: /usr is read-only to the service");
+    assert!(write_usr.contains("Read-only file system"), "{write_usr}");
+    inside_ok("touch /root/anomalyd-secret");
+    let (code, _) = inside(&format!("nsenter -t {pid} -m -- test -e /root/anomalyd-secret"));
+    assert_ne!(code, 0, "ProtectHome=yes hides /root's contents from the service");
+    inside_ok(&format!("nsenter -t {pid} -m -- touch /var/lib/anomalyd/.probe"));
+    inside_ok("test -f /var/lib/anomalyd/audit.sqlite");
+
+    // Answering on the real system bus under its well-known name.
+    let stats = inside_ok("anomalyctl stats");
+    assert!(stats.contains("EmbedderBackend: cpu"), "{stats}");
+
+    // A unit made to fail becomes a record.
+    inside("systemctl start anomalyd-test-fail.service");
+    let record = wait_until("the failed unit's record", Duration::from_secs(30), || {
+        let (_, text) = inside(
+            "sqlite3 -readonly /var/lib/anomalyd/audit.sqlite \
+             \"SELECT seq || '|' || text FROM records WHERE text LIKE '%anomalyd-test-fail.service ActiveState=failed%' LIMIT 1\"",
+        );
+        let text = text.trim().to_owned();
+        text.contains("ActiveState=failed").then_some(text)
+    });
+    let (seq, text) = record.split_once('|').unwrap();
+    assert_eq!(text, "systemd unit anomalyd-test-fail.service ActiveState=failed SubState=failed");
+
+    // Its log line is in the journal with the structured fields, not only formatted text.
+    let journal = wait_until("the record's journal entry", Duration::from_secs(15), || {
+        let (_, j) = inside(&format!("journalctl -u anomalyd.service -o json --no-pager SEQ={seq}"));
+        (!j.trim().is_empty()).then_some(j)
+    });
+    let entry: serde_json::Value = serde_json::from_str(journal.lines().next().unwrap()).unwrap();
+    assert_eq!(entry["SEQ"], serde_json::json!(seq));
+    assert_eq!(entry["SOURCE"], "systemd");
+    assert!(entry["SCORE"].as_str().is_some_and(|s| s.parse::<f64>().is_ok()), "{entry}");
+    assert_eq!(entry["SYSLOG_IDENTIFIER"], "anomalyd");
+    let (_, watchdog) = inside("journalctl -u anomalyd.service --no-pager -g 'feeding the systemd watchdog'");
+    assert!(watchdog.contains("feeding the systemd watchdog"), "watchdog fed from pipeline probes: {watchdog}");
+
+    // systemctl stop: SIGTERM, drain, exit 0.
+    inside_ok("systemctl stop anomalyd.service");
+    let after = inside_ok("systemctl show anomalyd.service -p ActiveState -p Result -p ExecMainStatus");
+    assert!(after.contains("ActiveState=inactive"), "{after}");
+    assert!(after.contains("Result=success"), "{after}");
+    assert!(after.contains("ExecMainStatus=0"), "{after}");
+    let last = inside_ok("sqlite3 -readonly /var/lib/anomalyd/audit.sqlite 'SELECT kind FROM records ORDER BY seq DESC LIMIT 1'");
+    assert_eq!(last.trim(), "stop");
+
+    eprintln!("anomalyd reached READY=1 in {ready_after:?} under real systemd");
+}
