@@ -59,7 +59,10 @@ impl DetectorApi {
             out.insert(k.to_owned(), owned(Value::from(v)));
         }
         out.insert("StartedUsec".into(), owned(Value::U64(info.started_usec)));
-        out.insert("NumaNodes".into(), owned(Value::U32(info.hardware.numa_nodes)));
+        out.insert(
+            "NumaNodes".into(),
+            owned(Value::U32(info.hardware.numa_nodes)),
+        );
         out.insert("Cpus".into(), owned(Value::U32(info.hardware.cpus)));
         out
     }

@@ -34,10 +34,13 @@ pub fn builder(target: &BusTarget) -> Result<zbus::connection::Builder<'static>,
 }
 
 pub async fn connect(target: &BusTarget) -> Result<zbus::Connection, BusError> {
-    builder(target)?.build().await.map_err(|source| BusError::Connect {
-        target: target.to_string(),
-        source,
-    })
+    builder(target)?
+        .build()
+        .await
+        .map_err(|source| BusError::Connect {
+            target: target.to_string(),
+            source,
+        })
 }
 
 /// A `dbus-daemon` of our own, with a session-bus policy (anyone may own any name), listening on a
@@ -86,14 +89,20 @@ impl PrivateBus {
             .map_err(BusError::Spawn)?;
         let stdout = child.stdout.take().ok_or(BusError::NoAddress)?;
         let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line).map_err(BusError::Spawn)?;
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .map_err(BusError::Spawn)?;
         let address = line.trim().to_owned();
         if address.is_empty() {
             let _ = child.kill();
             let _ = child.wait();
             return Err(BusError::NoAddress);
         }
-        Ok(PrivateBus { child, address, socket })
+        Ok(PrivateBus {
+            child,
+            address,
+            socket,
+        })
     }
 
     pub fn address(&self) -> &str {

@@ -58,7 +58,9 @@ impl BusTarget {
                     .map_err(|e| format!("not a D-Bus address: {e}"))?;
                 Ok(BusTarget::Address(address.to_owned()))
             }
-            _ => Err("must be system, session, or a D-Bus address such as unix:path=/run/bus".into()),
+            _ => {
+                Err("must be system, session, or a D-Bus address such as unix:path=/run/bus".into())
+            }
         }
     }
 }
@@ -483,14 +485,22 @@ impl RawConfig {
             if (lo..=hi).contains(&value) {
                 Ok(value)
             } else {
-                Err(invalid(key, &value, &format!("must be between {lo} and {hi}")))
+                Err(invalid(
+                    key,
+                    &value,
+                    &format!("must be between {lo} and {hi}"),
+                ))
             }
         };
 
         // [daemon]
         let d = &self.daemon;
         if d.state_dir.as_os_str().is_empty() {
-            return Err(invalid("daemon.state_dir", &quoted(""), "must name a directory"));
+            return Err(invalid(
+                "daemon.state_dir",
+                &quoted(""),
+                "must name a directory",
+            ));
         }
         let state_dir = if d.state_dir.is_absolute() {
             d.state_dir.clone()
@@ -504,7 +514,11 @@ impl RawConfig {
             "journald" => LogTarget::Journald,
             "stderr" => LogTarget::Stderr,
             other => {
-                return Err(invalid("daemon.log", &quoted(other), "must be one of auto, journald, stderr"))
+                return Err(invalid(
+                    "daemon.log",
+                    &quoted(other),
+                    "must be one of auto, journald, stderr",
+                ))
             }
         };
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&d.log_level) {
@@ -537,21 +551,36 @@ impl RawConfig {
                 }
             },
             (other, _) => {
-                return Err(invalid("bus.kind", &quoted(other), "must be one of system, session, address"))
+                return Err(invalid(
+                    "bus.kind",
+                    &quoted(other),
+                    "must be one of system, session, address",
+                ))
             }
         };
 
         // [sources]
         let s = &self.sources;
-        let queue_capacity = in_range("sources.queue_capacity", s.queue_capacity, 16, 1 << 20)? as usize;
-        let lookup_timeout_ms = in_range("sources.lookup_timeout_ms", s.lookup_timeout_ms, 1, 10_000)?;
+        let queue_capacity =
+            in_range("sources.queue_capacity", s.queue_capacity, 16, 1 << 20)? as usize;
+        let lookup_timeout_ms =
+            in_range("sources.lookup_timeout_ms", s.lookup_timeout_ms, 1, 10_000)?;
         let mut custom = Vec::with_capacity(s.custom.len());
         for (i, c) in s.custom.iter().enumerate() {
             let key = format!("sources.custom[{i}].rule");
-            let rule = zbus::MatchRule::try_from(c.rule.as_str())
-                .map_err(|e| invalid(&key, &quoted(&c.rule), &format!("must be a D-Bus match rule ({e})")))?;
+            let rule = zbus::MatchRule::try_from(c.rule.as_str()).map_err(|e| {
+                invalid(
+                    &key,
+                    &quoted(&c.rule),
+                    &format!("must be a D-Bus match rule ({e})"),
+                )
+            })?;
             if rule.msg_type() != Some(zbus::message::Type::Signal) {
-                return Err(invalid(&key, &quoted(&c.rule), "must select signals: include type='signal'"));
+                return Err(invalid(
+                    &key,
+                    &quoted(&c.rule),
+                    "must select signals: include type='signal'",
+                ));
             }
             if rule.sender().is_none() && rule.interface().is_none() {
                 return Err(invalid(
@@ -560,7 +589,9 @@ impl RawConfig {
                     "must name a sender= or an interface=, so it cannot match every signal on the bus",
                 ));
             }
-            custom.push(CustomSource { rule: c.rule.clone() });
+            custom.push(CustomSource {
+                rule: c.rule.clone(),
+            });
         }
 
         // [embedder]
@@ -570,16 +601,23 @@ impl RawConfig {
             other => return Err(invalid("embedder.kind", &quoted(other), "must be hashing")),
         };
         let batch_size = in_range("embedder.batch_size", e.batch_size, 1, 4096)? as usize;
-        let batch_max_wait_ms = in_range("embedder.batch_max_wait_ms", e.batch_max_wait_ms, 0, 10_000)?;
+        let batch_max_wait_ms =
+            in_range("embedder.batch_max_wait_ms", e.batch_max_wait_ms, 0, 10_000)?;
 
         // [detector]
         let det = &self.detector;
         let k = in_range("detector.k", det.k, 1, 1024)? as usize;
         if !(det.threshold.is_finite() && det.threshold > 0.0 && det.threshold <= 2.0) {
-            return Err(invalid("detector.threshold", &det.threshold, "must be greater than 0 and at most 2"));
+            return Err(invalid(
+                "detector.threshold",
+                &det.threshold,
+                "must be greater than 0 and at most 2",
+            ));
         }
-        let warmup_events = in_range("detector.warmup_events", det.warmup_events, 0, 10_000_000)? as u64;
-        crate::detect::check_factory(&det.index).map_err(|why| invalid("detector.index", &quoted(&det.index), &why))?;
+        let warmup_events =
+            in_range("detector.warmup_events", det.warmup_events, 0, 10_000_000)? as u64;
+        crate::detect::check_factory(&det.index)
+            .map_err(|why| invalid("detector.index", &quoted(&det.index), &why))?;
 
         // [audit]
         if self.audit.db.as_os_str().is_empty() || self.audit.db.file_name().is_none() {
@@ -617,15 +655,29 @@ impl RawConfig {
             NameOrIndex::Name(n) if n == "auto" => NumaBinding::Auto,
             NameOrIndex::Name(n) if n == "off" => NumaBinding::Off,
             NameOrIndex::Index(i) => NumaBinding::Node(in_range("numa.bind", *i, 0, 1023)? as u32),
-            other => return Err(invalid("numa.bind", other, "must be \"auto\", \"off\" or a NUMA node number")),
+            other => {
+                return Err(invalid(
+                    "numa.bind",
+                    other,
+                    "must be \"auto\", \"off\" or a NUMA node number",
+                ))
+            }
         };
 
         // [gpu]
         let device = match &self.gpu.device {
             NameOrIndex::Name(n) if n == "auto" => GpuSelection::Auto,
             NameOrIndex::Name(n) if n == "off" => GpuSelection::Off,
-            NameOrIndex::Index(i) => GpuSelection::Device(in_range("gpu.device", *i, 0, 63)? as u32),
-            other => return Err(invalid("gpu.device", other, "must be \"auto\", \"off\" or a CUDA device number")),
+            NameOrIndex::Index(i) => {
+                GpuSelection::Device(in_range("gpu.device", *i, 0, 63)? as u32)
+            }
+            other => {
+                return Err(invalid(
+                    "gpu.device",
+                    other,
+                    "must be \"auto\", \"off\" or a CUDA device number",
+                ))
+            }
         };
 
         Ok(Config {

@@ -57,7 +57,11 @@ pub struct RunSummary {
 
 /// Runs the daemon on `bus` until `shutdown` resolves, then drains and returns. Tests call this
 /// in-process with a private bus; `main` calls it with the configured bus and SIGTERM/SIGINT.
-pub async fn run(config: Config, bus: &BusTarget, shutdown: impl Future<Output = ()>) -> Result<RunSummary, DaemonError> {
+pub async fn run(
+    config: Config,
+    bus: &BusTarget,
+    shutdown: impl Future<Output = ()>,
+) -> Result<RunSummary, DaemonError> {
     let notifier = Notifier::from_env();
     let state_dir = &config.daemon.state_dir;
     std::fs::create_dir_all(state_dir).map_err(|source| DaemonError::StateDir {
@@ -93,7 +97,15 @@ pub async fn run(config: Config, bus: &BusTarget, shutdown: impl Future<Output =
         hardware,
     });
 
-    let served = serve(&config, bus, &notifier, intake.clone(), metrics.clone(), info).await;
+    let served = serve(
+        &config,
+        bus,
+        &notifier,
+        intake.clone(),
+        metrics.clone(),
+        info,
+    )
+    .await;
     let (conn, source_tasks) = match served {
         Ok(s) => s,
         Err(e) => {
@@ -104,11 +116,11 @@ pub async fn run(config: Config, bus: &BusTarget, shutdown: impl Future<Output =
     };
 
     let forwarder = tokio::spawn(forward_anomalies(conn.clone(), notice_rx));
-    let watchdog = watchdog_interval().map(|interval| tokio::spawn(feed_watchdog(intake.clone(), interval)));
+    let watchdog =
+        watchdog_interval().map(|interval| tokio::spawn(feed_watchdog(intake.clone(), interval)));
     notifier.notify(&format!(
         "READY=1\nSTATUS=watching {} as {}",
-        bus,
-        config.api.bus_name
+        bus, config.api.bus_name
     ));
     info!(bus = %bus, name = %config.api.bus_name, "ready");
 
@@ -170,8 +182,13 @@ async fn serve(
     let tasks = crate::sources::start(&conn, &config.sources, intake, metrics).await?;
 
     let name = config.api.bus_name.as_str();
-    let refused = match conn.request_name_with_flags(name, RequestNameFlags::DoNotQueue.into()).await {
-        Ok(RequestNameReply::PrimaryOwner | RequestNameReply::AlreadyOwner) => return Ok((conn, tasks)),
+    let refused = match conn
+        .request_name_with_flags(name, RequestNameFlags::DoNotQueue.into())
+        .await
+    {
+        Ok(RequestNameReply::PrimaryOwner | RequestNameReply::AlreadyOwner) => {
+            return Ok((conn, tasks))
+        }
         Ok(_) | Err(zbus::Error::NameTaken) => DaemonError::NameTaken(name.to_owned()),
         // Typically AccessDenied: the bus policy (config/dbus/) is not installed or names another user.
         Err(source) => DaemonError::Serve {
@@ -194,7 +211,16 @@ async fn forward_anomalies(conn: zbus::Connection, mut notices: mpsc::Receiver<C
     };
     while let Some(c) = notices.recv().await {
         let score = c.score.map(f64::from).unwrap_or(f64::NAN);
-        if let Err(e) = DetectorApi::anomaly_detected(&emitter, c.seq, c.ts_usec, c.source.as_str(), &c.text, score).await {
+        if let Err(e) = DetectorApi::anomaly_detected(
+            &emitter,
+            c.seq,
+            c.ts_usec,
+            c.source.as_str(),
+            &c.text,
+            score,
+        )
+        .await
+        {
             warn!(error = %e, seq = c.seq, "could not emit AnomalyDetected");
         }
     }
@@ -205,13 +231,19 @@ async fn forward_anomalies(conn: zbus::Connection, mut notices: mpsc::Receiver<C
 async fn feed_watchdog(intake: Intake, interval: Duration) {
     let notifier = Notifier::from_env();
     let period = interval / 3;
-    info!(interval_ms = interval.as_millis() as u64, "feeding the systemd watchdog from pipeline health probes");
+    info!(
+        interval_ms = interval.as_millis() as u64,
+        "feeding the systemd watchdog from pipeline health probes"
+    );
     loop {
         let started = tokio::time::Instant::now();
         if intake.probe(period).await {
             notifier.notify("WATCHDOG=1");
         } else {
-            error!(timeout_ms = period.as_millis() as u64, "pipeline health probe did not return; withholding the watchdog ping");
+            error!(
+                timeout_ms = period.as_millis() as u64,
+                "pipeline health probe did not return; withholding the watchdog ping"
+            );
         }
         tokio::time::sleep_until(started + period).await;
     }

@@ -33,10 +33,18 @@ pub fn probe(gpu: GpuSelection, numa: NumaBinding) -> Summary {
     };
     if let NumaBinding::Node(n) = numa {
         if n >= numa_nodes.max(1) {
-            tracing::warn!(node = n, numa_nodes, "numa.bind names a node this machine does not have");
+            tracing::warn!(
+                node = n,
+                numa_nodes,
+                "numa.bind names a node this machine does not have"
+            );
         }
     }
-    Summary { numa_nodes, cpus, gpu }
+    Summary {
+        numa_nodes,
+        cpus,
+        gpu,
+    }
 }
 
 #[cfg(feature = "cuda")]

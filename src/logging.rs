@@ -37,7 +37,10 @@ pub fn init(target: LogTarget, level: &str) -> Result<(), LoggingError> {
             .map_err(LoggingError::Journald)?
             .with_syslog_identifier("anomalyd".into())
             .with_field_prefix(None);
-        tracing_subscriber::registry().with(filter).with(layer).init();
+        tracing_subscriber::registry()
+            .with(filter)
+            .with(layer)
+            .init();
     } else {
         tracing_subscriber::registry()
             .with(filter)

@@ -45,7 +45,11 @@ fn main() -> ExitCode {
         log: cli.log.clone(),
     };
     if let Some(Command::Demo(args)) = cli.command {
-        return report(anomalyd::demo::run(args, cli.config.as_deref(), cli.state_dir.clone()));
+        return report(anomalyd::demo::run(
+            args,
+            cli.config.as_deref(),
+            cli.state_dir.clone(),
+        ));
     }
     let config = match Config::load(cli.config.as_deref(), &overrides) {
         Ok(c) => c,
@@ -82,7 +86,10 @@ fn serve(config: Config) -> anyhow::Result<()> {
 /// Resolves on SIGTERM (systemctl stop) or SIGINT (Ctrl-C).
 async fn termination() {
     use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
         tracing::error!("cannot install signal handlers; stopping");
         return;
     };

@@ -14,7 +14,9 @@ impl Notifier {
         let target = std::env::var_os("NOTIFY_SOCKET").and_then(|path| {
             let path = path.to_string_lossy().into_owned();
             match path.strip_prefix('@') {
-                Some(abstract_name) => SocketAddr::from_abstract_name(abstract_name.as_bytes()).ok(),
+                Some(abstract_name) => {
+                    SocketAddr::from_abstract_name(abstract_name.as_bytes()).ok()
+                }
                 None => SocketAddr::from_pathname(&path).ok(),
             }
         });

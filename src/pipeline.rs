@@ -72,10 +72,11 @@ impl Intake {
     /// Sends a probe through every stage; true when it comes back within `timeout`.
     pub async fn probe(&self, timeout: Duration) -> bool {
         let (reply, answer) = oneshot::channel();
-        let round_trip = async {
-            self.tx.send(Flow::Probe(reply)).await.is_ok() && answer.await.is_ok()
-        };
-        tokio::time::timeout(timeout, round_trip).await.unwrap_or(false)
+        let round_trip =
+            async { self.tx.send(Flow::Probe(reply)).await.is_ok() && answer.await.is_ok() };
+        tokio::time::timeout(timeout, round_trip)
+            .await
+            .unwrap_or(false)
     }
 }
 
@@ -128,7 +129,9 @@ impl Pipeline {
         let model_id = format!("{embedder_model}+{index_description}");
 
         let embed_metrics = metrics.clone();
-        threads.push(spawn("embed", move || embed_stage(embedder, batch_rx, embedded_tx, &embed_metrics))?);
+        threads.push(spawn("embed", move || {
+            embed_stage(embedder, batch_rx, embedded_tx, &embed_metrics)
+        })?);
 
         let audit_metrics = metrics.clone();
         let audit_model = model_id.clone();
@@ -141,7 +144,14 @@ impl Pipeline {
             f
         };
         threads.push(spawn("audit", move || {
-            audit_stage(audit, &audit_model, start_fields, judged_rx, notices, &audit_metrics)
+            audit_stage(
+                audit,
+                &audit_model,
+                start_fields,
+                judged_rx,
+                notices,
+                &audit_metrics,
+            )
         })?);
 
         let batcher = tokio::spawn(batcher(
@@ -180,7 +190,10 @@ impl Pipeline {
     }
 }
 
-fn spawn(stage: &'static str, f: impl FnOnce() + Send + 'static) -> Result<std::thread::JoinHandle<()>, PipelineError> {
+fn spawn(
+    stage: &'static str,
+    f: impl FnOnce() + Send + 'static,
+) -> Result<std::thread::JoinHandle<()>, PipelineError> {
     std::thread::Builder::new()
         .name(format!("anomalyd-{stage}"))
         .spawn(f)
@@ -198,7 +211,9 @@ async fn batcher(
     let mut batch: Vec<Event> = Vec::with_capacity(batch_size);
     let mut open = true;
     while open {
-        let Some(first) = intake.recv().await else { break };
+        let Some(first) = intake.recv().await else {
+            break;
+        };
         let mut probe = None;
         match first {
             Flow::Data(e) => batch.push(e),
@@ -230,13 +245,24 @@ async fn batcher(
 
 /// Sends the batch on, preceded by a gap record when events were dropped since the last one.
 /// False when the next stage is gone.
-async fn flush(batch: &mut Vec<Event>, out: &mpsc::Sender<Flow<Vec<Event>>>, metrics: &Metrics) -> bool {
+async fn flush(
+    batch: &mut Vec<Event>,
+    out: &mpsc::Sender<Flow<Vec<Event>>>,
+    metrics: &Metrics,
+) -> bool {
     let dropped = metrics.gap_pending.swap(0, Relaxed);
     if dropped > 0 {
         warn!(dropped, "intake queue overflowed; writing a gap record");
         let mut fields = Map::new();
         fields.insert("dropped".into(), json!(dropped));
-        batch.insert(0, Event::daemon(RecordKind::Gap, format!("anomalyd gap dropped={dropped}"), fields));
+        batch.insert(
+            0,
+            Event::daemon(
+                RecordKind::Gap,
+                format!("anomalyd gap dropped={dropped}"),
+                fields,
+            ),
+        );
     }
     if batch.is_empty() {
         return true;
@@ -256,7 +282,11 @@ fn embed_stage(
         let forwarded = match message {
             Flow::Probe(p) => Flow::Probe(p),
             Flow::Data(events) => {
-                let texts: Vec<&str> = events.iter().filter(|e| e.kind.is_scored()).map(|e| e.text.as_str()).collect();
+                let texts: Vec<&str> = events
+                    .iter()
+                    .filter(|e| e.kind.is_scored())
+                    .map(|e| e.text.as_str())
+                    .collect();
                 let vectors = match embedder.embed(&texts) {
                     Ok(v) => Some(v),
                     Err(e) => {
@@ -294,7 +324,9 @@ fn detect_stage(
                     },
                     None => unscored(events),
                 };
-                metrics.baseline_size.store(detector.baseline_len(), Relaxed);
+                metrics
+                    .baseline_size
+                    .store(detector.baseline_len(), Relaxed);
                 Flow::Data(judged)
             }
         };
@@ -324,13 +356,24 @@ fn audit_stage(
     notices: mpsc::Sender<Committed>,
     metrics: &Metrics,
 ) {
-    let daemon_record = |kind: RecordKind, text: &str, fields: Map<String, serde_json::Value>| Judged {
-        event: Event::daemon(kind, text.to_owned(), fields),
-        score: None,
-        verdict: Verdict::NotScored,
-        neighbours: Vec::new(),
-    };
-    commit(&mut audit, model, &[daemon_record(RecordKind::Start, "anomalyd start", start_fields)], &notices, metrics);
+    let daemon_record =
+        |kind: RecordKind, text: &str, fields: Map<String, serde_json::Value>| Judged {
+            event: Event::daemon(kind, text.to_owned(), fields),
+            score: None,
+            verdict: Verdict::NotScored,
+            neighbours: Vec::new(),
+        };
+    commit(
+        &mut audit,
+        model,
+        &[daemon_record(
+            RecordKind::Start,
+            "anomalyd start",
+            start_fields,
+        )],
+        &notices,
+        metrics,
+    );
     for message in input {
         match message {
             Flow::Probe(reply) => {
@@ -343,7 +386,13 @@ fn audit_stage(
             Flow::Data(judged) => commit(&mut audit, model, &judged, &notices, metrics),
         }
     }
-    commit(&mut audit, model, &[daemon_record(RecordKind::Stop, "anomalyd stop", Map::new())], &notices, metrics);
+    commit(
+        &mut audit,
+        model,
+        &[daemon_record(RecordKind::Stop, "anomalyd stop", Map::new())],
+        &notices,
+        metrics,
+    );
     let (seq, hash) = audit.head();
     info!(head_seq = seq, head_hash = %hex::encode(hash), "audit log closed");
 }
@@ -351,7 +400,13 @@ fn audit_stage(
 /// Commits a batch, retrying with back-off until SQLite takes it: accepted events are not
 /// discarded on a transient error (disk full, a locked file). While it retries the health probe
 /// cannot pass, so systemd's watchdog sees the stall.
-fn commit(audit: &mut AuditWriter, model: &str, batch: &[Judged], notices: &mpsc::Sender<Committed>, metrics: &Metrics) {
+fn commit(
+    audit: &mut AuditWriter,
+    model: &str,
+    batch: &[Judged],
+    notices: &mpsc::Sender<Committed>,
+    metrics: &Metrics,
+) {
     let mut backoff = Duration::from_millis(50);
     let committed = loop {
         match audit.append(batch, model) {
@@ -365,11 +420,20 @@ fn commit(audit: &mut AuditWriter, model: &str, batch: &[Judged], notices: &mpsc
         }
     };
     let now = now_usec();
-    if let Some(oldest) = committed.iter().filter(|c| c.verdict != Verdict::NotScored).map(|c| c.ts_usec).min() {
-        metrics.last_batch_latency_usec.store(now.saturating_sub(oldest), Relaxed);
+    if let Some(oldest) = committed
+        .iter()
+        .filter(|c| c.verdict != Verdict::NotScored)
+        .map(|c| c.ts_usec)
+        .min()
+    {
+        metrics
+            .last_batch_latency_usec
+            .store(now.saturating_sub(oldest), Relaxed);
     }
     metrics.batches.fetch_add(1, Relaxed);
-    metrics.records_written.fetch_add(committed.len() as u64, Relaxed);
+    metrics
+        .records_written
+        .fetch_add(committed.len() as u64, Relaxed);
     if let Some(last) = committed.last() {
         metrics.head_seq.store(last.seq, Relaxed);
     }

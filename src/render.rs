@@ -10,7 +10,10 @@ pub fn token(value: &str) -> String {
     if value.is_empty() {
         return "-".into();
     }
-    value.chars().map(|c| if c.is_whitespace() { '_' } else { c }).collect()
+    value
+        .chars()
+        .map(|c| if c.is_whitespace() { '_' } else { c })
+        .collect()
 }
 
 /// Appends ` Key=value` for each pair, in the order given.
@@ -31,7 +34,12 @@ pub fn value_text(value: &Value<'_>) -> String {
         Value::Signature(s) => s.to_string(),
         Value::Value(inner) => value_text(inner),
         Value::Array(a) => a.iter().map(value_text).collect::<Vec<_>>().join(","),
-        Value::Structure(s) => s.fields().iter().map(value_text).collect::<Vec<_>>().join(","),
+        Value::Structure(s) => s
+            .fields()
+            .iter()
+            .map(value_text)
+            .collect::<Vec<_>>()
+            .join(","),
         Value::Dict(_) => value_json(value).to_string(),
         other => value_json(other).to_string(),
     }
@@ -56,7 +64,10 @@ pub fn value_json(value: &Value<'_>) -> Json {
         Value::Array(a) => {
             // Byte arrays are usually NUL-terminated strings (udisks2 paths) or opaque blobs.
             if a.element_signature().to_string() == "y" {
-                let bytes: Vec<u8> = a.iter().filter_map(|v| if let Value::U8(b) = v { Some(*b) } else { None }).collect();
+                let bytes: Vec<u8> = a
+                    .iter()
+                    .filter_map(|v| if let Value::U8(b) = v { Some(*b) } else { None })
+                    .collect();
                 let trimmed = bytes.strip_suffix(&[0]).unwrap_or(&bytes);
                 return match std::str::from_utf8(trimmed) {
                     Ok(s) => json!(s),
@@ -87,7 +98,16 @@ mod tests {
         assert_eq!(token("exit code"), "exit_code");
         assert_eq!(token(""), "-");
         let mut text = String::from("systemd unit a.service");
-        push_pairs(&mut text, [("ActiveState", "failed".to_string()), ("Result", "exit code".to_string())]);
-        assert_eq!(text, "systemd unit a.service ActiveState=failed Result=exit_code");
+        push_pairs(
+            &mut text,
+            [
+                ("ActiveState", "failed".to_string()),
+                ("Result", "exit code".to_string()),
+            ],
+        );
+        assert_eq!(
+            text,
+            "systemd unit a.service ActiveState=failed Result=exit_code"
+        );
     }
 }

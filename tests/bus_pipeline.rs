@@ -43,16 +43,44 @@ async fn systemd_signals_become_chained_records_counted_over_dbus() {
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
 
     for _ in 0..3 {
-        unit_changed(&systemd, "/org/freedesktop/systemd1/unit/nginx_2eservice", "active", "running").await;
-        unit_changed(&systemd, "/org/freedesktop/systemd1/unit/nginx_2eservice", "inactive", "dead").await;
+        unit_changed(
+            &systemd,
+            "/org/freedesktop/systemd1/unit/nginx_2eservice",
+            "active",
+            "running",
+        )
+        .await;
+        unit_changed(
+            &systemd,
+            "/org/freedesktop/systemd1/unit/nginx_2eservice",
+            "inactive",
+            "dead",
+        )
+        .await;
     }
-    unit_changed(&systemd, "/org/freedesktop/systemd1/unit/postgresql_2eservice", "failed", "failed").await;
+    unit_changed(
+        &systemd,
+        "/org/freedesktop/systemd1/unit/postgresql_2eservice",
+        "failed",
+        "failed",
+    )
+    .await;
 
     // A connection that does not own the name sends the same signal: broadcast (the bus routes it
     // nowhere, our match rule names the sender) and unicast to the daemon (the bus delivers it;
     // the daemon's own owner check must refuse it).
-    let impostor = zbus::connection::Builder::address(daemon.bus.address()).unwrap().build().await.unwrap();
-    unit_changed(&impostor, "/org/freedesktop/systemd1/unit/sshd_2eservice", "failed", "failed").await;
+    let impostor = zbus::connection::Builder::address(daemon.bus.address())
+        .unwrap()
+        .build()
+        .await
+        .unwrap();
+    unit_changed(
+        &impostor,
+        "/org/freedesktop/systemd1/unit/sshd_2eservice",
+        "failed",
+        "failed",
+    )
+    .await;
     let dbus = zbus::fdo::DBusProxy::new(&impostor).await.unwrap();
     let daemon_unique = dbus
         .get_name_owner(zbus::names::BusName::try_from("org.anomalyd.Detector1").unwrap())
@@ -74,11 +102,16 @@ async fn systemd_signals_become_chained_records_counted_over_dbus() {
 
     let stats = daemon
         .wait_for("7 events recorded and the forgery refused", |s| {
-            s.get("EventsReceived") == Some(&7) && s.get("HeadSeq") >= Some(&9) && s.get("EventsForged") == Some(&1)
+            s.get("EventsReceived") == Some(&7)
+                && s.get("HeadSeq") >= Some(&9)
+                && s.get("EventsForged") == Some(&1)
         })
         .await;
     assert_eq!(stats["EventsDropped"], 0);
-    assert_eq!(stats["Anomalies"], 1, "only the failure is anomalous: {stats:?}");
+    assert_eq!(
+        stats["Anomalies"], 1,
+        "only the failure is anomalous: {stats:?}"
+    );
     let summary = daemon.stop().await;
     let rows = read_rows(&dir.path().join("state/audit.sqlite"));
 
@@ -87,19 +120,38 @@ async fn systemd_signals_become_chained_records_counted_over_dbus() {
     assert_eq!(kinds.get(1), Some(&"start"));
     assert_eq!(kinds.last(), Some(&"stop"));
     let events: Vec<&common::Row> = rows.iter().filter(|r| r.kind == "event").collect();
-    assert_eq!(events.len(), 7, "every signal from the owner, none from the impostor");
+    assert_eq!(
+        events.len(),
+        7,
+        "every signal from the owner, none from the impostor"
+    );
     assert!(events.iter().all(|r| r.source == "systemd"));
-    assert_eq!(events[0].text, "systemd unit nginx.service ActiveState=active SubState=running");
-    assert!(!events[0].text.contains("0f3c9d2e"), "volatile ids stay out of the text");
-    assert!(events[0].fields.contains("0f3c9d2e"), "but are kept in the fields");
+    assert_eq!(
+        events[0].text,
+        "systemd unit nginx.service ActiveState=active SubState=running"
+    );
+    assert!(
+        !events[0].text.contains("0f3c9d2e"),
+        "volatile ids stay out of the text"
+    );
+    assert!(
+        events[0].fields.contains("0f3c9d2e"),
+        "but are kept in the fields"
+    );
     let failure = events.last().unwrap();
-    assert_eq!(failure.text, "systemd unit postgresql.service ActiveState=failed SubState=failed");
+    assert_eq!(
+        failure.text,
+        "systemd unit postgresql.service ActiveState=failed SubState=failed"
+    );
     assert_eq!(failure.verdict, "anomaly");
     assert!(failure.score.unwrap() > 0.2);
     let repeat = &events[4];
     assert_eq!(repeat.verdict, "normal");
     assert_eq!(repeat.score, Some(0.0), "a text seen before scores 0");
-    assert!(!rows.iter().any(|r| r.text.contains("sshd.service")), "forged signal refused");
+    assert!(
+        !rows.iter().any(|r| r.text.contains("sshd.service")),
+        "forged signal refused"
+    );
     assert_eq!(summary.metrics.events_forged, 1);
     assert_chain_intact(&rows);
 }
@@ -114,9 +166,19 @@ async fn network_manager_and_login1_signals_are_rendered_with_what_their_service
     let replayer = Replayer::start(daemon.bus.address()).await.unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     for signal in [
-        Signal::Device { index: 7, interface: "enp3s0", new: 120, old: 100, reason: 40 },
+        Signal::Device {
+            index: 7,
+            interface: "enp3s0",
+            new: 120,
+            old: 100,
+            reason: 40,
+        },
         Signal::NetworkState(20),
-        Signal::SessionNew { id: 42, user: "alice", remote_host: "10.0.4.21" },
+        Signal::SessionNew {
+            id: 42,
+            user: "alice",
+            remote_host: "10.0.4.21",
+        },
         Signal::SessionRemoved { id: 42 },
         Signal::PrepareForShutdown(true),
     ] {
@@ -124,7 +186,9 @@ async fn network_manager_and_login1_signals_are_rendered_with_what_their_service
         // A session lives longer than the daemon's lookup of it takes.
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
-    daemon.wait_for("5 events recorded", |s| s.get("HeadSeq") >= Some(&7)).await;
+    daemon
+        .wait_for("5 events recorded", |s| s.get("HeadSeq") >= Some(&7))
+        .await;
     drop(replayer);
     daemon.stop().await;
     let texts: Vec<String> = read_rows(&dir.path().join("state/audit.sqlite"))
@@ -152,7 +216,9 @@ async fn a_second_daemon_cannot_take_the_name() {
     let config = common::test_config(&second_state, &daemon.bus, "");
     let result = anomalyd::daemon::run(config, &daemon.bus.target(), std::future::pending()).await;
     match result {
-        Err(anomalyd::daemon::DaemonError::NameTaken(name)) => assert_eq!(name, "org.anomalyd.Detector1"),
+        Err(anomalyd::daemon::DaemonError::NameTaken(name)) => {
+            assert_eq!(name, "org.anomalyd.Detector1")
+        }
         other => panic!("expected NameTaken, got {other:?}"),
     }
     daemon.stop().await;

@@ -8,5 +8,8 @@ fn ci_runs_the_readme_test_command() {
     let command = "bash scripts/test";
     assert!(readme.contains(command), "README names the test command");
     assert!(ci.lines().any(|l| l.trim() == command), ".ci/run runs it");
-    assert!(readme.contains("bash scripts/run"), "README names the main job");
+    assert!(
+        readme.contains("bash scripts/run"),
+        "README names the main job"
+    );
 }

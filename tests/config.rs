@@ -14,7 +14,11 @@ fn shipped() -> PathBuf {
 fn shipped_file_validates_and_states_every_default() {
     let text = std::fs::read_to_string(shipped()).unwrap();
     let raw = RawConfig::parse(&text, "config/anomalyd.toml").unwrap();
-    assert_eq!(raw, RawConfig::default(), "config/anomalyd.toml must hold exactly the built-in defaults");
+    assert_eq!(
+        raw,
+        RawConfig::default(),
+        "config/anomalyd.toml must hold exactly the built-in defaults"
+    );
     Config::load(Some(&shipped()), &Overrides::default()).unwrap();
 }
 
@@ -24,7 +28,10 @@ fn error_of(toml: &str) -> String {
         Ok(_) => panic!("expected {toml:?} to be rejected"),
         Err(e) => {
             let msg = e.to_string();
-            assert!(msg.starts_with("test.toml: "), "error names the file: {msg}");
+            assert!(
+                msg.starts_with("test.toml: "),
+                "error names the file: {msg}"
+            );
             msg
         }
     }
@@ -38,34 +45,115 @@ fn assert_rule(toml: &str, expected: &str) {
 #[test]
 fn each_rule_names_the_key_the_value_and_the_rule() {
     let cases: &[(&str, &str)] = &[
-        ("[daemon]\nstate_dir = \"\"", "daemon.state_dir = \"\": must name a directory"),
-        ("[daemon]\nlog = \"syslog\"", "daemon.log = \"syslog\": must be one of auto, journald, stderr"),
-        ("[daemon]\nlog_level = \"info,,=[\"", "daemon.log_level = \"info,,=[\": must be a tracing filter"),
-        ("[bus]\nkind = \"tcp\"", "bus.kind = \"tcp\": must be one of system, session, address"),
-        ("[bus]\nkind = \"address\"\naddress = \"nowhere\"", "bus.address = \"nowhere\": must be a D-Bus address"),
-        ("[bus]\nkind = \"system\"\naddress = \"unix:path=/x\"", "bus.address = \"unix:path=/x\": must be empty unless bus.kind = \"address\""),
-        ("[sources]\nqueue_capacity = 1", "sources.queue_capacity = 1: must be between 16 and 1048576"),
-        ("[sources]\nlookup_timeout_ms = 0", "sources.lookup_timeout_ms = 0: must be between 1 and 10000"),
-        ("[[sources.custom]]\nrule = \"type='signal',,\"", "sources.custom[0].rule = \"type='signal',,\": must be a D-Bus match rule"),
-        ("[[sources.custom]]\nrule = \"type='method_call',interface='a.b'\"", "sources.custom[0].rule = \"type='method_call',interface='a.b'\": must select signals"),
-        ("[[sources.custom]]\nrule = \"type='signal'\"", "sources.custom[0].rule = \"type='signal'\": must name a sender= or an interface="),
-        ("[embedder]\nkind = \"word2vec\"", "embedder.kind = \"word2vec\": must be hashing"),
-        ("[embedder]\nbatch_size = 0", "embedder.batch_size = 0: must be between 1 and 4096"),
-        ("[embedder]\nbatch_max_wait_ms = -1", "embedder.batch_max_wait_ms = -1: must be between 0 and 10000"),
-        ("[detector]\nk = 0", "detector.k = 0: must be between 1 and 1024"),
-        ("[detector]\nk = 1025", "detector.k = 1025: must be between 1 and 1024"),
-        ("[detector]\nthreshold = 0.0", "detector.threshold = 0: must be greater than 0 and at most 2"),
-        ("[detector]\nthreshold = nan", "detector.threshold = NaN: must be greater than 0 and at most 2"),
-        ("[detector]\nwarmup_events = -5", "detector.warmup_events = -5: must be between 0 and 10000000"),
-        ("[detector]\nindex = \"NoSuchIndex\"", "detector.index = \"NoSuchIndex\": FAISS cannot build it"),
-        ("[detector]\nindex = \"IVF64,PQ32\"", "detector.index = \"IVF64,PQ32\": must be an index that needs no training"),
+        (
+            "[daemon]\nstate_dir = \"\"",
+            "daemon.state_dir = \"\": must name a directory",
+        ),
+        (
+            "[daemon]\nlog = \"syslog\"",
+            "daemon.log = \"syslog\": must be one of auto, journald, stderr",
+        ),
+        (
+            "[daemon]\nlog_level = \"info,,=[\"",
+            "daemon.log_level = \"info,,=[\": must be a tracing filter",
+        ),
+        (
+            "[bus]\nkind = \"tcp\"",
+            "bus.kind = \"tcp\": must be one of system, session, address",
+        ),
+        (
+            "[bus]\nkind = \"address\"\naddress = \"nowhere\"",
+            "bus.address = \"nowhere\": must be a D-Bus address",
+        ),
+        (
+            "[bus]\nkind = \"system\"\naddress = \"unix:path=/x\"",
+            "bus.address = \"unix:path=/x\": must be empty unless bus.kind = \"address\"",
+        ),
+        (
+            "[sources]\nqueue_capacity = 1",
+            "sources.queue_capacity = 1: must be between 16 and 1048576",
+        ),
+        (
+            "[sources]\nlookup_timeout_ms = 0",
+            "sources.lookup_timeout_ms = 0: must be between 1 and 10000",
+        ),
+        (
+            "[[sources.custom]]\nrule = \"type='signal',,\"",
+            "sources.custom[0].rule = \"type='signal',,\": must be a D-Bus match rule",
+        ),
+        (
+            "[[sources.custom]]\nrule = \"type='method_call',interface='a.b'\"",
+            "sources.custom[0].rule = \"type='method_call',interface='a.b'\": must select signals",
+        ),
+        (
+            "[[sources.custom]]\nrule = \"type='signal'\"",
+            "sources.custom[0].rule = \"type='signal'\": must name a sender= or an interface=",
+        ),
+        (
+            "[embedder]\nkind = \"word2vec\"",
+            "embedder.kind = \"word2vec\": must be hashing",
+        ),
+        (
+            "[embedder]\nbatch_size = 0",
+            "embedder.batch_size = 0: must be between 1 and 4096",
+        ),
+        (
+            "[embedder]\nbatch_max_wait_ms = -1",
+            "embedder.batch_max_wait_ms = -1: must be between 0 and 10000",
+        ),
+        (
+            "[detector]\nk = 0",
+            "detector.k = 0: must be between 1 and 1024",
+        ),
+        (
+            "[detector]\nk = 1025",
+            "detector.k = 1025: must be between 1 and 1024",
+        ),
+        (
+            "[detector]\nthreshold = 0.0",
+            "detector.threshold = 0: must be greater than 0 and at most 2",
+        ),
+        (
+            "[detector]\nthreshold = nan",
+            "detector.threshold = NaN: must be greater than 0 and at most 2",
+        ),
+        (
+            "[detector]\nwarmup_events = -5",
+            "detector.warmup_events = -5: must be between 0 and 10000000",
+        ),
+        (
+            "[detector]\nindex = \"NoSuchIndex\"",
+            "detector.index = \"NoSuchIndex\": FAISS cannot build it",
+        ),
+        (
+            "[detector]\nindex = \"IVF64,PQ32\"",
+            "detector.index = \"IVF64,PQ32\": must be an index that needs no training",
+        ),
         ("[audit]\ndb = \"\"", "audit.db = \"\": must name a file"),
-        ("[audit]\nsynchronous = \"sometimes\"", "audit.synchronous = \"sometimes\": must be one of off, normal, full, extra"),
-        ("[api]\nbus_name = \"not a name\"", "api.bus_name = \"not a name\": must be a well-known D-Bus name"),
-        ("[numa]\nbind = \"nearest\"", "numa.bind = \"nearest\": must be \"auto\", \"off\" or a NUMA node number"),
-        ("[numa]\nbind = -1", "numa.bind = -1: must be between 0 and 1023"),
-        ("[gpu]\ndevice = \"cuda\"", "gpu.device = \"cuda\": must be \"auto\", \"off\" or a CUDA device number"),
-        ("[gpu]\ndevice = 64", "gpu.device = 64: must be between 0 and 63"),
+        (
+            "[audit]\nsynchronous = \"sometimes\"",
+            "audit.synchronous = \"sometimes\": must be one of off, normal, full, extra",
+        ),
+        (
+            "[api]\nbus_name = \"not a name\"",
+            "api.bus_name = \"not a name\": must be a well-known D-Bus name",
+        ),
+        (
+            "[numa]\nbind = \"nearest\"",
+            "numa.bind = \"nearest\": must be \"auto\", \"off\" or a NUMA node number",
+        ),
+        (
+            "[numa]\nbind = -1",
+            "numa.bind = -1: must be between 0 and 1023",
+        ),
+        (
+            "[gpu]\ndevice = \"cuda\"",
+            "gpu.device = \"cuda\": must be \"auto\", \"off\" or a CUDA device number",
+        ),
+        (
+            "[gpu]\ndevice = 64",
+            "gpu.device = 64: must be between 0 and 63",
+        ),
     ];
     for (toml, expected) in cases {
         assert_rule(toml, expected);
@@ -90,8 +178,14 @@ fn overrides_win_and_obey_the_same_rules() {
         },
     )
     .unwrap();
-    assert_eq!(config.bus, anomalyd::config::BusTarget::Address("unix:path=/tmp/test-bus".into()));
-    assert_eq!(config.audit_db_path(), PathBuf::from("/tmp/anomalyd-state/audit.sqlite"));
+    assert_eq!(
+        config.bus,
+        anomalyd::config::BusTarget::Address("unix:path=/tmp/test-bus".into())
+    );
+    assert_eq!(
+        config.audit_db_path(),
+        PathBuf::from("/tmp/anomalyd-state/audit.sqlite")
+    );
     let bad = Config::load(
         Some(&shipped()),
         &Overrides {
@@ -99,26 +193,54 @@ fn overrides_win_and_obey_the_same_rules() {
             ..Default::default()
         },
     );
-    assert!(matches!(bad, Err(ConfigError::Invalid { ref key, .. }) if key == "bus.address"), "{bad:?}");
+    assert!(
+        matches!(bad, Err(ConfigError::Invalid { ref key, .. }) if key == "bus.address"),
+        "{bad:?}"
+    );
 }
 
 #[test]
 fn the_binary_exits_78_on_any_config_error_and_0_when_valid() {
     let bin = env!("CARGO_BIN_EXE_anomalyd");
-    let ok = Command::new(bin).args(["--check-config", "--config"]).arg(shipped()).output().unwrap();
-    assert_eq!(ok.status.code(), Some(0), "{}", String::from_utf8_lossy(&ok.stderr));
+    let ok = Command::new(bin)
+        .args(["--check-config", "--config"])
+        .arg(shipped())
+        .output()
+        .unwrap();
+    assert_eq!(
+        ok.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
 
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("bad.toml");
     std::fs::write(&bad, "[detector]\nk = 0\n").unwrap();
     for args in [vec!["--check-config"], vec![]] {
-        let out = Command::new(bin).args(&args).arg("--config").arg(&bad).output().unwrap();
+        let out = Command::new(bin)
+            .args(&args)
+            .arg("--config")
+            .arg(&bad)
+            .output()
+            .unwrap();
         assert_eq!(out.status.code(), Some(78), "args {args:?}");
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(stderr.contains("detector.k = 0: must be between 1 and 1024"), "{stderr}");
+        assert!(
+            stderr.contains("detector.k = 0: must be between 1 and 1024"),
+            "{stderr}"
+        );
     }
-    let missing = Command::new(bin).args(["--check-config", "--config", "/nonexistent/anomalyd.toml"]).output().unwrap();
+    let missing = Command::new(bin)
+        .args(["--check-config", "--config", "/nonexistent/anomalyd.toml"])
+        .output()
+        .unwrap();
     assert_eq!(missing.status.code(), Some(78));
-    let bad_flag = Command::new(bin).args(["--check-config", "--config"]).arg(shipped()).args(["--bus", "nowhere"]).output().unwrap();
+    let bad_flag = Command::new(bin)
+        .args(["--check-config", "--config"])
+        .arg(shipped())
+        .args(["--bus", "nowhere"])
+        .output()
+        .unwrap();
     assert_eq!(bad_flag.status.code(), Some(78));
 }

@@ -13,7 +13,11 @@ fn demo_detects_every_injected_fault_and_no_normal_traffic() {
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "demo failed: {stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "demo failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     // Each "injecting" line is followed by the anomalies it caused, before the next injection.
     let mut current: Option<&str> = None;
@@ -23,7 +27,8 @@ fn demo_detects_every_injected_fault_and_no_normal_traffic() {
             current = Some(what);
             caught.insert(what, 0);
         } else if line.contains("ANOMALY") {
-            let fault = current.unwrap_or_else(|| panic!("anomaly before any fault (false alarm): {line}"));
+            let fault =
+                current.unwrap_or_else(|| panic!("anomaly before any fault (false alarm): {line}"));
             *caught.get_mut(fault).unwrap() += 1;
         }
     }
@@ -35,6 +40,15 @@ fn demo_detects_every_injected_fault_and_no_normal_traffic() {
     assert!(stdout.contains("0 dropped"), "{stdout}");
 
     let conn = rusqlite::Connection::open(dir.path().join("audit.sqlite")).unwrap();
-    let stop: String = conn.query_row("SELECT kind FROM records ORDER BY seq DESC LIMIT 1", [], |r| r.get(0)).unwrap();
-    assert_eq!(stop, "stop", "the daemon drained and stopped cleanly on SIGTERM");
+    let stop: String = conn
+        .query_row(
+            "SELECT kind FROM records ORDER BY seq DESC LIMIT 1",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(
+        stop, "stop",
+        "the daemon drained and stopped cleanly on SIGTERM"
+    );
 }

@@ -18,13 +18,20 @@ fn sandbox_tool() -> PathBuf {
 }
 
 fn sandbox(args: &[&str]) -> Output {
-    Command::new(sandbox_tool()).args(args).output().expect("systemd-sandbox runs")
+    Command::new(sandbox_tool())
+        .args(args)
+        .output()
+        .expect("systemd-sandbox runs")
 }
 
 /// Runs a shell command inside the sandbox; returns (exit code, stdout+stderr).
 fn inside(script: &str) -> (i32, String) {
     let out = sandbox(&["exec", "bash", "-c", script]);
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     (out.status.code().unwrap_or(-1), text)
 }
 
@@ -72,11 +79,22 @@ const FAILING_UNIT: &str = "[Unit]\nDescription=a unit that fails, for anomalyd'
 fn runs_as_a_hardened_notify_service_under_real_systemd() {
     // SAFETY: geteuid has no preconditions and cannot fail.
     let euid = unsafe { libc::geteuid() };
-    assert_eq!(euid, 0, "this test boots systemd in namespaces and needs root (CI runs as root)");
-    assert!(sandbox_tool().exists(), "{} is missing", sandbox_tool().display());
+    assert_eq!(
+        euid, 0,
+        "this test boots systemd in namespaces and needs root (CI runs as root)"
+    );
+    assert!(
+        sandbox_tool().exists(),
+        "{} is missing",
+        sandbox_tool().display()
+    );
 
     let created = sandbox(&["create"]);
-    assert!(created.status.success(), "systemd-sandbox create: {}", String::from_utf8_lossy(&created.stderr));
+    assert!(
+        created.status.success(),
+        "systemd-sandbox create: {}",
+        String::from_utf8_lossy(&created.stderr)
+    );
     sandbox(&["stop"]); // a clean writable layer
     let upper = PathBuf::from(String::from_utf8(sandbox(&["root"]).stdout).unwrap().trim());
 
@@ -88,7 +106,11 @@ fn runs_as_a_hardened_notify_service_under_real_systemd() {
         .env("DESTDIR", &upper)
         .output()
         .unwrap();
-    assert!(install.status.success(), "scripts/install: {}", String::from_utf8_lossy(&install.stderr));
+    assert!(
+        install.status.success(),
+        "scripts/install: {}",
+        String::from_utf8_lossy(&install.stderr)
+    );
     for installed in [
         "usr/bin/anomalyd",
         "usr/bin/anomalyctl",
@@ -97,18 +119,30 @@ fn runs_as_a_hardened_notify_service_under_real_systemd() {
         "usr/share/dbus-1/system.d/org.anomalyd.Detector1.conf",
         "etc/anomalyd/anomalyd.toml",
     ] {
-        assert!(upper.join(installed).exists(), "scripts/install put {installed} in place");
+        assert!(
+            upper.join(installed).exists(),
+            "scripts/install put {installed} in place"
+        );
     }
     std::fs::write(upper.join("etc/anomalyd/anomalyd.toml"), TEST_CONFIG).unwrap();
     std::fs::create_dir_all(upper.join("etc/systemd/system")).unwrap();
-    std::fs::write(upper.join("etc/systemd/system/anomalyd-test-fail.service"), FAILING_UNIT).unwrap();
+    std::fs::write(
+        upper.join("etc/systemd/system/anomalyd-test-fail.service"),
+        FAILING_UNIT,
+    )
+    .unwrap();
 
     let booted = sandbox(&["boot"]);
-    assert!(booted.status.success(), "systemd-sandbox boot: {}", String::from_utf8_lossy(&booted.stderr));
+    assert!(
+        booted.status.success(),
+        "systemd-sandbox boot: {}",
+        String::from_utf8_lossy(&booted.stderr)
+    );
     let _guard = Booted;
 
     // The unit file is accepted by systemd's own checker.
-    let (code, verify) = inside("systemd-analyze verify /usr/lib/systemd/system/anomalyd.service 2>&1");
+    let (code, verify) =
+        inside("systemd-analyze verify /usr/lib/systemd/system/anomalyd.service 2>&1");
     assert_eq!(code, 0, "systemd-analyze verify: {verify}");
 
     // sysusers ran at boot: the service user and both groups exist.
@@ -118,7 +152,10 @@ fn runs_as_a_hardened_notify_service_under_real_systemd() {
     let started = Instant::now();
     inside_ok("systemctl start anomalyd.service");
     let ready_after = started.elapsed();
-    assert_eq!(inside_ok("systemctl is-active anomalyd.service").trim(), "active");
+    assert_eq!(
+        inside_ok("systemctl is-active anomalyd.service").trim(),
+        "active"
+    );
     let show = inside_ok(
         "systemctl show anomalyd.service -p Type -p NotifyAccess -p WatchdogUSec -p StatusText -p MainPID \
          -p NoNewPrivileges -p ProtectSystem -p ProtectHome -p PrivateTmp -p RestrictAddressFamilies \
@@ -151,14 +188,29 @@ fn runs_as_a_hardened_notify_service_under_real_systemd() {
     assert!(status.contains("NoNewPrivs:\t1"), "{status}");
     assert!(status.contains("CapBnd:\t0000000000000000"), "{status}");
     assert!(status.contains("CapEff:\t0000000000000000"), "{status}");
-    assert_eq!(inside_ok(&format!("stat -c %U /proc/{pid}")).trim(), "anomalyd");
-    let (code, write_usr) = inside(&format!("nsenter -t {pid} -m -- touch /usr/anomalyd-probe 2>&1"));
-    assert_ne!(code, 0, "ProtectSystem=strict: /usr is read-only to the service");
+    assert_eq!(
+        inside_ok(&format!("stat -c %U /proc/{pid}")).trim(),
+        "anomalyd"
+    );
+    let (code, write_usr) = inside(&format!(
+        "nsenter -t {pid} -m -- touch /usr/anomalyd-probe 2>&1"
+    ));
+    assert_ne!(
+        code, 0,
+        "ProtectSystem=strict: /usr is read-only to the service"
+    );
     assert!(write_usr.contains("Read-only file system"), "{write_usr}");
     inside_ok("touch /root/anomalyd-secret");
-    let (code, _) = inside(&format!("nsenter -t {pid} -m -- test -e /root/anomalyd-secret"));
-    assert_ne!(code, 0, "ProtectHome=yes hides /root's contents from the service");
-    inside_ok(&format!("nsenter -t {pid} -m -- touch /var/lib/anomalyd/.probe"));
+    let (code, _) = inside(&format!(
+        "nsenter -t {pid} -m -- test -e /root/anomalyd-secret"
+    ));
+    assert_ne!(
+        code, 0,
+        "ProtectHome=yes hides /root's contents from the service"
+    );
+    inside_ok(&format!(
+        "nsenter -t {pid} -m -- touch /var/lib/anomalyd/.probe"
+    ));
     inside_ok("test -f /var/lib/anomalyd/audit.sqlite");
 
     // Answering on the real system bus under its well-known name.
@@ -176,24 +228,43 @@ fn runs_as_a_hardened_notify_service_under_real_systemd() {
         text.contains("ActiveState=failed").then_some(text)
     });
     let (seq, text) = record.split_once('|').unwrap();
-    assert_eq!(text, "systemd unit anomalyd-test-fail.service ActiveState=failed SubState=failed");
+    assert_eq!(
+        text,
+        "systemd unit anomalyd-test-fail.service ActiveState=failed SubState=failed"
+    );
 
     // Its log line is in the journal with the structured fields, not only formatted text.
-    let journal = wait_until("the record's journal entry", Duration::from_secs(15), || {
-        let (_, j) = inside(&format!("journalctl -u anomalyd.service -o json --no-pager SEQ={seq}"));
-        (!j.trim().is_empty()).then_some(j)
-    });
+    let journal = wait_until(
+        "the record's journal entry",
+        Duration::from_secs(15),
+        || {
+            let (_, j) = inside(&format!(
+                "journalctl -u anomalyd.service -o json --no-pager SEQ={seq}"
+            ));
+            (!j.trim().is_empty()).then_some(j)
+        },
+    );
     let entry: serde_json::Value = serde_json::from_str(journal.lines().next().unwrap()).unwrap();
     assert_eq!(entry["SEQ"], serde_json::json!(seq));
     assert_eq!(entry["SOURCE"], "systemd");
-    assert!(entry["SCORE"].as_str().is_some_and(|s| s.parse::<f64>().is_ok()), "{entry}");
+    assert!(
+        entry["SCORE"]
+            .as_str()
+            .is_some_and(|s| s.parse::<f64>().is_ok()),
+        "{entry}"
+    );
     assert_eq!(entry["SYSLOG_IDENTIFIER"], "anomalyd");
-    let (_, watchdog) = inside("journalctl -u anomalyd.service --no-pager -g 'feeding the systemd watchdog'");
-    assert!(watchdog.contains("feeding the systemd watchdog"), "watchdog fed from pipeline probes: {watchdog}");
+    let (_, watchdog) =
+        inside("journalctl -u anomalyd.service --no-pager -g 'feeding the systemd watchdog'");
+    assert!(
+        watchdog.contains("feeding the systemd watchdog"),
+        "watchdog fed from pipeline probes: {watchdog}"
+    );
 
     // systemctl stop: SIGTERM, drain, exit 0.
     inside_ok("systemctl stop anomalyd.service");
-    let after = inside_ok("systemctl show anomalyd.service -p ActiveState -p Result -p ExecMainStatus");
+    let after =
+        inside_ok("systemctl show anomalyd.service -p ActiveState -p Result -p ExecMainStatus");
     assert!(after.contains("ActiveState=inactive"), "{after}");
     assert!(after.contains("Result=success"), "{after}");
     assert!(after.contains("ExecMainStatus=0"), "{after}");

@@ -75,22 +75,60 @@ mod tests {
         assert_ne!(base, record_hash(&[1u8; 32], &sample()));
         let variants = [
             RecordFields { seq: 3, ..sample() },
-            RecordFields { ts_usec: 1, ..sample() },
-            RecordFields { kind: "gap", ..sample() },
-            RecordFields { source: "login1", ..sample() },
-            RecordFields { text: "systemd unit a.service ActiveState=active", ..sample() },
-            RecordFields { fields: "{\"pid\":1}", ..sample() },
-            RecordFields { score: None, ..sample() },
-            RecordFields { verdict: "normal", ..sample() },
-            RecordFields { neighbours: "[[1,0.0]]", ..sample() },
-            RecordFields { model: "n", ..sample() },
+            RecordFields {
+                ts_usec: 1,
+                ..sample()
+            },
+            RecordFields {
+                kind: "gap",
+                ..sample()
+            },
+            RecordFields {
+                source: "login1",
+                ..sample()
+            },
+            RecordFields {
+                text: "systemd unit a.service ActiveState=active",
+                ..sample()
+            },
+            RecordFields {
+                fields: "{\"pid\":1}",
+                ..sample()
+            },
+            RecordFields {
+                score: None,
+                ..sample()
+            },
+            RecordFields {
+                verdict: "normal",
+                ..sample()
+            },
+            RecordFields {
+                neighbours: "[[1,0.0]]",
+                ..sample()
+            },
+            RecordFields {
+                model: "n",
+                ..sample()
+            },
         ];
         for v in variants {
             assert_ne!(base, record_hash(&GENESIS_PREV_HASH, &v), "{v:?}");
         }
         // Length prefixes keep field boundaries: moving a byte between fields changes the hash.
-        let shifted = RecordFields { kind: "eventsystem", source: "d", ..sample() };
-        let shifted2 = RecordFields { kind: "event", source: "systemd", ..sample() };
-        assert_ne!(record_hash(&GENESIS_PREV_HASH, &shifted), record_hash(&GENESIS_PREV_HASH, &shifted2));
+        let shifted = RecordFields {
+            kind: "eventsystem",
+            source: "d",
+            ..sample()
+        };
+        let shifted2 = RecordFields {
+            kind: "event",
+            source: "systemd",
+            ..sample()
+        };
+        assert_ne!(
+            record_hash(&GENESIS_PREV_HASH, &shifted),
+            record_hash(&GENESIS_PREV_HASH, &shifted2)
+        );
     }
 }

@@ -78,7 +78,11 @@ CREATE INDEX records_by_source  ON records(source, seq);
 impl AuditWriter {
     /// Opens (creating and migrating as needed) the database and finds the chain's head. A new
     /// database starts with a genesis record that binds it to this host and its creation time.
-    pub fn open(path: &Path, synchronous: Synchronous, model: &str) -> Result<AuditWriter, AuditError> {
+    pub fn open(
+        path: &Path,
+        synchronous: Synchronous,
+        model: &str,
+    ) -> Result<AuditWriter, AuditError> {
         let display = path.display().to_string();
         let sqlite = |source| AuditError::Sqlite {
             path: display.clone(),
@@ -91,11 +95,16 @@ impl AuditWriter {
             })?;
         }
         let conn = Connection::open(path).map_err(sqlite)?;
-        conn.pragma_update(None, "journal_mode", "WAL").map_err(sqlite)?;
-        conn.pragma_update(None, "synchronous", synchronous.pragma_value()).map_err(sqlite)?;
-        conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(sqlite)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(sqlite)?;
+        conn.pragma_update(None, "synchronous", synchronous.pragma_value())
+            .map_err(sqlite)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(sqlite)?;
 
-        let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).map_err(sqlite)?;
+        let version: i64 = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .map_err(sqlite)?;
         if version > SCHEMA_VERSION {
             return Err(AuditError::NewerSchema {
                 path: display,
@@ -103,13 +112,18 @@ impl AuditWriter {
             });
         }
         if version < 1 {
-            conn.execute_batch(&format!("BEGIN; {SCHEMA_V1} PRAGMA user_version = 1; COMMIT;")).map_err(sqlite)?;
+            conn.execute_batch(&format!(
+                "BEGIN; {SCHEMA_V1} PRAGMA user_version = 1; COMMIT;"
+            ))
+            .map_err(sqlite)?;
         }
 
         let head: Option<(u64, Vec<u8>)> = conn
-            .query_row("SELECT seq, hash FROM records ORDER BY seq DESC LIMIT 1", [], |r| {
-                Ok((r.get::<_, i64>(0)? as u64, r.get(1)?))
-            })
+            .query_row(
+                "SELECT seq, hash FROM records ORDER BY seq DESC LIMIT 1",
+                [],
+                |r| Ok((r.get::<_, i64>(0)? as u64, r.get(1)?)),
+            )
             .optional()
             .map_err(sqlite)?;
         let (head_seq, head_hash) = match head {
@@ -123,7 +137,10 @@ impl AuditWriter {
             head_hash,
         };
         if head_seq == 0 {
-            let machine_id = std::fs::read_to_string("/etc/machine-id").unwrap_or_default().trim().to_owned();
+            let machine_id = std::fs::read_to_string("/etc/machine-id")
+                .unwrap_or_default()
+                .trim()
+                .to_owned();
             let mut fields = Map::new();
             fields.insert("machine_id".into(), json!(machine_id));
             fields.insert("created_usec".into(), json!(now_usec()));
@@ -153,7 +170,10 @@ impl AuditWriter {
     /// readers, and the head does not move, unless the whole batch commits.
     pub fn append(&mut self, batch: &[Judged], model: &str) -> Result<Vec<Committed>, AuditError> {
         let path = self.path.clone();
-        let sqlite = |source| AuditError::Sqlite { path: path.clone(), source };
+        let sqlite = |source| AuditError::Sqlite {
+            path: path.clone(),
+            source,
+        };
         let tx = self.conn.transaction().map_err(sqlite)?;
         let mut seq = self.head_seq;
         let mut prev = self.head_hash;

@@ -11,10 +11,19 @@ use anomalyd::api::{INTERFACE, OBJECT_PATH};
 use anomalyd::config::{BusTarget, DEFAULT_BUS_NAME};
 
 #[derive(Parser)]
-#[command(name = "anomalyctl", version, about = "Query a running anomalyd over D-Bus")]
+#[command(
+    name = "anomalyctl",
+    version,
+    about = "Query a running anomalyd over D-Bus"
+)]
 struct Cli {
     /// Bus the daemon serves on: system, session, or a D-Bus address
-    #[arg(long, global = true, default_value = "system", value_name = "system|session|ADDRESS")]
+    #[arg(
+        long,
+        global = true,
+        default_value = "system",
+        value_name = "system|session|ADDRESS"
+    )]
     bus: String,
     /// The daemon's bus name
     #[arg(long, global = true, default_value = DEFAULT_BUS_NAME)]
@@ -33,7 +42,10 @@ enum Command {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("anomalyctl: {e}");
@@ -50,15 +62,19 @@ fn main() -> std::process::ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    let target = BusTarget::parse(&cli.bus).map_err(|e| anyhow::anyhow!("--bus {}: {e}", cli.bus))?;
+    let target =
+        BusTarget::parse(&cli.bus).map_err(|e| anyhow::anyhow!("--bus {}: {e}", cli.bus))?;
     let conn = anomalyd::bus::connect(&target).await?;
     let proxy = zbus::Proxy::new(&conn, cli.name.clone(), OBJECT_PATH, INTERFACE).await?;
     match cli.command {
         Command::Stats => {
-            let stats: HashMap<String, OwnedValue> = proxy
-                .call("Stats", &())
-                .await
-                .with_context(|| format!("Stats on {} (is anomalyd running on the {} bus?)", cli.name, target))?;
+            let stats: HashMap<String, OwnedValue> =
+                proxy.call("Stats", &()).await.with_context(|| {
+                    format!(
+                        "Stats on {} (is anomalyd running on the {} bus?)",
+                        cli.name, target
+                    )
+                })?;
             let mut keys: Vec<_> = stats.keys().cloned().collect();
             keys.sort();
             for k in keys {
@@ -67,9 +83,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Watch => {
             let mut signals = proxy.receive_signal("AnomalyDetected").await?;
-            eprintln!("watching {} on the {} bus for anomalies (Ctrl-C to stop)", cli.name, target);
+            eprintln!(
+                "watching {} on the {} bus for anomalies (Ctrl-C to stop)",
+                cli.name, target
+            );
             while let Some(msg) = signals.next().await {
-                let (seq, _usec, source, text, score): (u64, u64, String, String, f64) = msg.body().deserialize()?;
+                let (seq, _usec, source, text, score): (u64, u64, String, String, f64) =
+                    msg.body().deserialize()?;
                 println!("#{seq:<6} score {score:.3}  {source:<14} {text}");
             }
         }

@@ -43,7 +43,11 @@ log_level = "info"
 warmup_events = 300
 "#;
 
-pub fn run(args: DemoArgs, config: Option<&Path>, state_dir: Option<PathBuf>) -> anyhow::Result<()> {
+pub fn run(
+    args: DemoArgs,
+    config: Option<&Path>,
+    state_dir: Option<PathBuf>,
+) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -67,9 +71,14 @@ impl Drop for DaemonProcess {
     }
 }
 
-async fn demo(args: DemoArgs, config: Option<&Path>, state_dir: Option<PathBuf>) -> anyhow::Result<()> {
+async fn demo(
+    args: DemoArgs,
+    config: Option<&Path>,
+    state_dir: Option<PathBuf>,
+) -> anyhow::Result<()> {
     let state_dir = state_dir.unwrap_or_else(|| PathBuf::from("state/demo"));
-    std::fs::create_dir_all(&state_dir).with_context(|| format!("creating {}", state_dir.display()))?;
+    std::fs::create_dir_all(&state_dir)
+        .with_context(|| format!("creating {}", state_dir.display()))?;
     let state_dir = state_dir.canonicalize()?;
     for stale in ["audit.sqlite", "audit.sqlite-wal", "audit.sqlite-shm"] {
         let _ = std::fs::remove_file(state_dir.join(stale));
@@ -101,7 +110,11 @@ async fn demo(args: DemoArgs, config: Option<&Path>, state_dir: Option<PathBuf>)
             .spawn()
             .context("cannot start the daemon")?,
     );
-    println!("▶ daemon              pid {} (log: {})", daemon.0.id(), log_path.display());
+    println!(
+        "▶ daemon              pid {} (log: {})",
+        daemon.0.id(),
+        log_path.display()
+    );
 
     let conn = crate::bus::connect(&bus.target()).await?;
     wait_for_name(&conn, DEFAULT_BUS_NAME, Duration::from_secs(60), &log_path).await?;
@@ -112,7 +125,9 @@ async fn demo(args: DemoArgs, config: Option<&Path>, state_dir: Option<PathBuf>)
     let printer = tokio::spawn(async move {
         let mut seen = Vec::new();
         while let Some(msg) = anomalies.next().await {
-            if let Ok((seq, _usec, source, text, score)) = msg.body().deserialize::<(u64, u64, String, String, f64)>() {
+            if let Ok((seq, _usec, source, text, score)) =
+                msg.body().deserialize::<(u64, u64, String, String, f64)>()
+            {
                 println!("  ⚠ ANOMALY  #{seq:<5} score {score:.3}  [{source}] {text}");
                 seen.push(text);
             }
@@ -121,7 +136,10 @@ async fn demo(args: DemoArgs, config: Option<&Path>, state_dir: Option<PathBuf>)
     });
 
     let steps = scenario::generate(args.seed, 120, 220);
-    let learning = steps.iter().position(|s| s.fault.is_some()).unwrap_or(steps.len());
+    let learning = steps
+        .iter()
+        .position(|s| s.fault.is_some())
+        .unwrap_or(steps.len());
     println!(
         "▶ replaying {} signals at {}/s: {} of normal traffic for the baseline, then faults among more normal traffic\n",
         steps.len(),
@@ -145,7 +163,12 @@ async fn demo(args: DemoArgs, config: Option<&Path>, state_dir: Option<PathBuf>)
     }
 
     let stats = wait_until_recorded(&proxy, emitted).await?;
-    let stat = |k: &str| stats.get(k).and_then(|v| u64::try_from(v).ok()).unwrap_or(0);
+    let stat = |k: &str| {
+        stats
+            .get(k)
+            .and_then(|v| u64::try_from(v).ok())
+            .unwrap_or(0)
+    };
     println!(
         "\n▶ done in {:.1}s: {} signals, {} records written, {} anomalies, {} dropped",
         started.elapsed().as_secs_f64(),
@@ -177,7 +200,12 @@ async fn demo(args: DemoArgs, config: Option<&Path>, state_dir: Option<PathBuf>)
     Ok(())
 }
 
-async fn wait_for_name(conn: &zbus::Connection, name: &str, timeout: Duration, log: &Path) -> anyhow::Result<()> {
+async fn wait_for_name(
+    conn: &zbus::Connection,
+    name: &str,
+    timeout: Duration,
+    log: &Path,
+) -> anyhow::Result<()> {
     let dbus = zbus::fdo::DBusProxy::new(conn).await?;
     let deadline = Instant::now() + timeout;
     let name = zbus::names::BusName::try_from(name)?;
@@ -192,12 +220,20 @@ async fn wait_for_name(conn: &zbus::Connection, name: &str, timeout: Duration, l
 }
 
 /// Waits until the daemon has taken in every emitted signal and its pipeline has gone quiet.
-async fn wait_until_recorded(proxy: &zbus::Proxy<'_>, emitted: u64) -> anyhow::Result<HashMap<String, OwnedValue>> {
+async fn wait_until_recorded(
+    proxy: &zbus::Proxy<'_>,
+    emitted: u64,
+) -> anyhow::Result<HashMap<String, OwnedValue>> {
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut last_written = u64::MAX;
     loop {
         let stats: HashMap<String, OwnedValue> = proxy.call("Stats", &()).await?;
-        let get = |k: &str| stats.get(k).and_then(|v| u64::try_from(v).ok()).unwrap_or(0);
+        let get = |k: &str| {
+            stats
+                .get(k)
+                .and_then(|v| u64::try_from(v).ok())
+                .unwrap_or(0)
+        };
         let seen = get("EventsReceived") + get("EventsIgnored") + get("EventsForged");
         let written = get("RecordsWritten");
         if (seen >= emitted && written == last_written) || Instant::now() > deadline {

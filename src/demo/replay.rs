@@ -40,7 +40,10 @@ impl Session {
     }
     #[zbus(property)]
     fn seat(&self) -> (String, OwnedObjectPath) {
-        (String::new(), OwnedObjectPath::try_from("/").expect("root path"))
+        (
+            String::new(),
+            OwnedObjectPath::try_from("/").expect("root path"),
+        )
     }
     #[zbus(property)]
     fn class(&self) -> String {
@@ -84,7 +87,10 @@ pub fn unit_path(unit: &str) -> String {
 }
 
 async fn owner_of(address: &str, name: &'static str) -> zbus::Result<Connection> {
-    zbus::connection::Builder::address(address)?.name(name)?.build().await
+    zbus::connection::Builder::address(address)?
+        .name(name)?
+        .build()
+        .await
 }
 
 impl Replayer {
@@ -103,28 +109,47 @@ impl Replayer {
     /// Emits the signal (and serves what it refers to); returns how many bus signals were sent.
     pub async fn emit(&self, signal: &Signal) -> zbus::Result<usize> {
         match signal {
-            Signal::Unit { unit, active, sub, result } => {
+            Signal::Unit {
+                unit,
+                active,
+                sub,
+                result,
+            } => {
                 let path = unit_path(unit);
                 let mut changed: HashMap<&str, Value<'_>> = HashMap::new();
                 changed.insert("ActiveState", Value::from(*active));
                 changed.insert("SubState", Value::from(*sub));
-                self.properties_changed(&path, "org.freedesktop.systemd1.Unit", changed).await?;
+                self.properties_changed(&path, "org.freedesktop.systemd1.Unit", changed)
+                    .await?;
                 if let Some(result) = result {
                     let mut changed: HashMap<&str, Value<'_>> = HashMap::new();
                     changed.insert("Result", Value::from(*result));
                     // Volatile: must not reach the embedded text.
                     changed.insert("MainPID", Value::from(0u32));
-                    self.properties_changed(&path, "org.freedesktop.systemd1.Service", changed).await?;
+                    self.properties_changed(&path, "org.freedesktop.systemd1.Service", changed)
+                        .await?;
                     return Ok(2);
                 }
             }
             Signal::JobRemoved { id, unit, result } => {
                 let job = ObjectPath::try_from(format!("/org/freedesktop/systemd1/job/{id}"))?;
                 self.systemd
-                    .emit_signal(None::<&str>, "/org/freedesktop/systemd1", "org.freedesktop.systemd1.Manager", "JobRemoved", &(*id, job, *unit, *result))
+                    .emit_signal(
+                        None::<&str>,
+                        "/org/freedesktop/systemd1",
+                        "org.freedesktop.systemd1.Manager",
+                        "JobRemoved",
+                        &(*id, job, *unit, *result),
+                    )
                     .await?;
             }
-            Signal::Device { index, interface, new, old, reason } => {
+            Signal::Device {
+                index,
+                interface,
+                new,
+                old,
+                reason,
+            } => {
                 let path = format!("/org/freedesktop/NetworkManager/Devices/{index}");
                 let server = self.network_manager.object_server();
                 if server.interface::<_, Device>(path.as_str()).await.is_err() {
@@ -138,15 +163,31 @@ impl Replayer {
                         .await?;
                 }
                 self.network_manager
-                    .emit_signal(None::<&str>, path.as_str(), "org.freedesktop.NetworkManager.Device", "StateChanged", &(*new, *old, *reason))
+                    .emit_signal(
+                        None::<&str>,
+                        path.as_str(),
+                        "org.freedesktop.NetworkManager.Device",
+                        "StateChanged",
+                        &(*new, *old, *reason),
+                    )
                     .await?;
             }
             Signal::NetworkState(state) => {
                 self.network_manager
-                    .emit_signal(None::<&str>, "/org/freedesktop/NetworkManager", NETWORK_MANAGER, "StateChanged", &(*state,))
+                    .emit_signal(
+                        None::<&str>,
+                        "/org/freedesktop/NetworkManager",
+                        NETWORK_MANAGER,
+                        "StateChanged",
+                        &(*state,),
+                    )
                     .await?;
             }
-            Signal::SessionNew { id, user, remote_host } => {
+            Signal::SessionNew {
+                id,
+                user,
+                remote_host,
+            } => {
                 let path = format!("/org/freedesktop/login1/session/_3{id}");
                 self.login1
                     .object_server()
@@ -160,14 +201,26 @@ impl Replayer {
                     .await?;
                 let object = ObjectPath::try_from(path.as_str())?;
                 self.login1
-                    .emit_signal(None::<&str>, "/org/freedesktop/login1", "org.freedesktop.login1.Manager", "SessionNew", &(id.to_string(), object))
+                    .emit_signal(
+                        None::<&str>,
+                        "/org/freedesktop/login1",
+                        "org.freedesktop.login1.Manager",
+                        "SessionNew",
+                        &(id.to_string(), object),
+                    )
                     .await?;
             }
             Signal::SessionRemoved { id } => {
                 let path = format!("/org/freedesktop/login1/session/_3{id}");
                 let object = ObjectPath::try_from(path.as_str())?;
                 self.login1
-                    .emit_signal(None::<&str>, "/org/freedesktop/login1", "org.freedesktop.login1.Manager", "SessionRemoved", &(id.to_string(), object))
+                    .emit_signal(
+                        None::<&str>,
+                        "/org/freedesktop/login1",
+                        "org.freedesktop.login1.Manager",
+                        "SessionRemoved",
+                        &(id.to_string(), object),
+                    )
                     .await?;
                 // logind drops the object at once; the replay keeps it a moment longer so the
                 // daemon's lookup of a short-lived session never races its removal at high rates.
@@ -179,17 +232,34 @@ impl Replayer {
             }
             Signal::PrepareForShutdown(start) => {
                 self.login1
-                    .emit_signal(None::<&str>, "/org/freedesktop/login1", "org.freedesktop.login1.Manager", "PrepareForShutdown", &(*start,))
+                    .emit_signal(
+                        None::<&str>,
+                        "/org/freedesktop/login1",
+                        "org.freedesktop.login1.Manager",
+                        "PrepareForShutdown",
+                        &(*start,),
+                    )
                     .await?;
             }
         }
         Ok(1)
     }
 
-    async fn properties_changed(&self, path: &str, interface: &str, changed: HashMap<&str, Value<'_>>) -> zbus::Result<()> {
+    async fn properties_changed(
+        &self,
+        path: &str,
+        interface: &str,
+        changed: HashMap<&str, Value<'_>>,
+    ) -> zbus::Result<()> {
         let invalidated: Vec<&str> = Vec::new();
         self.systemd
-            .emit_signal(None::<&str>, path, "org.freedesktop.DBus.Properties", "PropertiesChanged", &(interface, changed, invalidated))
+            .emit_signal(
+                None::<&str>,
+                path,
+                "org.freedesktop.DBus.Properties",
+                "PropertiesChanged",
+                &(interface, changed, invalidated),
+            )
             .await
     }
 }
@@ -200,9 +270,18 @@ mod tests {
 
     #[test]
     fn unit_paths_round_trip_through_the_daemons_decoder() {
-        for unit in ["nginx.service", "getty@tty1.service", "srv-data.mount", "php8.2-fpm.service"] {
+        for unit in [
+            "nginx.service",
+            "getty@tty1.service",
+            "srv-data.mount",
+            "php8.2-fpm.service",
+        ] {
             let path = unit_path(unit);
-            assert_eq!(crate::sources::decode_unit_path(&path).as_deref(), Some(unit), "{path}");
+            assert_eq!(
+                crate::sources::decode_unit_path(&path).as_deref(),
+                Some(unit),
+                "{path}"
+            );
         }
     }
 }

@@ -101,12 +101,18 @@ struct Builder {
 
 impl Builder {
     fn push(&mut self, signal: Signal) {
-        self.steps.push(Step { signal, fault: None });
+        self.steps.push(Step {
+            signal,
+            fault: None,
+        });
     }
 
     fn fault(&mut self, what: &'static str, signals: Vec<Signal>) {
         for signal in signals {
-            self.steps.push(Step { signal, fault: Some(what) });
+            self.steps.push(Step {
+                signal,
+                fault: Some(what),
+            });
         }
     }
 
@@ -126,7 +132,12 @@ impl Builder {
             ("activating", "start", None),
             ("active", "running", None),
         ] {
-            self.push(Signal::Unit { unit, active, sub, result });
+            self.push(Signal::Unit {
+                unit,
+                active,
+                sub,
+                result,
+            });
         }
         let job = self.job(unit, "done");
         self.push(job);
@@ -163,19 +174,33 @@ impl Builder {
         if self.open_sessions.is_empty() {
             return;
         }
-        let id = self.open_sessions.remove(rng.below(self.open_sessions.len()));
+        let id = self
+            .open_sessions
+            .remove(rng.below(self.open_sessions.len()));
         self.push(Signal::SessionRemoved { id });
     }
 
     fn link_flap(&mut self, index: u32, interface: &'static str) {
         let mut old = ACTIVATED;
         for (new, reason) in [(DEACTIVATING, 39), (DISCONNECTED, 39)] {
-            self.push(Signal::Device { index, interface, new, old, reason });
+            self.push(Signal::Device {
+                index,
+                interface,
+                new,
+                old,
+                reason,
+            });
             old = new;
         }
         self.push(Signal::NetworkState(50));
         for new in ACTIVATION {
-            self.push(Signal::Device { index, interface, new, old, reason: 0 });
+            self.push(Signal::Device {
+                index,
+                interface,
+                new,
+                old,
+                reason: 0,
+            });
             old = new;
         }
         self.push(Signal::NetworkState(70));
@@ -301,7 +326,10 @@ fn faults(b: &mut Builder) -> Vec<Fault> {
         ("root logs in from an unknown host", root_login),
         ("eth0 loses carrier, the host goes offline", carrier),
         ("unplanned shutdown", vec![Signal::PrepareForShutdown(true)]),
-        ("postgresql OOM again (a recurring fault keeps alerting)", second_oom),
+        (
+            "postgresql OOM again (a recurring fault keeps alerting)",
+            second_oom,
+        ),
     ]
 }
 

@@ -67,12 +67,13 @@ pub struct Detector {
 impl Detector {
     pub fn new(config: &DetectorConfig) -> Result<Detector, DetectError> {
         let description = full_description(&config.index);
-        let index = index_factory(EMBEDDING_DIM, &description, MetricType::L2).map_err(|source| {
-            DetectError::Faiss {
-                description: description.clone(),
-                source,
-            }
-        })?;
+        let index =
+            index_factory(EMBEDDING_DIM, &description, MetricType::L2).map_err(|source| {
+                DetectError::Faiss {
+                    description: description.clone(),
+                    source,
+                }
+            })?;
         Ok(Detector {
             index,
             description,
@@ -97,7 +98,11 @@ impl Detector {
     /// Judges a batch. `vectors` holds one row per event whose kind is scored, in order; the other
     /// events pass through as `NotScored`. Each event is judged against the baseline as it stood
     /// before the batch, plus exact repeats of texts that joined it earlier in the same batch.
-    pub fn judge(&mut self, events: Vec<Event>, vectors: &Embeddings) -> Result<Vec<Judged>, DetectError> {
+    pub fn judge(
+        &mut self,
+        events: Vec<Event>,
+        vectors: &Embeddings,
+    ) -> Result<Vec<Judged>, DetectError> {
         let scored = events.iter().filter(|e| e.kind.is_scored()).count();
         if scored != vectors.rows() {
             return Err(DetectError::VectorCount {
@@ -108,10 +113,13 @@ impl Detector {
         let mut neighbours_per_row: Vec<Vec<(u64, f32)>> = vec![Vec::new(); scored];
         if scored > 0 && self.index.ntotal() > 0 {
             let k = self.k.min(self.index.ntotal() as usize);
-            let found = self.index.search(&vectors.data, k).map_err(|source| DetectError::Faiss {
-                description: self.description.clone(),
-                source,
-            })?;
+            let found =
+                self.index
+                    .search(&vectors.data, k)
+                    .map_err(|source| DetectError::Faiss {
+                        description: self.description.clone(),
+                        source,
+                    })?;
             for (row, neighbours) in neighbours_per_row.iter_mut().enumerate() {
                 for j in 0..k {
                     if let Some(id) = found.labels[row * k + j].get() {
@@ -209,10 +217,15 @@ mod tests {
     fn repeats_score_zero_and_novel_faults_stay_out_of_the_baseline() {
         let mut detector = Detector::new(&config(2)).unwrap();
         let normal = "systemd unit nginx.service ActiveState=active SubState=running";
-        let fault = "systemd unit postgresql.service ActiveState=failed SubState=failed Result=oom-kill";
+        let fault =
+            "systemd unit postgresql.service ActiveState=failed SubState=failed Result=oom-kill";
         let warm = judge(&mut detector, &[normal, normal]);
         assert!(warm.iter().all(|j| j.verdict == Verdict::Warmup));
-        assert_eq!(detector.baseline_len(), 1, "identical texts are stored once");
+        assert_eq!(
+            detector.baseline_len(),
+            1,
+            "identical texts are stored once"
+        );
 
         let out = judge(&mut detector, &[normal, fault]);
         assert_eq!(out[0].verdict, Verdict::Normal);
@@ -221,7 +234,11 @@ mod tests {
         assert_eq!(detector.baseline_len(), 1);
 
         let again = judge(&mut detector, &[fault]);
-        assert_eq!(again[0].verdict, Verdict::Anomaly, "a recurring fault keeps alerting");
+        assert_eq!(
+            again[0].verdict,
+            Verdict::Anomaly,
+            "a recurring fault keeps alerting"
+        );
     }
 
     #[test]

@@ -58,7 +58,10 @@ impl Embedder for HashingEmbedder {
         for (text, row) in texts.iter().zip(data.chunks_mut(self.dim)) {
             self.embed_one(text, row);
         }
-        Ok(Embeddings { dim: self.dim, data })
+        Ok(Embeddings {
+            dim: self.dim,
+            data,
+        })
     }
 
     fn dim(&self) -> usize {
@@ -101,7 +104,10 @@ mod tests {
         assert_eq!(out.row(0), out.row(1));
         let related = cosine(out.row(0), out.row(2));
         let unrelated = cosine(out.row(0), out.row(3));
-        assert!(related > unrelated + 0.2, "related {related} vs unrelated {unrelated}");
+        assert!(
+            related > unrelated + 0.2,
+            "related {related} vs unrelated {unrelated}"
+        );
         e.health().unwrap();
     }
 }

@@ -41,13 +41,21 @@ pub trait Embedder: Send {
 
     /// Embeds a fixed text and checks the result is a finite unit vector of the right size.
     fn health(&mut self) -> Result<(), EmbedError> {
-        let out = self.embed(&["anomalyd health check systemd unit anomalyd.service ActiveState=active"])?;
+        let out = self
+            .embed(&["anomalyd health check systemd unit anomalyd.service ActiveState=active"])?;
         if out.dim != self.dim() || out.rows() != 1 {
-            return Err(EmbedError::Unhealthy(format!("expected 1×{}, got {}×{}", self.dim(), out.rows(), out.dim)));
+            return Err(EmbedError::Unhealthy(format!(
+                "expected 1×{}, got {}×{}",
+                self.dim(),
+                out.rows(),
+                out.dim
+            )));
         }
         let norm: f32 = out.data.iter().map(|x| x * x).sum::<f32>().sqrt();
         if !norm.is_finite() || (norm - 1.0).abs() > 1e-3 {
-            return Err(EmbedError::Unhealthy(format!("health vector has norm {norm}, expected 1")));
+            return Err(EmbedError::Unhealthy(format!(
+                "health vector has norm {norm}, expected 1"
+            )));
         }
         Ok(())
     }
@@ -55,6 +63,8 @@ pub trait Embedder: Send {
 
 pub fn build(config: &EmbedderConfig) -> Result<Box<dyn Embedder>, EmbedError> {
     match config.kind {
-        EmbedderKind::Hashing => Ok(Box::new(HashingEmbedder::new(crate::config::EMBEDDING_DIM as usize))),
+        EmbedderKind::Hashing => Ok(Box::new(HashingEmbedder::new(
+            crate::config::EMBEDDING_DIM as usize,
+        ))),
     }
 }

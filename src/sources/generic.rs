@@ -13,14 +13,22 @@ use crate::render::{token, value_json, value_text};
 pub const UDISKS2_SERVICE: &str = "org.freedesktop.UDisks2";
 
 pub fn udisks2_rules() -> Vec<MatchRule<'static>> {
-    vec![signal_rule(UDISKS2_SERVICE, "org.freedesktop.DBus.ObjectManager", None, Some("/org/freedesktop/UDisks2"))]
+    vec![signal_rule(
+        UDISKS2_SERVICE,
+        "org.freedesktop.DBus.ObjectManager",
+        None,
+        Some("/org/freedesktop/UDisks2"),
+    )]
 }
 
 pub fn render(source: Source, msg: &Message) -> Option<Event> {
     let header = msg.header();
     let interface = header.interface()?.as_str().to_owned();
     let member = header.member()?.as_str().to_owned();
-    let path = header.path().map(|p| p.as_str().to_owned()).unwrap_or_default();
+    let path = header
+        .path()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_default();
     let body = msg.body();
     let args: Vec<Value<'_>> = if body.signature().to_string().is_empty() {
         Vec::new()
@@ -33,14 +41,28 @@ pub fn render(source: Source, msg: &Message) -> Option<Event> {
     fields.insert("interface".into(), json!(interface));
     fields.insert("member".into(), json!(member));
     fields.insert("path".into(), json!(path));
-    fields.insert("args".into(), json!(args.iter().map(value_json).collect::<Vec<_>>()));
+    fields.insert(
+        "args".into(),
+        json!(args.iter().map(value_json).collect::<Vec<_>>()),
+    );
 
-    let mut text = format!("{} {}.{} path={}", source.as_str(), interface, member, token(&path));
+    let mut text = format!(
+        "{} {}.{} path={}",
+        source.as_str(),
+        interface,
+        member,
+        token(&path)
+    );
     if interface == "org.freedesktop.DBus.ObjectManager" {
         // InterfacesAdded(o, a{sa{sv}}) / InterfacesRemoved(o, as): the object and which of its
         // interfaces came or went say what happened; the property values stay in fields.
         if let Some(object) = args.first() {
-            text = format!("{} {} object={}", source.as_str(), member, token(&value_text(object)));
+            text = format!(
+                "{} {} object={}",
+                source.as_str(),
+                member,
+                token(&value_text(object))
+            );
         }
         if let Some(interfaces) = args.get(1) {
             let mut names: Vec<String> = match interfaces {

@@ -17,7 +17,12 @@ pub const SERVICE: &str = "org.freedesktop.login1";
 const MANAGER: &str = "org.freedesktop.login1.Manager";
 
 pub fn rules() -> Vec<MatchRule<'static>> {
-    vec![signal_rule(SERVICE, MANAGER, None, Some("/org/freedesktop/login1"))]
+    vec![signal_rule(
+        SERVICE,
+        MANAGER,
+        None,
+        Some("/org/freedesktop/login1"),
+    )]
 }
 
 #[derive(Default)]
@@ -40,8 +45,17 @@ impl Renderer {
                 fields.insert("session_id".into(), json!(id));
                 fields.insert("session_path".into(), json!(path.as_str()));
                 let mut described = Vec::new();
-                if let Some(props) = lookup.properties(SERVICE, path.as_str(), "org.freedesktop.login1.Session").await {
-                    for (key, prop) in [("user", "Name"), ("seat", "Seat"), ("class", "Class"), ("service", "Service"), ("remote_host", "RemoteHost")] {
+                if let Some(props) = lookup
+                    .properties(SERVICE, path.as_str(), "org.freedesktop.login1.Session")
+                    .await
+                {
+                    for (key, prop) in [
+                        ("user", "Name"),
+                        ("seat", "Seat"),
+                        ("class", "Class"),
+                        ("service", "Service"),
+                        ("remote_host", "RemoteHost"),
+                    ] {
                         if let Some(v) = props.get(prop) {
                             fields.insert(prop.into(), value_json(v));
                             // Seat is (so): its name is the first field.
@@ -53,7 +67,10 @@ impl Renderer {
                         }
                     }
                 }
-                self.sessions.lock().unwrap_or_else(|e| e.into_inner()).insert(id, described.clone());
+                self.sessions
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(id, described.clone());
                 let mut text = "login1 session new".to_owned();
                 push_pairs(&mut text, described.iter().map(|(k, v)| (*k, v.clone())));
                 text
@@ -62,9 +79,19 @@ impl Renderer {
                 let (id, path): (String, OwnedObjectPath) = body.deserialize().ok()?;
                 fields.insert("session_id".into(), json!(id));
                 fields.insert("session_path".into(), json!(path.as_str()));
-                let described = self.sessions.lock().unwrap_or_else(|e| e.into_inner()).remove(&id).unwrap_or_default();
+                let described = self
+                    .sessions
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(&id)
+                    .unwrap_or_default();
                 let mut text = "login1 session removed".to_owned();
-                push_pairs(&mut text, described.into_iter().filter(|(k, _)| *k == "user" || *k == "remote_host"));
+                push_pairs(
+                    &mut text,
+                    described
+                        .into_iter()
+                        .filter(|(k, _)| *k == "user" || *k == "remote_host"),
+                );
                 text
             }
             "UserNew" | "UserRemoved" => {
@@ -77,7 +104,10 @@ impl Renderer {
                         .await
                         .and_then(|p| p.get("Name").map(|v| value_text(v)))
                         .unwrap_or_else(|| format!("uid{uid}"));
-                    self.users.lock().unwrap_or_else(|e| e.into_inner()).insert(path.to_string(), name.clone());
+                    self.users
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .insert(path.to_string(), name.clone());
                     name
                 } else {
                     self.users
@@ -86,7 +116,11 @@ impl Renderer {
                         .remove(path.as_str())
                         .unwrap_or_else(|| format!("uid{uid}"))
                 };
-                let what = if member == "UserNew" { "new" } else { "removed" };
+                let what = if member == "UserNew" {
+                    "new"
+                } else {
+                    "removed"
+                };
                 let mut text = format!("login1 user {what}");
                 push_pairs(&mut text, [("name", name)]);
                 text
@@ -94,7 +128,11 @@ impl Renderer {
             "PrepareForShutdown" | "PrepareForSleep" => {
                 let (start,): (bool,) = body.deserialize().ok()?;
                 fields.insert("start".into(), json!(start));
-                let what = if member == "PrepareForShutdown" { "prepare-for-shutdown" } else { "prepare-for-sleep" };
+                let what = if member == "PrepareForShutdown" {
+                    "prepare-for-shutdown"
+                } else {
+                    "prepare-for-sleep"
+                };
                 format!("login1 {what} {}", if start { "start" } else { "done" })
             }
             _ => return None,

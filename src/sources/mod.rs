@@ -60,7 +60,11 @@ impl Owners {
     }
 
     fn is_owner(&self, name: &str, sender: &str) -> bool {
-        self.0.read().unwrap_or_else(|e| e.into_inner()).get(name).is_some_and(|o| o == sender)
+        self.0
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+            .is_some_and(|o| o == sender)
     }
 }
 
@@ -73,9 +77,20 @@ pub(crate) struct Lookup {
 
 impl Lookup {
     /// `org.freedesktop.DBus.Properties.GetAll(interface)` on `path`; `None` on error or timeout.
-    pub(crate) async fn properties(&self, service: &str, path: &str, interface: &str) -> Option<HashMap<String, OwnedValue>> {
+    pub(crate) async fn properties(
+        &self,
+        service: &str,
+        path: &str,
+        interface: &str,
+    ) -> Option<HashMap<String, OwnedValue>> {
         let args = (interface,);
-        let call = self.conn.call_method(Some(service), path, Some("org.freedesktop.DBus.Properties"), "GetAll", &args);
+        let call = self.conn.call_method(
+            Some(service),
+            path,
+            Some("org.freedesktop.DBus.Properties"),
+            "GetAll",
+            &args,
+        );
         match tokio::time::timeout(self.timeout, call).await {
             Ok(Ok(reply)) => reply.body().deserialize().ok(),
             Ok(Err(e)) => {
@@ -118,7 +133,12 @@ struct Subscription {
     renderer: Arc<Renderer>,
 }
 
-fn signal_rule(sender: &str, interface: &str, member: Option<&str>, path_namespace: Option<&str>) -> MatchRule<'static> {
+fn signal_rule(
+    sender: &str,
+    interface: &str,
+    member: Option<&str>,
+    path_namespace: Option<&str>,
+) -> MatchRule<'static> {
     let mut b = MatchRule::builder().msg_type(Type::Signal);
     // The names below are literals of this module; they are valid by construction.
     b = b.sender(sender.to_owned()).expect("valid sender");
@@ -127,7 +147,9 @@ fn signal_rule(sender: &str, interface: &str, member: Option<&str>, path_namespa
         b = b.member(m.to_owned()).expect("valid member");
     }
     if let Some(p) = path_namespace {
-        b = b.path_namespace(p.to_owned()).expect("valid path namespace");
+        b = b
+            .path_namespace(p.to_owned())
+            .expect("valid path namespace");
     }
     b.build()
 }
@@ -229,10 +251,12 @@ async fn subscribe(
         conn: conn.clone(),
         timeout: config.lookup_timeout,
     };
-    let dbus = zbus::fdo::DBusProxy::new(conn).await.map_err(|source| SourceError::Subscribe {
-        what: "org.freedesktop.DBus".into(),
-        source,
-    })?;
+    let dbus = zbus::fdo::DBusProxy::new(conn)
+        .await
+        .map_err(|source| SourceError::Subscribe {
+            what: "org.freedesktop.DBus".into(),
+            source,
+        })?;
 
     let mut watched: Vec<String> = subs.iter().filter_map(|s| s.owner.clone()).collect();
     watched.sort();
@@ -249,12 +273,18 @@ async fn subscribe(
                 source,
             })?
             .build();
-        let stream = MessageStream::for_match_rule(rule, conn, Some(64)).await.map_err(|source| SourceError::Subscribe {
-            what: format!("owner changes of {name}"),
-            source,
-        })?;
+        let stream = MessageStream::for_match_rule(rule, conn, Some(64))
+            .await
+            .map_err(|source| SourceError::Subscribe {
+                what: format!("owner changes of {name}"),
+                source,
+            })?;
         let current = match zbus::names::BusName::try_from(name.as_str()) {
-            Ok(bus_name) => dbus.get_name_owner(bus_name).await.ok().map(|o| o.to_string()),
+            Ok(bus_name) => dbus
+                .get_name_owner(bus_name)
+                .await
+                .ok()
+                .map(|o| o.to_string()),
             Err(_) => None,
         };
         match &current {
@@ -262,10 +292,17 @@ async fn subscribe(
                 info!(service = %name, owner = %owner, "source service present");
                 on_owner_appeared(conn, &name);
             }
-            None => info!(service = %name, "source service absent; its subscription stays, waiting for it"),
+            None => {
+                info!(service = %name, "source service absent; its subscription stays, waiting for it")
+            }
         }
         owners.set(&name, current);
-        tasks.push(tokio::spawn(follow_owner(stream, name, owners.clone(), conn.clone())));
+        tasks.push(tokio::spawn(follow_owner(
+            stream,
+            name,
+            owners.clone(),
+            conn.clone(),
+        )));
     }
 
     for sub in subs {
@@ -276,7 +313,10 @@ async fn subscribe(
             let what = rule.to_string();
             let stream = MessageStream::for_match_rule(rule, conn, Some(config.queue_capacity))
                 .await
-                .map_err(|source| SourceError::Subscribe { what: what.clone(), source })?;
+                .map_err(|source| SourceError::Subscribe {
+                    what: what.clone(),
+                    source,
+                })?;
             debug!(rule = %what, "subscribed");
             streams.push(stream);
         }
@@ -296,7 +336,9 @@ async fn subscribe(
 
 async fn follow_owner(mut stream: MessageStream, name: String, owners: Owners, conn: Connection) {
     while let Some(Ok(msg)) = stream.next().await {
-        let Ok((_, _, new_owner)) = msg.body().deserialize::<(String, String, String)>() else { continue };
+        let Ok((_, _, new_owner)) = msg.body().deserialize::<(String, String, String)>() else {
+            continue;
+        };
         if new_owner.is_empty() {
             warn!(service = %name, "source service left the bus");
             owners.set(&name, None);
@@ -316,10 +358,18 @@ fn on_owner_appeared(conn: &Connection, name: &str) {
     }
     let conn = conn.clone();
     tokio::spawn(async move {
-        let call = conn.call_method(Some(systemd::SERVICE), "/org/freedesktop/systemd1", Some("org.freedesktop.systemd1.Manager"), "Subscribe", &());
+        let call = conn.call_method(
+            Some(systemd::SERVICE),
+            "/org/freedesktop/systemd1",
+            Some("org.freedesktop.systemd1.Manager"),
+            "Subscribe",
+            &(),
+        );
         match tokio::time::timeout(Duration::from_secs(5), call).await {
             Ok(Ok(_)) => debug!("subscribed to systemd's unit and job signals"),
-            Ok(Err(e)) => warn!(error = %e, "systemd refused Subscribe(); unit signals may not arrive"),
+            Ok(Err(e)) => {
+                warn!(error = %e, "systemd refused Subscribe(); unit signals may not arrive")
+            }
             Err(_) => warn!("systemd did not answer Subscribe() within 5s"),
         }
     });

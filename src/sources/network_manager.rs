@@ -20,7 +20,12 @@ pub fn rules() -> Vec<MatchRule<'static>> {
     vec![
         signal_rule(SERVICE, SERVICE, Some("StateChanged"), None),
         signal_rule(SERVICE, DEVICE_INTERFACE, Some("StateChanged"), None),
-        signal_rule(SERVICE, "org.freedesktop.DBus.Properties", Some("PropertiesChanged"), Some(ROOT_PATH)),
+        signal_rule(
+            SERVICE,
+            "org.freedesktop.DBus.Properties",
+            Some("PropertiesChanged"),
+            Some(ROOT_PATH),
+        ),
     ]
 }
 
@@ -104,12 +109,22 @@ pub struct Renderer {
 
 impl Renderer {
     async fn interface_of(&self, device_path: &str, lookup: &Lookup) -> Option<String> {
-        if let Some(name) = self.interfaces.lock().unwrap_or_else(|e| e.into_inner()).get(device_path) {
+        if let Some(name) = self
+            .interfaces
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(device_path)
+        {
             return Some(name.clone());
         }
-        let props = lookup.properties(SERVICE, device_path, DEVICE_INTERFACE).await?;
+        let props = lookup
+            .properties(SERVICE, device_path, DEVICE_INTERFACE)
+            .await?;
         let name = value_text(props.get("Interface")?);
-        self.interfaces.lock().unwrap_or_else(|e| e.into_inner()).insert(device_path.to_owned(), name.clone());
+        self.interfaces
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(device_path.to_owned(), name.clone());
         Some(name)
     }
 
@@ -141,7 +156,8 @@ impl Renderer {
                 format!("networkmanager state={}", state_name(state))
             }
             "org.freedesktop.DBus.Properties" if path == ROOT_PATH => {
-                let (_iface, changed, _): (String, HashMap<String, OwnedValue>, Vec<String>) = msg.body().deserialize().ok()?;
+                let (_iface, changed, _): (String, HashMap<String, OwnedValue>, Vec<String>) =
+                    msg.body().deserialize().ok()?;
                 let connectivity = changed.get("Connectivity")?;
                 let value: u32 = connectivity.try_into().ok()?;
                 fields.insert("Connectivity".into(), value_json(connectivity));

@@ -15,11 +15,22 @@ const MANAGER: &str = "org.freedesktop.systemd1.Manager";
 const UNIT_PATH_PREFIX: &str = "/org/freedesktop/systemd1/unit/";
 
 /// The unit properties an operator acts on, in the order they appear in the text.
-const UNIT_KEYS: [&str; 5] = ["ActiveState", "SubState", "Result", "LoadState", "UnitFileState"];
+const UNIT_KEYS: [&str; 5] = [
+    "ActiveState",
+    "SubState",
+    "Result",
+    "LoadState",
+    "UnitFileState",
+];
 
 pub fn rules() -> Vec<MatchRule<'static>> {
     vec![
-        signal_rule(SERVICE, "org.freedesktop.DBus.Properties", Some("PropertiesChanged"), Some("/org/freedesktop/systemd1/unit")),
+        signal_rule(
+            SERVICE,
+            "org.freedesktop.DBus.Properties",
+            Some("PropertiesChanged"),
+            Some("/org/freedesktop/systemd1/unit"),
+        ),
         signal_rule(SERVICE, MANAGER, None, Some("/org/freedesktop/systemd1")),
     ]
 }
@@ -56,7 +67,8 @@ pub fn render(msg: &Message) -> Option<Event> {
 
     if interface == "org.freedesktop.DBus.Properties" {
         let unit = decode_unit_path(&path)?;
-        let (iface, changed, _invalidated): (String, HashMap<String, OwnedValue>, Vec<String>) = msg.body().deserialize().ok()?;
+        let (iface, changed, _invalidated): (String, HashMap<String, OwnedValue>, Vec<String>) =
+            msg.body().deserialize().ok()?;
         let pairs: Vec<(&str, String)> = UNIT_KEYS
             .iter()
             .filter_map(|k| changed.get(*k).map(|v| (*k, value_text(v))))
@@ -77,14 +89,16 @@ pub fn render(msg: &Message) -> Option<Event> {
     let body = msg.body();
     let text = match member.as_str() {
         "JobNew" => {
-            let (id, job, unit): (u32, zbus::zvariant::OwnedObjectPath, String) = body.deserialize().ok()?;
+            let (id, job, unit): (u32, zbus::zvariant::OwnedObjectPath, String) =
+                body.deserialize().ok()?;
             fields.insert("job_id".into(), json!(id));
             fields.insert("job".into(), json!(job.as_str()));
             fields.insert("unit".into(), json!(unit));
             format!("systemd job {} new", token(&unit))
         }
         "JobRemoved" => {
-            let (id, job, unit, result): (u32, zbus::zvariant::OwnedObjectPath, String, String) = body.deserialize().ok()?;
+            let (id, job, unit, result): (u32, zbus::zvariant::OwnedObjectPath, String, String) =
+                body.deserialize().ok()?;
             fields.insert("job_id".into(), json!(id));
             fields.insert("job".into(), json!(job.as_str()));
             fields.insert("unit".into(), json!(unit));
@@ -92,20 +106,38 @@ pub fn render(msg: &Message) -> Option<Event> {
             format!("systemd job {} result={}", token(&unit), token(&result))
         }
         "UnitNew" | "UnitRemoved" => {
-            let (unit, unit_path): (String, zbus::zvariant::OwnedObjectPath) = body.deserialize().ok()?;
+            let (unit, unit_path): (String, zbus::zvariant::OwnedObjectPath) =
+                body.deserialize().ok()?;
             fields.insert("unit".into(), json!(unit));
             fields.insert("unit_path".into(), json!(unit_path.as_str()));
-            let what = if member == "UnitNew" { "loaded" } else { "unloaded" };
+            let what = if member == "UnitNew" {
+                "loaded"
+            } else {
+                "unloaded"
+            };
             format!("systemd unit {} {what}", token(&unit))
         }
         "Reloading" => {
             let (active,): (bool,) = body.deserialize().ok()?;
             fields.insert("active".into(), json!(active));
-            format!("systemd manager reloading={}", if active { "start" } else { "done" })
+            format!(
+                "systemd manager reloading={}",
+                if active { "start" } else { "done" }
+            )
         }
         "StartupFinished" => {
             let t: (u64, u64, u64, u64, u64, u64) = body.deserialize().ok()?;
-            for (k, v) in ["firmware", "loader", "kernel", "initrd", "userspace", "total"].iter().zip([t.0, t.1, t.2, t.3, t.4, t.5]) {
+            for (k, v) in [
+                "firmware",
+                "loader",
+                "kernel",
+                "initrd",
+                "userspace",
+                "total",
+            ]
+            .iter()
+            .zip([t.0, t.1, t.2, t.3, t.4, t.5])
+            {
                 fields.insert(format!("{k}_usec"), json!(v));
             }
             "systemd manager startup-finished".to_owned()
@@ -121,16 +153,25 @@ mod tests {
 
     #[test]
     fn unit_paths_decode_without_a_round_trip() {
-        assert_eq!(decode_unit_path("/org/freedesktop/systemd1/unit/nginx_2eservice").as_deref(), Some("nginx.service"));
+        assert_eq!(
+            decode_unit_path("/org/freedesktop/systemd1/unit/nginx_2eservice").as_deref(),
+            Some("nginx.service")
+        );
         assert_eq!(
             decode_unit_path("/org/freedesktop/systemd1/unit/getty_40tty1_2eservice").as_deref(),
             Some("getty@tty1.service")
         );
         assert_eq!(
-            decode_unit_path("/org/freedesktop/systemd1/unit/sys_2ddevices_2dvirtual_2dnet_2dlo_2edevice").as_deref(),
+            decode_unit_path(
+                "/org/freedesktop/systemd1/unit/sys_2ddevices_2dvirtual_2dnet_2dlo_2edevice"
+            )
+            .as_deref(),
             Some("sys-devices-virtual-net-lo.device")
         );
-        assert_eq!(decode_unit_path("/org/freedesktop/systemd1/unit/bad_2"), None);
+        assert_eq!(
+            decode_unit_path("/org/freedesktop/systemd1/unit/bad_2"),
+            None
+        );
         assert_eq!(decode_unit_path("/org/freedesktop/systemd1/job/12"), None);
     }
 }

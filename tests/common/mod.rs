@@ -16,7 +16,11 @@ pub struct RunningDaemon {
     pub state_dir: PathBuf,
     pub conn: zbus::Connection,
     stop: Option<oneshot::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<Result<anomalyd::daemon::RunSummary, anomalyd::daemon::DaemonError>>>,
+    task: Option<
+        tokio::task::JoinHandle<
+            Result<anomalyd::daemon::RunSummary, anomalyd::daemon::DaemonError>,
+        >,
+    >,
 }
 
 /// A config for tests: the shipped defaults with `extra` TOML merged over them, on `state_dir`.
@@ -58,8 +62,15 @@ impl RunningDaemon {
             if dbus.name_has_owner(name).await.unwrap_or(false) {
                 break;
             }
-            assert!(!task.is_finished(), "the daemon stopped during start-up: {:?}", task.await);
-            assert!(Instant::now() < deadline, "the daemon did not take its bus name in 30 s");
+            assert!(
+                !task.is_finished(),
+                "the daemon stopped during start-up: {:?}",
+                task.await
+            );
+            assert!(
+                Instant::now() < deadline,
+                "the daemon did not take its bus name in 30 s"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         RunningDaemon {
@@ -72,9 +83,14 @@ impl RunningDaemon {
     }
 
     pub async fn stats(&self) -> HashMap<String, u64> {
-        let proxy = zbus::Proxy::new(&self.conn, "org.anomalyd.Detector1", "/org/anomalyd/Detector1", "org.anomalyd.Detector1")
-            .await
-            .unwrap();
+        let proxy = zbus::Proxy::new(
+            &self.conn,
+            "org.anomalyd.Detector1",
+            "/org/anomalyd/Detector1",
+            "org.anomalyd.Detector1",
+        )
+        .await
+        .unwrap();
         let stats: HashMap<String, OwnedValue> = proxy.call("Stats", &()).await.unwrap();
         stats
             .into_iter()
@@ -83,14 +99,21 @@ impl RunningDaemon {
     }
 
     /// Polls `Stats` until `done` holds or 30 s pass; returns the last stats.
-    pub async fn wait_for(&self, what: &str, done: impl Fn(&HashMap<String, u64>) -> bool) -> HashMap<String, u64> {
+    pub async fn wait_for(
+        &self,
+        what: &str,
+        done: impl Fn(&HashMap<String, u64>) -> bool,
+    ) -> HashMap<String, u64> {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let stats = self.stats().await;
             if done(&stats) {
                 return stats;
             }
-            assert!(Instant::now() < deadline, "timed out waiting for {what}; stats: {stats:?}");
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}; stats: {stats:?}"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -98,7 +121,12 @@ impl RunningDaemon {
     /// SIGTERM's path: stop, drain, return the summary.
     pub async fn stop(mut self) -> anomalyd::daemon::RunSummary {
         let _ = self.stop.take().unwrap().send(());
-        self.task.take().unwrap().await.unwrap().expect("daemon ran cleanly")
+        self.task
+            .take()
+            .unwrap()
+            .await
+            .unwrap()
+            .expect("daemon ran cleanly")
     }
 
     pub fn db(&self) -> PathBuf {
@@ -124,7 +152,9 @@ pub struct Row {
 }
 
 pub fn read_rows(db: &Path) -> Vec<Row> {
-    let conn = rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
+    let conn =
+        rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .unwrap();
     let mut stmt = conn
         .prepare("SELECT seq, ts_usec, kind, source, text, fields, score, verdict, neighbours, model, prev_hash, hash FROM records ORDER BY seq")
         .unwrap();
@@ -154,7 +184,11 @@ pub fn assert_chain_intact(rows: &[Row]) {
     let mut prev = anomalyd::audit::GENESIS_PREV_HASH;
     for (i, row) in rows.iter().enumerate() {
         assert_eq!(row.seq, i as u64 + 1, "seq is dense from 1");
-        assert_eq!(row.prev_hash, prev, "seq {}: prev_hash links to the previous record", row.seq);
+        assert_eq!(
+            row.prev_hash, prev,
+            "seq {}: prev_hash links to the previous record",
+            row.seq
+        );
         let fields = anomalyd::audit::RecordFields {
             seq: row.seq,
             ts_usec: row.ts_usec,
