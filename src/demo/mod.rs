@@ -178,11 +178,14 @@ async fn demo(
         stat("EventsDropped"),
     );
     let db = state_dir.join("audit.sqlite");
+    let anomalyd = std::env::current_exe()?;
+    let anomalyctl = anomalyd.with_file_name("anomalyctl");
+    let (anomalyd, anomalyctl) = (anomalyd.display(), anomalyctl.display());
     println!("\nTry next:");
     println!("  sqlite3 {} \"SELECT seq, verdict, round(score,3), text FROM records WHERE verdict='anomaly'\"", db.display());
     if args.keep_running {
-        println!("  anomalyctl --bus '{}' stats", bus.address());
-        println!("  anomalyctl --bus '{}' watch", bus.address());
+        println!("  {anomalyctl} --bus '{}' stats", bus.address());
+        println!("  {anomalyctl} --bus '{}' watch", bus.address());
         println!(
             "  busctl --address='{}' call {DEFAULT_BUS_NAME} {OBJECT_PATH} {INTERFACE} Stats",
             bus.address()
@@ -190,9 +193,9 @@ async fn demo(
         println!("\nThe bus and the daemon keep running; Ctrl-C ends the demo.");
         let _ = tokio::signal::ctrl_c().await;
     } else {
-        println!("  anomalyd demo --keep-running     # then query the live daemon:");
-        println!("  anomalyctl --bus '<address it prints>' stats | watch");
-        println!("  anomalyd --check-config --config config/anomalyd.toml");
+        println!("  {anomalyd} demo --keep-running     # then query the live daemon:");
+        println!("  {anomalyctl} --bus '<address it prints>' stats | watch");
+        println!("  {anomalyd} --check-config --config config/anomalyd.toml");
     }
     drop(replayer);
     drop(daemon);
