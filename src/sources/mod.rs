@@ -105,6 +105,26 @@ impl Lookup {
     }
 }
 
+impl Lookup {
+    /// Asks the bus who owns `name` now, records the answer, and says whether it is `sender`.
+    async fn confirm_owner(&self, name: &str, sender: &str, owners: &Owners) -> bool {
+        let Ok(bus_name) = zbus::names::BusName::try_from(name) else {
+            return false;
+        };
+        let ask = async {
+            let dbus = zbus::fdo::DBusProxy::new(&self.conn).await.ok()?;
+            dbus.get_name_owner(bus_name)
+                .await
+                .ok()
+                .map(|o| o.to_string())
+        };
+        let owner = tokio::time::timeout(self.timeout, ask).await.ok().flatten();
+        let confirmed = owner.as_deref() == Some(sender);
+        owners.set(name, owner);
+        confirmed
+    }
+}
+
 /// How one source turns its signals into events.
 enum Renderer {
     Systemd,
@@ -391,7 +411,10 @@ async fn read_signals(
         if let Some(name) = &owner {
             let header = msg.header();
             let sender = header.sender().map(|s| s.as_str()).unwrap_or("");
-            if !owners.is_owner(name, sender) {
+            // A signal can outrun the NameOwnerChanged that announces its sender (a service
+            // that just started); ask the bus once before calling it forged.
+            if !owners.is_owner(name, sender) && !lookup.confirm_owner(name, sender, &owners).await
+            {
                 metrics.events_forged.fetch_add(1, Relaxed);
                 warn!(source = source.as_str(), sender, service = %name, "refused a signal from a connection that does not own the service's name");
                 continue;
