@@ -29,6 +29,14 @@ pub struct DetectorApi {
     pub info: Arc<DaemonInfo>,
 }
 
+/// The numeric entries of a `Stats` reply (the counters), for clients that compare them.
+pub fn counters(stats: &HashMap<String, OwnedValue>) -> HashMap<String, u64> {
+    stats
+        .iter()
+        .filter_map(|(k, v)| u64::try_from(v).ok().map(|n| (k.clone(), n)))
+        .collect()
+}
+
 fn owned(value: Value<'_>) -> OwnedValue {
     // Plain values (no file descriptors) always convert.
     value.try_to_owned().expect("plain value converts to owned")

@@ -126,6 +126,19 @@ pub struct Judged {
     pub neighbours: Vec<(u64, f32)>,
 }
 
+impl Judged {
+    /// An event recorded without a score: the daemon's own records, or a batch that could not be
+    /// embedded or scored.
+    pub fn unscored(event: Event) -> Judged {
+        Judged {
+            event,
+            score: None,
+            verdict: Verdict::NotScored,
+            neighbours: Vec::new(),
+        }
+    }
+}
+
 pub fn now_usec() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)

@@ -315,11 +315,11 @@ fn detect_stage(
             Flow::Probe(p) => Flow::Probe(p),
             Flow::Data((events, vectors)) => {
                 let judged = match vectors {
-                    Some(v) => match detector.judge(events.clone(), &v) {
+                    Some(v) => match detector.judge(events, &v) {
                         Ok(j) => j,
-                        Err(e) => {
-                            error!(error = %e, "scoring failed; recording the batch unscored");
-                            unscored(events)
+                        Err(failed) => {
+                            error!(error = %failed.error, "scoring failed; recording the batch unscored");
+                            unscored(failed.events)
                         }
                     },
                     None => unscored(events),
@@ -337,15 +337,7 @@ fn detect_stage(
 }
 
 fn unscored(events: Vec<Event>) -> Vec<Judged> {
-    events
-        .into_iter()
-        .map(|event| Judged {
-            event,
-            score: None,
-            verdict: Verdict::NotScored,
-            neighbours: Vec::new(),
-        })
-        .collect()
+    events.into_iter().map(Judged::unscored).collect()
 }
 
 fn audit_stage(
@@ -356,13 +348,9 @@ fn audit_stage(
     notices: mpsc::Sender<Committed>,
     metrics: &Metrics,
 ) {
-    let daemon_record =
-        |kind: RecordKind, text: &str, fields: Map<String, serde_json::Value>| Judged {
-            event: Event::daemon(kind, text.to_owned(), fields),
-            score: None,
-            verdict: Verdict::NotScored,
-            neighbours: Vec::new(),
-        };
+    let daemon_record = |kind: RecordKind, text: &str, fields: Map<String, serde_json::Value>| {
+        Judged::unscored(Event::daemon(kind, text.to_owned(), fields))
+    };
     commit(
         &mut audit,
         model,

@@ -149,15 +149,7 @@ impl AuditWriter {
                 format!("anomalyd audit chain genesis machine_id={machine_id}"),
                 fields,
             );
-            writer.append(
-                &[Judged {
-                    event: genesis,
-                    score: None,
-                    verdict: Verdict::NotScored,
-                    neighbours: Vec::new(),
-                }],
-                model,
-            )?;
+            writer.append(&[Judged::unscored(genesis)], model)?;
         }
         Ok(writer)
     }

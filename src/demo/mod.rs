@@ -162,13 +162,8 @@ async fn demo(
         tokio::time::sleep_until((started + period * (i as u32 + 1)).into()).await;
     }
 
-    let stats = wait_until_recorded(&proxy, emitted).await?;
-    let stat = |k: &str| {
-        stats
-            .get(k)
-            .and_then(|v| u64::try_from(v).ok())
-            .unwrap_or(0)
-    };
+    let counters = wait_until_recorded(&proxy, emitted).await?;
+    let stat = |k: &str| counters.get(k).copied().unwrap_or(0);
     println!(
         "\n▶ done in {:.1}s: {} signals, {} records written, {} anomalies, {} dropped",
         started.elapsed().as_secs_f64(),
@@ -226,21 +221,17 @@ async fn wait_for_name(
 async fn wait_until_recorded(
     proxy: &zbus::Proxy<'_>,
     emitted: u64,
-) -> anyhow::Result<HashMap<String, OwnedValue>> {
+) -> anyhow::Result<HashMap<String, u64>> {
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut last_written = u64::MAX;
     loop {
         let stats: HashMap<String, OwnedValue> = proxy.call("Stats", &()).await?;
-        let get = |k: &str| {
-            stats
-                .get(k)
-                .and_then(|v| u64::try_from(v).ok())
-                .unwrap_or(0)
-        };
+        let counters = crate::api::counters(&stats);
+        let get = |k: &str| counters.get(k).copied().unwrap_or(0);
         let seen = get("EventsReceived") + get("EventsIgnored") + get("EventsForged");
         let written = get("RecordsWritten");
         if (seen >= emitted && written == last_written) || Instant::now() > deadline {
-            return Ok(stats);
+            return Ok(counters);
         }
         last_written = written;
         tokio::time::sleep(Duration::from_millis(200)).await;

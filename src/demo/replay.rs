@@ -86,6 +86,11 @@ pub fn unit_path(unit: &str) -> String {
     path
 }
 
+/// logind's object path for session `id` (the leading digit escaped, as logind does).
+fn session_path(id: u32) -> String {
+    format!("/org/freedesktop/login1/session/_3{id}")
+}
+
 async fn owner_of(address: &str, name: &'static str) -> zbus::Result<Connection> {
     zbus::connection::Builder::address(address)?
         .name(name)?
@@ -188,7 +193,7 @@ impl Replayer {
                 user,
                 remote_host,
             } => {
-                let path = format!("/org/freedesktop/login1/session/_3{id}");
+                let path = session_path(*id);
                 self.login1
                     .object_server()
                     .at(
@@ -200,27 +205,13 @@ impl Replayer {
                     )
                     .await?;
                 let object = ObjectPath::try_from(path.as_str())?;
-                self.login1
-                    .emit_signal(
-                        None::<&str>,
-                        "/org/freedesktop/login1",
-                        "org.freedesktop.login1.Manager",
-                        "SessionNew",
-                        &(id.to_string(), object),
-                    )
+                self.login1_manager_signal("SessionNew", &(id.to_string(), object))
                     .await?;
             }
             Signal::SessionRemoved { id } => {
-                let path = format!("/org/freedesktop/login1/session/_3{id}");
+                let path = session_path(*id);
                 let object = ObjectPath::try_from(path.as_str())?;
-                self.login1
-                    .emit_signal(
-                        None::<&str>,
-                        "/org/freedesktop/login1",
-                        "org.freedesktop.login1.Manager",
-                        "SessionRemoved",
-                        &(id.to_string(), object),
-                    )
+                self.login1_manager_signal("SessionRemoved", &(id.to_string(), object))
                     .await?;
                 // logind drops the object at once; the replay keeps it a moment longer so the
                 // daemon's lookup of a short-lived session never races its removal at high rates.
@@ -231,18 +222,27 @@ impl Replayer {
                 });
             }
             Signal::PrepareForShutdown(start) => {
-                self.login1
-                    .emit_signal(
-                        None::<&str>,
-                        "/org/freedesktop/login1",
-                        "org.freedesktop.login1.Manager",
-                        "PrepareForShutdown",
-                        &(*start,),
-                    )
+                self.login1_manager_signal("PrepareForShutdown", &(*start,))
                     .await?;
             }
         }
         Ok(1)
+    }
+
+    /// A broadcast signal of logind's Manager object.
+    async fn login1_manager_signal<B>(&self, member: &str, body: &B) -> zbus::Result<()>
+    where
+        B: serde::Serialize + zbus::zvariant::DynamicType,
+    {
+        self.login1
+            .emit_signal(
+                None::<&str>,
+                "/org/freedesktop/login1",
+                "org.freedesktop.login1.Manager",
+                member,
+                body,
+            )
+            .await
     }
 
     async fn properties_changed(

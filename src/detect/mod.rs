@@ -27,6 +27,13 @@ pub enum DetectError {
     VectorCount { scored: usize, rows: usize },
 }
 
+/// A batch the detector could not score, handed back whole so the caller can still record it.
+#[derive(Debug)]
+pub struct Unjudged {
+    pub error: DetectError,
+    pub events: Vec<Event>,
+}
+
 /// The factory string FAISS is given: ids are always ours, so the index is wrapped in `IDMap2`.
 fn full_description(index: &str) -> String {
     if index.starts_with("IDMap") {
@@ -98,12 +105,63 @@ impl Detector {
     /// Judges a batch. `vectors` holds one row per event whose kind is scored, in order; the other
     /// events pass through as `NotScored`. Each event is judged against the baseline as it stood
     /// before the batch, plus exact repeats of texts that joined it earlier in the same batch.
+    /// Every check that can fail runs before the events are consumed, so a failure hands them back.
     pub fn judge(
         &mut self,
         events: Vec<Event>,
         vectors: &Embeddings,
-    ) -> Result<Vec<Judged>, DetectError> {
+    ) -> Result<Vec<Judged>, Unjudged> {
         let scored = events.iter().filter(|e| e.kind.is_scored()).count();
+        let mut neighbours_per_row = match self.nearest(scored, vectors) {
+            Ok(n) => n,
+            Err(error) => return Err(Unjudged { error, events }),
+        };
+
+        let mut judged = Vec::with_capacity(events.len());
+        let mut row = 0;
+        for event in events {
+            if !event.kind.is_scored() {
+                judged.push(Judged::unscored(event));
+                continue;
+            }
+            let mut neighbours = std::mem::take(&mut neighbours_per_row[row]);
+            if let Some(&id) = self.ids_by_text.get(&event.text) {
+                if neighbours.first().map_or(true, |&(first, _)| first != id) {
+                    neighbours.insert(0, (id, 0.0));
+                    neighbours.truncate(self.k);
+                }
+            }
+            let score = neighbours.first().map_or(1.0, |&(_, d)| d.max(0.0));
+            let verdict = if self.baseline_events < self.warmup_events {
+                Verdict::Warmup
+            } else if score > self.threshold {
+                Verdict::Anomaly
+            } else {
+                Verdict::Normal
+            };
+            if verdict != Verdict::Anomaly {
+                // The verdict stands either way; a vector FAISS refused only misses the baseline.
+                if let Err(e) = self.join_baseline(&event.text, vectors.row(row)) {
+                    tracing::error!(error = %e, text = %event.text, "could not add the event to the baseline");
+                }
+            }
+            judged.push(Judged {
+                event,
+                score: Some(score),
+                verdict,
+                neighbours,
+            });
+            row += 1;
+        }
+        Ok(judged)
+    }
+
+    /// The `k` nearest baseline entries of each of the `scored` rows of `vectors`.
+    fn nearest(
+        &mut self,
+        scored: usize,
+        vectors: &Embeddings,
+    ) -> Result<Vec<Vec<(u64, f32)>>, DetectError> {
         if scored != vectors.rows() {
             return Err(DetectError::VectorCount {
                 scored,
@@ -128,46 +186,7 @@ impl Detector {
                 }
             }
         }
-
-        let mut judged = Vec::with_capacity(events.len());
-        let mut row = 0;
-        for event in events {
-            if !event.kind.is_scored() {
-                judged.push(Judged {
-                    event,
-                    score: None,
-                    verdict: Verdict::NotScored,
-                    neighbours: Vec::new(),
-                });
-                continue;
-            }
-            let mut neighbours = std::mem::take(&mut neighbours_per_row[row]);
-            if let Some(&id) = self.ids_by_text.get(&event.text) {
-                if neighbours.first().map_or(true, |&(first, _)| first != id) {
-                    neighbours.insert(0, (id, 0.0));
-                    neighbours.truncate(self.k);
-                }
-            }
-            let score = neighbours.first().map_or(1.0, |&(_, d)| d.max(0.0));
-            let verdict = if self.baseline_events < self.warmup_events {
-                Verdict::Warmup
-            } else if score > self.threshold {
-                Verdict::Anomaly
-            } else {
-                Verdict::Normal
-            };
-            if verdict != Verdict::Anomaly {
-                self.join_baseline(&event.text, vectors.row(row))?;
-            }
-            judged.push(Judged {
-                event,
-                score: Some(score),
-                verdict,
-                neighbours,
-            });
-            row += 1;
-        }
-        Ok(judged)
+        Ok(neighbours_per_row)
     }
 
     fn join_baseline(&mut self, text: &str, vector: &[f32]) -> Result<(), DetectError> {

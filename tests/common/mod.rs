@@ -92,10 +92,7 @@ impl RunningDaemon {
         .await
         .unwrap();
         let stats: HashMap<String, OwnedValue> = proxy.call("Stats", &()).await.unwrap();
-        stats
-            .into_iter()
-            .filter_map(|(k, v)| u64::try_from(&v).ok().map(|n| (k, n)))
-            .collect()
+        anomalyd::api::counters(&stats)
     }
 
     /// Polls `Stats` until `done` holds or 30 s pass; returns the last stats.
