@@ -145,7 +145,15 @@ pub struct SourcesConfig {
     pub udisks2: bool,
     pub queue_capacity: usize,
     pub lookup_timeout: Duration,
+    /// Signals larger than this (serialised body, in bytes) are skipped and counted.
+    pub max_signal_bytes: usize,
     pub custom: Vec<CustomSource>,
+}
+
+/// What stays out of the embedded text; see [`crate::render::volatile`].
+#[derive(Debug, Clone)]
+pub struct RenderConfig {
+    pub volatile: std::sync::Arc<crate::render::VolatileRules>,
 }
 
 #[derive(Debug, Clone)]
@@ -192,6 +200,7 @@ pub struct Config {
     pub daemon: DaemonConfig,
     pub bus: BusTarget,
     pub sources: SourcesConfig,
+    pub render: RenderConfig,
     pub embedder: EmbedderConfig,
     pub detector: DetectorConfig,
     pub audit: AuditConfig,
@@ -255,6 +264,7 @@ pub struct RawConfig {
     pub daemon: RawDaemon,
     pub bus: RawBus,
     pub sources: RawSources,
+    pub render: RawRender,
     pub embedder: RawEmbedder,
     pub detector: RawDetector,
     pub audit: RawAudit,
@@ -306,6 +316,7 @@ pub struct RawSources {
     pub udisks2: bool,
     pub queue_capacity: i64,
     pub lookup_timeout_ms: i64,
+    pub max_signal_bytes: i64,
     pub custom: Vec<RawCustomSource>,
 }
 
@@ -318,6 +329,7 @@ impl Default for RawSources {
             udisks2: true,
             queue_capacity: 8192,
             lookup_timeout_ms: 250,
+            max_signal_bytes: 65536,
             custom: Vec::new(),
         }
     }
@@ -327,6 +339,36 @@ impl Default for RawSources {
 #[serde(deny_unknown_fields)]
 pub struct RawCustomSource {
     pub rule: String,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawRender {
+    pub volatile_keys: Vec<String>,
+    pub volatile_values: Vec<RawVolatileValue>,
+}
+
+impl Default for RawRender {
+    fn default() -> Self {
+        use crate::render::volatile::{DEFAULT_VOLATILE_KEYS, DEFAULT_VOLATILE_VALUES};
+        RawRender {
+            volatile_keys: DEFAULT_VOLATILE_KEYS.iter().map(|k| k.to_string()).collect(),
+            volatile_values: DEFAULT_VOLATILE_VALUES
+                .iter()
+                .map(|(pattern, replace)| RawVolatileValue {
+                    pattern: pattern.to_string(),
+                    replace: replace.to_string(),
+                })
+                .collect(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RawVolatileValue {
+    pub pattern: String,
+    pub replace: String,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -565,6 +607,8 @@ impl RawConfig {
             in_range("sources.queue_capacity", s.queue_capacity, 16, 1 << 20)? as usize;
         let lookup_timeout_ms =
             in_range("sources.lookup_timeout_ms", s.lookup_timeout_ms, 1, 10_000)?;
+        let max_signal_bytes =
+            in_range("sources.max_signal_bytes", s.max_signal_bytes, 1024, 64 << 20)? as usize;
         let mut custom = Vec::with_capacity(s.custom.len());
         for (i, c) in s.custom.iter().enumerate() {
             let key = format!("sources.custom[{i}].rule");
@@ -593,6 +637,29 @@ impl RawConfig {
                 rule: c.rule.clone(),
             });
         }
+
+        // [render]
+        let r = &self.render;
+        let volatile = crate::render::VolatileRules::new(
+            r.volatile_keys.iter().cloned(),
+            r.volatile_values
+                .iter()
+                .map(|v| (v.pattern.clone(), v.replace.clone())),
+        )
+        .map_err(|bad| {
+            let (key, value) = if bad.list == "keys" {
+                (
+                    format!("render.volatile_keys[{}]", bad.index),
+                    quoted(&r.volatile_keys[bad.index]),
+                )
+            } else {
+                (
+                    format!("render.volatile_values[{}].pattern", bad.index),
+                    quoted(&r.volatile_values[bad.index].pattern),
+                )
+            };
+            invalid(&key, &value, &bad.error.to_string())
+        })?;
 
         // [embedder]
         let e = &self.embedder;
@@ -695,7 +762,11 @@ impl RawConfig {
                 udisks2: s.udisks2,
                 queue_capacity,
                 lookup_timeout: Duration::from_millis(lookup_timeout_ms as u64),
+                max_signal_bytes,
                 custom,
+            },
+            render: RenderConfig {
+                volatile: std::sync::Arc::new(volatile),
             },
             embedder: EmbedderConfig {
                 kind,

@@ -179,7 +179,14 @@ async fn serve(
         })?;
 
     notifier.status("subscribing to infrastructure signals");
-    let tasks = crate::sources::start(&conn, &config.sources, intake, metrics).await?;
+    let tasks = crate::sources::start(
+        &conn,
+        &config.sources,
+        config.render.volatile.clone(),
+        intake,
+        metrics,
+    )
+    .await?;
 
     let name = config.api.bus_name.as_str();
     let refused = match conn

@@ -1,7 +1,49 @@
 //! Counters the pipeline stages bump and the API reads. Each counter has one writer stage; atomics
 //! let the API read them without a round trip through the pipeline.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Mutex;
+
+use crate::event::Source;
+
+/// Events lost since the last gap record: how many, when, and from which sources. Touched only
+/// when something is dropped, so the lock is off the normal path.
+#[derive(Debug, Default)]
+pub struct GapLedger(Mutex<Option<Gap>>);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Gap {
+    pub dropped: u64,
+    pub first_usec: u64,
+    pub last_usec: u64,
+    pub by_source: BTreeMap<&'static str, u64>,
+}
+
+impl GapLedger {
+    pub fn note(&self, source: Source, usec: u64) {
+        let mut gap = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let gap = gap.get_or_insert_with(|| Gap {
+            dropped: 0,
+            first_usec: usec,
+            last_usec: usec,
+            by_source: BTreeMap::new(),
+        });
+        gap.dropped += 1;
+        gap.first_usec = gap.first_usec.min(usec);
+        gap.last_usec = gap.last_usec.max(usec);
+        *gap.by_source.entry(source.as_str()).or_default() += 1;
+    }
+
+    /// The drops not yet written, leaving the ledger empty.
+    pub fn take(&self) -> Option<Gap> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).is_none()
+    }
+}
 
 #[derive(Debug, Default)]
 pub struct Metrics {
@@ -11,10 +53,16 @@ pub struct Metrics {
     pub events_ignored: AtomicU64,
     /// Signals refused because their sender does not own the source's well-known name.
     pub events_forged: AtomicU64,
-    /// Events dropped because the intake queue was full; each run of drops becomes a gap record.
+    /// Signals whose shape was not what the service documents (signature, types, paths).
+    pub signals_malformed: AtomicU64,
+    /// Signals skipped because their body exceeded `sources.max_signal_bytes`.
+    pub signals_oversized: AtomicU64,
+    /// Unit property signals that repeated the unit's last recorded state (a job came or went).
+    pub signals_unchanged: AtomicU64,
+    /// Events dropped because a queue was full; each run of drops becomes a gap record.
     pub events_dropped: AtomicU64,
     /// Drops not yet written as a gap record.
-    pub(crate) gap_pending: AtomicU64,
+    pub gaps: GapLedger,
     pub records_written: AtomicU64,
     pub anomalies: AtomicU64,
     pub batches: AtomicU64,
@@ -33,6 +81,9 @@ pub struct Snapshot {
     pub events_received: u64,
     pub events_ignored: u64,
     pub events_forged: u64,
+    pub signals_malformed: u64,
+    pub signals_oversized: u64,
+    pub signals_unchanged: u64,
     pub events_dropped: u64,
     pub records_written: u64,
     pub anomalies: u64,
@@ -50,6 +101,9 @@ impl Metrics {
             events_received: self.events_received.load(Relaxed),
             events_ignored: self.events_ignored.load(Relaxed),
             events_forged: self.events_forged.load(Relaxed),
+            signals_malformed: self.signals_malformed.load(Relaxed),
+            signals_oversized: self.signals_oversized.load(Relaxed),
+            signals_unchanged: self.signals_unchanged.load(Relaxed),
             events_dropped: self.events_dropped.load(Relaxed),
             records_written: self.records_written.load(Relaxed),
             anomalies: self.anomalies.load(Relaxed),
@@ -65,11 +119,14 @@ impl Metrics {
 
 impl Snapshot {
     /// Name/value pairs, in the order `Stats` reports them.
-    pub fn pairs(&self) -> [(&'static str, u64); 12] {
+    pub fn pairs(&self) -> [(&'static str, u64); 15] {
         [
             ("EventsReceived", self.events_received),
             ("EventsIgnored", self.events_ignored),
             ("EventsForged", self.events_forged),
+            ("SignalsMalformed", self.signals_malformed),
+            ("SignalsOversized", self.signals_oversized),
+            ("SignalsUnchanged", self.signals_unchanged),
             ("EventsDropped", self.events_dropped),
             ("RecordsWritten", self.records_written),
             ("Anomalies", self.anomalies),

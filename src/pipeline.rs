@@ -24,11 +24,14 @@ use crate::audit::{AuditWriter, Committed};
 use crate::config::Config;
 use crate::detect::{DetectError, Detector};
 use crate::embed::{Embedder, Embeddings};
-use crate::event::{now_usec, Event, Judged, RecordKind, Verdict};
+use crate::event::{now_usec, Event, Judged, RecordKind, Source, Verdict};
 use crate::metrics::Metrics;
 
 /// Batches in flight between two stages: one being worked on, one waiting.
 const STAGE_DEPTH: usize = 2;
+
+/// While no event arrives, pending drops are still written as a gap record this often.
+const GAP_FLUSH_INTERVAL: Duration = Duration::from_millis(500);
 
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
@@ -63,10 +66,25 @@ impl Intake {
     /// by a gap record, so intake never blocks the bus.
     pub fn submit(&self, event: Event) {
         self.metrics.events_received.fetch_add(1, Relaxed);
-        if self.tx.try_send(Flow::Data(event)).is_err() {
-            self.metrics.events_dropped.fetch_add(1, Relaxed);
-            self.metrics.gap_pending.fetch_add(1, Relaxed);
+        if let Err(full) = self.tx.try_send(Flow::Data(event)) {
+            if let Flow::Data(event) = full.into_inner() {
+                self.note_drop(event.source, event.observed_usec);
+            }
         }
+    }
+
+    /// Counts an event lost before it reached this queue (a source's own queue was full); the
+    /// next gap record accounts for it.
+    pub fn note_drop(&self, source: Source, observed_usec: u64) {
+        self.metrics.events_dropped.fetch_add(1, Relaxed);
+        self.metrics.gaps.note(source, observed_usec);
+    }
+
+    /// A bare intake queue of `capacity` and its receiving end, for benchmarks and tests that
+    /// drive the sources without the rest of the pipeline.
+    pub fn channel(capacity: usize, metrics: Arc<Metrics>) -> (Intake, mpsc::Receiver<Flow<Event>>) {
+        let (tx, rx) = mpsc::channel(capacity);
+        (Intake { tx, metrics }, rx)
     }
 
     /// Sends a probe through every stage; true when it comes back within `timeout`.
@@ -211,8 +229,16 @@ async fn batcher(
     let mut batch: Vec<Event> = Vec::with_capacity(batch_size);
     let mut open = true;
     while open {
-        let Some(first) = intake.recv().await else {
-            break;
+        let first = match tokio::time::timeout(GAP_FLUSH_INTERVAL, intake.recv()).await {
+            Ok(Some(first)) => first,
+            Ok(None) => break,
+            Err(_idle) => {
+                // Nothing arrived: a pending gap is written now rather than with the next event.
+                if !flush(&mut batch, &out, &metrics).await {
+                    return;
+                }
+                continue;
+            }
         };
         let mut probe = None;
         match first {
@@ -250,16 +276,27 @@ async fn flush(
     out: &mpsc::Sender<Flow<Vec<Event>>>,
     metrics: &Metrics,
 ) -> bool {
-    let dropped = metrics.gap_pending.swap(0, Relaxed);
-    if dropped > 0 {
-        warn!(dropped, "intake queue overflowed; writing a gap record");
+    if let Some(gap) = metrics.gaps.take() {
+        let sources: Vec<&str> = gap.by_source.keys().copied().collect();
+        warn!(
+            dropped = gap.dropped,
+            sources = %sources.join(","),
+            "queues overflowed; writing a gap record"
+        );
         let mut fields = Map::new();
-        fields.insert("dropped".into(), json!(dropped));
+        fields.insert("dropped".into(), json!(gap.dropped));
+        fields.insert("first_usec".into(), json!(gap.first_usec));
+        fields.insert("last_usec".into(), json!(gap.last_usec));
+        fields.insert("sources".into(), json!(gap.by_source));
         batch.insert(
             0,
             Event::daemon(
                 RecordKind::Gap,
-                format!("anomalyd gap dropped={dropped}"),
+                format!(
+                    "anomalyd gap dropped={} sources={}",
+                    gap.dropped,
+                    sources.join(",")
+                ),
                 fields,
             ),
         );

@@ -200,7 +200,7 @@ async fn network_manager_and_login1_signals_are_rendered_with_what_their_service
             "networkmanager device enp3s0 state=failed old=activated reason=carrier",
             "networkmanager state=disconnected",
             "login1 session new user=alice class=user service=sshd remote_host=10.0.4.21",
-            "login1 session removed user=alice remote_host=10.0.4.21",
+            "login1 session removed user=alice class=user remote_host=10.0.4.21",
             "login1 prepare-for-shutdown start",
         ]
     );

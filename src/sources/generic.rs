@@ -1,39 +1,29 @@
-//! Signals rendered from their header and body alone: udisks2's ObjectManager signals and the
-//! operator's custom match rules. The text is `source Interface.Member`, the object path, and the
-//! body flattened to `argN=value` tokens (dictionary keys sorted); all of it also goes to fields.
+//! Signals from the operator's custom match rules, rendered from their header and body alone:
+//! `custom Interface.Member path=/obj arg0=… arg1.Key=…`. Arguments are flattened with their
+//! D-Bus types understood: variants unwrapped, byte strings decoded, dictionaries (a{sv} and
+//! friends) spread into `argN.key=value` pairs sorted by key with volatile keys left out, other
+//! containers as comma lists. Every argument also goes to the fields as JSON.
 
 use serde_json::{json, Map};
 use zbus::zvariant::{Structure, Value};
-use zbus::{MatchRule, Message};
+use zbus::Message;
 
-use super::signal_rule;
+use super::{header_names, Context, Malformed};
 use crate::event::{Event, Source};
-use crate::render::{token, value_json, value_text};
+use crate::render::{value_json, value_text, Canon};
 
-pub const UDISKS2_SERVICE: &str = "org.freedesktop.UDisks2";
+/// Dictionary entries spread into the text per argument; the rest stay in the fields.
+const MAX_ENTRIES_PER_ARG: usize = 32;
 
-pub fn udisks2_rules() -> Vec<MatchRule<'static>> {
-    vec![signal_rule(
-        UDISKS2_SERVICE,
-        "org.freedesktop.DBus.ObjectManager",
-        None,
-        Some("/org/freedesktop/UDisks2"),
-    )]
-}
-
-pub fn render(source: Source, msg: &Message) -> Option<Event> {
-    let header = msg.header();
-    let interface = header.interface()?.as_str().to_owned();
-    let member = header.member()?.as_str().to_owned();
-    let path = header
-        .path()
-        .map(|p| p.as_str().to_owned())
-        .unwrap_or_default();
+pub fn render(source: Source, msg: &Message, cx: &Context) -> Result<Event, Malformed> {
+    let (interface, member, path) = header_names(msg)?;
     let body = msg.body();
     let args: Vec<Value<'_>> = if body.signature().to_string().is_empty() {
         Vec::new()
     } else {
-        let structure: Structure<'_> = body.deserialize().ok()?;
+        let structure: Structure<'_> = body
+            .deserialize()
+            .map_err(|e| Malformed::new(&member, format!("body ({}): {e}", body.signature())))?;
         structure.into_fields()
     };
 
@@ -41,42 +31,37 @@ pub fn render(source: Source, msg: &Message) -> Option<Event> {
     fields.insert("interface".into(), json!(interface));
     fields.insert("member".into(), json!(member));
     fields.insert("path".into(), json!(path));
+    if let Some(sender) = msg.header().sender() {
+        fields.insert("sender".into(), json!(sender.as_str()));
+    }
     fields.insert(
         "args".into(),
         json!(args.iter().map(value_json).collect::<Vec<_>>()),
     );
 
-    let mut text = format!(
-        "{} {}.{} path={}",
-        source.as_str(),
-        interface,
-        member,
-        token(&path)
-    );
-    if interface == "org.freedesktop.DBus.ObjectManager" {
-        // InterfacesAdded(o, a{sa{sv}}) / InterfacesRemoved(o, as): the object and which of its
-        // interfaces came or went say what happened; the property values stay in fields.
-        if let Some(object) = args.first() {
-            text = format!(
-                "{} {} object={}",
-                source.as_str(),
-                member,
-                token(&value_text(object))
-            );
-        }
-        if let Some(interfaces) = args.get(1) {
-            let mut names: Vec<String> = match interfaces {
-                Value::Dict(d) => d.iter().map(|(k, _)| value_text(k)).collect(),
-                other => value_text(other).split(',').map(str::to_owned).collect(),
-            };
-            names.retain(|n| !n.starts_with("org.freedesktop.DBus."));
-            names.sort();
-            text.push_str(&format!(" interfaces={}", token(&names.join(","))));
-        }
-    } else {
-        for (i, arg) in args.iter().enumerate() {
-            text.push_str(&format!(" arg{i}={}", token(&value_text(arg))));
+    let mut text = Canon::new(&cx.rules, source);
+    text.value(&format!("{interface}.{member}")).pair("path", &path);
+    for (i, arg) in args.iter().enumerate() {
+        let arg = match arg {
+            Value::Value(inner) => inner.as_ref(),
+            other => other,
+        };
+        match arg {
+            Value::Dict(dict) => {
+                let mut entries: Vec<(String, String)> = dict
+                    .iter()
+                    .map(|(k, v)| (value_text(k), value_text(v)))
+                    .filter(|(k, _)| text.keeps(k))
+                    .collect();
+                entries.sort();
+                for (key, value) in entries.iter().take(MAX_ENTRIES_PER_ARG) {
+                    text.pair(&format!("arg{i}.{key}"), value);
+                }
+            }
+            other => {
+                text.pair(&format!("arg{i}"), &value_text(other));
+            }
         }
     }
-    Some(Event::observed(source, text, fields))
+    Ok(Event::observed(source, text.finish(), fields))
 }

@@ -1,20 +1,18 @@
 //! login1 (systemd-logind): sessions and users coming and going, shutdown and sleep. The session
 //! object is asked once for its user, seat and remote host; the session number itself is volatile
-//! and stays out of the text.
-
-use std::collections::HashMap;
-use std::sync::Mutex;
+//! and stays out of the text (it is in the fields).
 
 use serde_json::{json, Map};
 use zbus::zvariant::OwnedObjectPath;
 use zbus::{MatchRule, Message};
 
-use super::{signal_rule, Lookup};
+use super::{decode, header_names, signal_rule, BoundedMap, Context, Malformed};
 use crate::event::{Event, Source};
-use crate::render::{push_pairs, value_json, value_text};
+use crate::render::{value_json, value_text, Canon};
 
 pub const SERVICE: &str = "org.freedesktop.login1";
 const MANAGER: &str = "org.freedesktop.login1.Manager";
+const CACHE_ENTRIES: usize = 65_536;
 
 pub fn rules() -> Vec<MatchRule<'static>> {
     vec![signal_rule(
@@ -25,118 +23,119 @@ pub fn rules() -> Vec<MatchRule<'static>> {
     )]
 }
 
-#[derive(Default)]
+/// The session properties that describe it, as (text key, property name).
+const SESSION_PROPERTIES: [(&str, &str); 6] = [
+    ("user", "Name"),
+    ("seat", "Seat"),
+    ("class", "Class"),
+    ("type", "Type"),
+    ("service", "Service"),
+    ("remote_host", "RemoteHost"),
+];
+
 pub struct Renderer {
-    /// Session id → the stable part of its description, for SessionRemoved (the object is gone).
-    sessions: Mutex<HashMap<String, Vec<(&'static str, String)>>>,
+    /// Session id → its description, for SessionRemoved (by then the object is gone).
+    sessions: BoundedMap<String, Vec<(&'static str, String)>>,
     /// User object path → user name.
-    users: Mutex<HashMap<String, String>>,
+    users: BoundedMap<String, String>,
+}
+
+impl Default for Renderer {
+    fn default() -> Self {
+        Renderer {
+            sessions: BoundedMap::new(CACHE_ENTRIES),
+            users: BoundedMap::new(CACHE_ENTRIES),
+        }
+    }
 }
 
 impl Renderer {
-    pub async fn render(&self, msg: &Message, lookup: &Lookup) -> Option<Event> {
-        let header = msg.header();
-        let member = header.member()?.as_str().to_owned();
-        let body = msg.body();
+    pub fn owner_appeared(&mut self) {
+        self.sessions.clear();
+        self.users.clear();
+    }
+
+    pub async fn render(&mut self, msg: &Message, cx: &Context) -> Result<Vec<Event>, Malformed> {
+        let (_interface, member, _path) = header_names(msg)?;
         let mut fields = Map::new();
-        let text = match member.as_str() {
+        let mut text = Canon::new(&cx.rules, Source::Login1);
+        match member.as_str() {
             "SessionNew" => {
-                let (id, path): (String, OwnedObjectPath) = body.deserialize().ok()?;
+                let (id, path): (String, OwnedObjectPath) = decode(msg, "SessionNew")?;
                 fields.insert("session_id".into(), json!(id));
                 fields.insert("session_path".into(), json!(path.as_str()));
                 let mut described = Vec::new();
-                if let Some(props) = lookup
+                if let Some(props) = cx
+                    .lookup
                     .properties(SERVICE, path.as_str(), "org.freedesktop.login1.Session")
                     .await
                 {
-                    for (key, prop) in [
-                        ("user", "Name"),
-                        ("seat", "Seat"),
-                        ("class", "Class"),
-                        ("service", "Service"),
-                        ("remote_host", "RemoteHost"),
-                    ] {
+                    for (key, prop) in SESSION_PROPERTIES {
                         if let Some(v) = props.get(prop) {
                             fields.insert(prop.into(), value_json(v));
                             // Seat is (so): its name is the first field.
-                            let text = value_text(v);
-                            let text = text.split(',').next().unwrap_or("").to_owned();
-                            if !text.is_empty() {
-                                described.push((key, text));
+                            let value = value_text(v);
+                            let value = value.split(',').next().unwrap_or("").to_owned();
+                            if !value.is_empty() {
+                                described.push((key, value));
                             }
                         }
                     }
                 }
-                self.sessions
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .insert(id, described.clone());
-                let mut text = "login1 session new".to_owned();
-                push_pairs(&mut text, described.iter().map(|(k, v)| (*k, v.clone())));
-                text
+                text.word("session").word("new");
+                for (key, value) in &described {
+                    text.pair(key, value);
+                }
+                self.sessions.insert(id, described);
             }
             "SessionRemoved" => {
-                let (id, path): (String, OwnedObjectPath) = body.deserialize().ok()?;
+                let (id, path): (String, OwnedObjectPath) = decode(msg, "SessionRemoved")?;
                 fields.insert("session_id".into(), json!(id));
                 fields.insert("session_path".into(), json!(path.as_str()));
-                let described = self
-                    .sessions
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .remove(&id)
-                    .unwrap_or_default();
-                let mut text = "login1 session removed".to_owned();
-                push_pairs(
-                    &mut text,
-                    described
-                        .into_iter()
-                        .filter(|(k, _)| *k == "user" || *k == "remote_host"),
-                );
-                text
+                let described = self.sessions.remove(&id).unwrap_or_default();
+                text.word("session").word("removed");
+                for (key, value) in &described {
+                    fields.insert((*key).into(), json!(value));
+                    if matches!(*key, "user" | "class" | "remote_host") {
+                        text.pair(key, value);
+                    }
+                }
             }
             "UserNew" | "UserRemoved" => {
-                let (uid, path): (u32, OwnedObjectPath) = body.deserialize().ok()?;
+                let (uid, path): (u32, OwnedObjectPath) = decode(msg, &member)?;
                 fields.insert("uid".into(), json!(uid));
                 fields.insert("user_path".into(), json!(path.as_str()));
                 let name = if member == "UserNew" {
-                    let name = lookup
-                        .properties(SERVICE, path.as_str(), "org.freedesktop.login1.User")
+                    let name = cx
+                        .lookup
+                        .property(SERVICE, path.as_str(), "org.freedesktop.login1.User", "Name")
                         .await
-                        .and_then(|p| p.get("Name").map(|v| value_text(v)))
+                        .map(|v| value_text(&v))
                         .unwrap_or_else(|| format!("uid{uid}"));
-                    self.users
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .insert(path.to_string(), name.clone());
+                    self.users.insert(path.to_string(), name.clone());
                     name
                 } else {
                     self.users
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .remove(path.as_str())
+                        .remove(&path.to_string())
                         .unwrap_or_else(|| format!("uid{uid}"))
                 };
-                let what = if member == "UserNew" {
-                    "new"
-                } else {
-                    "removed"
-                };
-                let mut text = format!("login1 user {what}");
-                push_pairs(&mut text, [("name", name)]);
-                text
+                fields.insert("name".into(), json!(name));
+                text.word("user")
+                    .word(if member == "UserNew" { "new" } else { "removed" })
+                    .pair("name", &name);
             }
             "PrepareForShutdown" | "PrepareForSleep" => {
-                let (start,): (bool,) = body.deserialize().ok()?;
+                let (start,): (bool,) = decode(msg, &member)?;
                 fields.insert("start".into(), json!(start));
-                let what = if member == "PrepareForShutdown" {
+                text.word(if member == "PrepareForShutdown" {
                     "prepare-for-shutdown"
                 } else {
                     "prepare-for-sleep"
-                };
-                format!("login1 {what} {}", if start { "start" } else { "done" })
+                })
+                .word(if start { "start" } else { "done" });
             }
-            _ => return None,
-        };
-        Some(Event::observed(Source::Login1, text, fields))
+            _ => return Ok(Vec::new()),
+        }
+        Ok(vec![Event::observed(Source::Login1, text.finish(), fields)])
     }
 }

@@ -1,34 +1,59 @@
-//! Subscriptions: one bus match rule per signal family, each read by its own task, rendered to an
-//! [`Event`] and handed to the [`Intake`] without blocking.
+//! Subscriptions: one bus match rule per signal family, merged per source, rendered to
+//! [`Event`]s and handed to the [`Intake`] without ever blocking the bus connection.
+//!
+//! Each source has two tasks. The **reader** only moves messages from its match rules' streams
+//! into the source's own bounded queue (dropping, counting and reporting as a gap when that queue is
+//! full), so a slow renderer can never make zbus stop reading the socket. The **renderer** checks
+//! the sender, asks the service for what a signal lacks (with a short timeout), renders, and submits
+//! to the intake queue, which drops into the same gap ledger when full.
 //!
 //! A source's signals are accepted only from the current owner of its well-known name: the match
 //! rule names the sender (so the bus routes only the owner's broadcasts), and every message's
 //! unique sender is checked against the owner we track through `NameOwnerChanged` (so a unicast
 //! signal aimed at us by another process is refused too). A source whose service is absent keeps
-//! its subscription and starts working when the service appears.
+//! its subscription and starts working when the service appears; its renderer is told, so it can
+//! subscribe (systemd) or learn the current state (NetworkManager's active connections).
+//!
+//! Bad input (a signature the service never sends, a wrong variant type, an unknown object path)
+//! is skipped, counted in `SignalsMalformed`, and warned about at most every few seconds per source.
 
 mod generic;
 mod login1;
 mod network_manager;
 mod systemd;
+mod udisks2;
+
+#[cfg(test)]
+mod fuzz;
 
 pub use systemd::decode_unit_path;
 
 use std::collections::HashMap;
+use std::hash::Hash;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
+use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 use zbus::message::Type;
 use zbus::zvariant::OwnedValue;
 use zbus::{Connection, MatchRule, Message, MessageStream};
 
 use crate::config::SourcesConfig;
-use crate::event::{Event, Source};
+use crate::event::{now_usec, Event, Source};
 use crate::metrics::Metrics;
 use crate::pipeline::Intake;
+use crate::render::VolatileRules;
+
+/// Signals waiting for a source's renderer. Bounded in bytes too: each is at most
+/// `sources.max_signal_bytes`.
+const RENDER_QUEUE: usize = 1024;
+/// Messages zbus buffers per match rule before our reader takes them (it takes them at once).
+const STREAM_QUEUE: usize = 256;
+/// A source warns about bad input at most this often; the rest is counted.
+const WARN_INTERVAL: Duration = Duration::from_secs(10);
 
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
@@ -44,6 +69,112 @@ pub enum SourceError {
         #[source]
         source: zbus::Error,
     },
+}
+
+/// A signal that does not have the shape its service documents.
+#[derive(Debug, thiserror::Error)]
+#[error("{signal}: {problem}")]
+pub struct Malformed {
+    pub signal: String,
+    pub problem: String,
+}
+
+impl Malformed {
+    pub fn new(signal: &str, problem: impl std::fmt::Display) -> Malformed {
+        Malformed {
+            signal: signal.to_owned(),
+            problem: problem.to_string(),
+        }
+    }
+}
+
+/// The body of `msg` as `T`, or a [`Malformed`] naming the signal and the signature it had.
+pub(crate) fn decode<T>(msg: &Message, signal: &str) -> Result<T, Malformed>
+where
+    T: serde::de::DeserializeOwned + zbus::zvariant::Type,
+{
+    let body = msg.body();
+    body.deserialize::<T>().map_err(|e| {
+        Malformed::new(
+            signal,
+            format!(
+                "body ({}) is not ({}): {e}",
+                body.signature(),
+                T::SIGNATURE.to_string().trim_start_matches('(').trim_end_matches(')')
+            ),
+        )
+    })
+}
+
+/// Header fields every renderer needs, or a [`Malformed`] when a signal lacks them.
+pub(crate) fn header_names(msg: &Message) -> Result<(String, String, String), Malformed> {
+    let header = msg.header();
+    let interface = header.interface().map(|i| i.to_string());
+    let member = header.member().map(|m| m.to_string());
+    let path = header.path().map(|p| p.to_string());
+    match (interface, member, path) {
+        (Some(i), Some(m), Some(p)) => Ok((i, m, p)),
+        _ => Err(Malformed::new("signal", "no interface, member or path")),
+    }
+}
+
+/// A map that forgets everything when it outgrows `cap`, so per-object caches stay bounded
+/// whatever a service sends.
+pub(crate) struct BoundedMap<K, V> {
+    map: HashMap<K, V>,
+    cap: usize,
+}
+
+impl<K: Eq + Hash, V> BoundedMap<K, V> {
+    pub fn new(cap: usize) -> Self {
+        BoundedMap {
+            map: HashMap::new(),
+            cap,
+        }
+    }
+
+    pub fn insert(&mut self, key: K, value: V) {
+        if self.map.len() >= self.cap && !self.map.contains_key(&key) {
+            debug!(entries = self.map.len(), "a renderer cache is full; starting it afresh");
+            self.map.clear();
+        }
+        self.map.insert(key, value);
+    }
+
+    pub fn get(&self, key: &K) -> Option<&V> {
+        self.map.get(key)
+    }
+
+    pub fn remove(&mut self, key: &K) -> Option<V> {
+        self.map.remove(key)
+    }
+
+    pub fn clear(&mut self) {
+        self.map.clear();
+    }
+}
+
+/// Logs a warning at most every [`WARN_INTERVAL`], saying how many were held back.
+#[derive(Default)]
+struct WarnLimiter {
+    last: Option<Instant>,
+    suppressed: u64,
+}
+
+impl WarnLimiter {
+    fn warn(&mut self, source: Source, what: &dyn std::fmt::Display) {
+        if self.last.is_some_and(|t| t.elapsed() < WARN_INTERVAL) {
+            self.suppressed += 1;
+            return;
+        }
+        warn!(
+            source = source.as_str(),
+            suppressed = self.suppressed,
+            "skipped a signal: {what}"
+        );
+        self.last = Some(Instant::now());
+        self.suppressed = 0;
+    }
 }
 
 /// Well-known name → its current unique owner.
@@ -68,7 +199,7 @@ impl Owners {
     }
 }
 
-/// Asks a service for what a signal lacks, with a short timeout so intake never waits long.
+/// Asks a service for what a signal lacks, with a short timeout so a source never waits long.
 #[derive(Clone)]
 pub(crate) struct Lookup {
     conn: Connection,
@@ -83,29 +214,45 @@ impl Lookup {
         path: &str,
         interface: &str,
     ) -> Option<HashMap<String, OwnedValue>> {
-        let args = (interface,);
+        self.call(service, path, "GetAll", &(interface,)).await
+    }
+
+    /// `org.freedesktop.DBus.Properties.Get(interface, name)`; `None` on error or timeout.
+    pub(crate) async fn property(
+        &self,
+        service: &str,
+        path: &str,
+        interface: &str,
+        name: &str,
+    ) -> Option<OwnedValue> {
+        self.call(service, path, "Get", &(interface, name)).await
+    }
+
+    async fn call<A, R>(&self, service: &str, path: &str, method: &str, args: &A) -> Option<R>
+    where
+        A: serde::Serialize + zbus::zvariant::DynamicType,
+        R: serde::de::DeserializeOwned + zbus::zvariant::Type,
+    {
         let call = self.conn.call_method(
             Some(service),
             path,
             Some("org.freedesktop.DBus.Properties"),
-            "GetAll",
-            &args,
+            method,
+            args,
         );
         match tokio::time::timeout(self.timeout, call).await {
             Ok(Ok(reply)) => reply.body().deserialize().ok(),
             Ok(Err(e)) => {
-                debug!(service, path, error = %e, "property lookup failed");
+                debug!(service, path, method, error = %e, "property lookup failed");
                 None
             }
             Err(_) => {
-                debug!(service, path, "property lookup timed out");
+                debug!(service, path, method, "property lookup timed out");
                 None
             }
         }
     }
-}
 
-impl Lookup {
     /// Asks the bus who owns `name` now, records the answer, and says whether it is `sender`.
     async fn confirm_owner(&self, name: &str, sender: &str, owners: &Owners) -> bool {
         let Ok(bus_name) = zbus::names::BusName::try_from(name) else {
@@ -125,23 +272,50 @@ impl Lookup {
     }
 }
 
-/// How one source turns its signals into events.
+/// What a renderer works with besides the signal.
+pub(crate) struct Context {
+    pub lookup: Lookup,
+    pub rules: Arc<VolatileRules>,
+    pub metrics: Arc<Metrics>,
+}
+
+/// How one source turns its signals into events. One renderer per source, owned by its task.
 enum Renderer {
-    Systemd,
+    Systemd(systemd::Renderer),
     NetworkManager(network_manager::Renderer),
     Login1(login1::Renderer),
+    Udisks2(udisks2::Renderer),
     Generic(Source),
 }
 
 impl Renderer {
-    async fn render(&self, msg: &Message, lookup: &Lookup) -> Option<Event> {
+    /// The events a signal means: none when it carries nothing worth recording.
+    async fn render(&mut self, msg: &Message, cx: &Context) -> Result<Vec<Event>, Malformed> {
         match self {
-            Renderer::Systemd => systemd::render(msg),
-            Renderer::NetworkManager(r) => r.render(msg, lookup).await,
-            Renderer::Login1(r) => r.render(msg, lookup).await,
-            Renderer::Generic(source) => generic::render(*source, msg),
+            Renderer::Systemd(r) => r.render(msg, cx).await,
+            Renderer::NetworkManager(r) => r.render(msg, cx).await,
+            Renderer::Login1(r) => r.render(msg, cx).await,
+            Renderer::Udisks2(r) => r.render(msg, cx),
+            Renderer::Generic(source) => generic::render(*source, msg, cx).map(|e| vec![e]),
         }
     }
+
+    /// The source's service has (re)appeared on the bus.
+    async fn owner_appeared(&mut self, cx: &Context) {
+        match self {
+            Renderer::Systemd(r) => r.owner_appeared(cx),
+            Renderer::NetworkManager(r) => r.owner_appeared(cx).await,
+            Renderer::Login1(r) => r.owner_appeared(),
+            Renderer::Udisks2(r) => r.owner_appeared(),
+            Renderer::Generic(_) => {}
+        }
+    }
+}
+
+/// What a source's renderer task receives.
+enum Inbound {
+    Signal(Message),
+    OwnerAppeared,
 }
 
 struct Subscription {
@@ -150,7 +324,7 @@ struct Subscription {
     /// that name no sender.
     owner: Option<String>,
     rules: Vec<MatchRule<'static>>,
-    renderer: Arc<Renderer>,
+    renderer: Renderer,
 }
 
 fn signal_rule(
@@ -181,7 +355,7 @@ fn subscriptions(config: &SourcesConfig) -> Result<Vec<Subscription>, SourceErro
             source: Source::Systemd,
             owner: Some(systemd::SERVICE.into()),
             rules: systemd::rules(),
-            renderer: Arc::new(Renderer::Systemd),
+            renderer: Renderer::Systemd(systemd::Renderer::default()),
         });
     }
     if config.network_manager {
@@ -189,7 +363,7 @@ fn subscriptions(config: &SourcesConfig) -> Result<Vec<Subscription>, SourceErro
             source: Source::NetworkManager,
             owner: Some(network_manager::SERVICE.into()),
             rules: network_manager::rules(),
-            renderer: Arc::new(Renderer::NetworkManager(Default::default())),
+            renderer: Renderer::NetworkManager(Default::default()),
         });
     }
     if config.login1 {
@@ -197,15 +371,15 @@ fn subscriptions(config: &SourcesConfig) -> Result<Vec<Subscription>, SourceErro
             source: Source::Login1,
             owner: Some(login1::SERVICE.into()),
             rules: login1::rules(),
-            renderer: Arc::new(Renderer::Login1(Default::default())),
+            renderer: Renderer::Login1(Default::default()),
         });
     }
     if config.udisks2 {
         subs.push(Subscription {
             source: Source::Udisks2,
-            owner: Some(generic::UDISKS2_SERVICE.into()),
-            rules: generic::udisks2_rules(),
-            renderer: Arc::new(Renderer::Generic(Source::Udisks2)),
+            owner: Some(udisks2::SERVICE.into()),
+            rules: udisks2::rules(),
+            renderer: Renderer::Udisks2(Default::default()),
         });
     }
     for custom in &config.custom {
@@ -223,7 +397,7 @@ fn subscriptions(config: &SourcesConfig) -> Result<Vec<Subscription>, SourceErro
             source: Source::Custom,
             owner,
             rules: vec![rule],
-            renderer: Arc::new(Renderer::Generic(Source::Custom)),
+            renderer: Renderer::Generic(Source::Custom),
         });
     }
     Ok(subs)
@@ -245,11 +419,12 @@ pub async fn stop(tasks: Vec<tokio::task::JoinHandle<()>>) {
 pub async fn start(
     conn: &Connection,
     config: &SourcesConfig,
+    rules: Arc<VolatileRules>,
     intake: Intake,
     metrics: Arc<Metrics>,
 ) -> Result<Vec<tokio::task::JoinHandle<()>>, SourceError> {
     let mut tasks = Vec::new();
-    match subscribe(conn, config, intake, metrics, &mut tasks).await {
+    match subscribe(conn, config, rules, intake, metrics, &mut tasks).await {
         Ok(()) => Ok(tasks),
         Err(e) => {
             stop(tasks).await;
@@ -258,9 +433,11 @@ pub async fn start(
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn subscribe(
     conn: &Connection,
     config: &SourcesConfig,
+    rules: Arc<VolatileRules>,
     intake: Intake,
     metrics: Arc<Metrics>,
     tasks: &mut Vec<tokio::task::JoinHandle<()>>,
@@ -278,10 +455,22 @@ async fn subscribe(
             source,
         })?;
 
-    let mut watched: Vec<String> = subs.iter().filter_map(|s| s.owner.clone()).collect();
+    // Every source's renderer gets its own queue; the owner followers tell them when their
+    // service appears.
+    let mut renderers_of: HashMap<String, Vec<mpsc::Sender<Inbound>>> = HashMap::new();
+    let mut started = Vec::new();
+    for sub in subs {
+        let (tx, rx) = mpsc::channel(RENDER_QUEUE);
+        if let Some(owner) = &sub.owner {
+            renderers_of.entry(owner.clone()).or_default().push(tx.clone());
+        }
+        started.push((sub, tx, rx));
+    }
+
+    let mut watched: Vec<&String> = renderers_of.keys().collect();
     watched.sort();
-    watched.dedup();
     for name in watched {
+        let name = name.clone();
         // Follow the owner before asking for it, so no change can slip between the two.
         let rule = MatchRule::builder()
             .msg_type(Type::Signal)
@@ -307,10 +496,13 @@ async fn subscribe(
                 .map(|o| o.to_string()),
             Err(_) => None,
         };
+        let renderers = renderers_of[&name].clone();
         match &current {
             Some(owner) => {
                 info!(service = %name, owner = %owner, "source service present");
-                on_owner_appeared(conn, &name);
+                for r in &renderers {
+                    let _ = r.try_send(Inbound::OwnerAppeared);
+                }
             }
             None => {
                 info!(service = %name, "source service absent; its subscription stays, waiting for it")
@@ -321,17 +513,17 @@ async fn subscribe(
             stream,
             name,
             owners.clone(),
-            conn.clone(),
+            renderers,
         )));
     }
 
-    for sub in subs {
-        // One task per source reads all of its rules' streams merged, so a source's events keep
-        // the order the service sent them in, even while a lookup is pending.
+    for (sub, tx, rx) in started {
+        // One reader per source takes all of its rules' streams merged, so a source's events keep
+        // the order the service sent them in.
         let mut streams = Vec::with_capacity(sub.rules.len());
         for rule in sub.rules {
             let what = rule.to_string();
-            let stream = MessageStream::for_match_rule(rule, conn, Some(config.queue_capacity))
+            let stream = MessageStream::for_match_rule(rule, conn, Some(STREAM_QUEUE))
                 .await
                 .map_err(|source| SourceError::Subscribe {
                     what: what.clone(),
@@ -343,18 +535,35 @@ async fn subscribe(
         tasks.push(tokio::spawn(read_signals(
             futures_util::stream::select_all(streams),
             sub.source,
-            sub.owner.clone(),
-            sub.renderer.clone(),
-            owners.clone(),
-            lookup.clone(),
+            tx,
             intake.clone(),
             metrics.clone(),
+            config.max_signal_bytes,
+        )));
+        let cx = Context {
+            lookup: lookup.clone(),
+            rules: rules.clone(),
+            metrics: metrics.clone(),
+        };
+        tasks.push(tokio::spawn(render_signals(
+            rx,
+            sub.source,
+            sub.owner,
+            sub.renderer,
+            owners.clone(),
+            cx,
+            intake.clone(),
         )));
     }
     Ok(())
 }
 
-async fn follow_owner(mut stream: MessageStream, name: String, owners: Owners, conn: Connection) {
+async fn follow_owner(
+    mut stream: MessageStream,
+    name: String,
+    owners: Owners,
+    renderers: Vec<mpsc::Sender<Inbound>>,
+) {
     while let Some(Ok(msg)) = stream.next().await {
         let Ok((_, _, new_owner)) = msg.body().deserialize::<(String, String, String)>() else {
             continue;
@@ -365,65 +574,89 @@ async fn follow_owner(mut stream: MessageStream, name: String, owners: Owners, c
         } else {
             info!(service = %name, owner = %new_owner, "source service appeared");
             owners.set(&name, Some(new_owner));
-            on_owner_appeared(&conn, &name);
-        }
-    }
-}
-
-/// systemd sends unit and job signals on the system bus only to clients that called
-/// `Subscribe()`; ask again whenever systemd (re)appears. Runs aside so intake never waits.
-fn on_owner_appeared(conn: &Connection, name: &str) {
-    if name != systemd::SERVICE {
-        return;
-    }
-    let conn = conn.clone();
-    tokio::spawn(async move {
-        let call = conn.call_method(
-            Some(systemd::SERVICE),
-            "/org/freedesktop/systemd1",
-            Some("org.freedesktop.systemd1.Manager"),
-            "Subscribe",
-            &(),
-        );
-        match tokio::time::timeout(Duration::from_secs(5), call).await {
-            Ok(Ok(_)) => debug!("subscribed to systemd's unit and job signals"),
-            Ok(Err(e)) => {
-                warn!(error = %e, "systemd refused Subscribe(); unit signals may not arrive")
+            for r in &renderers {
+                // Waits for room: the renderer must hear of it, and this task holds nothing else.
+                let _ = r.send(Inbound::OwnerAppeared).await;
             }
-            Err(_) => warn!("systemd did not answer Subscribe() within 5s"),
         }
-    });
+    }
 }
 
-#[allow(clippy::too_many_arguments)]
+/// Moves a source's signals from the bus into its renderer's queue and nothing else, so the
+/// connection's reader never waits on us. A full queue drops the signal into the gap ledger.
 async fn read_signals(
     mut stream: futures_util::stream::SelectAll<MessageStream>,
     source: Source,
-    owner: Option<String>,
-    renderer: Arc<Renderer>,
-    owners: Owners,
-    lookup: Lookup,
+    renderer: mpsc::Sender<Inbound>,
     intake: Intake,
     metrics: Arc<Metrics>,
+    max_signal_bytes: usize,
 ) {
+    let mut limiter = WarnLimiter::default();
     while let Some(next) = stream.next().await {
         let Ok(msg) = next else { continue };
+        let size = msg.body().len();
+        if size > max_signal_bytes {
+            metrics.signals_oversized.fetch_add(1, Relaxed);
+            limiter.warn(
+                source,
+                &format_args!(
+                    "its body is {size} bytes, more than sources.max_signal_bytes = {max_signal_bytes}"
+                ),
+            );
+            continue;
+        }
+        match renderer.try_send(Inbound::Signal(msg)) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => intake.note_drop(source, now_usec()),
+            Err(mpsc::error::TrySendError::Closed(_)) => return,
+        }
+    }
+}
+
+async fn render_signals(
+    mut inbox: mpsc::Receiver<Inbound>,
+    source: Source,
+    owner: Option<String>,
+    mut renderer: Renderer,
+    owners: Owners,
+    cx: Context,
+    intake: Intake,
+) {
+    let mut limiter = WarnLimiter::default();
+    while let Some(inbound) = inbox.recv().await {
+        let msg = match inbound {
+            Inbound::OwnerAppeared => {
+                renderer.owner_appeared(&cx).await;
+                continue;
+            }
+            Inbound::Signal(msg) => msg,
+        };
         if let Some(name) = &owner {
             let header = msg.header();
             let sender = header.sender().map(|s| s.as_str()).unwrap_or("");
             // A signal can outrun the NameOwnerChanged that announces its sender (a service
             // that just started); ask the bus once before calling it forged.
-            if !owners.is_owner(name, sender) && !lookup.confirm_owner(name, sender, &owners).await
+            if !owners.is_owner(name, sender)
+                && !cx.lookup.confirm_owner(name, sender, &owners).await
             {
-                metrics.events_forged.fetch_add(1, Relaxed);
+                cx.metrics.events_forged.fetch_add(1, Relaxed);
                 warn!(source = source.as_str(), sender, service = %name, "refused a signal from a connection that does not own the service's name");
                 continue;
             }
         }
-        match renderer.render(&msg, &lookup).await {
-            Some(event) => intake.submit(event),
-            None => {
-                metrics.events_ignored.fetch_add(1, Relaxed);
+        match renderer.render(&msg, &cx).await {
+            Ok(events) if events.is_empty() => {
+                cx.metrics.events_ignored.fetch_add(1, Relaxed);
+            }
+            Ok(events) => {
+                for event in events {
+                    intake.submit(event);
+                }
+            }
+            Err(malformed) => {
+                cx.metrics.signals_malformed.fetch_add(1, Relaxed);
+                limiter.warn(source, &malformed);
             }
         }
     }

@@ -1,0 +1,278 @@
+//! What counts as volatile: the one place that decides which values would make every event unique
+//! (PIDs, invocation and job ids, timestamps, counters, random suffixes of transient units, session
+//! numbers) and so stay out of the embedded text. They are never dropped: the audit record's
+//! structured fields keep every value as the service sent it.
+//!
+//! Two kinds of rule, both from `[render]` in the config (the defaults below are what ships):
+//! - **keys**: a field whose name matches a key pattern never enters the text (`*PID`,
+//!   `*Timestamp*`). Patterns are case-insensitive; `*` matches any run of characters.
+//! - **values**: regular expressions applied, in order, to every value before it enters the text,
+//!   each match replaced (`run-u123.service` → `run-*.service`).
+
+use std::borrow::Cow;
+
+use regex::Regex;
+
+/// Field names whose values never enter the embedded text.
+pub const DEFAULT_VOLATILE_KEYS: &[&str] = &[
+    "*pid",
+    "*timestamp*",
+    "*monotonic*",
+    "*usec",
+    "*nsec",
+    "invocationid",
+    "job_id",
+    "session_id",
+    "nrestarts",
+    "*counter*",
+    "*current",
+    "*bytes",
+    "*packets",
+    "*operations",
+    "seqnum",
+];
+
+/// `(pattern, replacement)`, applied in order to every value that enters the embedded text.
+pub const DEFAULT_VOLATILE_VALUES: &[(&str, &str)] = &[
+    // Transient units from systemd-run and the like: run-u123.service, run-r0123abcd….scope,
+    // run-p1234-i1235.service.
+    (
+        r"^run-(?:u[0-9]+|r[0-9a-f]+|p[0-9]+-i[0-9]+)\.(service|scope|timer|socket|path)$",
+        "run-*.$1",
+    ),
+    // logind's session scopes: session-12.scope, session-c3.scope.
+    (r"^session-[0-9a-z]+\.scope$", "session-*.scope"),
+    // Per-connection instances of socket-activated services and core dumps:
+    // sshd@3-10.0.0.1:22-10.0.0.2:51234.service, systemd-coredump@0-1234-0.service.
+    (r"^([A-Za-z0-9_.:-]+)@[0-9]+-[^ ]*\.service$", "$1@*.service"),
+    (
+        r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}",
+        "<uuid>",
+    ),
+    (
+        r"[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]+)?(?:Z|[+-][0-9]{2}:?[0-9]{2})?",
+        "<time>",
+    ),
+    // Invocation ids, boot ids, hashes.
+    (r"\b[0-9a-fA-F]{16,}\b", "<hex>"),
+    // Object paths that end in a counter: NetworkManager devices and active connections,
+    // systemd and udisks2 jobs.
+    (r"^(/[A-Za-z0-9_/]*?)/[0-9]+$", "$1/*"),
+    // Anything else that looks like a PID, a serial number or an epoch time.
+    (r"\b[0-9]{5,}\b", "<n>"),
+];
+
+/// At most this much of a value is examined by the value rules, so a huge value costs little.
+const MAX_SCRUBBED_BYTES: usize = 4096;
+
+#[derive(Debug, thiserror::Error)]
+pub enum VolatileError {
+    #[error("must be a regular expression ({0})")]
+    Pattern(#[from] regex::Error),
+    #[error("must not be empty")]
+    EmptyKey,
+}
+
+/// A key pattern (`*` wildcards, case-insensitive) as an anchored regular expression.
+fn key_regex(pattern: &str) -> Result<Regex, VolatileError> {
+    if pattern.is_empty() {
+        return Err(VolatileError::EmptyKey);
+    }
+    let body: Vec<String> = pattern.split('*').map(regex::escape).collect();
+    Ok(Regex::new(&format!("(?i)^{}$", body.join(".*")))?)
+}
+
+/// The compiled rules; built once from the config and shared by every renderer.
+#[derive(Debug, Clone)]
+pub struct VolatileRules {
+    keys: Vec<Regex>,
+    values: Vec<(Regex, String)>,
+}
+
+impl Default for VolatileRules {
+    fn default() -> Self {
+        let keys = DEFAULT_VOLATILE_KEYS.iter().map(|k| k.to_string());
+        let values = DEFAULT_VOLATILE_VALUES
+            .iter()
+            .map(|(p, r)| (p.to_string(), r.to_string()));
+        VolatileRules::new(keys, values).expect("the built-in volatile rules compile")
+    }
+}
+
+/// Which rule was bad, for the config's error message.
+#[derive(Debug)]
+pub struct RuleError {
+    /// `keys` or `values`, and the index in that list.
+    pub list: &'static str,
+    pub index: usize,
+    pub error: VolatileError,
+}
+
+impl VolatileRules {
+    pub fn new(
+        keys: impl IntoIterator<Item = String>,
+        values: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<VolatileRules, RuleError> {
+        let keys = keys
+            .into_iter()
+            .enumerate()
+            .map(|(index, k)| {
+                key_regex(&k).map_err(|error| RuleError {
+                    list: "keys",
+                    index,
+                    error,
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        let values = values
+            .into_iter()
+            .enumerate()
+            .map(|(index, (pattern, replacement))| {
+                Regex::new(&pattern)
+                    .map(|re| (re, replacement))
+                    .map_err(|e| RuleError {
+                        list: "values",
+                        index,
+                        error: e.into(),
+                    })
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(VolatileRules { keys, values })
+    }
+
+    /// True when a field of this name must stay out of the embedded text.
+    pub fn is_volatile_key(&self, key: &str) -> bool {
+        self.keys.iter().any(|k| k.is_match(key))
+    }
+
+    /// The value with every volatile part replaced.
+    pub fn scrub<'v>(&self, value: &'v str) -> Cow<'v, str> {
+        let mut value: Cow<'v, str> = if value.len() > MAX_SCRUBBED_BYTES {
+            let mut end = MAX_SCRUBBED_BYTES;
+            while !value.is_char_boundary(end) {
+                end -= 1;
+            }
+            Cow::Borrowed(&value[..end])
+        } else {
+            Cow::Borrowed(value)
+        };
+        for (re, replacement) in &self.values {
+            if let Cow::Owned(changed) = re.replace_all(&value, replacement.as_str()) {
+                value = Cow::Owned(changed);
+            }
+        }
+        value
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_value_rules_strip_what_makes_events_unique() {
+        let rules = VolatileRules::default();
+        for (raw, scrubbed) in [
+            ("run-u123.service", "run-*.service"),
+            ("run-r3c1d2e4f5a6b7c8d9e0f1a2b3c4d5e6f.scope", "run-*.scope"),
+            ("run-p4242-i4243.service", "run-*.service"),
+            ("session-12.scope", "session-*.scope"),
+            ("session-c3.scope", "session-*.scope"),
+            (
+                "sshd@3-10.0.0.1:22-10.0.0.2:51234.service",
+                "sshd@*.service",
+            ),
+            ("systemd-coredump@0-1234-0.service", "systemd-coredump@*.service"),
+            (
+                "boot 6f1e9c1a-2b3c-4d5e-8f90-a1b2c3d4e5f6 done",
+                "boot <uuid> done",
+            ),
+            ("at 2026-11-21T10:00:00.123Z", "at <time>"),
+            ("invocation 0123456789abcdef0123456789abcdef", "invocation <hex>"),
+            ("/org/freedesktop/NetworkManager/Devices/3", "/org/freedesktop/NetworkManager/Devices/*"),
+            ("/org/freedesktop/UDisks2/jobs/118", "/org/freedesktop/UDisks2/jobs/*"),
+            ("pid 123456 exited", "pid <n> exited"),
+        ] {
+            assert_eq!(rules.scrub(raw), scrubbed, "scrubbing {raw:?}");
+        }
+    }
+
+    #[test]
+    fn stable_values_are_left_alone() {
+        let rules = VolatileRules::default();
+        for stable in [
+            "nginx.service",
+            "getty@tty1.service",
+            "user@1000.service",
+            "run-user-1000.mount",
+            "sys-devices-virtual-net-lo.device",
+            "exit-code",
+            "eth0",
+            "/dev/sda1",
+            "/org/freedesktop/UDisks2/block_devices/sda1",
+            "802-3-ethernet",
+            "port 8080",
+        ] {
+            assert_eq!(rules.scrub(stable), stable);
+        }
+    }
+
+    #[test]
+    fn key_patterns_are_case_insensitive_globs() {
+        let rules = VolatileRules::default();
+        for key in [
+            "MainPID",
+            "ControlPID",
+            "ExecMainStartTimestamp",
+            "ActiveEnterTimestampMonotonic",
+            "InvocationID",
+            "job_id",
+            "session_id",
+            "NRestarts",
+            "MemoryCurrent",
+            "IOReadBytes",
+            "userspace_usec",
+            "CPUUsageNSec",
+        ] {
+            assert!(rules.is_volatile_key(key), "{key} should be volatile");
+        }
+        for key in [
+            "ActiveState",
+            "SubState",
+            "Result",
+            "Id",
+            "Interface",
+            "unit",
+            "RemoteHost",
+        ] {
+            assert!(!rules.is_volatile_key(key), "{key} should be stable");
+        }
+    }
+
+    #[test]
+    fn configured_rules_replace_the_defaults() {
+        let rules = VolatileRules::new(
+            ["Token".to_string(), "x*y".to_string()],
+            [(r"^build-[0-9]+$".to_string(), "build-*".to_string())],
+        )
+        .unwrap();
+        assert!(rules.is_volatile_key("token"));
+        assert!(!rules.is_volatile_key("TokenId"));
+        assert!(rules.is_volatile_key("x-and-y"));
+        assert!(!rules.is_volatile_key("MainPID"));
+        assert_eq!(rules.scrub("build-77"), "build-*");
+        assert_eq!(rules.scrub("run-u1.service"), "run-u1.service");
+
+        let bad = VolatileRules::new([], [("(".to_string(), String::new())]).unwrap_err();
+        assert_eq!((bad.list, bad.index), ("values", 0));
+        let bad = VolatileRules::new([String::new()], []).unwrap_err();
+        assert_eq!((bad.list, bad.index), ("keys", 0));
+    }
+
+    #[test]
+    fn huge_values_are_scrubbed_in_bounded_time() {
+        let rules = VolatileRules::default();
+        let huge = "z".repeat(1 << 20);
+        assert_eq!(rules.scrub(&huge).len(), MAX_SCRUBBED_BYTES);
+    }
+}
