@@ -26,12 +26,17 @@ pub fn builder(target: &BusTarget) -> Result<zbus::connection::Builder<'static>,
         target: target.to_string(),
         source,
     };
-    match target {
-        BusTarget::System => zbus::connection::Builder::system().map_err(connect),
-        BusTarget::Session => zbus::connection::Builder::session().map_err(connect),
-        BusTarget::Address(a) => zbus::connection::Builder::address(a.as_str()).map_err(connect),
-    }
+    let builder = match target {
+        BusTarget::System => zbus::connection::Builder::system().map_err(connect)?,
+        BusTarget::Session => zbus::connection::Builder::session().map_err(connect)?,
+        BusTarget::Address(a) => zbus::connection::Builder::address(a.as_str()).map_err(connect)?,
+    };
+    // Room for a burst while the signal dispatcher is scheduled out; it drains at once.
+    Ok(builder.max_queued(INCOMING_QUEUE))
 }
+
+/// Incoming messages zbus buffers before its socket reader waits for us.
+const INCOMING_QUEUE: usize = 1024;
 
 pub async fn connect(target: &BusTarget) -> Result<zbus::Connection, BusError> {
     builder(target)?

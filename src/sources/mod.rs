@@ -1,11 +1,14 @@
 //! Subscriptions: one bus match rule per signal family, merged per source, rendered to
 //! [`Event`]s and handed to the [`Intake`] without ever blocking the bus connection.
 //!
-//! Each source has two tasks. The **reader** only moves messages from its match rules' streams
-//! into the source's own bounded queue (dropping, counting and reporting as a gap when that queue is
-//! full), so a slow renderer can never make zbus stop reading the socket. The **renderer** checks
-//! the sender, asks the service for what a signal lacks (with a short timeout), renders, and submits
-//! to the intake queue, which drops into the same gap ledger when full.
+//! Every match rule is added to the bus (`AddMatch`), and one **dispatcher** task reads the
+//! connection's single incoming stream, in the order the bus delivered it, and moves each signal
+//! that matches a source's rules into that source's bounded queue (dropping, counting and
+//! reporting as a gap when the queue is full), so a slow renderer can never make zbus stop
+//! reading the socket, and a source's signals keep the order its service sent them in. Each
+//! source's **renderer** task checks the sender, asks the service for what a signal lacks (with a
+//! short timeout), renders, and submits to the intake queue, which drops into the same gap ledger
+//! when full.
 //!
 //! A source's signals are accepted only from the current owner of its well-known name: the match
 //! rule names the sender (so the bus routes only the owner's broadcasts), and every message's
@@ -50,8 +53,6 @@ use crate::render::VolatileRules;
 /// Signals waiting for a source's renderer. Bounded in bytes too: each is at most
 /// `sources.max_signal_bytes`.
 const RENDER_QUEUE: usize = 1024;
-/// Messages zbus buffers per match rule before our reader takes them (it takes them at once).
-const STREAM_QUEUE: usize = 256;
 /// A source warns about bad input at most this often; the rest is counted.
 const WARN_INTERVAL: Duration = Duration::from_secs(10);
 
@@ -517,29 +518,24 @@ async fn subscribe(
         )));
     }
 
+    // The dispatcher's stream exists before any rule is added, so no signal can slip past it.
+    let stream = MessageStream::from(conn);
+    let mut routes = Vec::with_capacity(started.len());
     for (sub, tx, rx) in started {
-        // One reader per source takes all of its rules' streams merged, so a source's events keep
-        // the order the service sent them in.
-        let mut streams = Vec::with_capacity(sub.rules.len());
-        for rule in sub.rules {
-            let what = rule.to_string();
-            let stream = MessageStream::for_match_rule(rule, conn, Some(STREAM_QUEUE))
+        for rule in &sub.rules {
+            dbus.add_match_rule(rule.clone())
                 .await
                 .map_err(|source| SourceError::Subscribe {
-                    what: what.clone(),
-                    source,
+                    what: rule.to_string(),
+                    source: source.into(),
                 })?;
-            debug!(rule = %what, "subscribed");
-            streams.push(stream);
+            debug!(rule = %rule, "subscribed");
         }
-        tasks.push(tokio::spawn(read_signals(
-            futures_util::stream::select_all(streams),
-            sub.source,
-            tx,
-            intake.clone(),
-            metrics.clone(),
-            config.max_signal_bytes,
-        )));
+        routes.push(Route {
+            source: sub.source,
+            rules: sub.rules,
+            renderer: tx,
+        });
         let cx = Context {
             lookup: lookup.clone(),
             rules: rules.clone(),
@@ -555,6 +551,13 @@ async fn subscribe(
             intake.clone(),
         )));
     }
+    tasks.push(tokio::spawn(dispatch(
+        stream,
+        routes,
+        intake,
+        metrics,
+        config.max_signal_bytes,
+    )));
     Ok(())
 }
 
@@ -582,34 +585,49 @@ async fn follow_owner(
     }
 }
 
-/// Moves a source's signals from the bus into its renderer's queue and nothing else, so the
-/// connection's reader never waits on us. A full queue drops the signal into the gap ledger.
-async fn read_signals(
-    mut stream: futures_util::stream::SelectAll<MessageStream>,
+/// Where the dispatcher sends the signals that match a source's rules.
+struct Route {
     source: Source,
+    rules: Vec<MatchRule<'static>>,
     renderer: mpsc::Sender<Inbound>,
+}
+
+/// Moves every subscribed signal from the connection into its source's queue and does nothing
+/// else, so the connection's reader never waits on us. A full queue drops the signal into the
+/// gap ledger; an oversized one is counted and skipped.
+async fn dispatch(
+    mut stream: MessageStream,
+    routes: Vec<Route>,
     intake: Intake,
     metrics: Arc<Metrics>,
     max_signal_bytes: usize,
 ) {
-    let mut limiter = WarnLimiter::default();
+    let mut limiters: Vec<WarnLimiter> = routes.iter().map(|_| WarnLimiter::default()).collect();
     while let Some(next) = stream.next().await {
         let Ok(msg) = next else { continue };
-        let size = msg.body().len();
-        if size > max_signal_bytes {
-            metrics.signals_oversized.fetch_add(1, Relaxed);
-            limiter.warn(
-                source,
-                &format_args!(
-                    "its body is {size} bytes, more than sources.max_signal_bytes = {max_signal_bytes}"
-                ),
-            );
+        if msg.message_type() != Type::Signal {
             continue;
         }
-        match renderer.try_send(Inbound::Signal(msg)) {
-            Ok(()) => {}
-            Err(mpsc::error::TrySendError::Full(_)) => intake.note_drop(source, now_usec()),
-            Err(mpsc::error::TrySendError::Closed(_)) => return,
+        for (route, limiter) in routes.iter().zip(limiters.iter_mut()) {
+            if !route.rules.iter().any(|r| r.matches(&msg).unwrap_or(false)) {
+                continue;
+            }
+            let size = msg.body().len();
+            if size > max_signal_bytes {
+                metrics.signals_oversized.fetch_add(1, Relaxed);
+                limiter.warn(
+                    route.source,
+                    &format_args!(
+                        "its body is {size} bytes, more than sources.max_signal_bytes = {max_signal_bytes}"
+                    ),
+                );
+                continue;
+            }
+            if let Err(mpsc::error::TrySendError::Full(_)) =
+                route.renderer.try_send(Inbound::Signal(msg.clone()))
+            {
+                intake.note_drop(route.source, now_usec());
+            }
         }
     }
 }
