@@ -75,6 +75,119 @@ warmup_events = 5
 
 const FAILING_UNIT: &str = "[Unit]\nDescription=a unit that fails, for anomalyd's test\n\n[Service]\nExecStart=/bin/false\n";
 
+/// Units that really run, fail and stop, for the records their real signals produce.
+const TEST_UNITS: [(&str, &str); 3] = [
+    (
+        "anomalyd-test-oneshot.service",
+        "[Service]\nType=oneshot\nExecStart=/bin/true\n",
+    ),
+    (
+        "anomalyd-test-simple.service",
+        "[Service]\nExecStart=/bin/sleep infinity\n",
+    ),
+    (
+        "anomalyd-test-badexec.service",
+        "[Service]\nExecStart=/nonexistent/anomalyd-test-binary\n",
+    ),
+];
+
+/// The texts of the records whose text matches the SQL LIKE `pattern`, in seq order.
+fn texts_like(pattern: &str) -> Vec<String> {
+    let (_, out) = inside(&format!(
+        "sqlite3 -readonly /var/lib/anomalyd/audit.sqlite \"SELECT text FROM records WHERE text LIKE '{pattern}' ORDER BY seq\""
+    ));
+    out.lines().map(str::to_owned).collect()
+}
+
+/// Waits until a record with exactly `text` exists; returns every text matching `pattern`.
+fn wait_for_text(pattern: &str, text: &str) -> Vec<String> {
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        seen = texts_like(pattern);
+        if seen.iter().any(|t| t == text) {
+            return seen;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    panic!("no record {text:?}; records like {pattern:?}: {seen:#?}");
+}
+
+/// Starts, restarts, stops and fails real units, runs a transient one and opens a logind session,
+/// and checks the records the real signals produced.
+fn real_units_become_records() {
+    inside_ok("systemctl start anomalyd-test-oneshot.service");
+    let oneshot = wait_for_text(
+        "%anomalyd-test-oneshot.service%",
+        "systemd unit anomalyd-test-oneshot.service ActiveState=inactive SubState=dead Result=success",
+    );
+    for expected in [
+        "systemd unit anomalyd-test-oneshot.service ActiveState=activating SubState=start Result=success",
+    ] {
+        assert!(oneshot.iter().any(|t| t == expected), "{expected:?} in {oneshot:#?}");
+    }
+    assert!(
+        oneshot.iter().any(|t| t.starts_with("systemd job anomalyd-test-oneshot.service") && t.ends_with("result=done")),
+        "{oneshot:#?}"
+    );
+
+    inside_ok("systemctl start anomalyd-test-simple.service && sleep 0.3 && systemctl restart anomalyd-test-simple.service && sleep 0.3 && systemctl stop anomalyd-test-simple.service");
+    let simple = wait_for_text(
+        "%anomalyd-test-simple.service%",
+        "systemd unit anomalyd-test-simple.service ActiveState=deactivating SubState=stop-sigterm Result=success",
+    );
+    let running = "systemd unit anomalyd-test-simple.service ActiveState=active SubState=running Result=success";
+    assert!(
+        simple.iter().filter(|t| *t == running).count() >= 2,
+        "started, then restarted: {simple:#?}"
+    );
+    wait_for_text(
+        "%anomalyd-test-simple.service%",
+        "systemd unit anomalyd-test-simple.service ActiveState=inactive SubState=dead Result=success",
+    );
+
+    // A bad ExecStart fails in exec (status 203/EXEC): systemd reports Result=exit-code.
+    inside("systemctl start anomalyd-test-badexec.service");
+    wait_for_text(
+        "%anomalyd-test-badexec.service%",
+        "systemd unit anomalyd-test-badexec.service ActiveState=failed SubState=failed Result=exit-code",
+    );
+
+    // A transient unit: its random name is volatile, so the text says run-*.service and the
+    // fields keep the real name.
+    inside_ok("systemd-run --quiet /bin/true");
+    wait_for_text("systemd unit run-*.service%", "systemd unit run-*.service loaded");
+    let (_, unit) = inside(
+        "sqlite3 -readonly /var/lib/anomalyd/audit.sqlite \"SELECT json_extract(fields, '$.unit') FROM records WHERE text = 'systemd unit run-*.service loaded' LIMIT 1\"",
+    );
+    assert!(
+        unit.trim().starts_with("run-") && unit.trim() != "run-*.service",
+        "the record keeps the transient unit's real name: {unit}"
+    );
+
+    // A logind session: PAM's pam_systemd registers it with the real logind.
+    inside_ok("useradd --create-home anomalyd-tester && runuser -l anomalyd-tester -c 'sleep 0.5'");
+    let login = wait_for_text(
+        "login1 %",
+        "login1 session removed user=anomalyd-tester class=background",
+    );
+    for expected in [
+        "login1 user new name=anomalyd-tester",
+        "login1 session new user=anomalyd-tester class=background type=unspecified service=runuser-l",
+    ] {
+        assert!(login.iter().any(|t| t == expected), "{expected:?} in {login:#?}");
+    }
+    let (_, session_id) = inside(
+        "sqlite3 -readonly /var/lib/anomalyd/audit.sqlite \"SELECT json_extract(fields, '$.session_id') FROM records WHERE text LIKE 'login1 session new user=anomalyd-tester%' LIMIT 1\"",
+    );
+    assert!(!session_id.trim().is_empty(), "the session id is kept in the fields");
+
+    let stats = inside_ok("anomalyctl stats");
+    for clean in ["SignalsMalformed: 0", "EventsForged: 0", "EventsDropped: 0"] {
+        assert!(stats.contains(clean), "{clean} in {stats}");
+    }
+}
+
 #[test]
 fn runs_as_a_hardened_notify_service_under_real_systemd() {
     // SAFETY: geteuid has no preconditions and cannot fail.
@@ -131,6 +244,9 @@ fn runs_as_a_hardened_notify_service_under_real_systemd() {
         FAILING_UNIT,
     )
     .unwrap();
+    for (name, unit) in TEST_UNITS {
+        std::fs::write(upper.join("etc/systemd/system").join(name), unit).unwrap();
+    }
 
     let booted = sandbox(&["boot"]);
     assert!(
@@ -230,7 +346,7 @@ fn runs_as_a_hardened_notify_service_under_real_systemd() {
     let (seq, text) = record.split_once('|').unwrap();
     assert_eq!(
         text,
-        "systemd unit anomalyd-test-fail.service ActiveState=failed SubState=failed"
+        "systemd unit anomalyd-test-fail.service ActiveState=failed SubState=failed Result=exit-code"
     );
 
     // Its log line is in the journal with the structured fields, not only formatted text.
@@ -260,6 +376,8 @@ fn runs_as_a_hardened_notify_service_under_real_systemd() {
         watchdog.contains("feeding the systemd watchdog"),
         "watchdog fed from pipeline probes: {watchdog}"
     );
+
+    real_units_become_records();
 
     // systemctl stop: SIGTERM, drain, exit 0.
     inside_ok("systemctl stop anomalyd.service");
