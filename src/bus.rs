@@ -12,7 +12,7 @@ pub enum BusError {
     Connect {
         target: String,
         #[source]
-        source: zbus::Error,
+        source: Box<zbus::Error>,
     },
     #[error("cannot start dbus-daemon (is the dbus-daemon package installed?): {0}")]
     Spawn(#[source] std::io::Error),
@@ -24,7 +24,7 @@ pub enum BusError {
 pub fn builder(target: &BusTarget) -> Result<zbus::connection::Builder<'static>, BusError> {
     let connect = |source| BusError::Connect {
         target: target.to_string(),
-        source,
+        source: Box::new(source),
     };
     let builder = match target {
         BusTarget::System => zbus::connection::Builder::system().map_err(connect)?,
@@ -44,7 +44,7 @@ pub async fn connect(target: &BusTarget) -> Result<zbus::Connection, BusError> {
         .await
         .map_err(|source| BusError::Connect {
             target: target.to_string(),
-            source,
+            source: Box::new(source),
         })
 }
 

@@ -352,7 +352,10 @@ impl Default for RawRender {
     fn default() -> Self {
         use crate::render::volatile::{DEFAULT_VOLATILE_KEYS, DEFAULT_VOLATILE_VALUES};
         RawRender {
-            volatile_keys: DEFAULT_VOLATILE_KEYS.iter().map(|k| k.to_string()).collect(),
+            volatile_keys: DEFAULT_VOLATILE_KEYS
+                .iter()
+                .map(|k| k.to_string())
+                .collect(),
             volatile_values: DEFAULT_VOLATILE_VALUES
                 .iter()
                 .map(|(pattern, replace)| RawVolatileValue {
@@ -607,8 +610,12 @@ impl RawConfig {
             in_range("sources.queue_capacity", s.queue_capacity, 16, 1 << 20)? as usize;
         let lookup_timeout_ms =
             in_range("sources.lookup_timeout_ms", s.lookup_timeout_ms, 1, 10_000)?;
-        let max_signal_bytes =
-            in_range("sources.max_signal_bytes", s.max_signal_bytes, 1024, 64 << 20)? as usize;
+        let max_signal_bytes = in_range(
+            "sources.max_signal_bytes",
+            s.max_signal_bytes,
+            1024,
+            64 << 20,
+        )? as usize;
         let mut custom = Vec::with_capacity(s.custom.len());
         for (i, c) in s.custom.iter().enumerate() {
             let key = format!("sources.custom[{i}].rule");

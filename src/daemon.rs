@@ -175,7 +175,7 @@ async fn serve(
         .await
         .map_err(|source| BusError::Connect {
             target: bus.to_string(),
-            source,
+            source: Box::new(source),
         })?;
 
     notifier.status("subscribing to infrastructure signals");

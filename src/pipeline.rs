@@ -82,7 +82,10 @@ impl Intake {
 
     /// A bare intake queue of `capacity` and its receiving end, for benchmarks and tests that
     /// drive the sources without the rest of the pipeline.
-    pub fn channel(capacity: usize, metrics: Arc<Metrics>) -> (Intake, mpsc::Receiver<Flow<Event>>) {
+    pub fn channel(
+        capacity: usize,
+        metrics: Arc<Metrics>,
+    ) -> (Intake, mpsc::Receiver<Flow<Event>>) {
         let (tx, rx) = mpsc::channel(capacity);
         (Intake { tx, metrics }, rx)
     }

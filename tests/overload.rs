@@ -115,6 +115,10 @@ async fn overload_is_bounded_and_every_lost_event_is_accounted_for() {
         let f: Json = serde_json::from_str(&gap.fields).unwrap();
         assert_eq!(f["sources"]["custom"], f["dropped"], "{}", gap.fields);
         assert!(f["first_usec"].as_u64() <= f["last_usec"].as_u64());
-        assert!(gap.text.starts_with("anomalyd gap dropped="), "{}", gap.text);
+        assert!(
+            gap.text.starts_with("anomalyd gap dropped="),
+            "{}",
+            gap.text
+        );
     }
 }

@@ -9,7 +9,7 @@ mod common;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use common::{assert_chain_intact, read_rows, RunningDaemon, Row};
+use common::{assert_chain_intact, read_rows, Row, RunningDaemon};
 use serde_json::Value as Json;
 use zbus::zvariant::{ObjectPath, OwnedObjectPath, Value};
 use zbus::Connection;
@@ -149,7 +149,10 @@ async fn services(address: &str) -> Connection {
         .unwrap()
         .serve_at("/org/freedesktop/NetworkManager/Devices/3", NmDevice)
         .unwrap()
-        .serve_at("/org/freedesktop/NetworkManager/ActiveConnection/5", NmActive)
+        .serve_at(
+            "/org/freedesktop/NetworkManager/ActiveConnection/5",
+            NmActive,
+        )
         .unwrap()
         .serve_at("/org/freedesktop/login1/session/c7", LoginSession)
         .unwrap()
@@ -177,7 +180,12 @@ where
         .unwrap();
 }
 
-async fn unit_props(conn: &Connection, unit_path: &str, iface: &str, props: HashMap<&str, Value<'_>>) {
+async fn unit_props(
+    conn: &Connection,
+    unit_path: &str,
+    iface: &str,
+    props: HashMap<&str, Value<'_>>,
+) {
     emit(
         conn,
         unit_path,
@@ -191,12 +199,14 @@ async fn unit_props(conn: &Connection, unit_path: &str, iface: &str, props: Hash
 fn by_source(rows: &[Row]) -> HashMap<String, Vec<String>> {
     let mut map: HashMap<String, Vec<String>> = HashMap::new();
     for row in rows.iter().filter(|r| r.kind == "event") {
-        map.entry(row.source.clone()).or_default().push(row.text.clone());
+        map.entry(row.source.clone())
+            .or_default()
+            .push(row.text.clone());
     }
     map
 }
 
-fn fields_of<'a>(rows: &'a [Row], text: &str) -> Json {
+fn fields_of(rows: &[Row], text: &str) -> Json {
     let row = rows
         .iter()
         .find(|r| r.text == text)
@@ -236,12 +246,12 @@ async fn every_source_renders_the_real_signal_shapes() {
         HashMap::from([
             ("ActiveState", Value::from(active)),
             ("SubState", Value::from(sub)),
-            ("ActiveEnterTimestamp", Value::from(1_763_700_000_000_000u64)),
-            ("InvocationID", Value::from(vec![0xabu8; 16])),
             (
-                "Job",
-                Value::from((0u32, path("/"))),
+                "ActiveEnterTimestamp",
+                Value::from(1_763_700_000_000_000u64),
             ),
+            ("InvocationID", Value::from(vec![0xabu8; 16])),
+            ("Job", Value::from((0u32, path("/")))),
         ])
     };
     unit_props(&svc, nginx, UNIT_IFACE, unit_state("failed", "failed")).await;
@@ -252,7 +262,11 @@ async fn every_source_renders_the_real_signal_shapes() {
         "/org/freedesktop/systemd1",
         "org.freedesktop.systemd1.Manager",
         "JobNew",
-        &(7u32, path("/org/freedesktop/systemd1/job/7"), "nginx.service"),
+        &(
+            7u32,
+            path("/org/freedesktop/systemd1/job/7"),
+            "nginx.service",
+        ),
     )
     .await;
     emit(
@@ -307,7 +321,14 @@ async fn every_source_renders_the_real_signal_shapes() {
         "/org/freedesktop/systemd1",
         "org.freedesktop.systemd1.Manager",
         "StartupFinished",
-        &(0u64, 0u64, 1_200_000u64, 800_000u64, 4_000_000u64, 6_000_000u64),
+        &(
+            0u64,
+            0u64,
+            1_200_000u64,
+            800_000u64,
+            4_000_000u64,
+            6_000_000u64,
+        ),
     )
     .await;
 
@@ -375,7 +396,14 @@ async fn every_source_renders_the_real_signal_shapes() {
         &(1000u32, path("/org/freedesktop/login1/user/_1000")),
     )
     .await;
-    emit(&svc, "/org/freedesktop/login1", login, "PrepareForSleep", &(true,)).await;
+    emit(
+        &svc,
+        "/org/freedesktop/login1",
+        login,
+        "PrepareForSleep",
+        &(true,),
+    )
+    .await;
     emit(
         &svc,
         "/org/freedesktop/login1",
@@ -409,7 +437,14 @@ async fn every_source_renders_the_real_signal_shapes() {
         ("org.freedesktop.UDisks2.Filesystem", filesystem),
         ("org.freedesktop.DBus.Properties", HashMap::new()),
     ]);
-    emit(&svc, "/org/freedesktop/UDisks2", om, "InterfacesAdded", &(sdb1.clone(), added)).await;
+    emit(
+        &svc,
+        "/org/freedesktop/UDisks2",
+        om,
+        "InterfacesAdded",
+        &(sdb1.clone(), added),
+    )
+    .await;
     let job: HashMap<&str, HashMap<&str, Value>> = HashMap::from([(
         "org.freedesktop.UDisks2.Job",
         HashMap::from([("Operation", Value::from("filesystem-mount"))]),
@@ -429,7 +464,10 @@ async fn every_source_renders_the_real_signal_shapes() {
         "InterfacesRemoved",
         &(
             sdb1,
-            vec!["org.freedesktop.UDisks2.Block", "org.freedesktop.UDisks2.Filesystem"],
+            vec![
+                "org.freedesktop.UDisks2.Block",
+                "org.freedesktop.UDisks2.Filesystem",
+            ],
         ),
     )
     .await;
@@ -516,7 +554,10 @@ async fn every_source_renders_the_real_signal_shapes() {
     );
     assert_eq!(nginx["unit"], "nginx.service");
     assert_eq!(nginx["ActiveEnterTimestamp"], 1_763_700_000_000_000u64);
-    assert_eq!(nginx["InvocationID"], "hex:abababababababababababababababab");
+    assert_eq!(
+        nginx["InvocationID"],
+        "hex:abababababababababababababababab"
+    );
     let transient = fields_of(&rows, "systemd unit run-*.service loaded");
     assert_eq!(transient["unit"], "run-u42.service");
     let job = fields_of(&rows, "systemd job nginx.service restart new");
@@ -553,8 +594,22 @@ async fn bad_input_is_counted_and_skipped_without_stalling() {
     let manager = "org.freedesktop.systemd1.Manager";
 
     // Wrong signatures, a wrong variant type, an unknown object path.
-    emit(&svc, "/org/freedesktop/systemd1", manager, "JobNew", &("7", "nginx.service")).await;
-    emit(&svc, "/org/freedesktop/systemd1", manager, "Reloading", &(1u32,)).await;
+    emit(
+        &svc,
+        "/org/freedesktop/systemd1",
+        manager,
+        "JobNew",
+        &("7", "nginx.service"),
+    )
+    .await;
+    emit(
+        &svc,
+        "/org/freedesktop/systemd1",
+        manager,
+        "Reloading",
+        &(1u32,),
+    )
+    .await;
     unit_props(
         &svc,
         "/org/freedesktop/systemd1/unit/bad_2",
@@ -585,11 +640,35 @@ async fn bad_input_is_counted_and_skipped_without_stalling() {
     // Absurd sizes: 1 MiB is skipped; 40 KiB is rendered, bounded, with its forged line escaped.
     let noise = anomalyd::bus::connect(&daemon.bus.target()).await.unwrap();
     let huge = "x".repeat(1 << 20);
-    emit(&noise, "/org/example/Noise1", "org.example.Noise1", "Said", &(huge.as_str(),)).await;
-    let big = format!("{}\nsystemd unit sshd.service ActiveState=failed", "y".repeat(40_000));
-    emit(&noise, "/org/example/Noise1", "org.example.Noise1", "Said", &(big.as_str(),)).await;
+    emit(
+        &noise,
+        "/org/example/Noise1",
+        "org.example.Noise1",
+        "Said",
+        &(huge.as_str(),),
+    )
+    .await;
+    let big = format!(
+        "{}\nsystemd unit sshd.service ActiveState=failed",
+        "y".repeat(40_000)
+    );
+    emit(
+        &noise,
+        "/org/example/Noise1",
+        "org.example.Noise1",
+        "Said",
+        &(big.as_str(),),
+    )
+    .await;
     let forging = "ok\nsystemd unit sshd.service ActiveState=failed";
-    emit(&noise, "/org/example/Noise1", "org.example.Noise1", "Said", &(forging,)).await;
+    emit(
+        &noise,
+        "/org/example/Noise1",
+        "org.example.Noise1",
+        "Said",
+        &(forging,),
+    )
+    .await;
     // Invalid UTF-8 in a byte array.
     emit(
         &noise,
@@ -630,16 +709,29 @@ async fn bad_input_is_counted_and_skipped_without_stalling() {
         texts.contains(&"custom org.example.Noise1.Said path=/org/example/Noise1 arg0=ok%0Asystemd_unit_sshd.service_ActiveState%3Dfailed"),
         "a value cannot forge a line or a pair: {texts:?}"
     );
-    assert!(texts.contains(&"systemd manager reloading=done"), "{texts:?}");
+    assert!(
+        texts.contains(&"systemd manager reloading=done"),
+        "{texts:?}"
+    );
     let said = events
         .iter()
-        .find(|r| r.text.starts_with("custom org.example.Noise1.Said path=/org/example/Noise1 arg0=yyy"))
+        .find(|r| {
+            r.text
+                .starts_with("custom org.example.Noise1.Said path=/org/example/Noise1 arg0=yyy")
+        })
         .unwrap();
     assert!(said.text.len() <= anomalyd::render::MAX_TEXT_BYTES);
-    assert!(said.text.ends_with('…'), "long values are cut: {}", said.text);
+    assert!(
+        said.text.ends_with('…'),
+        "long values are cut: {}",
+        said.text
+    );
     let fields: Json = serde_json::from_str(&said.fields).unwrap();
     let kept = fields["args"][0].as_str().unwrap();
-    assert!(kept.starts_with("yyyy") && kept.contains("(+"), "field strings are bounded");
+    assert!(
+        kept.starts_with("yyyy") && kept.contains("(+"),
+        "field strings are bounded"
+    );
     let bytes = events
         .iter()
         .find(|r| r.text.starts_with("custom org.example.Noise1.Bytes"))

@@ -121,13 +121,16 @@ fn real_units_become_records() {
         "%anomalyd-test-oneshot.service%",
         "systemd unit anomalyd-test-oneshot.service ActiveState=inactive SubState=dead Result=success",
     );
-    for expected in [
-        "systemd unit anomalyd-test-oneshot.service ActiveState=activating SubState=start Result=success",
-    ] {
-        assert!(oneshot.iter().any(|t| t == expected), "{expected:?} in {oneshot:#?}");
-    }
+    let activating = "systemd unit anomalyd-test-oneshot.service ActiveState=activating SubState=start Result=success";
     assert!(
-        oneshot.iter().any(|t| t.starts_with("systemd job anomalyd-test-oneshot.service") && t.ends_with("result=done")),
+        oneshot.iter().any(|t| t == activating),
+        "{activating:?} in {oneshot:#?}"
+    );
+    assert!(
+        oneshot.iter().any(
+            |t| t.starts_with("systemd job anomalyd-test-oneshot.service")
+                && t.ends_with("result=done")
+        ),
         "{oneshot:#?}"
     );
 
@@ -156,7 +159,10 @@ fn real_units_become_records() {
     // A transient unit: its random name is volatile, so the text says run-*.service and the
     // fields keep the real name.
     inside_ok("systemd-run --quiet /bin/true");
-    wait_for_text("systemd unit run-*.service%", "systemd unit run-*.service loaded");
+    wait_for_text(
+        "systemd unit run-*.service%",
+        "systemd unit run-*.service loaded",
+    );
     let (_, unit) = inside(
         "sqlite3 -readonly /var/lib/anomalyd/audit.sqlite \"SELECT json_extract(fields, '$.unit') FROM records WHERE text = 'systemd unit run-*.service loaded' LIMIT 1\"",
     );
@@ -180,7 +186,10 @@ fn real_units_become_records() {
     let (_, session_id) = inside(
         "sqlite3 -readonly /var/lib/anomalyd/audit.sqlite \"SELECT json_extract(fields, '$.session_id') FROM records WHERE text LIKE 'login1 session new user=anomalyd-tester%' LIMIT 1\"",
     );
-    assert!(!session_id.trim().is_empty(), "the session id is kept in the fields");
+    assert!(
+        !session_id.trim().is_empty(),
+        "the session id is kept in the fields"
+    );
 
     let stats = inside_ok("anomalyctl stats");
     for clean in ["SignalsMalformed: 0", "EventsForged: 0", "EventsDropped: 0"] {

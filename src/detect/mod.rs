@@ -126,7 +126,7 @@ impl Detector {
             }
             let mut neighbours = std::mem::take(&mut neighbours_per_row[row]);
             if let Some(&id) = self.ids_by_text.get(&event.text) {
-                if neighbours.first().map_or(true, |&(first, _)| first != id) {
+                if neighbours.first().is_none_or(|&(first, _)| first != id) {
                     neighbours.insert(0, (id, 0.0));
                     neighbours.truncate(self.k);
                 }

@@ -209,7 +209,10 @@ pub fn value_json(value: &Value<'_>) -> Json {
         Value::Array(a) => {
             let mut items: Vec<Json> = a.iter().take(MAX_FIELD_ENTRIES).map(value_json).collect();
             if a.len() > MAX_FIELD_ENTRIES {
-                items.push(json!(format!("…(+{} entries)", a.len() - MAX_FIELD_ENTRIES)));
+                items.push(json!(format!(
+                    "…(+{} entries)",
+                    a.len() - MAX_FIELD_ENTRIES
+                )));
             }
             Json::Array(items)
         }
@@ -262,7 +265,9 @@ mod tests {
             text.finish(),
             "systemd unit run-*.service ActiveState=failed Result=exit_code%0ASubState%3Drunning"
         );
-        let words: Vec<&str> = "systemd unit run-*.service ActiveState=failed".split(' ').collect();
+        let words: Vec<&str> = "systemd unit run-*.service ActiveState=failed"
+            .split(' ')
+            .collect();
         assert_eq!(words.len(), 4);
     }
 

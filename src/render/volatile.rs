@@ -44,7 +44,10 @@ pub const DEFAULT_VOLATILE_VALUES: &[(&str, &str)] = &[
     (r"^session-[0-9a-z]+\.scope$", "session-*.scope"),
     // Per-connection instances of socket-activated services and core dumps:
     // sshd@3-10.0.0.1:22-10.0.0.2:51234.service, systemd-coredump@0-1234-0.service.
-    (r"^([A-Za-z0-9_.:-]+)@[0-9]+-[^ ]*\.service$", "$1@*.service"),
+    (
+        r"^([A-Za-z0-9_.:-]+)@[0-9]+-[^ ]*\.service$",
+        "$1@*.service",
+    ),
     (
         r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}",
         "<uuid>",
@@ -182,15 +185,27 @@ mod tests {
                 "sshd@3-10.0.0.1:22-10.0.0.2:51234.service",
                 "sshd@*.service",
             ),
-            ("systemd-coredump@0-1234-0.service", "systemd-coredump@*.service"),
+            (
+                "systemd-coredump@0-1234-0.service",
+                "systemd-coredump@*.service",
+            ),
             (
                 "boot 6f1e9c1a-2b3c-4d5e-8f90-a1b2c3d4e5f6 done",
                 "boot <uuid> done",
             ),
             ("at 2026-11-21T10:00:00.123Z", "at <time>"),
-            ("invocation 0123456789abcdef0123456789abcdef", "invocation <hex>"),
-            ("/org/freedesktop/NetworkManager/Devices/3", "/org/freedesktop/NetworkManager/Devices/*"),
-            ("/org/freedesktop/UDisks2/jobs/118", "/org/freedesktop/UDisks2/jobs/*"),
+            (
+                "invocation 0123456789abcdef0123456789abcdef",
+                "invocation <hex>",
+            ),
+            (
+                "/org/freedesktop/NetworkManager/Devices/3",
+                "/org/freedesktop/NetworkManager/Devices/*",
+            ),
+            (
+                "/org/freedesktop/UDisks2/jobs/118",
+                "/org/freedesktop/UDisks2/jobs/*",
+            ),
             ("pid 123456 exited", "pid <n> exited"),
         ] {
             assert_eq!(rules.scrub(raw), scrubbed, "scrubbing {raw:?}");

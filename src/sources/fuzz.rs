@@ -85,7 +85,10 @@ fn arg() -> impl Strategy<Value = Arg> {
         prop_oneof![
             proptest::collection::vec((key.clone(), inner.clone()), 0..6).prop_map(Arg::Dict),
             proptest::collection::vec(
-                (key.clone(), proptest::collection::vec((key, inner.clone()), 0..4)),
+                (
+                    key.clone(),
+                    proptest::collection::vec((key, inner.clone()), 0..4)
+                ),
                 0..3
             )
             .prop_map(Arg::Nested),
@@ -182,7 +185,9 @@ fn typed_args(member: &'static str) -> BoxedStrategy<Vec<Arg>> {
         )
             .prop_map(|(a, b, c)| vec![a, b, c])
             .boxed(),
-        "JobNew" => (u32_(), path_(), str_()).prop_map(|(a, b, c)| vec![a, b, c]).boxed(),
+        "JobNew" => (u32_(), path_(), str_())
+            .prop_map(|(a, b, c)| vec![a, b, c])
+            .boxed(),
         "JobRemoved" => (u32_(), path_(), str_(), str_())
             .prop_map(|(a, b, c, d)| vec![a, b, c, d])
             .boxed(),
@@ -227,21 +232,96 @@ fn case() -> impl Strategy<Value = (usize, Vec<Arg>)> {
 
 /// (interface, member, path) triples each renderer subscribes to, and the renderer to use.
 const SHAPES: &[(Source, &str, &str, &str)] = &[
-    (Source::Systemd, "org.freedesktop.DBus.Properties", "PropertiesChanged", "/org/freedesktop/systemd1/unit/nginx_2eservice"),
-    (Source::Systemd, "org.freedesktop.DBus.Properties", "PropertiesChanged", "/org/freedesktop/systemd1/unit/bad_2"),
-    (Source::Systemd, "org.freedesktop.systemd1.Manager", "JobNew", "/org/freedesktop/systemd1"),
-    (Source::Systemd, "org.freedesktop.systemd1.Manager", "JobRemoved", "/org/freedesktop/systemd1"),
-    (Source::Systemd, "org.freedesktop.systemd1.Manager", "UnitNew", "/org/freedesktop/systemd1"),
-    (Source::Systemd, "org.freedesktop.systemd1.Manager", "StartupFinished", "/org/freedesktop/systemd1"),
-    (Source::NetworkManager, "org.freedesktop.NetworkManager.Device", "StateChanged", "/org/freedesktop/NetworkManager/Devices/1"),
-    (Source::NetworkManager, "org.freedesktop.NetworkManager", "StateChanged", "/org/freedesktop/NetworkManager"),
-    (Source::NetworkManager, "org.freedesktop.DBus.Properties", "PropertiesChanged", "/org/freedesktop/NetworkManager"),
-    (Source::Login1, "org.freedesktop.login1.Manager", "SessionNew", "/org/freedesktop/login1"),
-    (Source::Login1, "org.freedesktop.login1.Manager", "UserRemoved", "/org/freedesktop/login1"),
-    (Source::Login1, "org.freedesktop.login1.Manager", "PrepareForSleep", "/org/freedesktop/login1"),
-    (Source::Udisks2, "org.freedesktop.DBus.ObjectManager", "InterfacesAdded", "/org/freedesktop/UDisks2"),
-    (Source::Udisks2, "org.freedesktop.DBus.ObjectManager", "InterfacesRemoved", "/org/freedesktop/UDisks2"),
-    (Source::Custom, "org.example.Any1", "Anything", "/org/example/Any1"),
+    (
+        Source::Systemd,
+        "org.freedesktop.DBus.Properties",
+        "PropertiesChanged",
+        "/org/freedesktop/systemd1/unit/nginx_2eservice",
+    ),
+    (
+        Source::Systemd,
+        "org.freedesktop.DBus.Properties",
+        "PropertiesChanged",
+        "/org/freedesktop/systemd1/unit/bad_2",
+    ),
+    (
+        Source::Systemd,
+        "org.freedesktop.systemd1.Manager",
+        "JobNew",
+        "/org/freedesktop/systemd1",
+    ),
+    (
+        Source::Systemd,
+        "org.freedesktop.systemd1.Manager",
+        "JobRemoved",
+        "/org/freedesktop/systemd1",
+    ),
+    (
+        Source::Systemd,
+        "org.freedesktop.systemd1.Manager",
+        "UnitNew",
+        "/org/freedesktop/systemd1",
+    ),
+    (
+        Source::Systemd,
+        "org.freedesktop.systemd1.Manager",
+        "StartupFinished",
+        "/org/freedesktop/systemd1",
+    ),
+    (
+        Source::NetworkManager,
+        "org.freedesktop.NetworkManager.Device",
+        "StateChanged",
+        "/org/freedesktop/NetworkManager/Devices/1",
+    ),
+    (
+        Source::NetworkManager,
+        "org.freedesktop.NetworkManager",
+        "StateChanged",
+        "/org/freedesktop/NetworkManager",
+    ),
+    (
+        Source::NetworkManager,
+        "org.freedesktop.DBus.Properties",
+        "PropertiesChanged",
+        "/org/freedesktop/NetworkManager",
+    ),
+    (
+        Source::Login1,
+        "org.freedesktop.login1.Manager",
+        "SessionNew",
+        "/org/freedesktop/login1",
+    ),
+    (
+        Source::Login1,
+        "org.freedesktop.login1.Manager",
+        "UserRemoved",
+        "/org/freedesktop/login1",
+    ),
+    (
+        Source::Login1,
+        "org.freedesktop.login1.Manager",
+        "PrepareForSleep",
+        "/org/freedesktop/login1",
+    ),
+    (
+        Source::Udisks2,
+        "org.freedesktop.DBus.ObjectManager",
+        "InterfacesAdded",
+        "/org/freedesktop/UDisks2",
+    ),
+    (
+        Source::Udisks2,
+        "org.freedesktop.DBus.ObjectManager",
+        "InterfacesRemoved",
+        "/org/freedesktop/UDisks2",
+    ),
+    (
+        Source::Custom,
+        "org.example.Any1",
+        "Anything",
+        "/org/example/Any1",
+    ),
 ];
 
 struct Harness {
@@ -274,7 +354,10 @@ fn harness() -> &'static Harness {
         };
         let renderers = HashMap::from([
             ("systemd", Renderer::Systemd(systemd::Renderer::default())),
-            ("networkmanager", Renderer::NetworkManager(network_manager::Renderer::default())),
+            (
+                "networkmanager",
+                Renderer::NetworkManager(network_manager::Renderer::default()),
+            ),
             ("login1", Renderer::Login1(login1::Renderer::default())),
             ("udisks2", Renderer::Udisks2(udisks2::Renderer::default())),
             ("custom", Renderer::Generic(Source::Custom)),
@@ -291,11 +374,16 @@ fn harness() -> &'static Harness {
 
 /// Signals rendered to nothing, to events, and refused as malformed; the test asserts each kind
 /// was reached, so the generator keeps meeting every path.
-static OUTCOMES: [std::sync::atomic::AtomicU64; 3] = [const { std::sync::atomic::AtomicU64::new(0) }; 3];
+static OUTCOMES: [std::sync::atomic::AtomicU64; 3] =
+    [const { std::sync::atomic::AtomicU64::new(0) }; 3];
 
 fn assert_canonical(source: Source, text: &str) {
     assert!(text.starts_with(source.as_str()), "{text:?}");
-    assert!(text.len() <= MAX_TEXT_BYTES + " …".len(), "{} bytes", text.len());
+    assert!(
+        text.len() <= MAX_TEXT_BYTES + " …".len(),
+        "{} bytes",
+        text.len()
+    );
     assert!(!text.chars().any(|c| c.is_control()), "{text:?}");
     assert!(text.split(' ').all(|t| !t.is_empty()), "{text:?}");
 }
@@ -339,8 +427,9 @@ proptest! {
 #[test]
 fn renderers_survive_generated_bodies() {
     no_body_panics_a_renderer_or_escapes_its_token();
-    let [ignored, rendered, malformed] =
-        OUTCOMES.each_ref().map(|c| c.load(std::sync::atomic::Ordering::Relaxed));
+    let [ignored, rendered, malformed] = OUTCOMES
+        .each_ref()
+        .map(|c| c.load(std::sync::atomic::Ordering::Relaxed));
     eprintln!("fuzz: {ignored} ignored, {rendered} rendered, {malformed} malformed");
     assert!(ignored + rendered + malformed >= 10_000);
     assert!(rendered >= 500 && malformed >= 500 && ignored >= 100);

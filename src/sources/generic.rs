@@ -40,7 +40,8 @@ pub fn render(source: Source, msg: &Message, cx: &Context) -> Result<Event, Malf
     );
 
     let mut text = Canon::new(&cx.rules, source);
-    text.value(&format!("{interface}.{member}")).pair("path", &path);
+    text.value(&format!("{interface}.{member}"))
+        .pair("path", &path);
     for (i, arg) in args.iter().enumerate() {
         let arg = match arg {
             Value::Value(inner) => inner.as_ref(),

@@ -108,7 +108,12 @@ impl Renderer {
                 let name = if member == "UserNew" {
                     let name = cx
                         .lookup
-                        .property(SERVICE, path.as_str(), "org.freedesktop.login1.User", "Name")
+                        .property(
+                            SERVICE,
+                            path.as_str(),
+                            "org.freedesktop.login1.User",
+                            "Name",
+                        )
                         .await
                         .map(|v| value_text(&v))
                         .unwrap_or_else(|| format!("uid{uid}"));
@@ -121,7 +126,11 @@ impl Renderer {
                 };
                 fields.insert("name".into(), json!(name));
                 text.word("user")
-                    .word(if member == "UserNew" { "new" } else { "removed" })
+                    .word(if member == "UserNew" {
+                        "new"
+                    } else {
+                        "removed"
+                    })
                     .pair("name", &name);
             }
             "PrepareForShutdown" | "PrepareForSleep" => {

@@ -62,13 +62,13 @@ pub enum SourceError {
     Subscribe {
         what: String,
         #[source]
-        source: zbus::Error,
+        source: Box<zbus::Error>,
     },
     #[error("invalid match rule {rule:?}: {source}")]
     Rule {
         rule: String,
         #[source]
-        source: zbus::Error,
+        source: Box<zbus::Error>,
     },
 }
 
@@ -101,7 +101,10 @@ where
             format!(
                 "body ({}) is not ({}): {e}",
                 body.signature(),
-                T::SIGNATURE.to_string().trim_start_matches('(').trim_end_matches(')')
+                T::SIGNATURE
+                    .to_string()
+                    .trim_start_matches('(')
+                    .trim_end_matches(')')
             ),
         )
     })
@@ -136,7 +139,10 @@ impl<K: Eq + Hash, V> BoundedMap<K, V> {
 
     pub fn insert(&mut self, key: K, value: V) {
         if self.map.len() >= self.cap && !self.map.contains_key(&key) {
-            debug!(entries = self.map.len(), "a renderer cache is full; starting it afresh");
+            debug!(
+                entries = self.map.len(),
+                "a renderer cache is full; starting it afresh"
+            );
             self.map.clear();
         }
         self.map.insert(key, value);
@@ -387,7 +393,7 @@ fn subscriptions(config: &SourcesConfig) -> Result<Vec<Subscription>, SourceErro
         let rule = MatchRule::try_from(custom.rule.as_str())
             .map_err(|source| SourceError::Rule {
                 rule: custom.rule.clone(),
-                source,
+                source: Box::new(source),
             })?
             .to_owned();
         let owner = match rule.sender() {
@@ -453,7 +459,7 @@ async fn subscribe(
         .await
         .map_err(|source| SourceError::Subscribe {
             what: "org.freedesktop.DBus".into(),
-            source,
+            source: Box::new(source),
         })?;
 
     // Every source's renderer gets its own queue; the owner followers tell them when their
@@ -463,7 +469,10 @@ async fn subscribe(
     for sub in subs {
         let (tx, rx) = mpsc::channel(RENDER_QUEUE);
         if let Some(owner) = &sub.owner {
-            renderers_of.entry(owner.clone()).or_default().push(tx.clone());
+            renderers_of
+                .entry(owner.clone())
+                .or_default()
+                .push(tx.clone());
         }
         started.push((sub, tx, rx));
     }
@@ -480,14 +489,14 @@ async fn subscribe(
             .and_then(|b| b.arg(0, name.clone()))
             .map_err(|source| SourceError::Subscribe {
                 what: format!("owner changes of {name}"),
-                source,
+                source: Box::new(source),
             })?
             .build();
         let stream = MessageStream::for_match_rule(rule, conn, Some(64))
             .await
             .map_err(|source| SourceError::Subscribe {
                 what: format!("owner changes of {name}"),
-                source,
+                source: Box::new(source),
             })?;
         let current = match zbus::names::BusName::try_from(name.as_str()) {
             Ok(bus_name) => dbus
@@ -527,7 +536,7 @@ async fn subscribe(
                 .await
                 .map_err(|source| SourceError::Subscribe {
                     what: rule.to_string(),
-                    source: source.into(),
+                    source: Box::new(source.into()),
                 })?;
             debug!(rule = %rule, "subscribed");
         }

@@ -166,7 +166,11 @@ impl Renderer {
             }
         }
         if let Some(devices) = props.get("Devices") {
-            let paths: Vec<OwnedObjectPath> = devices.try_clone().ok().and_then(|d| d.try_into().ok()).unwrap_or_default();
+            let paths: Vec<OwnedObjectPath> = devices
+                .try_clone()
+                .ok()
+                .and_then(|d| d.try_into().ok())
+                .unwrap_or_default();
             let mut names = Vec::new();
             for p in paths.iter().take(16) {
                 if let Some(name) = self.interface_of(p.as_str(), lookup).await {
@@ -211,7 +215,11 @@ impl Renderer {
             }
             _ => return Ok(Vec::new()),
         }
-        Ok(vec![Event::observed(Source::NetworkManager, text.finish(), fields)])
+        Ok(vec![Event::observed(
+            Source::NetworkManager,
+            text.finish(),
+            fields,
+        )])
     }
 
     /// Connectivity and the list of active connections; one signal can carry both.
@@ -223,9 +231,9 @@ impl Renderer {
     ) -> Result<Vec<Event>, Malformed> {
         let mut events = Vec::new();
         if let Some(connectivity) = changed.get("Connectivity") {
-            let value: u32 = connectivity.try_into().map_err(|_| {
-                Malformed::new("PropertiesChanged", "Connectivity is not a u32")
-            })?;
+            let value: u32 = connectivity
+                .try_into()
+                .map_err(|_| Malformed::new("PropertiesChanged", "Connectivity is not a u32"))?;
             let mut f = fields.clone();
             f.insert("Connectivity".into(), value_json(connectivity));
             let mut text = Canon::new(&cx.rules, Source::NetworkManager);
@@ -238,7 +246,10 @@ impl Renderer {
                 .ok()
                 .and_then(|l| l.try_into().ok())
                 .ok_or_else(|| {
-                    Malformed::new("PropertiesChanged", "ActiveConnections is not an array of object paths")
+                    Malformed::new(
+                        "PropertiesChanged",
+                        "ActiveConnections is not an array of object paths",
+                    )
                 })?;
             let now: BTreeSet<String> = paths.iter().map(|p| p.to_string()).collect();
             let mut gone: Vec<String> = self

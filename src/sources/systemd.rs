@@ -182,9 +182,11 @@ impl Renderer {
                     self.results.remove(&unit);
                     self.last_text.remove(&unit);
                 }
-                text.word("unit")
-                    .value(&unit)
-                    .word(if member == "UnitNew" { "loaded" } else { "unloaded" });
+                text.word("unit").value(&unit).word(if member == "UnitNew" {
+                    "loaded"
+                } else {
+                    "unloaded"
+                });
             }
             "Reloading" => {
                 let (active,): (bool,) = decode(msg, "Reloading")?;
@@ -197,9 +199,16 @@ impl Renderer {
             }
             "StartupFinished" => {
                 let t: (u64, u64, u64, u64, u64, u64) = decode(msg, "StartupFinished")?;
-                for (k, v) in ["firmware", "loader", "kernel", "initrd", "userspace", "total"]
-                    .iter()
-                    .zip([t.0, t.1, t.2, t.3, t.4, t.5])
+                for (k, v) in [
+                    "firmware",
+                    "loader",
+                    "kernel",
+                    "initrd",
+                    "userspace",
+                    "total",
+                ]
+                .iter()
+                .zip([t.0, t.1, t.2, t.3, t.4, t.5])
                 {
                     fields.insert(format!("{k}_usec"), json!(v));
                 }
@@ -207,7 +216,11 @@ impl Renderer {
             }
             _ => return Ok(Vec::new()),
         }
-        Ok(vec![Event::observed(Source::Systemd, text.finish(), fields)])
+        Ok(vec![Event::observed(
+            Source::Systemd,
+            text.finish(),
+            fields,
+        )])
     }
 
     async fn unit_changed(
@@ -217,8 +230,9 @@ impl Renderer {
         mut fields: Map<String, serde_json::Value>,
         cx: &Context,
     ) -> Result<Vec<Event>, Malformed> {
-        let unit = decode_unit_path(path)
-            .ok_or_else(|| Malformed::new("PropertiesChanged", format!("{path:?} is not a unit path")))?;
+        let unit = decode_unit_path(path).ok_or_else(|| {
+            Malformed::new("PropertiesChanged", format!("{path:?} is not a unit path"))
+        })?;
         let (iface, changed, invalidated): (String, HashMap<String, OwnedValue>, Vec<String>) =
             decode(msg, "PropertiesChanged")?;
         if iface != UNIT_INTERFACE {

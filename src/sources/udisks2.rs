@@ -66,8 +66,10 @@ impl Renderer {
         let mut fields = Map::new();
         let (object, interfaces, described) = match member.as_str() {
             "InterfacesAdded" => {
-                let (object, added): (OwnedObjectPath, HashMap<String, HashMap<String, OwnedValue>>) =
-                    decode(msg, "InterfacesAdded")?;
+                let (object, added): (
+                    OwnedObjectPath,
+                    HashMap<String, HashMap<String, OwnedValue>>,
+                ) = decode(msg, "InterfacesAdded")?;
                 let mut names: Vec<String> = added.keys().cloned().collect();
                 names.sort();
                 let mut described = Described::new();
@@ -90,7 +92,11 @@ impl Renderer {
                     json_props.insert(iface.clone(), serde_json::Value::Object(m));
                 }
                 fields.insert("properties".into(), serde_json::Value::Object(json_props));
-                let mut known = self.objects.get(&object.to_string()).cloned().unwrap_or_default();
+                let mut known = self
+                    .objects
+                    .get(&object.to_string())
+                    .cloned()
+                    .unwrap_or_default();
                 known.extend(described.iter().cloned());
                 self.objects.insert(object.to_string(), known);
                 (object, names, described)
@@ -119,12 +125,20 @@ impl Renderer {
             .filter(|i| !i.starts_with("org.freedesktop.DBus."))
             .collect();
         let mut text = Canon::new(&cx.rules, Source::Udisks2);
-        text.word(if member == "InterfacesAdded" { "added" } else { "removed" })
-            .pair("object", relative)
-            .pair("interfaces", &shown.join(","));
+        text.word(if member == "InterfacesAdded" {
+            "added"
+        } else {
+            "removed"
+        })
+        .pair("object", relative)
+        .pair("interfaces", &shown.join(","));
         for (key, value) in &described {
             text.pair(key, value);
         }
-        Ok(vec![Event::observed(Source::Udisks2, text.finish(), fields)])
+        Ok(vec![Event::observed(
+            Source::Udisks2,
+            text.finish(),
+            fields,
+        )])
     }
 }
