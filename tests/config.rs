@@ -90,6 +90,22 @@ fn each_rule_names_the_key_the_value_and_the_rule() {
             "sources.custom[0].rule = \"type='signal'\": must name a sender= or an interface=",
         ),
         (
+            "[sources]\nmax_signal_bytes = 100",
+            "sources.max_signal_bytes = 100: must be between 1024 and 67108864",
+        ),
+        (
+            "[render]\nvolatile_keys = [\"*pid\", \"\"]",
+            "render.volatile_keys[1] = \"\": must not be empty",
+        ),
+        (
+            "[[render.volatile_values]]\npattern = \"run-(\"\nreplace = \"x\"",
+            "render.volatile_values[0].pattern = \"run-(\": must be a regular expression",
+        ),
+        (
+            "[[render.volatile_values]]\npattern = \"x\"",
+            "missing field `replace`",
+        ),
+        (
             "[embedder]\nkind = \"word2vec\"",
             "embedder.kind = \"word2vec\": must be hashing",
         ),
