@@ -67,6 +67,17 @@ impl Manager {
     fn subscribe(&self) {}
 }
 
+/// NetworkManager's root object: the daemon learns the active connections when NM appears.
+struct NetworkManagerRoot;
+
+#[zbus::interface(name = "org.freedesktop.NetworkManager")]
+impl NetworkManagerRoot {
+    #[zbus(property)]
+    fn active_connections(&self) -> Vec<OwnedObjectPath> {
+        Vec::new()
+    }
+}
+
 pub struct Replayer {
     systemd: Connection,
     network_manager: Connection,
@@ -106,7 +117,11 @@ impl Replayer {
                 .name(SYSTEMD)?
                 .build()
                 .await?,
-            network_manager: owner_of(address, NETWORK_MANAGER).await?,
+            network_manager: zbus::connection::Builder::address(address)?
+                .serve_at("/org/freedesktop/NetworkManager", NetworkManagerRoot)?
+                .name(NETWORK_MANAGER)?
+                .build()
+                .await?,
             login1: owner_of(address, LOGIN1).await?,
         })
     }
@@ -121,11 +136,7 @@ impl Replayer {
                 result,
             } => {
                 let path = unit_path(unit);
-                let mut changed: HashMap<&str, Value<'_>> = HashMap::new();
-                changed.insert("ActiveState", Value::from(*active));
-                changed.insert("SubState", Value::from(*sub));
-                self.properties_changed(&path, "org.freedesktop.systemd1.Unit", changed)
-                    .await?;
+                // systemd sends the unit type's own interface first, then the Unit interface.
                 if let Some(result) = result {
                     let mut changed: HashMap<&str, Value<'_>> = HashMap::new();
                     changed.insert("Result", Value::from(*result));
@@ -133,6 +144,13 @@ impl Replayer {
                     changed.insert("MainPID", Value::from(0u32));
                     self.properties_changed(&path, "org.freedesktop.systemd1.Service", changed)
                         .await?;
+                }
+                let mut changed: HashMap<&str, Value<'_>> = HashMap::new();
+                changed.insert("ActiveState", Value::from(*active));
+                changed.insert("SubState", Value::from(*sub));
+                self.properties_changed(&path, "org.freedesktop.systemd1.Unit", changed)
+                    .await?;
+                if result.is_some() {
                     return Ok(2);
                 }
             }

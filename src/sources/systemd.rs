@@ -66,8 +66,9 @@ fn result_interface(unit: &str) -> Option<&'static str> {
 }
 
 pub struct Renderer {
-    /// Unit → the `Result` its type interface last reported.
-    results: BoundedMap<String, String>,
+    /// Unit → the `Result` its type interface last reported (`None`: systemd was asked and
+    /// did not say, so it is not asked again).
+    results: BoundedMap<String, Option<String>>,
     /// Unit → the text last recorded for it.
     last_text: BoundedMap<String, String>,
     /// Job id → its type (start, stop, restart, …), from JobNew until JobRemoved.
@@ -238,29 +239,29 @@ impl Renderer {
         if iface != UNIT_INTERFACE {
             // The unit type's own interface comes first; keep its Result for the Unit signal.
             if let Some(result) = changed.get("Result") {
-                self.results.insert(unit, value_text(result));
+                self.results.insert(unit, Some(value_text(result)));
             }
             return Ok(Vec::new());
         }
         if !UNIT_KEYS.iter().any(|k| changed.contains_key(*k)) {
             return Ok(Vec::new());
         }
-        let mut result = changed.get("Result").map(|v| value_text(v));
-        if result.is_none() {
-            result = self.results.get(&unit).cloned();
-        }
-        if result.is_none() {
-            if let Some(type_interface) = result_interface(&unit) {
-                result = cx
-                    .lookup
-                    .property(SERVICE, path, type_interface, "Result")
-                    .await
-                    .map(|v| value_text(&v));
-                if let Some(r) = &result {
-                    self.results.insert(unit.clone(), r.clone());
+        let result = match (changed.get("Result"), self.results.get(&unit)) {
+            (Some(v), _) => Some(value_text(v)),
+            (None, Some(known)) => known.clone(),
+            (None, None) => match result_interface(&unit) {
+                Some(type_interface) => {
+                    let asked = cx
+                        .lookup
+                        .property(SERVICE, path, type_interface, "Result")
+                        .await
+                        .map(|v| value_text(&v));
+                    self.results.insert(unit.clone(), asked.clone());
+                    asked
                 }
-            }
-        }
+                None => None,
+            },
+        };
 
         let mut text = Canon::new(&cx.rules, Source::Systemd);
         text.word("unit").value(&unit);
