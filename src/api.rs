@@ -20,6 +20,8 @@ pub struct DaemonInfo {
     pub index_description: String,
     pub state_dir: String,
     pub audit_db: String,
+    /// The checkpoint file the daemon writes, held against the chain by `VerifyChain`.
+    pub checkpoint_file: Option<String>,
     pub started_usec: u64,
     pub hardware: crate::hw::Summary,
 }
@@ -27,6 +29,30 @@ pub struct DaemonInfo {
 pub struct DetectorApi {
     pub metrics: Arc<Metrics>,
     pub info: Arc<DaemonInfo>,
+    /// One verification at a time: each reads the whole database.
+    pub verifying: Arc<tokio::sync::Semaphore>,
+}
+
+impl DetectorApi {
+    pub fn new(metrics: Arc<Metrics>, info: Arc<DaemonInfo>) -> DetectorApi {
+        DetectorApi {
+            metrics,
+            info,
+            verifying: Arc::new(tokio::sync::Semaphore::new(1)),
+        }
+    }
+}
+
+/// Errors as D-Bus error names under `org.anomalyd.Error`.
+#[derive(Debug, zbus::DBusError)]
+#[zbus(prefix = "org.anomalyd.Error")]
+pub enum ApiError {
+    #[zbus(error)]
+    ZBus(zbus::Error),
+    /// The request cannot be served right now (another verification runs); try again.
+    Busy(String),
+    /// The daemon failed to serve the request.
+    Internal(String),
 }
 
 /// The numeric entries of a `Stats` reply (the counters), for clients that compare them.
@@ -73,6 +99,59 @@ impl DetectorApi {
         );
         out.insert("Cpus".into(), owned(Value::U32(info.hardware.cpus)));
         out
+    }
+
+    /// Recomputes every hash of the audit chain from a read-only connection (appends go on) and
+    /// holds it against the daemon's checkpoint file. Returns (ok, records checked, head seq,
+    /// head hash hex, first bad seq or 0, what is wrong or "").
+    async fn verify_chain(&self) -> Result<(bool, u64, u64, String, u64, String), ApiError> {
+        let _permit = self
+            .verifying
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| ApiError::Busy("a verification is already running".into()))?;
+        let db = std::path::PathBuf::from(&self.info.audit_db);
+        let checkpoint_file = self.info.checkpoint_file.clone();
+        let report = tokio::task::spawn_blocking(move || {
+            let expected = match checkpoint_file {
+                Some(f) => match std::fs::read_to_string(&f) {
+                    Ok(text) => crate::audit::checkpoint::parse_checkpoints(&text)
+                        .map_err(|e| format!("checkpoint file {f}: {e}"))?,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+                    Err(e) => return Err(format!("checkpoint file {f}: {e}")),
+                },
+                None => Vec::new(),
+            };
+            crate::audit::verify(&db, &expected).map_err(|e| e.to_string())
+        })
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?
+        .map_err(ApiError::Internal)?;
+        let (head_seq, head_hash) = report
+            .head
+            .map_or((0, String::new()), |h| (h.seq, hex::encode(h.hash)));
+        let (bad_seq, problem) = report
+            .failure
+            .as_ref()
+            .map_or((0, String::new()), |(seq, p)| (*seq, p.to_string()));
+        Ok((
+            report.ok(),
+            report.records,
+            head_seq,
+            head_hash,
+            bad_seq,
+            problem,
+        ))
+    }
+
+    /// The chain's head as committed: (seq, hash hex).
+    async fn head(&self) -> Result<(u64, String), ApiError> {
+        let db = std::path::PathBuf::from(&self.info.audit_db);
+        let head = tokio::task::spawn_blocking(move || crate::audit::read_head(&db))
+            .await
+            .map_err(|e| ApiError::Internal(e.to_string()))?
+            .map_err(|e| ApiError::Internal(e.to_string()))?;
+        Ok(head.map_or((0, String::new()), |h| (h.seq, hex::encode(h.hash))))
     }
 
     #[zbus(property)]

@@ -175,6 +175,12 @@ pub struct DetectorConfig {
 pub struct AuditConfig {
     pub db: PathBuf,
     pub synchronous: Synchronous,
+    /// A checkpoint `(seq, hash)` is written after this many records…
+    pub checkpoint_records: u64,
+    /// …or this long after the last one, whichever comes first.
+    pub checkpoint_interval: Duration,
+    /// The checkpoint file, outside the database; `None` writes checkpoints to the log only.
+    pub checkpoint_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone)]
@@ -213,6 +219,14 @@ impl Config {
     /// The audit database path, resolved against the state directory.
     pub fn audit_db_path(&self) -> PathBuf {
         self.daemon.state_dir.join(&self.audit.db)
+    }
+
+    /// The checkpoint file, resolved against the state directory; `None` when turned off.
+    pub fn checkpoint_path(&self) -> Option<PathBuf> {
+        self.audit
+            .checkpoint_file
+            .as_ref()
+            .map(|f| self.daemon.state_dir.join(f))
     }
 
     /// Reads and validates `path`; `None` reads [`DEFAULT_CONFIG_PATH`] when it exists and uses the
@@ -417,6 +431,9 @@ impl Default for RawDetector {
 pub struct RawAudit {
     pub db: PathBuf,
     pub synchronous: String,
+    pub checkpoint_records: i64,
+    pub checkpoint_interval_s: i64,
+    pub checkpoint_file: PathBuf,
 }
 
 impl Default for RawAudit {
@@ -424,6 +441,9 @@ impl Default for RawAudit {
         RawAudit {
             db: PathBuf::from("audit.sqlite"),
             synchronous: "full".into(),
+            checkpoint_records: 1000,
+            checkpoint_interval_s: 60,
+            checkpoint_file: PathBuf::from("checkpoints"),
         }
     }
 }
@@ -701,6 +721,23 @@ impl RawConfig {
                 "must name a file (relative paths are inside daemon.state_dir)",
             ));
         }
+        let checkpoint_records = in_range(
+            "audit.checkpoint_records",
+            self.audit.checkpoint_records,
+            1,
+            1 << 32,
+        )? as u64;
+        let checkpoint_interval_s = in_range(
+            "audit.checkpoint_interval_s",
+            self.audit.checkpoint_interval_s,
+            1,
+            86_400,
+        )? as u64;
+        let checkpoint_file = if self.audit.checkpoint_file.as_os_str().is_empty() {
+            None
+        } else {
+            Some(self.audit.checkpoint_file.clone())
+        };
         let synchronous = match self.audit.synchronous.as_str() {
             "off" => Synchronous::Off,
             "normal" => Synchronous::Normal,
@@ -789,6 +826,9 @@ impl RawConfig {
             audit: AuditConfig {
                 db: self.audit.db.clone(),
                 synchronous,
+                checkpoint_records,
+                checkpoint_interval: Duration::from_secs(checkpoint_interval_s),
+                checkpoint_file,
             },
             api: ApiConfig {
                 bus_name: self.api.bus_name.clone(),

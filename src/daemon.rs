@@ -93,6 +93,7 @@ pub async fn run(
         index_description: pipeline.index_description.clone(),
         state_dir: state_dir.display().to_string(),
         audit_db: audit_path.display().to_string(),
+        checkpoint_file: config.checkpoint_path().map(|p| p.display().to_string()),
         started_usec: now_usec(),
         hardware,
     });
@@ -161,10 +162,7 @@ async fn serve(
     info: Arc<DaemonInfo>,
 ) -> Result<(zbus::Connection, Vec<tokio::task::JoinHandle<()>>), DaemonError> {
     notifier.status("connecting to the bus");
-    let api = DetectorApi {
-        metrics: metrics.clone(),
-        info,
-    };
+    let api = DetectorApi::new(metrics.clone(), info);
     let conn = crate::bus::builder(bus)?
         .serve_at(OBJECT_PATH, api)
         .map_err(|source| DaemonError::Serve {

@@ -20,7 +20,7 @@ use serde_json::{json, Map};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, error, info, warn};
 
-use crate::audit::{AuditWriter, Committed};
+use crate::audit::{AuditWriter, Checkpoint, CheckpointPolicy, Checkpointer, Committed};
 use crate::config::Config;
 use crate::detect::{DetectError, Detector};
 use crate::embed::{Embedder, Embeddings};
@@ -156,6 +156,14 @@ impl Pipeline {
 
         let audit_metrics = metrics.clone();
         let audit_model = model_id.clone();
+        let checkpointer = Checkpointer::new(
+            CheckpointPolicy {
+                every_records: config.audit.checkpoint_records,
+                interval: config.audit.checkpoint_interval,
+                file: config.checkpoint_path(),
+            },
+            audit.head().0,
+        );
         let start_fields = {
             let mut f = Map::new();
             f.insert("version".into(), json!(env!("CARGO_PKG_VERSION")));
@@ -166,6 +174,7 @@ impl Pipeline {
         };
         threads.push(spawn("audit", move || {
             audit_stage(
+                checkpointer,
                 audit,
                 &audit_model,
                 start_fields,
@@ -380,7 +389,9 @@ fn unscored(events: Vec<Event>) -> Vec<Judged> {
     events.into_iter().map(Judged::unscored).collect()
 }
 
+#[allow(clippy::too_many_arguments)]
 fn audit_stage(
+    mut checkpointer: Checkpointer,
     mut audit: AuditWriter,
     model: &str,
     start_fields: Map<String, serde_json::Value>,
@@ -413,6 +424,7 @@ fn audit_stage(
             }
             Flow::Data(judged) => commit(&mut audit, model, &judged, &notices, metrics),
         }
+        checkpointer.maybe(head_of(&audit));
     }
     commit(
         &mut audit,
@@ -421,8 +433,14 @@ fn audit_stage(
         &notices,
         metrics,
     );
+    checkpointer.finish(head_of(&audit));
     let (seq, hash) = audit.head();
     info!(head_seq = seq, head_hash = %hex::encode(hash), "audit log closed");
+}
+
+fn head_of(audit: &AuditWriter) -> Checkpoint {
+    let (seq, hash) = audit.head();
+    Checkpoint { seq, hash }
 }
 
 /// Commits a batch, retrying with back-off until SQLite takes it: accepted events are not

@@ -5,8 +5,12 @@
 //! The record encoding that is hashed is specified in ARCHITECTURE.md ("Audit chain").
 
 mod chain;
+pub mod checkpoint;
+pub mod verify;
 
 pub use chain::{record_hash, RecordFields, ENCODING_VERSION, GENESIS_PREV_HASH};
+pub use checkpoint::{Checkpoint, CheckpointPolicy, Checkpointer, CHECKPOINT_MESSAGE_ID};
+pub use verify::{verify, Problem, Report};
 
 use std::path::Path;
 
@@ -17,7 +21,7 @@ use crate::config::Synchronous;
 use crate::event::{now_usec, Judged, RecordKind, Source, Verdict};
 
 /// The schema version this build writes; older files are migrated at open.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AuditError {
@@ -29,12 +33,41 @@ pub enum AuditError {
     },
     #[error("audit database {path}: schema version {found} is newer than this build understands ({SCHEMA_VERSION})")]
     NewerSchema { path: String, found: i64 },
+    #[error("audit database {path} does not exist")]
+    Missing { path: String },
     #[error("audit database {path}: cannot create its directory: {source}")]
     Directory {
         path: String,
         #[source]
         source: std::io::Error,
     },
+}
+
+/// The last committed record's `(seq, hash)`, read through a read-only connection; `None` for an
+/// empty database.
+pub fn read_head(path: &Path) -> Result<Option<Checkpoint>, AuditError> {
+    let display = path.display().to_string();
+    let sqlite = |source| AuditError::Sqlite {
+        path: display.clone(),
+        source,
+    };
+    if !path.exists() {
+        return Err(AuditError::Missing { path: display });
+    }
+    let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .map_err(sqlite)?;
+    let head: Option<(i64, Vec<u8>)> = conn
+        .query_row(
+            "SELECT seq, hash FROM records ORDER BY seq DESC LIMIT 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()
+        .map_err(sqlite)?;
+    Ok(head.map(|(seq, hash)| Checkpoint {
+        seq: seq as u64,
+        hash: hash.try_into().unwrap_or([0u8; 32]),
+    }))
 }
 
 /// One committed record, as the API reports it.
@@ -53,6 +86,9 @@ pub struct AuditWriter {
     path: String,
     head_seq: u64,
     head_hash: [u8; 32],
+    /// The last record's timestamp: record timestamps never go backwards, so verification can
+    /// tell a reordered chain from the concurrent sources' slightly unordered observations.
+    head_ts: u64,
 }
 
 const SCHEMA_V1: &str = "
@@ -73,6 +109,11 @@ CREATE TABLE records (
 CREATE INDEX records_by_time    ON records(ts_usec);
 CREATE INDEX records_by_verdict ON records(verdict, seq);
 CREATE INDEX records_by_source  ON records(source, seq);
+";
+
+/// Version 2: each record names the encoding its hash was computed with.
+const MIGRATE_V1_TO_V2: &str = "
+ALTER TABLE records ADD COLUMN encoding INTEGER NOT NULL DEFAULT 1;
 ";
 
 impl AuditWriter {
@@ -111,30 +152,38 @@ impl AuditWriter {
                 found: version,
             });
         }
+        // Each step runs in its own transaction, so a crash leaves the file at one version.
         if version < 1 {
             conn.execute_batch(&format!(
                 "BEGIN; {SCHEMA_V1} PRAGMA user_version = 1; COMMIT;"
             ))
             .map_err(sqlite)?;
         }
+        if version < 2 {
+            conn.execute_batch(&format!(
+                "BEGIN; {MIGRATE_V1_TO_V2} PRAGMA user_version = 2; COMMIT;"
+            ))
+            .map_err(sqlite)?;
+        }
 
-        let head: Option<(u64, Vec<u8>)> = conn
+        let head: Option<(u64, Vec<u8>, i64)> = conn
             .query_row(
-                "SELECT seq, hash FROM records ORDER BY seq DESC LIMIT 1",
+                "SELECT seq, hash, ts_usec FROM records ORDER BY seq DESC LIMIT 1",
                 [],
-                |r| Ok((r.get::<_, i64>(0)? as u64, r.get(1)?)),
+                |r| Ok((r.get::<_, i64>(0)? as u64, r.get(1)?, r.get(2)?)),
             )
             .optional()
             .map_err(sqlite)?;
-        let (head_seq, head_hash) = match head {
-            Some((seq, hash)) => (seq, hash.try_into().unwrap_or([0u8; 32])),
-            None => (0, GENESIS_PREV_HASH),
+        let (head_seq, head_hash, head_ts) = match head {
+            Some((seq, hash, ts)) => (seq, hash.try_into().unwrap_or([0u8; 32]), ts as u64),
+            None => (0, GENESIS_PREV_HASH, 0),
         };
         let mut writer = AuditWriter {
             conn,
             path: display,
             head_seq,
             head_hash,
+            head_ts,
         };
         if head_seq == 0 {
             let machine_id = std::fs::read_to_string("/etc/machine-id")
@@ -169,18 +218,30 @@ impl AuditWriter {
         let tx = self.conn.transaction().map_err(sqlite)?;
         let mut seq = self.head_seq;
         let mut prev = self.head_hash;
+        let mut last_ts = self.head_ts;
         let mut committed = Vec::with_capacity(batch.len());
         {
             let mut insert = tx
                 .prepare_cached(
                     "INSERT INTO records (seq, ts_usec, kind, source, text, fields, score, verdict,
-                                          neighbours, model, prev_hash, hash)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                                          neighbours, model, prev_hash, hash, encoding)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
                 )
                 .map_err(sqlite)?;
             for judged in batch {
                 seq += 1;
-                let fields_json = Value::Object(judged.event.fields.clone()).to_string();
+                // Sources observe concurrently, so an event can be a little older than the record
+                // before it; the record keeps time order and the observation is kept in fields.
+                let observed = judged.event.observed_usec;
+                let ts_usec = observed.max(last_ts);
+                last_ts = ts_usec;
+                let fields_json = if ts_usec == observed {
+                    Value::Object(judged.event.fields.clone()).to_string()
+                } else {
+                    let mut fields = judged.event.fields.clone();
+                    fields.insert("observed_usec".into(), json!(observed));
+                    Value::Object(fields).to_string()
+                };
                 let neighbours_json = Value::from(
                     judged
                         .neighbours
@@ -191,7 +252,7 @@ impl AuditWriter {
                 .to_string();
                 let record = RecordFields {
                     seq,
-                    ts_usec: judged.event.observed_usec,
+                    ts_usec,
                     kind: judged.event.kind.as_str(),
                     source: judged.event.source.as_str(),
                     text: &judged.event.text,
@@ -216,6 +277,7 @@ impl AuditWriter {
                         record.model,
                         &prev[..],
                         &hash[..],
+                        i64::from(ENCODING_VERSION),
                     ])
                     .map_err(sqlite)?;
                 prev = hash;
@@ -232,6 +294,7 @@ impl AuditWriter {
         tx.commit().map_err(sqlite)?;
         self.head_seq = seq;
         self.head_hash = prev;
+        self.head_ts = last_ts;
         Ok(committed)
     }
 

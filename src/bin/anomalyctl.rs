@@ -8,6 +8,8 @@ use futures_util::StreamExt;
 use zbus::zvariant::OwnedValue;
 
 use anomalyd::api::{INTERFACE, OBJECT_PATH};
+use anomalyd::audit::checkpoint::parse_checkpoints;
+use anomalyd::audit::{Checkpoint, CHECKPOINT_MESSAGE_ID};
 use anomalyd::config::{BusTarget, DEFAULT_BUS_NAME};
 
 #[derive(Parser)]
@@ -38,6 +40,85 @@ enum Command {
     Stats,
     /// Print anomalies as they are detected, until interrupted
     Watch,
+    /// Recompute every hash of the audit chain. Exit 0 when intact, 1 when broken (the first bad
+    /// seq is printed), 2 when it cannot be checked
+    Verify {
+        /// Verify this database file offline (read-only, safe while the daemon runs) instead of
+        /// asking the daemon
+        #[arg(long, value_name = "PATH")]
+        db: Option<std::path::PathBuf>,
+        /// A head the chain must contain (from `anomalyctl head` or a checkpoint); repeatable
+        #[arg(long, value_name = "SEQ:HEX")]
+        expect_head: Vec<Checkpoint>,
+        /// A checkpoint file (`SEQ:HEX` lines, or `journalctl -o json` output; `-` for stdin);
+        /// repeatable
+        #[arg(long, value_name = "FILE")]
+        checkpoints: Vec<std::path::PathBuf>,
+        /// Also hold the chain against the checkpoints in the system journal
+        /// (`journalctl MESSAGE_ID=…`; needs permission to read it)
+        #[arg(long)]
+        journal: bool,
+    },
+    /// Print the chain's head as SEQ:HEX, for `verify --expect-head` later
+    Head {
+        /// Read this database file instead of asking the daemon
+        #[arg(long, value_name = "PATH")]
+        db: Option<std::path::PathBuf>,
+    },
+}
+
+/// Exit status of `verify` when the chain is broken.
+const EXIT_BROKEN: u8 = 1;
+/// Exit status when a command cannot do its work (no daemon, unreadable file).
+const EXIT_ERROR: u8 = 2;
+
+fn read_checkpoints(
+    files: &[std::path::PathBuf],
+    journal: bool,
+) -> anyhow::Result<Vec<Checkpoint>> {
+    let mut all = Vec::new();
+    for file in files {
+        let text = if file.as_os_str() == "-" {
+            std::io::read_to_string(std::io::stdin()).context("reading checkpoints from stdin")?
+        } else {
+            std::fs::read_to_string(file)
+                .with_context(|| format!("reading checkpoints from {}", file.display()))?
+        };
+        all.extend(
+            parse_checkpoints(&text).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?,
+        );
+    }
+    if journal {
+        let out = std::process::Command::new("journalctl")
+            .args(["--no-pager", "-o", "json"])
+            .arg(format!("MESSAGE_ID={CHECKPOINT_MESSAGE_ID}"))
+            .output()
+            .context("running journalctl")?;
+        anyhow::ensure!(
+            out.status.success(),
+            "journalctl failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+        let text = String::from_utf8_lossy(&out.stdout);
+        all.extend(parse_checkpoints(&text).map_err(|e| anyhow::anyhow!("journal: {e}"))?);
+    }
+    Ok(all)
+}
+
+/// Prints a verification's outcome the same way for both paths; returns the exit status.
+fn print_verdict(records: u64, head: Option<(u64, String)>, failure: Option<(u64, String)>) -> u8 {
+    let head = head.map_or("none".to_owned(), |(seq, hash)| format!("{seq}:{hash}"));
+    match failure {
+        None => {
+            println!("chain OK: {records} records, head {head}");
+            0
+        }
+        Some((seq, problem)) => {
+            println!("chain BROKEN at seq {seq}: {problem}");
+            println!("  {records} records verified before it; last good head {head}");
+            EXIT_BROKEN
+        }
+    }
 }
 
 fn main() -> std::process::ExitCode {
@@ -53,15 +134,41 @@ fn main() -> std::process::ExitCode {
         }
     };
     match runtime.block_on(run(cli)) {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+        Ok(code) => std::process::ExitCode::from(code),
         Err(e) => {
             eprintln!("anomalyctl: {e:#}");
-            std::process::ExitCode::FAILURE
+            std::process::ExitCode::from(EXIT_ERROR)
         }
     }
 }
 
-async fn run(cli: Cli) -> anyhow::Result<()> {
+async fn run(cli: Cli) -> anyhow::Result<u8> {
+    // Offline commands need no bus.
+    match &cli.command {
+        Command::Verify {
+            db: Some(db),
+            expect_head,
+            checkpoints,
+            journal,
+        } => {
+            let mut expected = expect_head.clone();
+            expected.extend(read_checkpoints(checkpoints, *journal)?);
+            let report = anomalyd::audit::verify(db, &expected)?;
+            return Ok(print_verdict(
+                report.records,
+                report.head.map(|h| (h.seq, hex::encode(h.hash))),
+                report.failure.map(|(seq, p)| (seq, p.to_string())),
+            ));
+        }
+        Command::Head { db: Some(db) } => {
+            match anomalyd::audit::read_head(db)? {
+                Some(head) => println!("{head}"),
+                None => anyhow::bail!("{} holds no records", db.display()),
+            }
+            return Ok(0);
+        }
+        _ => {}
+    }
     let target =
         BusTarget::parse(&cli.bus).map_err(|e| anyhow::anyhow!("--bus {}: {e}", cli.bus))?;
     let conn = anomalyd::bus::connect(&target).await?;
@@ -93,6 +200,76 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 println!("#{seq:<6} score {score:.3}  {source:<14} {text}");
             }
         }
+        Command::Verify {
+            db: None,
+            expect_head,
+            checkpoints,
+            journal,
+        } => {
+            let (ok, records, head_seq, head_hash, bad_seq, problem): (
+                bool,
+                u64,
+                u64,
+                String,
+                u64,
+                String,
+            ) = proxy.call("VerifyChain", &()).await.with_context(|| {
+                format!(
+                    "VerifyChain on {} (is anomalyd running on the {} bus?)",
+                    cli.name, target
+                )
+            })?;
+            let head = (head_seq > 0).then(|| (head_seq, head_hash.clone()));
+            if !ok {
+                return Ok(print_verdict(records, head, Some((bad_seq, problem))));
+            }
+            // The daemon checked its own checkpoint file; heads given here are checked against
+            // its answer: each must be at or before its head, and the daemon's head must match
+            // where they coincide. For a full check of older heads, verify the file with --db.
+            let mut expected = expect_head.clone();
+            expected.extend(read_checkpoints(&checkpoints, journal)?);
+            if let Some(beyond) = expected.iter().find(|c| c.seq > head_seq) {
+                return Ok(print_verdict(
+                    records,
+                    head,
+                    Some((
+                        beyond.seq,
+                        format!(
+                            "truncated: the chain ends at seq {head_seq}, before this checkpoint"
+                        ),
+                    )),
+                ));
+            }
+            if let Some(bad) = expected
+                .iter()
+                .find(|c| c.seq == head_seq && hex::encode(c.hash) != head_hash)
+            {
+                return Ok(print_verdict(
+                    records,
+                    head,
+                    Some((bad.seq, "checkpoint mismatch at the head".into())),
+                ));
+            }
+            if expected.iter().any(|c| c.seq < head_seq) {
+                eprintln!(
+                    "anomalyctl: heads before the daemon's head are checked only with --db PATH"
+                );
+            }
+            return Ok(print_verdict(records, head, None));
+        }
+        Command::Head { db: None } => {
+            let (seq, hash): (u64, String) = proxy.call("Head", &()).await.with_context(|| {
+                format!(
+                    "Head on {} (is anomalyd running on the {} bus?)",
+                    cli.name, target
+                )
+            })?;
+            anyhow::ensure!(seq > 0, "the daemon's audit log holds no records");
+            println!("{seq}:{hash}");
+        }
+        Command::Verify { db: Some(_), .. } | Command::Head { db: Some(_) } => {
+            unreachable!("offline commands returned above")
+        }
     }
-    Ok(())
+    Ok(0)
 }
