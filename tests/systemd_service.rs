@@ -71,6 +71,9 @@ log_level = "anomalyd=debug,info"
 
 [detector]
 warmup_events = 5
+
+[audit]
+checkpoint_records = 20
 "#;
 
 const FAILING_UNIT: &str = "[Unit]\nDescription=a unit that fails, for anomalyd's test\n\n[Service]\nExecStart=/bin/false\n";
@@ -111,6 +114,65 @@ fn wait_for_text(pattern: &str, text: &str) -> Vec<String> {
         std::thread::sleep(Duration::from_millis(250));
     }
     panic!("no record {text:?}; records like {pattern:?}: {seen:#?}");
+}
+
+/// The daemon's checkpoints are structured journal entries under their own MESSAGE_ID, and
+/// `anomalyctl verify --journal` holds the database against them: a tail cut off the database
+/// after the daemon stopped is caught.
+fn checkpoints_in_the_journal_catch_a_cut_tail() {
+    let id = anomalyd::audit::CHECKPOINT_MESSAGE_ID;
+    let journal = inside_ok(&format!("journalctl --no-pager -o json MESSAGE_ID={id}"));
+    let entries: Vec<serde_json::Value> = journal
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(
+        entries.len() >= 2,
+        "checkpoints every 20 records and at stop: {journal}"
+    );
+    for entry in &entries {
+        assert_eq!(entry["SYSLOG_IDENTIFIER"], "anomalyd");
+        assert!(
+            entry["CHECKPOINT_SEQ"]
+                .as_str()
+                .is_some_and(|s| s.parse::<u64>().is_ok()),
+            "{entry}"
+        );
+        assert_eq!(
+            entry["CHECKPOINT_HASH"].as_str().map(str::len),
+            Some(64),
+            "{entry}"
+        );
+    }
+    let last_seq: u64 = entries.last().unwrap()["CHECKPOINT_SEQ"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let head = inside_ok("anomalyctl head --db /var/lib/anomalyd/audit.sqlite");
+    assert!(
+        head.starts_with(&format!("{last_seq}:")),
+        "the stop checkpoint is the head: {head} vs {journal}"
+    );
+
+    let (code, out) = inside("anomalyctl verify --db /var/lib/anomalyd/audit.sqlite --journal");
+    assert_eq!(code, 0, "{out}");
+    assert!(out.starts_with("chain OK"), "{out}");
+    let (code, out) = inside("anomalyctl verify --db /var/lib/anomalyd/audit.sqlite --checkpoints /var/lib/anomalyd/checkpoints");
+    assert_eq!(code, 0, "{out}");
+
+    inside_ok(&format!(
+        "sqlite3 /var/lib/anomalyd/audit.sqlite 'DELETE FROM records WHERE seq > {}'",
+        last_seq - 3
+    ));
+    let (code, out) = inside("anomalyctl verify --db /var/lib/anomalyd/audit.sqlite");
+    assert_eq!(code, 0, "the cut chain is valid on its own: {out}");
+    let (code, out) = inside("anomalyctl verify --db /var/lib/anomalyd/audit.sqlite --journal");
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.starts_with(&format!("chain BROKEN at seq {last_seq}: truncated")),
+        "{out}"
+    );
 }
 
 /// Starts, restarts, stops and fails real units, runs a transient one and opens a logind session,
@@ -397,6 +459,8 @@ fn runs_as_a_hardened_notify_service_under_real_systemd() {
     assert!(after.contains("ExecMainStatus=0"), "{after}");
     let last = inside_ok("sqlite3 -readonly /var/lib/anomalyd/audit.sqlite 'SELECT kind FROM records ORDER BY seq DESC LIMIT 1'");
     assert_eq!(last.trim(), "stop");
+
+    checkpoints_in_the_journal_catch_a_cut_tail();
 
     eprintln!("anomalyd reached READY=1 in {ready_after:?} under real systemd");
 }
