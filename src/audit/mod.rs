@@ -43,6 +43,22 @@ pub enum AuditError {
     },
 }
 
+/// `[[id, distance], …]`, written directly: it is built for every record.
+fn neighbours_json(neighbours: &[(u64, f32)]) -> String {
+    use std::fmt::Write;
+    let mut out = String::with_capacity(2 + neighbours.len() * 16);
+    out.push('[');
+    for (i, &(id, d)) in neighbours.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        // serde_json's own float formatting, so the text matches what it would write.
+        let _ = write!(out, "[{id},{}]", serde_json::Value::from(d));
+    }
+    out.push(']');
+    out
+}
+
 /// The last committed record's `(seq, hash)`, read through a read-only connection; `None` for an
 /// empty database.
 pub fn read_head(path: &Path) -> Result<Option<Checkpoint>, AuditError> {
@@ -236,20 +252,13 @@ impl AuditWriter {
                 let ts_usec = observed.max(last_ts);
                 last_ts = ts_usec;
                 let fields_json = if ts_usec == observed {
-                    Value::Object(judged.event.fields.clone()).to_string()
+                    serde_json::to_string(&judged.event.fields).unwrap_or_else(|_| "{}".into())
                 } else {
                     let mut fields = judged.event.fields.clone();
                     fields.insert("observed_usec".into(), json!(observed));
                     Value::Object(fields).to_string()
                 };
-                let neighbours_json = Value::from(
-                    judged
-                        .neighbours
-                        .iter()
-                        .map(|&(id, d)| json!([id, d]))
-                        .collect::<Vec<_>>(),
-                )
-                .to_string();
+                let neighbours_json = neighbours_json(&judged.neighbours);
                 let record = RecordFields {
                     seq,
                     ts_usec,
