@@ -24,7 +24,7 @@ fn judged(i: u64) -> Judged {
             serde_json::Map::new(),
         ),
         score: Some(0.01 * (i % 10) as f32),
-        verdict: if i % 9 == 0 {
+        verdict: if i.is_multiple_of(9) {
             Verdict::Anomaly
         } else {
             Verdict::Normal
@@ -74,7 +74,19 @@ fn rehash_from(db: &Path, from: u64) {
         .try_into()
         .unwrap()
     };
-    let rows: Vec<(i64, i64, String, String, String, String, Option<f64>, String, String, String)> = conn
+    type Row = (
+        i64,
+        i64,
+        String,
+        String,
+        String,
+        String,
+        Option<f64>,
+        String,
+        String,
+        String,
+    );
+    let rows: Vec<Row> = conn
         .prepare("SELECT seq, ts_usec, kind, source, text, fields, score, verdict, neighbours, model FROM records WHERE seq >= ?1 ORDER BY seq")
         .unwrap()
         .query_map([from as i64], |r| {

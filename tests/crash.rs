@@ -74,7 +74,7 @@ async fn sigkill_at_any_moment_loses_no_acknowledged_record() {
                 )
                 .await;
             i += 1;
-            if i % 64 == 0 {
+            if i.is_multiple_of(64) {
                 tokio::time::sleep(Duration::from_millis(1)).await;
             }
         }

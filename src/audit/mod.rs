@@ -152,13 +152,10 @@ impl AuditWriter {
             })?;
         }
         let conn = Connection::open(path).map_err(sqlite)?;
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(sqlite)?;
-        conn.pragma_update(None, "synchronous", synchronous.pragma_value())
-            .map_err(sqlite)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))
             .map_err(sqlite)?;
-
+        // Before anything writes (even switching to WAL rewrites the header): a file this build
+        // must refuse is left exactly as it was.
         let version: i64 = conn
             .pragma_query_value(None, "user_version", |r| r.get(0))
             .map_err(sqlite)?;
@@ -168,6 +165,10 @@ impl AuditWriter {
                 found: version,
             });
         }
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(sqlite)?;
+        conn.pragma_update(None, "synchronous", synchronous.pragma_value())
+            .map_err(sqlite)?;
         // Each step runs in its own transaction, so a crash leaves the file at one version.
         if version < 1 {
             conn.execute_batch(&format!(
