@@ -59,6 +59,43 @@ fn neighbours_json(neighbours: &[(u64, f32)]) -> String {
     out
 }
 
+/// The file's schema version, refusing one newer than this build understands. Reads only, so a
+/// refused file is left exactly as it was.
+fn schema_version(conn: &Connection, display: &str) -> Result<i64, AuditError> {
+    let version: i64 = conn
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .map_err(|source| AuditError::Sqlite {
+            path: display.to_owned(),
+            source,
+        })?;
+    if version > SCHEMA_VERSION {
+        return Err(AuditError::NewerSchema {
+            path: display.to_owned(),
+            found: version,
+        });
+    }
+    Ok(version)
+}
+
+/// A read-only connection to an existing audit database this build understands, and its schema
+/// version: what verifiers and queries read through, never blocking the writer (WAL).
+fn open_reader(path: &Path) -> Result<(Connection, i64), AuditError> {
+    let display = path.display().to_string();
+    if !path.exists() {
+        return Err(AuditError::Missing { path: display });
+    }
+    let conn = Connection::open_with_flags(
+        path,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|source| AuditError::Sqlite {
+        path: display.clone(),
+        source,
+    })?;
+    let version = schema_version(&conn, &display)?;
+    Ok((conn, version))
+}
+
 /// The last committed record's `(seq, hash)`, read through a read-only connection; `None` for an
 /// empty database.
 pub fn read_head(path: &Path) -> Result<Option<Checkpoint>, AuditError> {
@@ -67,11 +104,7 @@ pub fn read_head(path: &Path) -> Result<Option<Checkpoint>, AuditError> {
         path: display.clone(),
         source,
     };
-    if !path.exists() {
-        return Err(AuditError::Missing { path: display });
-    }
-    let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-        .map_err(sqlite)?;
+    let (conn, _) = open_reader(path)?;
     let head: Option<(i64, Vec<u8>)> = conn
         .query_row(
             "SELECT seq, hash FROM records ORDER BY seq DESC LIMIT 1",
@@ -154,17 +187,8 @@ impl AuditWriter {
         let conn = Connection::open(path).map_err(sqlite)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))
             .map_err(sqlite)?;
-        // Before anything writes (even switching to WAL rewrites the header): a file this build
-        // must refuse is left exactly as it was.
-        let version: i64 = conn
-            .pragma_query_value(None, "user_version", |r| r.get(0))
-            .map_err(sqlite)?;
-        if version > SCHEMA_VERSION {
-            return Err(AuditError::NewerSchema {
-                path: display,
-                found: version,
-            });
-        }
+        // Before anything writes (even switching to WAL rewrites the header).
+        let version = schema_version(&conn, &display)?;
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(sqlite)?;
         conn.pragma_update(None, "synchronous", synchronous.pragma_value())

@@ -6,12 +6,8 @@ use std::collections::HashMap;
 use std::fmt;
 use std::path::Path;
 
-use rusqlite::{Connection, OpenFlags};
-
 use super::checkpoint::Checkpoint;
-use super::{
-    record_hash, AuditError, RecordFields, ENCODING_VERSION, GENESIS_PREV_HASH, SCHEMA_VERSION,
-};
+use super::{record_hash, AuditError, RecordFields, ENCODING_VERSION, GENESIS_PREV_HASH};
 
 /// What is wrong at the first bad record.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,23 +81,7 @@ pub fn verify(path: &Path, expected: &[Checkpoint]) -> Result<Report, AuditError
         path: display.clone(),
         source,
     };
-    if !path.exists() {
-        return Err(AuditError::Missing { path: display });
-    }
-    let conn = Connection::open_with_flags(
-        path,
-        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
-    .map_err(sqlite)?;
-    let version: i64 = conn
-        .pragma_query_value(None, "user_version", |r| r.get(0))
-        .map_err(sqlite)?;
-    if version > SCHEMA_VERSION {
-        return Err(AuditError::NewerSchema {
-            path: display,
-            found: version,
-        });
-    }
+    let (conn, version) = super::open_reader(path)?;
     let encoding_column = if version >= 2 { "encoding" } else { "1" };
     // One read transaction: a consistent snapshot however fast the daemon appends.
     conn.execute_batch("BEGIN").map_err(sqlite)?;
