@@ -39,10 +39,6 @@ impl GapLedger {
     pub fn take(&self) -> Option<Gap> {
         self.0.lock().unwrap_or_else(|e| e.into_inner()).take()
     }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).is_none()
-    }
 }
 
 #[derive(Debug, Default)]

@@ -141,27 +141,15 @@ async fn sigkill_at_any_moment_loses_no_acknowledged_record() {
     let conn =
         rusqlite::Connection::open_with_flags(&db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
             .unwrap();
-    let starts: i64 = conn
-        .query_row(
-            "SELECT count(*) FROM records WHERE kind = 'start'",
-            [],
+    let count = |kind: &str| -> i64 {
+        conn.query_row(
+            "SELECT count(*) FROM records WHERE kind = ?1",
+            [kind],
             |r| r.get(0),
         )
-        .unwrap();
-    let stops: i64 = conn
-        .query_row(
-            "SELECT count(*) FROM records WHERE kind = 'stop'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
-    let events: i64 = conn
-        .query_row(
-            "SELECT count(*) FROM records WHERE kind = 'event'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
+        .unwrap()
+    };
+    let (starts, stops, events) = (count("start"), count("stop"), count("event"));
     assert_eq!(starts, KILLS as i64 + 1, "one start per run");
     assert_eq!(stops, 1, "only the last run stopped cleanly");
     assert!(

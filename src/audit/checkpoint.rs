@@ -73,6 +73,13 @@ pub fn parse_checkpoints(text: &str) -> Result<Vec<Checkpoint>, String> {
     Ok(out)
 }
 
+/// Reads a checkpoint file (see [`parse_checkpoints`]); errors name the file.
+pub fn read_checkpoint_file(path: &std::path::Path) -> Result<Vec<Checkpoint>, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("checkpoint file {}: {e}", path.display()))?;
+    parse_checkpoints(&text).map_err(|e| format!("checkpoint file {}: {e}", path.display()))
+}
+
 /// When and where checkpoints go.
 #[derive(Debug, Clone)]
 pub struct CheckpointPolicy {

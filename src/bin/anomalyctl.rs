@@ -8,7 +8,7 @@ use futures_util::StreamExt;
 use zbus::zvariant::OwnedValue;
 
 use anomalyd::api::{INTERFACE, OBJECT_PATH};
-use anomalyd::audit::checkpoint::parse_checkpoints;
+use anomalyd::audit::checkpoint::{parse_checkpoints, read_checkpoint_file};
 use anomalyd::audit::{Checkpoint, CHECKPOINT_MESSAGE_ID};
 use anomalyd::config::{BusTarget, DEFAULT_BUS_NAME};
 
@@ -78,15 +78,13 @@ fn read_checkpoints(
 ) -> anyhow::Result<Vec<Checkpoint>> {
     let mut all = Vec::new();
     for file in files {
-        let text = if file.as_os_str() == "-" {
-            std::io::read_to_string(std::io::stdin()).context("reading checkpoints from stdin")?
+        if file.as_os_str() == "-" {
+            let text = std::io::read_to_string(std::io::stdin())
+                .context("reading checkpoints from stdin")?;
+            all.extend(parse_checkpoints(&text).map_err(|e| anyhow::anyhow!("stdin: {e}"))?);
         } else {
-            std::fs::read_to_string(file)
-                .with_context(|| format!("reading checkpoints from {}", file.display()))?
-        };
-        all.extend(
-            parse_checkpoints(&text).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?,
-        );
+            all.extend(read_checkpoint_file(file).map_err(anyhow::Error::msg)?);
+        }
     }
     if journal {
         let out = std::process::Command::new("journalctl")

@@ -121,7 +121,7 @@ impl Renderer {
                     name
                 } else {
                     self.users
-                        .remove(&path.to_string())
+                        .remove(path.as_str())
                         .unwrap_or_else(|| format!("uid{uid}"))
                 };
                 fields.insert("name".into(), json!(name));

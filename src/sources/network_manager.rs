@@ -144,7 +144,7 @@ impl Renderer {
     }
 
     async fn interface_of(&mut self, device_path: &str, lookup: &Lookup) -> Option<String> {
-        if let Some(name) = self.interfaces.get(&device_path.to_owned()) {
+        if let Some(name) = self.interfaces.get(device_path) {
             return Some(name.clone());
         }
         let name = lookup

@@ -94,7 +94,7 @@ impl Renderer {
                 fields.insert("properties".into(), serde_json::Value::Object(json_props));
                 let mut known = self
                     .objects
-                    .get(&object.to_string())
+                    .get(object.as_str())
                     .cloned()
                     .unwrap_or_default();
                 known.extend(described.iter().cloned());
@@ -106,7 +106,7 @@ impl Renderer {
                     decode(msg, "InterfacesRemoved")?;
                 let mut names = removed;
                 names.sort();
-                let described = self.objects.remove(&object.to_string()).unwrap_or_default();
+                let described = self.objects.remove(object.as_str()).unwrap_or_default();
                 (object, names, described)
             }
             _ => return Ok(Vec::new()),
