@@ -85,7 +85,9 @@ pub enum LogTarget {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EmbedderKind {
-    /// Deterministic feature hashing: for model-less installs and the walking skeleton.
+    /// all-MiniLM-L6-v2 from `embedder.model_dir`.
+    MiniLm,
+    /// Deterministic feature hashing: only for installs without the model, and only when asked for.
     Hashing,
 }
 
@@ -159,6 +161,12 @@ pub struct RenderConfig {
 #[derive(Debug, Clone)]
 pub struct EmbedderConfig {
     pub kind: EmbedderKind,
+    /// Absolute: a relative `embedder.model_dir` is resolved against the state directory.
+    pub model_dir: PathBuf,
+    /// Threads for the CPU backend; 0 = every core this process may run on.
+    pub threads: usize,
+    /// Vectors kept by canonical text; 0 turns the cache off.
+    pub cache_entries: usize,
     pub batch_size: usize,
     pub batch_max_wait: Duration,
 }
@@ -267,6 +275,8 @@ pub struct Overrides {
     pub bus: Option<String>,
     pub state_dir: Option<PathBuf>,
     pub log: Option<String>,
+    /// `--model DIR`; relative to the working directory.
+    pub model: Option<PathBuf>,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -392,14 +402,23 @@ pub struct RawVolatileValue {
 #[serde(deny_unknown_fields, default)]
 pub struct RawEmbedder {
     pub kind: String,
+    pub model_dir: PathBuf,
+    pub threads: i64,
+    pub cache_entries: i64,
     pub batch_size: i64,
     pub batch_max_wait_ms: i64,
 }
 
+/// Where the service finds the model; `scripts/fetch-model DIR` installs it.
+pub const DEFAULT_MODEL_DIR: &str = "/var/lib/anomalyd/models/all-MiniLM-L6-v2";
+
 impl Default for RawEmbedder {
     fn default() -> Self {
         RawEmbedder {
-            kind: "hashing".into(),
+            kind: "minilm".into(),
+            model_dir: PathBuf::from(DEFAULT_MODEL_DIR),
+            threads: 0,
+            cache_entries: 16384,
             batch_size: 64,
             batch_max_wait_ms: 20,
         }
@@ -534,6 +553,9 @@ impl RawConfig {
         }
         if let Some(log) = &overrides.log {
             self.daemon.log = log.clone();
+        }
+        if let Some(model) = &overrides.model {
+            self.embedder.model_dir = std::path::absolute(model).unwrap_or_else(|_| model.clone());
         }
         self
     }
@@ -691,9 +713,27 @@ impl RawConfig {
         // [embedder]
         let e = &self.embedder;
         let kind = match e.kind.as_str() {
+            "minilm" => EmbedderKind::MiniLm,
             "hashing" => EmbedderKind::Hashing,
-            other => return Err(invalid("embedder.kind", &quoted(other), "must be hashing")),
+            other => {
+                return Err(invalid(
+                    "embedder.kind",
+                    &quoted(other),
+                    "must be minilm or hashing",
+                ))
+            }
         };
+        if e.model_dir.as_os_str().is_empty() {
+            return Err(invalid(
+                "embedder.model_dir",
+                &quoted(""),
+                "must name the model directory",
+            ));
+        }
+        let model_dir = state_dir.join(&e.model_dir);
+        let threads = in_range("embedder.threads", e.threads, 0, 1024)? as usize;
+        let cache_entries =
+            in_range("embedder.cache_entries", e.cache_entries, 0, 1 << 24)? as usize;
         let batch_size = in_range("embedder.batch_size", e.batch_size, 1, 4096)? as usize;
         let batch_max_wait_ms =
             in_range("embedder.batch_max_wait_ms", e.batch_max_wait_ms, 0, 10_000)?;
@@ -814,6 +854,9 @@ impl RawConfig {
             },
             embedder: EmbedderConfig {
                 kind,
+                model_dir,
+                threads,
+                cache_entries,
                 batch_size,
                 batch_max_wait: Duration::from_millis(batch_max_wait_ms as u64),
             },

@@ -49,6 +49,14 @@ pub enum DaemonError {
     NameTaken(String),
 }
 
+impl DaemonError {
+    /// Errors an operator fixes in the configuration or the install (a missing model), not by a
+    /// restart; `main` exits with EX_CONFIG for them.
+    pub fn is_setup_error(&self) -> bool {
+        matches!(self, DaemonError::Embed(e) if e.is_setup_error())
+    }
+}
+
 /// What a clean run leaves behind.
 #[derive(Debug, Clone)]
 pub struct RunSummary {
@@ -74,7 +82,7 @@ pub async fn run(
     info!(numa_nodes = hardware.numa_nodes, cpus = hardware.cpus, gpu = %hardware.gpu, "hardware");
 
     notifier.status("warming up the embedder");
-    let mut embedder = crate::embed::build(&config.embedder)?;
+    let mut embedder = crate::embed::build(&config.embedder, config.gpu.device)?;
     embedder.health()?;
     info!(backend = %embedder.backend(), model = %embedder.model_id(), "embedder healthy");
 

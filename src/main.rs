@@ -4,7 +4,9 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
-use anomalyd::config::{Config, Overrides};
+use anomalyd::config::{Config, GpuSelection, Overrides};
+use anomalyd::daemon::DaemonError;
+use anomalyd::embed::EmbedError;
 use anomalyd::EXIT_CONFIG;
 
 /// Infrastructure anomaly detection over D-Bus.
@@ -23,6 +25,9 @@ struct Cli {
     /// Where logs go: auto (journald under systemd), journald, stderr (overrides daemon.log)
     #[arg(long, global = true, value_name = "auto|journald|stderr")]
     log: Option<String>,
+    /// The all-MiniLM-L6-v2 model directory (overrides embedder.model_dir)
+    #[arg(long, global = true, value_name = "DIR")]
+    model: Option<PathBuf>,
     /// Validate the configuration and exit: 0 when valid, 78 (EX_CONFIG) when not
     #[arg(long)]
     check_config: bool,
@@ -35,6 +40,19 @@ enum Command {
     /// Run a self-contained demonstration: a private bus, the daemon on it, and a replay of
     /// systemd, NetworkManager and login1 signals with injected faults
     Demo(anomalyd::demo::DemoArgs),
+    /// Embed texts read from stdin, one per line; write JSON lines {"text": ..., "embedding": [...]}
+    Embed {
+        /// Where to embed: auto (a GPU when usable, else the CPU), cpu, or cuda
+        #[arg(long, default_value = "auto", value_name = "auto|cpu|cuda")]
+        device: Device,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum Device {
+    Auto,
+    Cpu,
+    Cuda,
 }
 
 fn main() -> ExitCode {
@@ -43,12 +61,14 @@ fn main() -> ExitCode {
         bus: cli.bus.clone(),
         state_dir: cli.state_dir.clone(),
         log: cli.log.clone(),
+        model: cli.model.clone(),
     };
     if let Some(Command::Demo(args)) = cli.command {
         return report(anomalyd::demo::run(
             args,
             cli.config.as_deref(),
             cli.state_dir.clone(),
+            cli.model.clone(),
         ));
     }
     let config = match Config::load(cli.config.as_deref(), &overrides) {
@@ -61,6 +81,14 @@ fn main() -> ExitCode {
     if cli.check_config {
         println!("{}: configuration valid", config.origin);
         return ExitCode::SUCCESS;
+    }
+    if let Some(Command::Embed { device }) = cli.command {
+        let gpu = match device {
+            Device::Auto => config.gpu.device,
+            Device::Cpu => GpuSelection::Off,
+            Device::Cuda => GpuSelection::Device(0),
+        };
+        return report(embed_stdin(&config, gpu));
     }
     if let Err(e) = anomalyd::logging::init(config.daemon.log, &config.daemon.log_level) {
         eprintln!("anomalyd: {e}");
@@ -81,6 +109,46 @@ fn serve(config: Config) -> anyhow::Result<()> {
         anomalyd::daemon::run(config, &bus, termination()).await?;
         Ok(())
     })
+}
+
+/// `anomalyd embed`: stdin lines in batches of `embedder.batch_size`, JSON lines out.
+fn embed_stdin(config: &Config, gpu: GpuSelection) -> anyhow::Result<()> {
+    use std::io::{BufRead, Write};
+    let mut embedder = anomalyd::embed::build(&config.embedder, gpu)?;
+    eprintln!(
+        "anomalyd embed: {} on {}",
+        embedder.model_id(),
+        embedder.backend()
+    );
+    let stdin = std::io::stdin().lock();
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let mut lines = stdin.lines();
+    let mut batch: Vec<String> = Vec::with_capacity(config.embedder.batch_size);
+    let mut line_no = 0u64;
+    loop {
+        batch.clear();
+        for line in lines.by_ref() {
+            line_no += 1;
+            batch.push(line.with_context(|| format!("stdin line {line_no}: not UTF-8 text"))?);
+            if batch.len() == config.embedder.batch_size {
+                break;
+            }
+        }
+        if batch.is_empty() {
+            break;
+        }
+        let texts: Vec<&str> = batch.iter().map(String::as_str).collect();
+        let vectors = embedder.embed(&texts)?;
+        for (i, text) in texts.iter().enumerate() {
+            serde_json::to_writer(
+                &mut out,
+                &serde_json::json!({"text": text, "embedding": vectors.row(i)}),
+            )?;
+            out.write_all(b"\n")?;
+        }
+        out.flush()?;
+    }
+    Ok(())
 }
 
 /// Resolves on SIGTERM (systemctl stop) or SIGINT (Ctrl-C).
@@ -105,7 +173,18 @@ fn report(result: anyhow::Result<()>) -> ExitCode {
         Err(e) => {
             tracing::error!(error = format!("{e:#}"), "anomalyd failed");
             eprintln!("anomalyd: {e:#}");
-            ExitCode::FAILURE
+            // A missing model or an impossible device is fixed by the operator, not by a restart:
+            // EX_CONFIG, which the unit's RestartPreventExitStatus= names.
+            let setup = e
+                .downcast_ref::<DaemonError>()
+                .is_some_and(DaemonError::is_setup_error)
+                || e.downcast_ref::<EmbedError>()
+                    .is_some_and(EmbedError::is_setup_error);
+            if setup {
+                ExitCode::from(EXIT_CONFIG as u8)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }

@@ -63,6 +63,9 @@ pub struct Metrics {
     pub anomalies: AtomicU64,
     pub batches: AtomicU64,
     pub embed_errors: AtomicU64,
+    /// Texts whose vector came from the embedding cache, and texts that had to be embedded.
+    pub embed_cache_hits: AtomicU64,
+    pub embed_cache_misses: AtomicU64,
     pub audit_retries: AtomicU64,
     /// Distinct vectors in the baseline index.
     pub baseline_size: AtomicU64,
@@ -85,6 +88,8 @@ pub struct Snapshot {
     pub anomalies: u64,
     pub batches: u64,
     pub embed_errors: u64,
+    pub embed_cache_hits: u64,
+    pub embed_cache_misses: u64,
     pub audit_retries: u64,
     pub baseline_size: u64,
     pub head_seq: u64,
@@ -105,6 +110,8 @@ impl Metrics {
             anomalies: self.anomalies.load(Relaxed),
             batches: self.batches.load(Relaxed),
             embed_errors: self.embed_errors.load(Relaxed),
+            embed_cache_hits: self.embed_cache_hits.load(Relaxed),
+            embed_cache_misses: self.embed_cache_misses.load(Relaxed),
             audit_retries: self.audit_retries.load(Relaxed),
             baseline_size: self.baseline_size.load(Relaxed),
             head_seq: self.head_seq.load(Relaxed),
@@ -115,7 +122,7 @@ impl Metrics {
 
 impl Snapshot {
     /// Name/value pairs, in the order `Stats` reports them.
-    pub fn pairs(&self) -> [(&'static str, u64); 15] {
+    pub fn pairs(&self) -> [(&'static str, u64); 17] {
         [
             ("EventsReceived", self.events_received),
             ("EventsIgnored", self.events_ignored),
@@ -128,6 +135,8 @@ impl Snapshot {
             ("Anomalies", self.anomalies),
             ("Batches", self.batches),
             ("EmbedErrors", self.embed_errors),
+            ("EmbedCacheHits", self.embed_cache_hits),
+            ("EmbedCacheMisses", self.embed_cache_misses),
             ("AuditRetries", self.audit_retries),
             ("BaselineSize", self.baseline_size),
             ("HeadSeq", self.head_seq),

@@ -23,7 +23,7 @@ use tracing::{debug, error, info, warn};
 use crate::audit::{AuditWriter, Checkpoint, CheckpointPolicy, Checkpointer, Committed};
 use crate::config::Config;
 use crate::detect::{DetectError, Detector};
-use crate::embed::{Embedder, Embeddings};
+use crate::embed::{Embedder, EmbeddingCache, Embeddings};
 use crate::event::{now_usec, Event, Judged, RecordKind, Source, Verdict};
 use crate::metrics::Metrics;
 
@@ -150,8 +150,9 @@ impl Pipeline {
         let model_id = format!("{embedder_model}+{index_description}");
 
         let embed_metrics = metrics.clone();
+        let cache = EmbeddingCache::new(config.embedder.cache_entries);
         threads.push(spawn("embed", move || {
-            embed_stage(embedder, batch_rx, embedded_tx, &embed_metrics)
+            embed_stage(embedder, cache, batch_rx, embedded_tx, &embed_metrics)
         })?);
 
         let audit_metrics = metrics.clone();
@@ -323,6 +324,7 @@ type EmbeddedBatch = (Vec<Event>, Option<Embeddings>);
 
 fn embed_stage(
     mut embedder: Box<dyn Embedder>,
+    mut cache: EmbeddingCache,
     mut input: mpsc::Receiver<Flow<Vec<Event>>>,
     output: std::sync::mpsc::SyncSender<Flow<EmbeddedBatch>>,
     metrics: &Metrics,
@@ -336,8 +338,12 @@ fn embed_stage(
                     .filter(|e| e.kind.is_scored())
                     .map(|e| e.text.as_str())
                     .collect();
-                let vectors = match embedder.embed(&texts) {
-                    Ok(v) => Some(v),
+                let vectors = match cache.embed(embedder.as_mut(), &texts) {
+                    Ok((v, lookups)) => {
+                        metrics.embed_cache_hits.fetch_add(lookups.hits, Relaxed);
+                        metrics.embed_cache_misses.fetch_add(lookups.misses, Relaxed);
+                        Some(v)
+                    }
                     Err(e) => {
                         metrics.embed_errors.fetch_add(1, Relaxed);
                         error!(error = %e, events = texts.len(), "embedding failed; recording the batch unscored");

@@ -43,17 +43,21 @@ log_level = "info"
 warmup_events = 300
 "#;
 
+/// Where `scripts/fetch-model` puts the model when given no directory, relative to the checkout.
+pub const PROJECT_MODEL_DIR: &str = "models/all-MiniLM-L6-v2";
+
 pub fn run(
     args: DemoArgs,
     config: Option<&Path>,
     state_dir: Option<PathBuf>,
+    model: Option<PathBuf>,
 ) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(demo(args, config, state_dir))
+    runtime.block_on(demo(args, config, state_dir, model))
 }
 
 struct DaemonProcess(Child);
@@ -75,7 +79,13 @@ async fn demo(
     args: DemoArgs,
     config: Option<&Path>,
     state_dir: Option<PathBuf>,
+    model: Option<PathBuf>,
 ) -> anyhow::Result<()> {
+    // The project-local model that scripts/fetch-model installs, when run from a checkout.
+    let model = model.or_else(|| {
+        let local = PathBuf::from(PROJECT_MODEL_DIR);
+        local.join("model.safetensors").is_file().then_some(local)
+    });
     let state_dir = state_dir.unwrap_or_else(|| PathBuf::from("state/demo"));
     std::fs::create_dir_all(&state_dir)
         .with_context(|| format!("creating {}", state_dir.display()))?;
@@ -102,6 +112,7 @@ async fn demo(
             .arg(&config_path)
             .arg("--bus")
             .arg(bus.address())
+            .args(model.iter().flat_map(|m| [std::ffi::OsStr::new("--model"), m.as_os_str()]))
             .arg("--state-dir")
             .arg(&state_dir)
             .stdin(Stdio::null())

@@ -1,16 +1,60 @@
 //! Text → unit vector. A tiny [`Embedder`] trait with one implementation per backend; the pipeline
 //! owns exactly one embedder, on its own thread.
+//!
+//! - [`minilm`]: all-MiniLM-L6-v2 ([`tokenize`] → [`bert`] over a [`bert::Backend`] → pooling),
+//!   with the weights and configs of [`model`]; [`cpu`] is the OpenBLAS backend.
+//! - [`hashing`]: feature hashing, only when `embedder.kind = "hashing"` asks for it.
+//! - [`cache`]: the LRU of vectors by canonical text, in front of whichever embedder runs.
 
+pub mod bert;
+mod blas;
+pub mod cache;
+pub mod cpu;
 mod hashing;
+pub mod minilm;
+pub mod model;
+pub mod tokenize;
 
+use std::path::PathBuf;
+
+pub use cache::{EmbeddingCache, Lookups};
 pub use hashing::HashingEmbedder;
+pub use minilm::MiniLm;
 
-use crate::config::{EmbedderConfig, EmbedderKind};
+use crate::config::{EmbedderConfig, EmbedderKind, GpuSelection};
 
 #[derive(Debug, thiserror::Error)]
 pub enum EmbedError {
     #[error("embedder health check failed: {0}")]
     Unhealthy(String),
+    #[error(
+        "model directory {}: {file} not found. Install {name} there with \
+         `/usr/lib/anomalyd/fetch-model {dir}` (in a source checkout: `scripts/fetch-model {dir}`), \
+         point embedder.model_dir or --model at a copy, or set embedder.kind = \"hashing\" for an \
+         install without the model",
+        dir.display(),
+        name = model::MODEL_NAME,
+        dir = dir.display()
+    )]
+    ModelMissing { dir: PathBuf, file: &'static str },
+    #[error("{}: {reason}", path.display())]
+    ModelInvalid { path: PathBuf, reason: String },
+    #[error("tokenizer: {0}")]
+    Tokenizer(String),
+    #[error("{0}")]
+    DeviceUnavailable(String),
+}
+
+impl EmbedError {
+    /// Errors an operator fixes in the configuration or the install, not by restarting.
+    pub fn is_setup_error(&self) -> bool {
+        matches!(
+            self,
+            EmbedError::ModelMissing { .. }
+                | EmbedError::ModelInvalid { .. }
+                | EmbedError::DeviceUnavailable(_)
+        )
+    }
 }
 
 /// Row-major embeddings: `rows × dim` floats, each row L2-normalised.
@@ -61,10 +105,32 @@ pub trait Embedder: Send {
     }
 }
 
-pub fn build(config: &EmbedderConfig) -> Result<Box<dyn Embedder>, EmbedError> {
+/// The embedder `config` names, on the device `gpu` selects. There is no CUDA embedder yet, so
+/// `auto` means the CPU and a named GPU is refused rather than silently replaced.
+pub fn build(config: &EmbedderConfig, gpu: GpuSelection) -> Result<Box<dyn Embedder>, EmbedError> {
+    if let GpuSelection::Device(n) = gpu {
+        return Err(EmbedError::DeviceUnavailable(format!(
+            "gpu.device = {n}: this version of anomalyd embeds on the CPU only; \
+             set gpu.device = \"auto\" or \"off\""
+        )));
+    }
     match config.kind {
         EmbedderKind::Hashing => Ok(Box::new(HashingEmbedder::new(
             crate::config::EMBEDDING_DIM as usize,
         ))),
+        EmbedderKind::MiniLm => {
+            let model = MiniLm::cpu(&config.model_dir, config.threads)?;
+            if model.dim() != crate::config::EMBEDDING_DIM as usize {
+                return Err(EmbedError::ModelInvalid {
+                    path: config.model_dir.join("config.json"),
+                    reason: format!(
+                        "hidden_size {} but the index stores {}-d vectors",
+                        model.dim(),
+                        crate::config::EMBEDDING_DIM
+                    ),
+                });
+            }
+            Ok(Box::new(model))
+        }
     }
 }

@@ -1,0 +1,313 @@
+//! The CPU [`Backend`]: matrix products through OpenBLAS (multi-threaded by OpenBLAS itself), the
+//! row-wise operations split over the same number of threads with scoped threads.
+
+use std::ops::Range;
+
+use super::bert::{Backend, EmbeddingTables, LayerNorm, Linear, Packed};
+use super::{blas, EmbedError};
+
+/// Row-major `[rows, cols]` in host memory.
+pub struct HostMatrix {
+    pub rows: usize,
+    pub cols: usize,
+    pub data: Vec<f32>,
+}
+
+/// Below this many elements a row-wise operation runs on the calling thread: spawning costs more.
+const PARALLEL_MIN_ELEMENTS: usize = 64 * 1024;
+
+pub struct CpuBackend {
+    threads: usize,
+}
+
+impl CpuBackend {
+    /// `threads` = 0 uses every core this process may run on.
+    pub fn new(threads: usize) -> CpuBackend {
+        let threads = if threads == 0 {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        } else {
+            threads
+        };
+        blas::set_threads(threads);
+        CpuBackend { threads }
+    }
+
+    pub fn threads(&self) -> usize {
+        self.threads
+    }
+
+    /// Runs `f(first_row, rows)` over chunks of whole rows of `data`, in parallel when it is large.
+    fn par_rows(&self, data: &mut [f32], cols: usize, f: impl Fn(usize, &mut [f32]) + Sync) {
+        let rows = data.len() / cols.max(1);
+        if self.threads <= 1 || data.len() < PARALLEL_MIN_ELEMENTS || rows < 2 {
+            f(0, data);
+            return;
+        }
+        let per_thread = rows.div_ceil(self.threads);
+        std::thread::scope(|scope| {
+            for (i, chunk) in data.chunks_mut(per_thread * cols).enumerate() {
+                let f = &f;
+                scope.spawn(move || f(i * per_thread, chunk));
+            }
+        });
+    }
+}
+
+impl Backend for CpuBackend {
+    type Matrix = HostMatrix;
+    type Param = Vec<f32>;
+
+    fn param(&mut self, values: Vec<f32>, _shape: &[usize]) -> Result<Vec<f32>, EmbedError> {
+        Ok(values)
+    }
+
+    fn embed(
+        &mut self,
+        batch: &Packed,
+        tables: &EmbeddingTables<Vec<f32>>,
+        hidden: usize,
+    ) -> Result<HostMatrix, EmbedError> {
+        let mut data = vec![0.0; batch.tokens() * hidden];
+        let token_type = &tables.token_types[..hidden];
+        for (t, row) in data.chunks_exact_mut(hidden).enumerate() {
+            let id = batch.ids[t] as usize;
+            let pos = batch.positions[t] as usize;
+            let word = tables.words.get(id * hidden..(id + 1) * hidden).ok_or_else(|| {
+                EmbedError::Tokenizer(format!("token id {id} is outside the vocabulary"))
+            })?;
+            let position = &tables.positions[pos * hidden..(pos + 1) * hidden];
+            for (((out, w), p), ty) in row.iter_mut().zip(word).zip(position).zip(token_type) {
+                *out = w + p + ty;
+            }
+            layer_norm(row, &tables.norm);
+        }
+        Ok(HostMatrix {
+            rows: batch.tokens(),
+            cols: hidden,
+            data,
+        })
+    }
+
+    fn linear(&mut self, x: &HostMatrix, layer: &Linear<Vec<f32>>) -> Result<HostMatrix, EmbedError> {
+        debug_assert_eq!(x.cols, layer.inputs);
+        let mut data = Vec::with_capacity(x.rows * layer.outputs);
+        for _ in 0..x.rows {
+            data.extend_from_slice(&layer.bias);
+        }
+        blas::gemm_nt(
+            x.rows,
+            layer.outputs,
+            layer.inputs,
+            &x.data,
+            &layer.weight,
+            1.0,
+            &mut data,
+        );
+        Ok(HostMatrix {
+            rows: x.rows,
+            cols: layer.outputs,
+            data,
+        })
+    }
+
+    fn gelu(&mut self, x: &mut HostMatrix) -> Result<(), EmbedError> {
+        self.par_rows(&mut x.data, x.cols, |_, chunk| {
+            for v in chunk {
+                *v = 0.5 * *v * (1.0 + erf(*v * std::f32::consts::FRAC_1_SQRT_2));
+            }
+        });
+        Ok(())
+    }
+
+    fn attention(
+        &mut self,
+        qkv: &HostMatrix,
+        texts: &[Range<usize>],
+        heads: usize,
+    ) -> Result<HostMatrix, EmbedError> {
+        let hidden = qkv.cols / 3;
+        let mut out = vec![0.0; qkv.rows * hidden];
+        // Texts are contiguous row ranges, so the output splits at text boundaries into disjoint
+        // slices: one run of texts per thread, each run about an equal share of the L² work.
+        let work = |t: &Range<usize>| t.len() * t.len();
+        let total: usize = texts.iter().map(work).sum();
+        let threads = if total * hidden < PARALLEL_MIN_ELEMENTS { 1 } else { self.threads };
+        let share = total.div_ceil(threads.max(1)).max(1);
+        let mut runs: Vec<&[Range<usize>]> = Vec::new();
+        let (mut first, mut acc) = (0, 0);
+        for (i, text) in texts.iter().enumerate() {
+            acc += work(text);
+            if acc >= share || i + 1 == texts.len() {
+                runs.push(&texts[first..=i]);
+                (first, acc) = (i + 1, 0);
+            }
+        }
+        let attend_run = |run: &[Range<usize>], out: &mut [f32]| {
+            let base = run.first().map_or(0, |t| t.start);
+            for text in run {
+                let local = &mut out[(text.start - base) * hidden..(text.end - base) * hidden];
+                attend_text(qkv, text.clone(), heads, local);
+            }
+        };
+        if runs.len() <= 1 {
+            attend_run(texts, &mut out);
+        } else {
+            std::thread::scope(|scope| {
+                let mut rest: &mut [f32] = &mut out;
+                for run in runs {
+                    let rows: usize = run.iter().map(|t| t.len()).sum();
+                    let (mine, tail) = std::mem::take(&mut rest).split_at_mut(rows * hidden);
+                    rest = tail;
+                    let attend_run = &attend_run;
+                    scope.spawn(move || attend_run(run, mine));
+                }
+            });
+        }
+        Ok(HostMatrix {
+            rows: qkv.rows,
+            cols: hidden,
+            data: out,
+        })
+    }
+
+    fn add_norm(
+        &mut self,
+        x: &mut HostMatrix,
+        residual: &HostMatrix,
+        norm: &LayerNorm<Vec<f32>>,
+    ) -> Result<(), EmbedError> {
+        let cols = x.cols;
+        self.par_rows(&mut x.data, cols, |first_row, chunk| {
+            let residual = &residual.data[first_row * cols..first_row * cols + chunk.len()];
+            for (row, res) in chunk.chunks_exact_mut(cols).zip(residual.chunks_exact(cols)) {
+                row.iter_mut().zip(res).for_each(|(v, r)| *v += r);
+                layer_norm(row, norm);
+            }
+        });
+        Ok(())
+    }
+
+    fn pool(&mut self, x: &HostMatrix, texts: &[Range<usize>]) -> Result<Vec<f32>, EmbedError> {
+        let cols = x.cols;
+        let mut out = vec![0.0f32; texts.len() * cols];
+        for (text, pooled) in texts.iter().zip(out.chunks_exact_mut(cols)) {
+            for row in x.data[text.start * cols..text.end * cols].chunks_exact(cols) {
+                pooled.iter_mut().zip(row).for_each(|(p, v)| *p += v);
+            }
+            let count = text.len().max(1) as f32;
+            pooled.iter_mut().for_each(|p| *p /= count);
+            // As torch.nn.functional.normalize: divide by max(‖v‖, 1e-12).
+            let norm = pooled.iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-12);
+            pooled.iter_mut().for_each(|p| *p /= norm);
+        }
+        Ok(out)
+    }
+}
+
+/// Self-attention of one text (rows `text` of `qkv`) into `out` (`text.len() × hidden`).
+fn attend_text(qkv: &HostMatrix, text: Range<usize>, heads: usize, out: &mut [f32]) {
+    let width = qkv.cols;
+    let hidden = width / 3;
+    let head_dim = hidden / heads;
+    let scale = 1.0 / (head_dim as f32).sqrt();
+    let len = text.len();
+    let rows = &qkv.data[text.start * width..text.end * width];
+    let mut scores = vec![0.0f32; len];
+    for h in 0..heads {
+        let q_at = h * head_dim;
+        let k_at = hidden + h * head_dim;
+        let v_at = 2 * hidden + h * head_dim;
+        for i in 0..len {
+            let q = &rows[i * width + q_at..i * width + q_at + head_dim];
+            let mut max = f32::NEG_INFINITY;
+            for (j, s) in scores.iter_mut().enumerate() {
+                let k = &rows[j * width + k_at..j * width + k_at + head_dim];
+                *s = dot(q, k) * scale;
+                max = max.max(*s);
+            }
+            let mut sum = 0.0;
+            for s in scores.iter_mut() {
+                *s = (*s - max).exp();
+                sum += *s;
+            }
+            let o = &mut out[i * hidden + q_at..i * hidden + q_at + head_dim];
+            for (j, s) in scores.iter().enumerate() {
+                let p = s / sum;
+                let v = &rows[j * width + v_at..j * width + v_at + head_dim];
+                o.iter_mut().zip(v).for_each(|(o, v)| *o += p * v);
+            }
+        }
+    }
+}
+
+/// A dot product with eight independent sums, so the compiler can keep them in one vector register.
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut lanes = [0.0f32; 8];
+    let (a8, a_rest) = a.split_at(a.len() / 8 * 8);
+    let (b8, b_rest) = b.split_at(a8.len());
+    for (x, y) in a8.chunks_exact(8).zip(b8.chunks_exact(8)) {
+        for l in 0..8 {
+            lanes[l] += x[l] * y[l];
+        }
+    }
+    lanes.iter().sum::<f32>() + a_rest.iter().zip(b_rest).map(|(x, y)| x * y).sum::<f32>()
+}
+
+fn layer_norm(row: &mut [f32], norm: &LayerNorm<Vec<f32>>) {
+    let n = row.len() as f32;
+    let mean = row.iter().sum::<f32>() / n;
+    let variance = row.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / n;
+    let inv = 1.0 / (variance + norm.eps).sqrt();
+    for ((v, w), b) in row.iter_mut().zip(&norm.weight).zip(&norm.bias) {
+        *v = (*v - mean) * inv * w + b;
+    }
+}
+
+/// erf for f32 as Eigen and XLA compute it: a rational approximation on [-4, 4] (beyond which erf
+/// is ±1 in f32), within a few ulp of the correctly rounded value, and branch-free so the GELU
+/// loop vectorises — libm's `erff` would be a call per element.
+pub fn erf(x: f32) -> f32 {
+    let x = x.clamp(-4.0, 4.0);
+    let x2 = x * x;
+    let mut p = x2 * -2.726_142_3e-10 + 2.770_681_4e-8;
+    p = p * x2 + -2.101_024e-6;
+    p = p * x2 + -5.692_506_4e-5;
+    p = p * x2 + -7.349_906_3e-4;
+    p = p * x2 + -2.954_600e-3;
+    p = p * x2 + -1.609_603_3e-2;
+    p *= x;
+    let mut q = x2 * -1.456_607_2e-5 + -2.133_740_6e-4;
+    q = q * x2 + -1.682_827e-3;
+    q = q * x2 + -7.373_329_4e-3;
+    q = q * x2 + -1.426_473_9e-2;
+    p / q
+}
+
+#[cfg(test)]
+mod tests {
+    extern "C" {
+        fn erf(x: f64) -> f64;
+    }
+
+    #[test]
+    fn erf_matches_libm_to_float_precision() {
+        let mut worst = 0.0f64;
+        for i in -60_000..=60_000 {
+            let x = i as f32 / 10_000.0;
+            // SAFETY: libm's erf is a pure function of a double.
+            let exact = unsafe { erf(x as f64) };
+            worst = worst.max((super::erf(x) as f64 - exact).abs());
+        }
+        assert!(worst < 5e-7, "worst |erf error| {worst}");
+    }
+
+    #[test]
+    fn dot_handles_every_length() {
+        for n in 0..40 {
+            let a: Vec<f32> = (0..n).map(|i| i as f32).collect();
+            let b: Vec<f32> = (0..n).map(|i| 1.0 - i as f32 * 0.25).collect();
+            let expected: f32 = a.iter().zip(&b).map(|(x, y)| x * y).sum();
+            assert!((super::dot(&a, &b) - expected).abs() <= 1e-3 * expected.abs().max(1.0));
+        }
+    }
+}
