@@ -60,6 +60,9 @@ pub trait Backend {
     type Matrix;
     type Param;
 
+    /// How many threads this backend may split each operation over (the CPU backend's products
+    /// and row-wise steps); a backend that parallelises on its own device ignores it.
+    fn set_threads(&mut self, _threads: usize) {}
     /// Takes a weight tensor (row-major, already shape-checked) into the backend's memory.
     fn param(&mut self, values: Vec<f32>, shape: &[usize]) -> Result<Self::Param, EmbedError>;
     /// LayerNorm(word[id] + position[pos] + token_type[0]) per token.

@@ -9,36 +9,48 @@ use super::model::ModelFiles;
 use super::tokenize::WordPiece;
 use super::{EmbedError, Embedder, Embeddings};
 
-/// Tokens per forward pass: bounds the activations (the widest is `tokens × 1536` floats, 48 MiB
-/// here) whatever the batch size; a batch with more tokens runs in several passes.
+/// Tokens per forward pass and worker: bounds the activations (the widest is `tokens × 1536`
+/// floats, 48 MiB here) whatever the batch size; a batch with more tokens runs in several passes.
 const MAX_TOKENS_PER_PASS: usize = 8192;
 
+/// The model and the workers that run it. Each worker is a backend of its own over the shared
+/// weights; a pass with several texts is split between them by token count and run in parallel,
+/// a pass with one text runs on the first worker with every thread.
 pub struct MiniLm<B: Backend> {
     tokenizer: WordPiece,
     bert: Bert<B::Param>,
-    backend: B,
+    workers: Vec<B>,
     model_id: String,
     backend_name: String,
 }
 
 impl MiniLm<CpuBackend> {
-    /// Loads the model in `dir` for the CPU; `threads` = 0 uses every core available.
+    /// Loads the model in `dir` for the CPU with one worker per thread; `threads` = 0 uses every
+    /// core this process may run on.
     pub fn cpu(dir: &Path, threads: usize) -> Result<MiniLm<CpuBackend>, EmbedError> {
-        let backend = CpuBackend::new(threads);
-        let name = format!("cpu ({} threads, OpenBLAS)", backend.threads());
-        MiniLm::load(dir, backend, name)
+        let threads = if threads == 0 {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        } else {
+            threads
+        };
+        let workers = (0..threads).map(|_| CpuBackend::new(1)).collect();
+        MiniLm::load(dir, workers, format!("cpu ({threads} threads, OpenBLAS)"))
     }
 }
 
 impl<B: Backend> MiniLm<B> {
-    pub fn load(dir: &Path, mut backend: B, backend_name: String) -> Result<MiniLm<B>, EmbedError> {
+    /// Loads the weights through the first worker; every worker computes with them.
+    pub fn load(dir: &Path, mut workers: Vec<B>, backend_name: String) -> Result<MiniLm<B>, EmbedError> {
         let files = ModelFiles::open(dir)?;
         let tokenizer = WordPiece::load(dir, files.config.max_seq_len)?;
-        let bert = Bert::load(&mut backend, &files.config, &files.tensors()?)?;
+        let first = workers.first_mut().ok_or_else(|| {
+            EmbedError::DeviceUnavailable("an embedder needs at least one worker".into())
+        })?;
+        let bert = Bert::load(first, &files.config, &files.tensors()?)?;
         Ok(MiniLm {
             tokenizer,
             bert,
-            backend,
+            workers,
             model_id: files.model_id.clone(),
             backend_name,
         })
@@ -50,24 +62,98 @@ impl<B: Backend> MiniLm<B> {
     }
 }
 
+impl<B: Backend + Send> MiniLm<B>
+where
+    B::Param: Send + Sync,
+{
+    /// Runs one pass of `encoded` texts: split between the workers by token count.
+    fn pass(&mut self, encoded: &[Vec<u32>], out: &mut Vec<f32>) -> Result<(), EmbedError> {
+        let groups = split_by_tokens(encoded, self.workers.len());
+        let bert = &self.bert;
+        if groups.len() == 1 {
+            let all = self.workers.len();
+            let worker = &mut self.workers[0];
+            worker.set_threads(all);
+            out.extend(bert.forward(worker, &pack(encoded))?);
+            return Ok(());
+        }
+        let results: Vec<Result<Vec<f32>, EmbedError>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = self
+                .workers
+                .iter_mut()
+                .zip(&groups)
+                .map(|(worker, group)| {
+                    let batch = pack(&encoded[group.clone()]);
+                    scope.spawn(move || {
+                        worker.set_threads(1);
+                        bert.forward(worker, &batch)
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("an embedding worker panicked"))
+                .collect()
+        });
+        for result in results {
+            out.extend(result?);
+        }
+        Ok(())
+    }
+}
+
+fn pack(encoded: &[Vec<u32>]) -> Packed {
+    let mut packed = Packed::default();
+    for ids in encoded {
+        packed.push(ids);
+    }
+    packed
+}
+
+/// Cuts `encoded` into at most `parts` contiguous, non-empty runs of about equal token counts.
+fn split_by_tokens(encoded: &[Vec<u32>], parts: usize) -> Vec<std::ops::Range<usize>> {
+    let parts = parts.clamp(1, encoded.len().max(1));
+    let total: usize = encoded.iter().map(Vec::len).sum();
+    let mut runs = Vec::with_capacity(parts);
+    let (mut start, mut acc) = (0, 0);
+    for (i, ids) in encoded.iter().enumerate() {
+        acc += ids.len();
+        let remaining_texts = encoded.len() - i - 1;
+        let remaining_runs = parts - runs.len() - 1;
+        let due = acc * parts >= total * (runs.len() + 1);
+        if remaining_runs > 0 && (due || remaining_texts == remaining_runs) {
+            runs.push(start..i + 1);
+            start = i + 1;
+        }
+    }
+    if start < encoded.len() {
+        runs.push(start..encoded.len());
+    }
+    runs
+}
+
 impl<B: Backend + Send> Embedder for MiniLm<B>
 where
-    B::Param: Send,
+    B::Param: Send + Sync,
 {
     fn embed(&mut self, texts: &[&str]) -> Result<Embeddings, EmbedError> {
         let dim = self.bert.config.hidden;
+        let encoded: Vec<Vec<u32>> = texts
+            .iter()
+            .map(|t| self.tokenizer.encode(t))
+            .collect::<Result<_, _>>()?;
         let mut data = Vec::with_capacity(texts.len() * dim);
-        let mut pass = Packed::default();
-        for text in texts {
-            let ids = self.tokenizer.encode(text)?;
-            if pass.tokens() + ids.len() > MAX_TOKENS_PER_PASS && !pass.texts.is_empty() {
-                data.extend(self.bert.forward(&mut self.backend, &pass)?);
-                pass = Packed::default();
+        let budget = MAX_TOKENS_PER_PASS * self.workers.len();
+        let (mut start, mut tokens) = (0, 0);
+        for (i, ids) in encoded.iter().enumerate() {
+            if tokens + ids.len() > budget && i > start {
+                self.pass(&encoded[start..i], &mut data)?;
+                (start, tokens) = (i, 0);
             }
-            pass.push(&ids);
+            tokens += ids.len();
         }
-        if !pass.texts.is_empty() {
-            data.extend(self.bert.forward(&mut self.backend, &pass)?);
+        if start < encoded.len() {
+            self.pass(&encoded[start..], &mut data)?;
         }
         Ok(Embeddings { dim, data })
     }
@@ -82,5 +168,19 @@ where
 
     fn backend(&self) -> String {
         self.backend_name.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn split_by_tokens_balances_and_covers_every_text() {
+        let texts = |lens: &[usize]| lens.iter().map(|&n| vec![0u32; n]).collect::<Vec<_>>();
+        assert_eq!(super::split_by_tokens(&texts(&[10, 10, 10, 10]), 2), [0..2, 2..4]);
+        assert_eq!(super::split_by_tokens(&texts(&[100, 1, 1, 1]), 2), [0..1, 1..4]);
+        assert_eq!(super::split_by_tokens(&texts(&[5]), 4), [0..1]);
+        assert_eq!(super::split_by_tokens(&texts(&[1, 1, 1]), 3), [0..1, 1..2, 2..3]);
+        assert_eq!(super::split_by_tokens(&texts(&[1, 1, 100]), 3), [0..1, 1..2, 2..3]);
+        assert!(super::split_by_tokens(&texts(&[]), 2).is_empty());
     }
 }

@@ -7,7 +7,7 @@
 //! - [`cache`]: the LRU of vectors by canonical text, in front of whichever embedder runs.
 
 pub mod bert;
-mod blas;
+pub mod blas;
 pub mod cache;
 pub mod cpu;
 mod hashing;

@@ -1,0 +1,140 @@
+//! MiniLM-L6 on the CPU: events/s at batch 1, 64 and 256 over the 2000 message texts of
+//! `../shared/data/loghub/BGL_2k.log`, the effective rate through the embedding cache on the same
+//! stream, the GEMM shapes of one layer through OpenBLAS, and peak RSS.
+//!
+//!   cargo bench --bench embed -- [--threads N] [--model DIR] [--json FILE]
+//!
+//! `benches/embed-compare` runs this and sentence-transformers side by side and prints the ratios.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::Context;
+use anomalyd::embed::{Embedder, EmbeddingCache, MiniLm};
+
+fn main() -> anyhow::Result<()> {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let mut threads = 2usize;
+    let mut model = root.join("models/all-MiniLM-L6-v2");
+    let mut json_out: Option<PathBuf> = None;
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--threads" => threads = args.next().context("--threads N")?.parse()?,
+            "--model" => model = args.next().context("--model DIR")?.into(),
+            "--json" => json_out = Some(args.next().context("--json FILE")?.into()),
+            _ => {} // cargo bench passes --bench
+        }
+    }
+    let log = root.join("../shared/data/loghub/BGL_2k.log");
+    let texts = bgl_messages(&log)?;
+    let distinct = texts.iter().collect::<std::collections::HashSet<_>>().len();
+    println!(
+        "{} texts ({distinct} distinct) from {}, {threads} threads",
+        texts.len(),
+        log.display()
+    );
+
+    let mut embedder = MiniLm::cpu(&model, threads)?;
+    let tokens: usize = texts
+        .iter()
+        .map(|t| embedder.token_ids(t).map(|ids| ids.len()))
+        .sum::<Result<usize, _>>()?;
+    println!(
+        "tokens per text: {:.1} on average",
+        tokens as f64 / texts.len() as f64
+    );
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    embedder.embed(&refs[..64])?; // warm-up: pages the weights in, sizes the allocator
+
+    let mut results = serde_json::Map::new();
+    for batch in [1usize, 64, 256] {
+        let start = Instant::now();
+        for chunk in refs.chunks(batch) {
+            embedder.embed(chunk)?;
+        }
+        let rate = refs.len() as f64 / start.elapsed().as_secs_f64();
+        println!("batch {batch:>4}: {rate:8.1} events/s (no cache)");
+        results.insert(format!("batch_{batch}"), rate.into());
+    }
+
+    let mut cache = EmbeddingCache::new(16384);
+    let start = Instant::now();
+    for chunk in refs.chunks(64) {
+        cache.embed(&mut embedder, chunk)?;
+    }
+    let rate = refs.len() as f64 / start.elapsed().as_secs_f64();
+    println!(
+        "batch   64: {rate:8.1} events/s with the cache (hit rate {:.1}%, first pass over the stream)",
+        cache.hit_rate() * 100.0
+    );
+    results.insert("cached_batch_64".into(), rate.into());
+    results.insert("cache_hit_rate".into(), cache.hit_rate().into());
+
+    gemm_shapes(&mut results);
+
+    let rss = peak_rss_kib()?;
+    println!("peak RSS: {:.1} MiB", rss as f64 / 1024.0);
+    results.insert("peak_rss_kib".into(), rss.into());
+    results.insert("threads".into(), threads.into());
+    if let Some(path) = json_out {
+        std::fs::write(&path, serde_json::Value::Object(results).to_string())?;
+    }
+    Ok(())
+}
+
+/// GFLOP/s of one core on the four products of one encoder layer, for the share of a 64-text
+/// batch one of two workers gets (32 texts of 18 tokens: 576 rows): the ceiling of the CPU path.
+fn gemm_shapes(results: &mut serde_json::Map<String, serde_json::Value>) {
+    anomalyd::embed::blas::set_threads(1);
+    let rows = 32 * 18;
+    let mut total_flops = 0.0;
+    let mut total_secs = 0.0;
+    for (name, n, k) in [
+        ("qkv", 1152, 384),
+        ("attention_out", 384, 384),
+        ("intermediate", 1536, 384),
+        ("output", 384, 1536),
+    ] {
+        let a = vec![0.5f32; rows * k];
+        let b = vec![0.25f32; n * k];
+        let mut c = vec![0.0f32; rows * n];
+        let reps = 20;
+        let start = Instant::now();
+        for _ in 0..reps {
+            anomalyd::embed::blas::gemm_nt(rows, n, k, &a, &b, 0.0, &mut c);
+        }
+        let secs = start.elapsed().as_secs_f64();
+        let flops = 2.0 * (rows * n * k) as f64 * reps as f64;
+        total_flops += flops;
+        total_secs += secs;
+        println!("gemm {name:>14} {rows}×{k}·{k}×{n}: {:6.1} GFLOP/s", flops / secs / 1e9);
+    }
+    let rate = total_flops / total_secs / 1e9;
+    println!("gemm one layer, one core: {rate:.1} GFLOP/s");
+    results.insert("gemm_gflops_per_core".into(), rate.into());
+}
+
+/// The message of every BGL line: what follows its first nine fields.
+fn bgl_messages(path: &std::path::Path) -> anyhow::Result<Vec<String>> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("{}", path.display()))?;
+    Ok(text
+        .lines()
+        .map(|line| {
+            line.splitn(10, ' ')
+                .nth(9)
+                .unwrap_or("")
+                .trim()
+                .to_owned()
+        })
+        .collect())
+}
+
+fn peak_rss_kib() -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string("/proc/self/status")?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .context("VmHWM not in /proc/self/status")
+}
