@@ -107,7 +107,7 @@ fn each_rule_names_the_key_the_value_and_the_rule() {
         ),
         (
             "[embedder]\nkind = \"word2vec\"",
-            "embedder.kind = \"word2vec\": must be hashing",
+            "embedder.kind = \"word2vec\": must be minilm or hashing",
         ),
         (
             "[embedder]\nbatch_size = 0",
@@ -191,6 +191,7 @@ fn overrides_win_and_obey_the_same_rules() {
             bus: Some("unix:path=/tmp/test-bus".into()),
             state_dir: Some("/tmp/anomalyd-state".into()),
             log: Some("stderr".into()),
+            model: None,
         },
     )
     .unwrap();

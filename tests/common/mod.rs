@@ -23,6 +23,18 @@ pub struct RunningDaemon {
     >,
 }
 
+/// The real all-MiniLM-L6-v2 that `scripts/setup` (via `scripts/fetch-model`) installs into the
+/// checkout; every test daemon embeds with it.
+pub fn model_dir() -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/all-MiniLM-L6-v2");
+    assert!(
+        dir.join("model.safetensors").is_file(),
+        "{} has no model: run scripts/fetch-model (scripts/setup does)",
+        dir.display()
+    );
+    dir
+}
+
 /// A config for tests: the shipped defaults with `extra` TOML merged over them, on `state_dir`.
 pub fn test_config(state_dir: &Path, bus: &PrivateBus, extra: &str) -> Config {
     let path = state_dir.join("test.toml");
@@ -34,6 +46,7 @@ pub fn test_config(state_dir: &Path, bus: &PrivateBus, extra: &str) -> Config {
             bus: Some(bus.address().to_owned()),
             state_dir: Some(state_dir.to_owned()),
             log: None,
+            model: Some(model_dir()),
         },
     )
     .unwrap()
