@@ -439,7 +439,7 @@ impl Default for RawDetector {
         RawDetector {
             index: "Flat".into(),
             k: 5,
-            threshold: 0.2,
+            threshold: 0.05,
             warmup_events: 200,
         }
     }

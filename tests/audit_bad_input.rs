@@ -8,11 +8,16 @@ use std::process::{Command, Output};
 
 use sha2::{Digest, Sha256};
 
+fn model_dir() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("models/all-MiniLM-L6-v2")
+}
+
 /// Runs the daemon on `state_dir`; `mounts` is shell run first in a private mount namespace.
 fn run_daemon(state_dir: &Path, mounts: &str) -> Output {
     let daemon = env!("CARGO_BIN_EXE_anomalyd");
     let script = format!(
-        "{mounts}\nexec {daemon} --log stderr --bus unix:path=/nonexistent/bus --state-dir {}",
+        "{mounts}\nexec {daemon} --log stderr --bus unix:path=/nonexistent/bus --model {} --state-dir {}",
+        model_dir().display(),
         state_dir.display()
     );
     Command::new("unshare")
@@ -100,11 +105,12 @@ fn a_full_disk_is_a_clear_error_and_leaves_no_half_written_chain() {
         &format!(
             "mount -t tmpfs -o size=64k tmpfs {state}\n\
              dd if=/dev/zero of={state}/filler bs=1k count=64 2>/dev/null\n\
-             {daemon} --log stderr --bus unix:path=/nonexistent/bus --state-dir {state}; code=$?\n\
+             {daemon} --log stderr --bus unix:path=/nonexistent/bus --model {model} --state-dir {state}; code=$?\n\
              cp -a {state}/. {copy}/ 2>/dev/null; exit $code",
             state = state.display(),
             copy = copy.display(),
             daemon = env!("CARGO_BIN_EXE_anomalyd"),
+            model = model_dir().display(),
         ),
     );
     assert_refused(&out, &["audit database", "full"]);

@@ -16,6 +16,8 @@ fn spawn_daemon(config: &std::path::Path, bus: &str, state: &std::path::Path) ->
     Command::new(env!("CARGO_BIN_EXE_anomalyd"))
         .args(["--config"])
         .arg(config)
+        .arg("--model")
+        .arg(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models/all-MiniLM-L6-v2"))
         .args(["--bus", bus, "--log", "stderr", "--state-dir"])
         .arg(state)
         .stdout(Stdio::null())

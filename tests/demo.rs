@@ -26,7 +26,7 @@ fn demo_detects_every_injected_fault_and_no_normal_traffic() {
             "postgresql killed by the OOM killer",
             &[
                 "postgresql.service ActiveState=failed",
-                "postgresql.service Result=oom-kill",
+                "Result=oom-kill",
                 "job postgresql.service result=failed",
             ],
         ),
@@ -34,7 +34,7 @@ fn demo_detects_every_injected_fault_and_no_normal_traffic() {
             "nginx exits with an error",
             &[
                 "nginx.service ActiveState=failed",
-                "nginx.service Result=exit-code",
+                "nginx.service ActiveState=deactivating SubState=stop-sigterm Result=exit-code",
                 "job nginx.service result=failed",
             ],
         ),
