@@ -354,9 +354,14 @@ fn embed_stage(
             }
         };
         if output.send(forwarded).is_err() {
-            return;
+            break;
         }
     }
+    info!(
+        hit_rate = format!("{:.1}%", cache.hit_rate() * 100.0),
+        entries = cache.len(),
+        "embedding cache at stop"
+    );
 }
 
 fn detect_stage(

@@ -107,6 +107,11 @@ async fn systemd_signals_become_chained_records_counted_over_dbus() {
         .await;
     assert_eq!(stats["EventsDropped"], 0);
     assert_eq!(
+        (stats["EmbedCacheMisses"], stats["EmbedCacheHits"]),
+        (3, 4),
+        "three distinct texts embedded once each, the four repeats from the cache"
+    );
+    assert_eq!(
         stats["Anomalies"], 1,
         "only the failure is anomalous: {stats:?}"
     );

@@ -317,6 +317,7 @@ fn runs_as_a_hardened_notify_service_under_real_systemd() {
     for installed in [
         "usr/bin/anomalyd",
         "usr/bin/anomalyctl",
+        "usr/lib/anomalyd/fetch-model",
         "usr/lib/systemd/system/anomalyd.service",
         "usr/lib/sysusers.d/anomalyd.conf",
         "usr/share/dbus-1/system.d/org.anomalyd.Detector1.conf",
