@@ -42,7 +42,7 @@ enum Command {
     Demo(anomalyd::demo::DemoArgs),
     /// Embed texts read from stdin, one per line; write JSON lines {"text": ..., "embedding": [...]}
     Embed {
-        /// Where to embed: auto (a GPU when usable, else the CPU), cpu, or cuda
+        /// Where to embed: cpu; auto (the CPU until the CUDA backend exists); cuda (refused: not built yet)
         #[arg(long, default_value = "auto", value_name = "auto|cpu|cuda")]
         device: Device,
     },
@@ -86,7 +86,14 @@ fn main() -> ExitCode {
         let gpu = match device {
             Device::Auto => config.gpu.device,
             Device::Cpu => GpuSelection::Off,
-            Device::Cuda => GpuSelection::Device(0),
+            Device::Cuda => {
+                return report(Err(EmbedError::DeviceUnavailable(
+                    "--device cuda: this version of anomalyd has no CUDA embedder; \
+                     use --device cpu (or auto)"
+                        .into(),
+                )
+                .into()))
+            }
         };
         return report(embed_stdin(&config, gpu));
     }
@@ -129,7 +136,7 @@ fn embed_stdin(config: &Config, gpu: GpuSelection) -> anyhow::Result<()> {
         batch.clear();
         for line in lines.by_ref() {
             line_no += 1;
-            batch.push(line.with_context(|| format!("stdin line {line_no}: not UTF-8 text"))?);
+            batch.push(line.with_context(|| format!("reading stdin line {line_no}"))?);
             if batch.len() == config.embedder.batch_size {
                 break;
             }

@@ -145,6 +145,27 @@ fn a_wrong_or_damaged_model_is_refused_by_name() {
     let message = load_error(&other).to_string();
     assert!(message.contains("model_type \"gpt2\" is not supported"), "{message}");
 
+    // A tokenizer from another model: its vocabulary does not fit the embedding table.
+    std::fs::remove_file(other.join("config.json")).unwrap();
+    std::fs::write(
+        other.join("config.json"),
+        config.replace("\"vocab_size\": 30522", "\"vocab_size\": 1000"),
+    )
+    .unwrap();
+    let message = load_error(&other).to_string();
+    assert!(
+        message.contains("tokenizer.json") && message.contains("30522 tokens"),
+        "{message}"
+    );
+
+    // Without sentence_bert_config.json the truncation length is unknown: refused, not guessed.
+    let partial = model_copy(&tmp.path().join("partial"));
+    std::fs::remove_file(partial.join("sentence_bert_config.json")).unwrap();
+    assert!(matches!(
+        load_error(&partial),
+        EmbedError::ModelMissing { file: "sentence_bert_config.json", .. }
+    ));
+
     // Weights cut short (an interrupted copy).
     let cut = model_copy(&tmp.path().join("cut"));
     std::fs::remove_file(cut.join("model.safetensors")).unwrap();
@@ -227,7 +248,7 @@ fn embed_subcommand_writes_json_lines_and_exits_78_without_a_model() {
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(78), "{stderr}");
-    assert!(stderr.contains("gpu.device"), "{stderr}");
+    assert!(stderr.contains("--device cuda"), "{stderr}");
 }
 
 #[test]

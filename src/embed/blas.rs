@@ -45,7 +45,9 @@ pub fn gemm_nt(m: usize, n: usize, k: usize, a: &[f32], b: &[f32], beta: f32, c:
     }
     // SAFETY: the asserts above guarantee every operand covers the m×k, n×k and m×n elements the
     // call reads or writes with these leading dimensions; `c` is exclusively borrowed and cannot
-    // alias `a` or `b`.
+    // alias `a` or `b`. Several threads call this at once (one per embedding worker): OpenBLAS
+    // supports concurrent calls from user threads, and with its own thread count at 1 each call
+    // runs entirely on its caller's thread, sharing no buffers.
     unsafe {
         cblas_sgemm(
             ROW_MAJOR,

@@ -26,9 +26,9 @@ pub struct CpuBackend {
 }
 
 impl CpuBackend {
-    /// A backend splitting its work over `threads` (at least 1).
+    /// A backend splitting its work over `threads` (at least 1). OpenBLAS itself must run
+    /// single-threaded: see [`blas::set_threads`].
     pub fn new(threads: usize) -> CpuBackend {
-        blas::set_threads(1);
         CpuBackend {
             threads: threads.max(1),
         }
@@ -156,43 +156,13 @@ impl Backend for CpuBackend {
         texts: &[Range<usize>],
         heads: usize,
     ) -> Result<HostMatrix, EmbedError> {
+        // Runs on the calling thread: several texts are already split between workers, and a
+        // lone text's attention is a few percent of its pass.
         let hidden = qkv.cols / 3;
         let mut out = vec![0.0; qkv.rows * hidden];
-        // Texts are contiguous row ranges, so the output splits at text boundaries into disjoint
-        // slices: one run of texts per thread, each run about an equal share of the L² work.
-        let work = |t: &Range<usize>| t.len() * t.len();
-        let total: usize = texts.iter().map(work).sum();
-        let threads = if total * hidden < PARALLEL_MIN_ELEMENTS { 1 } else { self.threads };
-        let share = total.div_ceil(threads.max(1)).max(1);
-        let mut runs: Vec<&[Range<usize>]> = Vec::new();
-        let (mut first, mut acc) = (0, 0);
-        for (i, text) in texts.iter().enumerate() {
-            acc += work(text);
-            if acc >= share || i + 1 == texts.len() {
-                runs.push(&texts[first..=i]);
-                (first, acc) = (i + 1, 0);
-            }
-        }
-        let attend_run = |run: &[Range<usize>], out: &mut [f32]| {
-            let base = run.first().map_or(0, |t| t.start);
-            for text in run {
-                let local = &mut out[(text.start - base) * hidden..(text.end - base) * hidden];
-                attend_text(qkv, text.clone(), heads, local);
-            }
-        };
-        if runs.len() <= 1 {
-            attend_run(texts, &mut out);
-        } else {
-            std::thread::scope(|scope| {
-                let mut rest: &mut [f32] = &mut out;
-                for run in runs {
-                    let rows: usize = run.iter().map(|t| t.len()).sum();
-                    let (mine, tail) = std::mem::take(&mut rest).split_at_mut(rows * hidden);
-                    rest = tail;
-                    let attend_run = &attend_run;
-                    scope.spawn(move || attend_run(run, mine));
-                }
-            });
+        for text in texts {
+            let rows = &mut out[text.start * hidden..text.end * hidden];
+            attend_text(qkv, text.clone(), heads, rows);
         }
         Ok(HostMatrix {
             rows: qkv.rows,

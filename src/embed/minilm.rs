@@ -33,6 +33,7 @@ impl MiniLm<CpuBackend> {
         } else {
             threads
         };
+        super::blas::set_threads(1);
         let workers = (0..threads).map(|_| CpuBackend::new(1)).collect();
         MiniLm::load(dir, workers, format!("cpu ({threads} threads, OpenBLAS)"))
     }
@@ -43,6 +44,17 @@ impl<B: Backend> MiniLm<B> {
     pub fn load(dir: &Path, mut workers: Vec<B>, backend_name: String) -> Result<MiniLm<B>, EmbedError> {
         let files = ModelFiles::open(dir)?;
         let tokenizer = WordPiece::load(dir, files.config.max_seq_len)?;
+        if tokenizer.vocab_size() > files.config.vocab_size {
+            return Err(EmbedError::ModelInvalid {
+                path: dir.join("tokenizer.json"),
+                reason: format!(
+                    "its vocabulary has {} tokens but config.json's vocab_size is {}: \
+                     the two files belong to different models",
+                    tokenizer.vocab_size(),
+                    files.config.vocab_size
+                ),
+            });
+        }
         let first = workers.first_mut().ok_or_else(|| {
             EmbedError::DeviceUnavailable("an embedder needs at least one worker".into())
         })?;

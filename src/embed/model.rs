@@ -11,8 +11,14 @@ use sha2::{Digest, Sha256};
 
 use super::EmbedError;
 
-/// Files a model directory must hold.
-pub const REQUIRED_FILES: [&str; 3] = ["config.json", "tokenizer.json", "model.safetensors"];
+/// Files a model directory must hold. `sentence_bert_config.json` carries the 256-token truncation
+/// sentence-transformers applies; without it long texts would be embedded differently.
+const REQUIRED_FILES: [&str; 4] = [
+    "config.json",
+    "sentence_bert_config.json",
+    "tokenizer.json",
+    "model.safetensors",
+];
 
 /// The packaged model, for the default `embedder.model_dir` and the error that names the fetch.
 pub const MODEL_NAME: &str = "all-MiniLM-L6-v2";
@@ -30,12 +36,6 @@ pub struct BertConfig {
     pub layer_norm_eps: f32,
     /// Tokens per text after truncation ([CLS] and [SEP] included).
     pub max_seq_len: usize,
-}
-
-impl BertConfig {
-    pub fn head_dim(&self) -> usize {
-        self.hidden / self.heads
-    }
 }
 
 #[derive(Deserialize)]
@@ -133,16 +133,14 @@ impl ModelFiles {
             ));
         }
         // sentence-transformers truncates at its own max_seq_length, not at tokenizer.json's.
-        let max_seq_len = if dir.join("sentence_bert_config.json").is_file() {
-            read_json::<SentenceBertConfig>(dir, "sentence_bert_config.json")?.max_seq_length
-        } else {
-            raw.max_position_embeddings
-        };
+        let max_seq_len =
+            read_json::<SentenceBertConfig>(dir, "sentence_bert_config.json")?.max_seq_length;
         if max_seq_len < 2 || max_seq_len > raw.max_position_embeddings {
             return Err(invalid(
                 "sentence_bert_config.json",
                 format!(
-                    "max_seq_length {max_seq_len} must be between 2 and max_position_embeddings {}",
+                    "max_seq_length {max_seq_len} must be between 2 and config.json's \
+                     max_position_embeddings {}",
                     raw.max_position_embeddings
                 ),
             ));
@@ -164,23 +162,23 @@ impl ModelFiles {
             path: path.clone(),
             reason: e.to_string(),
         })?;
-        // SAFETY: the map is read-only and private to this process. A concurrent writer truncating
-        // the file could fault a read; the model directory is installed atomically by
-        // scripts/fetch-model (rename), so a live file is never rewritten in place.
+        // SAFETY: the map is read-only, lives only while the model loads (every tensor is copied
+        // out), and is only read as bytes. The one hazard is another process truncating the file
+        // under the map, which would fault a read: scripts/fetch-model never rewrites a model
+        // file in place; it verifies a new directory and renames it over the old one, whose
+        // files are unlinked, not truncated, so a map of them stays valid.
         let weights = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| EmbedError::ModelInvalid {
             path: path.clone(),
             reason: format!("cannot map: {e}"),
         })?;
         let digest = Sha256::digest(&weights[..]);
         let model_id = format!("{MODEL_NAME}@{}", &hex::encode(digest)[..12]);
-        let files = ModelFiles {
+        Ok(ModelFiles {
             dir: dir.to_owned(),
             config,
             model_id,
             weights,
-        };
-        files.tensors()?; // parses the header now, so a damaged file fails here
-        Ok(files)
+        })
     }
 
     /// The tensors by name, each checked for dtype F32 when read through [`Tensors::get`].

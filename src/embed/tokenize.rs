@@ -31,6 +31,11 @@ impl WordPiece {
         Ok(WordPiece { inner })
     }
 
+    /// Tokens the vocabulary holds, added tokens included.
+    pub fn vocab_size(&self) -> usize {
+        self.inner.get_vocab_size(true)
+    }
+
     /// Token ids of one text, `[CLS]` and `[SEP]` included.
     pub fn encode(&self, text: &str) -> Result<Vec<u32>, EmbedError> {
         let encoding = self
