@@ -175,7 +175,14 @@ pub struct EmbedderConfig {
 pub struct DetectorConfig {
     pub index: String,
     pub k: usize,
+    /// The fixed threshold, or the floor under the calibrated one.
     pub threshold: f32,
+    /// Quantile of recent baseline scores that sets the threshold; 0 = fixed threshold.
+    pub calibration_quantile: f64,
+    /// Recent baseline scores the quantile is taken over.
+    pub calibration_window: usize,
+    /// Added to the distance as `rarity_weight / (1 + ln count)` of the nearest baseline text.
+    pub rarity_weight: f32,
     pub warmup_events: u64,
 }
 
@@ -431,6 +438,9 @@ pub struct RawDetector {
     pub index: String,
     pub k: i64,
     pub threshold: f64,
+    pub calibration_quantile: f64,
+    pub calibration_window: i64,
+    pub rarity_weight: f64,
     pub warmup_events: i64,
 }
 
@@ -440,6 +450,9 @@ impl Default for RawDetector {
             index: "Flat".into(),
             k: 5,
             threshold: 0.05,
+            calibration_quantile: 0.0,
+            calibration_window: 10_000,
+            rarity_weight: 0.01,
             warmup_events: 200,
         }
     }
@@ -750,6 +763,24 @@ impl RawConfig {
         }
         let warmup_events =
             in_range("detector.warmup_events", det.warmup_events, 0, 10_000_000)? as u64;
+        let q = det.calibration_quantile;
+        if !(q == 0.0 || (q.is_finite() && (0.5..1.0).contains(&q))) {
+            return Err(invalid(
+                "detector.calibration_quantile",
+                &q,
+                "must be 0 (a fixed threshold) or at least 0.5 and below 1",
+            ));
+        }
+        let calibration_window =
+            in_range("detector.calibration_window", det.calibration_window, 100, 10_000_000)?
+                as usize;
+        if !(det.rarity_weight.is_finite() && (0.0..=1.0).contains(&det.rarity_weight)) {
+            return Err(invalid(
+                "detector.rarity_weight",
+                &det.rarity_weight,
+                "must be between 0 and 1",
+            ));
+        }
         crate::detect::check_factory(&det.index)
             .map_err(|why| invalid("detector.index", &quoted(&det.index), &why))?;
 
@@ -864,6 +895,9 @@ impl RawConfig {
                 index: det.index.clone(),
                 k,
                 threshold: det.threshold as f32,
+                calibration_quantile: q,
+                calibration_window,
+                rarity_weight: det.rarity_weight as f32,
                 warmup_events,
             },
             audit: AuditConfig {

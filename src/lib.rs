@@ -9,7 +9,8 @@
 //! - [`render`]: canonical-text helpers shared by the sources.
 //! - [`pipeline`]: intake queue → batcher → embed → detect → audit threads, with health probes.
 //! - [`embed`]: the [`embed::Embedder`] trait and its backends.
-//! - [`detect`]: the FAISS baseline index and the verdict.
+//! - [`detect`]: the FAISS baseline index, the calibrated threshold and the verdict.
+//! - [`offline`]: `anomalyd score-file`, the daemon's scoring over a file, for evaluation.
 //! - [`audit`]: the hash-chained SQLite log (one writer).
 //! - [`api`]: the `org.anomalyd.Detector1` D-Bus interface.
 //! - [`hw`]: hwloc topology and CUDA library probe.
@@ -30,6 +31,7 @@ pub mod hw;
 pub mod logging;
 pub mod metrics;
 pub mod notify;
+pub mod offline;
 pub mod pipeline;
 pub mod render;
 pub mod sources;

@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 use anomalyd::config::{Config, GpuSelection, Overrides};
 use anomalyd::daemon::DaemonError;
 use anomalyd::embed::EmbedError;
+use anomalyd::offline::{self, Format};
 use anomalyd::EXIT_CONFIG;
 
 /// Infrastructure anomaly detection over D-Bus.
@@ -40,12 +41,33 @@ enum Command {
     /// Run a self-contained demonstration: a private bus, the daemon on it, and a replay of
     /// systemd, NetworkManager and login1 signals with injected faults
     Demo(anomalyd::demo::DemoArgs),
+    /// Score a log file line by line as the daemon would have (each line against the baseline and
+    /// the earlier lines only); write JSON lines {"line": n, "score": s, "anomaly": b}
+    ScoreFile {
+        /// The file to score
+        file: PathBuf,
+        /// plain: each line is a text; bgl: a Loghub BGL line (label and per-line ids left out)
+        #[arg(long, default_value = "plain")]
+        format: FileFormat,
+        /// Known-normal history, learned before the file (same format)
+        #[arg(long, value_name = "FILE")]
+        baseline: Option<PathBuf>,
+        /// Where the JSON lines go [default: stdout]
+        #[arg(long, value_name = "FILE.jsonl")]
+        out: Option<PathBuf>,
+    },
     /// Embed texts read from stdin, one per line; write JSON lines {"text": ..., "embedding": [...]}
     Embed {
         /// Where to embed: cpu; auto (the CPU until the CUDA backend exists); cuda (refused: not built yet)
         #[arg(long, default_value = "auto", value_name = "auto|cpu|cuda")]
         device: Device,
     },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum FileFormat {
+    Plain,
+    Bgl,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -97,6 +119,19 @@ fn main() -> ExitCode {
         };
         return report(embed_stdin(&config, gpu));
     }
+    if let Some(Command::ScoreFile {
+        file,
+        format,
+        baseline,
+        out,
+    }) = cli.command
+    {
+        let format = match format {
+            FileFormat::Plain => Format::Plain,
+            FileFormat::Bgl => Format::Bgl,
+        };
+        return report(score_file(&config, &file, format, baseline.as_deref(), out.as_deref()));
+    }
     if let Err(e) = anomalyd::logging::init(config.daemon.log, &config.daemon.log_level) {
         eprintln!("anomalyd: {e}");
         return ExitCode::FAILURE;
@@ -116,6 +151,57 @@ fn serve(config: Config) -> anyhow::Result<()> {
         anomalyd::daemon::run(config, &bus, termination()).await?;
         Ok(())
     })
+}
+
+/// `anomalyd score-file`.
+fn score_file(
+    config: &Config,
+    file: &std::path::Path,
+    format: Format,
+    baseline: Option<&std::path::Path>,
+    out: Option<&std::path::Path>,
+) -> anyhow::Result<()> {
+    use std::io::Write;
+    let volatile = &config.render.volatile;
+    let texts = offline::read_texts(file, format, volatile)?;
+    let baseline = match baseline {
+        Some(b) => offline::read_texts(b, format, volatile)?,
+        None => Vec::new(),
+    };
+    let mut embedder = anomalyd::embed::build(&config.embedder, config.gpu.device)?;
+    eprintln!(
+        "anomalyd score-file: {} baseline lines, then {} lines; {} on {}",
+        baseline.len(),
+        texts.len(),
+        embedder.model_id(),
+        embedder.backend()
+    );
+    let mut progress = offline::Progress::new("scoring");
+    let (scores, threshold) =
+        offline::score_texts(config, embedder.as_mut(), &baseline, &texts, |d, t| {
+            progress.update(d, t)
+        })?;
+    let sink: Box<dyn Write> = match out {
+        Some(path) => Box::new(
+            std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?,
+        ),
+        None => Box::new(std::io::stdout().lock()),
+    };
+    let mut sink = std::io::BufWriter::new(sink);
+    for s in &scores {
+        serde_json::to_writer(
+            &mut sink,
+            &serde_json::json!({"line": s.line, "score": s.score, "anomaly": s.anomaly}),
+        )?;
+        sink.write_all(b"\n")?;
+    }
+    sink.flush()?;
+    let flagged = scores.iter().filter(|s| s.anomaly).count();
+    eprintln!(
+        "anomalyd score-file: {flagged} of {} lines flagged; threshold at the end {threshold:.4}",
+        scores.len()
+    );
+    Ok(())
 }
 
 /// `anomalyd embed`: stdin lines in batches of `embedder.batch_size`, JSON lines out.

@@ -1,10 +1,17 @@
 //! Scoring against the baseline: a FAISS index of the vectors of events judged normal, owned by the
 //! detector thread (FAISS indexes are not `Send`; the thread builds its own).
 //!
-//! Score = distance to the nearest baseline vector, `‖a − b‖² / 2`, which for unit vectors is
-//! `1 − cos(a, b)`: 0 for a text seen before, 1 for an unrelated one. An event scoring above
-//! `detector.threshold` is an anomaly and stays out of the baseline, so a recurring fault keeps
-//! alerting; every other event joins it (each distinct text once, with a count).
+//! Score = `d + w / (1 + ln n)`: `d` is the distance to the nearest baseline vector,
+//! `‖a − b‖² / 2`, which for unit vectors is `1 − cos(a, b)` (0 for a text seen before, about 1 for
+//! an unrelated one); `n` is how many events that nearest text stands for and `w` is
+//! `detector.rarity_weight`, so a text seen once before still scores above a heartbeat seen
+//! 10,000 times. An event scoring above the threshold (see [`calibration`]) is an anomaly and
+//! stays out of the baseline, so a recurring fault keeps alerting; every other event joins it
+//! (each distinct text once, with a count).
+
+mod calibration;
+
+pub use calibration::Calibrator;
 
 use std::collections::HashMap;
 
@@ -57,11 +64,16 @@ pub fn check_factory(index: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Distinct baseline texts before scores count towards calibration: against a nearly empty
+/// baseline every text looks new.
+const CALIBRATION_MIN_BASELINE: u64 = 32;
+
 pub struct Detector {
     index: IndexImpl,
     description: String,
     k: usize,
-    threshold: f32,
+    rarity_weight: f32,
+    calibrator: Calibrator,
     warmup_events: u64,
     /// Distinct baseline text → its id in the index.
     ids_by_text: HashMap<String, u64>,
@@ -85,7 +97,12 @@ impl Detector {
             index,
             description,
             k: config.k,
-            threshold: config.threshold,
+            rarity_weight: config.rarity_weight,
+            calibrator: Calibrator::new(
+                config.calibration_quantile,
+                config.threshold,
+                config.calibration_window,
+            ),
             warmup_events: config.warmup_events,
             ids_by_text: HashMap::new(),
             counts: Vec::new(),
@@ -100,6 +117,67 @@ impl Detector {
     /// Distinct vectors in the index.
     pub fn baseline_len(&self) -> u64 {
         self.index.ntotal()
+    }
+
+    /// The score above which an event is an anomaly, as it stands now.
+    pub fn threshold(&self) -> f32 {
+        self.calibrator.threshold()
+    }
+
+    /// Adds known-normal history (an imported baseline): each text is scored against the
+    /// baseline as it stood just before it, including the texts before it in this call (one
+    /// search per text: batch searches would score a burst of new texts against none of each
+    /// other and inflate the calibration), the score feeds the calibration, and the text joins.
+    /// Returns the scores.
+    pub fn learn(&mut self, texts: &[&str], vectors: &Embeddings) -> Result<Vec<f32>, DetectError> {
+        if texts.len() != vectors.rows() {
+            return Err(DetectError::VectorCount {
+                scored: texts.len(),
+                rows: vectors.rows(),
+            });
+        }
+        let mut scores = Vec::with_capacity(texts.len());
+        for (row, text) in texts.iter().enumerate() {
+            let one = Embeddings {
+                dim: vectors.dim,
+                data: vectors.row(row).to_vec(),
+            };
+            let found = self.nearest(1, &one)?.pop().unwrap_or_default();
+            let neighbours = self.with_exact_repeat(text, found);
+            let score = self.score(&neighbours);
+            self.observe(score);
+            self.join_baseline(text, vectors.row(row))?;
+            scores.push(score);
+        }
+        Ok(scores)
+    }
+
+    /// A text already in the baseline is its own nearest neighbour at distance 0, also when it
+    /// joined earlier in the same batch (after the batch's search ran).
+    fn with_exact_repeat(&self, text: &str, mut neighbours: Vec<(u64, f32)>) -> Vec<(u64, f32)> {
+        if let Some(&id) = self.ids_by_text.get(text) {
+            if neighbours.first().is_none_or(|&(first, _)| first != id) {
+                neighbours.insert(0, (id, 0.0));
+                neighbours.truncate(self.k);
+            }
+        }
+        neighbours
+    }
+
+    fn score(&self, neighbours: &[(u64, f32)]) -> f32 {
+        match neighbours.first() {
+            None => 1.0 + self.rarity_weight,
+            Some(&(id, distance)) => {
+                let count = self.counts.get(id as usize).copied().unwrap_or(1).max(1);
+                distance.max(0.0) + self.rarity_weight / (1.0 + (count as f32).ln())
+            }
+        }
+    }
+
+    fn observe(&mut self, score: f32) {
+        if self.index.ntotal() >= CALIBRATION_MIN_BASELINE {
+            self.calibrator.observe(score);
+        }
     }
 
     /// Judges a batch. `vectors` holds one row per event whose kind is scored, in order; the other
@@ -124,22 +202,18 @@ impl Detector {
                 judged.push(Judged::unscored(event));
                 continue;
             }
-            let mut neighbours = std::mem::take(&mut neighbours_per_row[row]);
-            if let Some(&id) = self.ids_by_text.get(&event.text) {
-                if neighbours.first().is_none_or(|&(first, _)| first != id) {
-                    neighbours.insert(0, (id, 0.0));
-                    neighbours.truncate(self.k);
-                }
-            }
-            let score = neighbours.first().map_or(1.0, |&(_, d)| d.max(0.0));
+            let neighbours =
+                self.with_exact_repeat(&event.text, std::mem::take(&mut neighbours_per_row[row]));
+            let score = self.score(&neighbours);
             let verdict = if self.baseline_events < self.warmup_events {
                 Verdict::Warmup
-            } else if score > self.threshold {
+            } else if score > self.calibrator.threshold() {
                 Verdict::Anomaly
             } else {
                 Verdict::Normal
             };
             if verdict != Verdict::Anomaly {
+                self.observe(score);
                 // The verdict stands either way; a vector FAISS refused only misses the baseline.
                 if let Err(e) = self.join_baseline(&event.text, vectors.row(row)) {
                     tracing::error!(error = %e, text = %event.text, "could not add the event to the baseline");
@@ -219,6 +293,9 @@ mod tests {
             index: "Flat".into(),
             k: 3,
             threshold: 0.25,
+            rarity_weight: 0.0,
+            calibration_quantile: 0.0,
+            calibration_window: 1000,
             warmup_events: warmup_events as u64,
         }
     }

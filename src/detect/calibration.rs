@@ -1,0 +1,96 @@
+//! The automatic threshold: a high quantile of the recent scores of events that joined the
+//! baseline (imported history, warm-up, events judged normal, events marked benign), never below
+//! the configured floor. An operator then needs no feel for embedding distances: on traffic like
+//! the baseline, about `1 − quantile` of events score above it.
+//!
+//! Events above the threshold never enter the window, so the window is censored at the threshold
+//! and, over a long quiet stretch, the quantile can only drift down towards the floor. Restarts and
+//! imports re-seed it; the floor bounds how far it goes.
+
+use std::collections::VecDeque;
+
+/// Scores observed before the threshold is first computed from them.
+const MIN_SAMPLES: usize = 50;
+/// The quantile is recomputed after this many new scores (a sort of the window each time).
+const RECOMPUTE_EVERY: usize = 64;
+
+#[derive(Debug, Clone)]
+pub struct Calibrator {
+    /// 0 turns calibration off: the threshold is `floor`, fixed.
+    quantile: f64,
+    floor: f32,
+    capacity: usize,
+    window: VecDeque<f32>,
+    threshold: f32,
+    since_recompute: usize,
+}
+
+impl Calibrator {
+    pub fn new(quantile: f64, floor: f32, capacity: usize) -> Calibrator {
+        Calibrator {
+            quantile,
+            floor,
+            capacity: capacity.max(1),
+            window: VecDeque::new(),
+            threshold: floor,
+            since_recompute: 0,
+        }
+    }
+
+    pub fn threshold(&self) -> f32 {
+        self.threshold
+    }
+
+    pub fn is_calibrating(&self) -> bool {
+        self.quantile > 0.0
+    }
+
+    /// Records the score of an event that joined the baseline.
+    pub fn observe(&mut self, score: f32) {
+        if !self.is_calibrating() || !score.is_finite() {
+            return;
+        }
+        if self.window.len() == self.capacity {
+            self.window.pop_front();
+        }
+        self.window.push_back(score);
+        self.since_recompute += 1;
+        if self.window.len() >= MIN_SAMPLES
+            && (self.since_recompute >= RECOMPUTE_EVERY || self.window.len() == MIN_SAMPLES)
+        {
+            self.recompute();
+        }
+    }
+
+    fn recompute(&mut self) {
+        self.since_recompute = 0;
+        let mut sorted: Vec<f32> = self.window.iter().copied().collect();
+        sorted.sort_by(f32::total_cmp);
+        let rank = ((sorted.len() as f64 - 1.0) * self.quantile).ceil() as usize;
+        self.threshold = sorted[rank.min(sorted.len() - 1)].max(self.floor);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Calibrator;
+
+    #[test]
+    fn the_threshold_is_the_quantile_with_a_floor() {
+        let mut c = Calibrator::new(0.99, 0.05, 1000);
+        for i in 0..1000 {
+            c.observe(i as f32 / 1000.0);
+        }
+        assert!((c.threshold() - 0.99).abs() < 0.002, "{}", c.threshold());
+        let mut quiet = Calibrator::new(0.99, 0.05, 1000);
+        for _ in 0..1000 {
+            quiet.observe(0.0);
+        }
+        assert_eq!(quiet.threshold(), 0.05, "never below the floor");
+        let mut off = Calibrator::new(0.0, 0.2, 1000);
+        for _ in 0..1000 {
+            off.observe(0.9);
+        }
+        assert_eq!(off.threshold(), 0.2, "fixed when calibration is off");
+    }
+}
