@@ -150,7 +150,13 @@ async fn systemd_signals_become_chained_records_counted_over_dbus() {
     assert!(failure.score.unwrap() > 0.2);
     let repeat = &events[4];
     assert_eq!(repeat.verdict, "normal");
-    assert_eq!(repeat.score, Some(0.0), "a text seen before scores 0");
+    // A text seen twice before: distance 0, plus the rarity term 0.01 / (1 + ln 2).
+    let expected = 0.01 / (1.0 + 2f64.ln());
+    assert!(
+        (repeat.score.unwrap() - expected).abs() < 1e-6,
+        "a text seen before scores only its rarity: {:?}",
+        repeat.score
+    );
     assert!(
         !rows.iter().any(|r| r.text.contains("sshd.service")),
         "forged signal refused"

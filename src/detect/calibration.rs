@@ -78,10 +78,11 @@ mod tests {
     #[test]
     fn the_threshold_is_the_quantile_with_a_floor() {
         let mut c = Calibrator::new(0.99, 0.05, 1000);
+        // A permutation of 0, 0.001, …, 0.999, so every prefix is spread evenly.
         for i in 0..1000 {
-            c.observe(i as f32 / 1000.0);
+            c.observe((i * 37 % 1000) as f32 / 1000.0);
         }
-        assert!((c.threshold() - 0.99).abs() < 0.002, "{}", c.threshold());
+        assert!((c.threshold() - 0.99).abs() < 0.01, "{}", c.threshold());
         let mut quiet = Calibrator::new(0.99, 0.05, 1000);
         for _ in 0..1000 {
             quiet.observe(0.0);
