@@ -9,8 +9,8 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::Context;
 use anomalyd::embed::{Embedder, EmbeddingCache, MiniLm};
+use anyhow::Context;
 
 fn main() -> anyhow::Result<()> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
@@ -108,7 +108,10 @@ fn gemm_shapes(results: &mut serde_json::Map<String, serde_json::Value>) {
         let flops = 2.0 * (rows * n * k) as f64 * reps as f64;
         total_flops += flops;
         total_secs += secs;
-        println!("gemm {name:>14} {rows}×{k}·{k}×{n}: {:6.1} GFLOP/s", flops / secs / 1e9);
+        println!(
+            "gemm {name:>14} {rows}×{k}·{k}×{n}: {:6.1} GFLOP/s",
+            flops / secs / 1e9
+        );
     }
     let rate = total_flops / total_secs / 1e9;
     println!("gemm one layer, one core: {rate:.1} GFLOP/s");
@@ -120,13 +123,7 @@ fn bgl_messages(path: &std::path::Path) -> anyhow::Result<Vec<String>> {
     let text = std::fs::read_to_string(path).with_context(|| format!("{}", path.display()))?;
     Ok(text
         .lines()
-        .map(|line| {
-            line.splitn(10, ' ')
-                .nth(9)
-                .unwrap_or("")
-                .trim()
-                .to_owned()
-        })
+        .map(|line| line.splitn(10, ' ').nth(9).unwrap_or("").trim().to_owned())
         .collect())
 }
 

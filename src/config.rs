@@ -771,9 +771,12 @@ impl RawConfig {
                 "must be 0 (a fixed threshold) or at least 0.5 and below 1",
             ));
         }
-        let calibration_window =
-            in_range("detector.calibration_window", det.calibration_window, 100, 10_000_000)?
-                as usize;
+        let calibration_window = in_range(
+            "detector.calibration_window",
+            det.calibration_window,
+            100,
+            10_000_000,
+        )? as usize;
         if !(det.rarity_weight.is_finite() && (0.0..=1.0).contains(&det.rarity_weight)) {
             return Err(invalid(
                 "detector.rarity_weight",

@@ -130,7 +130,13 @@ fn main() -> ExitCode {
             FileFormat::Plain => Format::Plain,
             FileFormat::Bgl => Format::Bgl,
         };
-        return report(score_file(&config, &file, format, baseline.as_deref(), out.as_deref()));
+        return report(score_file(
+            &config,
+            &file,
+            format,
+            baseline.as_deref(),
+            out.as_deref(),
+        ));
     }
     if let Err(e) = anomalyd::logging::init(config.daemon.log, &config.daemon.log_level) {
         eprintln!("anomalyd: {e}");

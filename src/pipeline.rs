@@ -341,7 +341,9 @@ fn embed_stage(
                 let vectors = match cache.embed(embedder.as_mut(), &texts) {
                     Ok((v, lookups)) => {
                         metrics.embed_cache_hits.fetch_add(lookups.hits, Relaxed);
-                        metrics.embed_cache_misses.fetch_add(lookups.misses, Relaxed);
+                        metrics
+                            .embed_cache_misses
+                            .fetch_add(lookups.misses, Relaxed);
                         Some(v)
                     }
                     Err(e) => {

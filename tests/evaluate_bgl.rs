@@ -134,7 +134,11 @@ fn bgl_2k_beats_the_template_novelty_peer() {
     assert_eq!(scores.len(), labels.len(), "one verdict per test line");
 
     let ours = figures(&scores, &labels);
-    let tp = flagged.iter().zip(&labels).filter(|(f, l)| **f && **l).count() as f64;
+    let tp = flagged
+        .iter()
+        .zip(&labels)
+        .filter(|(f, l)| **f && **l)
+        .count() as f64;
     let flagged_count = flagged.iter().filter(|&&f| f).count() as f64;
     let precision = tp / flagged_count.max(1.0);
     let recall = tp / positives as f64;
@@ -165,7 +169,11 @@ fn bgl_2k_beats_the_template_novelty_peer() {
     );
     println!("{}", stderr.lines().last().unwrap_or(""));
 
-    assert!(ours.roc_auc >= 0.95, "ROC-AUC {:.3} below the 0.95 floor", ours.roc_auc);
+    assert!(
+        ours.roc_auc >= 0.95,
+        "ROC-AUC {:.3} below the 0.95 floor",
+        ours.roc_auc
+    );
     assert!(
         ours.pr_auc > peer.pr_auc,
         "PR-AUC {:.3} does not beat the template-novelty peer's {:.3}",

@@ -43,13 +43,18 @@ fn cosine(a: &[f32], b: &[f32]) -> f64 {
 fn token_ids_and_vectors_match_sentence_transformers() {
     let golden = golden();
     assert_eq!(golden.len(), 132);
-    assert!(golden.iter().any(|g| g.text.is_empty()), "the fixture has the empty text");
+    assert!(
+        golden.iter().any(|g| g.text.is_empty()),
+        "the fixture has the empty text"
+    );
     assert!(
         golden.iter().any(|g| g.input_ids.len() == 256),
         "the fixture has a text truncated at 256 tokens"
     );
     let mut model = MiniLm::cpu(&common::model_dir(), 2).unwrap();
-    assert!(model.model_id().starts_with("all-MiniLM-L6-v2@53aa51172d14"));
+    assert!(model
+        .model_id()
+        .starts_with("all-MiniLM-L6-v2@53aa51172d14"));
     for g in &golden {
         assert_eq!(
             model.token_ids(&g.text).unwrap(),
@@ -84,7 +89,11 @@ fn token_ids_and_vectors_match_sentence_transformers() {
     for (i, g) in golden.iter().enumerate().step_by(7) {
         let single = model.embed(&[&g.text]).unwrap();
         let c = cosine(single.row(0), batch.row(i));
-        assert!(c >= 0.99999, "batch of one vs packed batch for {:?}: {c}", g.text);
+        assert!(
+            c >= 0.99999,
+            "batch of one vs packed batch for {:?}: {c}",
+            g.text
+        );
     }
 }
 
@@ -114,8 +123,17 @@ fn a_wrong_or_damaged_model_is_refused_by_name() {
 
     let missing = load_error(&tmp.path().join("nowhere"));
     let message = missing.to_string();
-    assert!(matches!(missing, EmbedError::ModelMissing { file: "config.json", .. }));
-    assert!(message.contains("scripts/fetch-model") && message.contains("nowhere"), "{message}");
+    assert!(matches!(
+        missing,
+        EmbedError::ModelMissing {
+            file: "config.json",
+            ..
+        }
+    ));
+    assert!(
+        message.contains("scripts/fetch-model") && message.contains("nowhere"),
+        "{message}"
+    );
     assert!(missing.is_setup_error());
 
     // config.json of another shape: the first tensor that disagrees is named with both shapes.
@@ -143,7 +161,10 @@ fn a_wrong_or_damaged_model_is_refused_by_name() {
     )
     .unwrap();
     let message = load_error(&other).to_string();
-    assert!(message.contains("model_type \"gpt2\" is not supported"), "{message}");
+    assert!(
+        message.contains("model_type \"gpt2\" is not supported"),
+        "{message}"
+    );
 
     // A tokenizer from another model: its vocabulary does not fit the embedding table.
     std::fs::remove_file(other.join("config.json")).unwrap();
@@ -163,7 +184,10 @@ fn a_wrong_or_damaged_model_is_refused_by_name() {
     std::fs::remove_file(partial.join("sentence_bert_config.json")).unwrap();
     assert!(matches!(
         load_error(&partial),
-        EmbedError::ModelMissing { file: "sentence_bert_config.json", .. }
+        EmbedError::ModelMissing {
+            file: "sentence_bert_config.json",
+            ..
+        }
     ));
 
     // Weights cut short (an interrupted copy).
@@ -195,7 +219,11 @@ fn anomalyd() -> Command {
 #[test]
 fn embed_subcommand_writes_json_lines_and_exits_78_without_a_model() {
     let golden = golden();
-    let picks = [&golden[0], &golden[5], golden.iter().find(|g| g.text.is_empty()).unwrap()];
+    let picks = [
+        &golden[0],
+        &golden[5],
+        golden.iter().find(|g| g.text.is_empty()).unwrap(),
+    ];
     let mut child = anomalyd()
         .args(["--model"])
         .arg(common::model_dir())
@@ -212,7 +240,11 @@ fn embed_subcommand_writes_json_lines_and_exits_78_without_a_model() {
         }
     }
     let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let lines: Vec<serde_json::Value> = String::from_utf8(out.stdout)
         .unwrap()
         .lines()
@@ -236,7 +268,10 @@ fn embed_subcommand_writes_json_lines_and_exits_78_without_a_model() {
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(78), "{stderr}");
-    assert!(stderr.contains("fetch-model") && stderr.contains("no-model"), "{stderr}");
+    assert!(
+        stderr.contains("fetch-model") && stderr.contains("no-model"),
+        "{stderr}"
+    );
 
     // There is no CUDA embedder in this build: asked for, it is refused, never replaced.
     let out = anomalyd()

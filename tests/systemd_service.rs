@@ -332,9 +332,17 @@ fn runs_as_a_hardened_notify_service_under_real_systemd() {
     // The model where the service looks for it by default, as fetch-model would install it.
     let model = upper.join("var/lib/anomalyd/models/all-MiniLM-L6-v2");
     std::fs::create_dir_all(&model).unwrap();
-    for file in ["config.json", "sentence_bert_config.json", "tokenizer.json", "model.safetensors"] {
-        std::fs::copy(root().join("models/all-MiniLM-L6-v2").join(file), model.join(file))
-            .expect("the model in models/ (scripts/fetch-model installs it)");
+    for file in [
+        "config.json",
+        "sentence_bert_config.json",
+        "tokenizer.json",
+        "model.safetensors",
+    ] {
+        std::fs::copy(
+            root().join("models/all-MiniLM-L6-v2").join(file),
+            model.join(file),
+        )
+        .expect("the model in models/ (scripts/fetch-model installs it)");
     }
     std::fs::create_dir_all(upper.join("etc/systemd/system")).unwrap();
     std::fs::write(

@@ -185,7 +185,12 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             for k in keys {
                 println!("{k:>22}: {}", anomalyd::render::value_text(&stats[&k]));
             }
-            let count = |k: &str| stats.get(k).and_then(|v| u64::try_from(v).ok()).unwrap_or(0);
+            let count = |k: &str| {
+                stats
+                    .get(k)
+                    .and_then(|v| u64::try_from(v).ok())
+                    .unwrap_or(0)
+            };
             let (hits, misses) = (count("EmbedCacheHits"), count("EmbedCacheMisses"));
             if hits + misses > 0 {
                 let rate = 100.0 * hits as f64 / (hits + misses) as f64;

@@ -112,7 +112,11 @@ async fn demo(
             .arg(&config_path)
             .arg("--bus")
             .arg(bus.address())
-            .args(model.iter().flat_map(|m| [std::ffi::OsStr::new("--model"), m.as_os_str()]))
+            .args(
+                model
+                    .iter()
+                    .flat_map(|m| [std::ffi::OsStr::new("--model"), m.as_os_str()]),
+            )
             .arg("--state-dir")
             .arg(&state_dir)
             .stdin(Stdio::null())

@@ -95,11 +95,7 @@ pub trait Backend {
         norm: &LayerNorm<Self::Param>,
     ) -> Result<(), EmbedError>;
     /// Mean over each text's rows, L2-normalised, back in host memory: `texts.len() × cols`.
-    fn pool(
-        &mut self,
-        x: &Self::Matrix,
-        texts: &[Range<usize>],
-    ) -> Result<Vec<f32>, EmbedError>;
+    fn pool(&mut self, x: &Self::Matrix, texts: &[Range<usize>]) -> Result<Vec<f32>, EmbedError>;
 }
 
 struct EncoderLayer<P> {
@@ -141,7 +137,12 @@ impl<P> Bert<P> {
             inputs: usize,
         ) -> Result<Linear<B::Param>, EmbedError> {
             Ok(Linear {
-                weight: param(backend, tensors, &format!("{prefix}.weight"), &[outputs, inputs])?,
+                weight: param(
+                    backend,
+                    tensors,
+                    &format!("{prefix}.weight"),
+                    &[outputs, inputs],
+                )?,
                 bias: param(backend, tensors, &format!("{prefix}.bias"), &[outputs])?,
                 inputs,
                 outputs,

@@ -38,8 +38,14 @@ pub fn set_threads(threads: usize) {
 /// `c[m×n] = a[m×k] · bᵀ + beta·c`, where `b` is stored `[n×k]` (a PyTorch linear weight).
 /// Every matrix is row-major and dense.
 pub fn gemm_nt(m: usize, n: usize, k: usize, a: &[f32], b: &[f32], beta: f32, c: &mut [f32]) {
-    assert!(a.len() >= m * k && b.len() >= n * k && c.len() >= m * n, "gemm_nt: operand too short");
-    assert!(m.max(n).max(k) <= c_int::MAX as usize, "gemm_nt: dimension over C int");
+    assert!(
+        a.len() >= m * k && b.len() >= n * k && c.len() >= m * n,
+        "gemm_nt: operand too short"
+    );
+    assert!(
+        m.max(n).max(k) <= c_int::MAX as usize,
+        "gemm_nt: dimension over C int"
+    );
     if m == 0 || n == 0 {
         return;
     }

@@ -43,7 +43,13 @@ impl EmbeddingCache {
         let Some(entries) = self.entries.as_mut() else {
             let out = embedder.embed(texts)?;
             self.misses += texts.len() as u64;
-            return Ok((out, Lookups { hits: 0, misses: texts.len() as u64 }));
+            return Ok((
+                out,
+                Lookups {
+                    hits: 0,
+                    misses: texts.len() as u64,
+                },
+            ));
         };
         let dim = embedder.dim();
         let keys: Vec<Key> = texts.iter().map(|t| key(t)).collect();
@@ -136,7 +142,10 @@ mod tests {
 
     #[test]
     fn repeats_are_embedded_once_and_rows_stay_in_order() {
-        let mut counting = Counting { inner: HashingEmbedder::new(16), embedded: vec![] };
+        let mut counting = Counting {
+            inner: HashingEmbedder::new(16),
+            embedded: vec![],
+        };
         let mut cache = EmbeddingCache::new(2);
         let batch = ["a up", "b down", "a up", "c gone"];
         let (out, lookups) = cache.embed(&mut counting, &batch).unwrap();
@@ -149,14 +158,20 @@ mod tests {
         let (out, lookups) = cache.embed(&mut counting, &["c gone", "a up"]).unwrap();
         assert_eq!(counting.embedded, ["a up"]);
         assert_eq!(lookups, Lookups { hits: 1, misses: 1 });
-        assert_eq!(out, HashingEmbedder::new(16).embed(&["c gone", "a up"]).unwrap());
+        assert_eq!(
+            out,
+            HashingEmbedder::new(16).embed(&["c gone", "a up"]).unwrap()
+        );
         assert_eq!(cache.len(), 2);
         assert!((cache.hit_rate() - 2.0 / 6.0).abs() < 1e-9);
     }
 
     #[test]
     fn capacity_zero_embeds_everything() {
-        let mut counting = Counting { inner: HashingEmbedder::new(8), embedded: vec![] };
+        let mut counting = Counting {
+            inner: HashingEmbedder::new(8),
+            embedded: vec![],
+        };
         let mut cache = EmbeddingCache::new(0);
         cache.embed(&mut counting, &["x", "x"]).unwrap();
         assert_eq!(counting.embedded, ["x", "x"]);

@@ -74,9 +74,12 @@ impl Backend for CpuBackend {
         for (t, row) in data.chunks_exact_mut(hidden).enumerate() {
             let id = batch.ids[t] as usize;
             let pos = batch.positions[t] as usize;
-            let word = tables.words.get(id * hidden..(id + 1) * hidden).ok_or_else(|| {
-                EmbedError::Tokenizer(format!("token id {id} is outside the vocabulary"))
-            })?;
+            let word = tables
+                .words
+                .get(id * hidden..(id + 1) * hidden)
+                .ok_or_else(|| {
+                    EmbedError::Tokenizer(format!("token id {id} is outside the vocabulary"))
+                })?;
             let position = &tables.positions[pos * hidden..(pos + 1) * hidden];
             for (((out, w), p), ty) in row.iter_mut().zip(word).zip(position).zip(token_type) {
                 *out = w + p + ty;
@@ -90,7 +93,11 @@ impl Backend for CpuBackend {
         })
     }
 
-    fn linear(&mut self, x: &HostMatrix, layer: &Linear<Vec<f32>>) -> Result<HostMatrix, EmbedError> {
+    fn linear(
+        &mut self,
+        x: &HostMatrix,
+        layer: &Linear<Vec<f32>>,
+    ) -> Result<HostMatrix, EmbedError> {
         debug_assert_eq!(x.cols, layer.inputs);
         let (rows, inputs, outputs) = (x.rows, layer.inputs, layer.outputs);
         let product = |columns: Range<usize>| {
@@ -180,7 +187,10 @@ impl Backend for CpuBackend {
         let cols = x.cols;
         self.par_rows(&mut x.data, cols, |first_row, chunk| {
             let residual = &residual.data[first_row * cols..first_row * cols + chunk.len()];
-            for (row, res) in chunk.chunks_exact_mut(cols).zip(residual.chunks_exact(cols)) {
+            for (row, res) in chunk
+                .chunks_exact_mut(cols)
+                .zip(residual.chunks_exact(cols))
+            {
                 row.iter_mut().zip(res).for_each(|(v, r)| *v += r);
                 layer_norm(row, norm);
             }

@@ -41,7 +41,11 @@ impl MiniLm<CpuBackend> {
 
 impl<B: Backend> MiniLm<B> {
     /// Loads the weights through the first worker; every worker computes with them.
-    pub fn load(dir: &Path, mut workers: Vec<B>, backend_name: String) -> Result<MiniLm<B>, EmbedError> {
+    pub fn load(
+        dir: &Path,
+        mut workers: Vec<B>,
+        backend_name: String,
+    ) -> Result<MiniLm<B>, EmbedError> {
         let files = ModelFiles::open(dir)?;
         let tokenizer = WordPiece::load(dir, files.config.max_seq_len)?;
         if tokenizer.vocab_size() > files.config.vocab_size {
@@ -188,11 +192,23 @@ mod tests {
     #[test]
     fn split_by_tokens_balances_and_covers_every_text() {
         let texts = |lens: &[usize]| lens.iter().map(|&n| vec![0u32; n]).collect::<Vec<_>>();
-        assert_eq!(super::split_by_tokens(&texts(&[10, 10, 10, 10]), 2), [0..2, 2..4]);
-        assert_eq!(super::split_by_tokens(&texts(&[100, 1, 1, 1]), 2), [0..1, 1..4]);
+        assert_eq!(
+            super::split_by_tokens(&texts(&[10, 10, 10, 10]), 2),
+            [0..2, 2..4]
+        );
+        assert_eq!(
+            super::split_by_tokens(&texts(&[100, 1, 1, 1]), 2),
+            [0..1, 1..4]
+        );
         assert_eq!(super::split_by_tokens(&texts(&[5]), 4), [0..1]);
-        assert_eq!(super::split_by_tokens(&texts(&[1, 1, 1]), 3), [0..1, 1..2, 2..3]);
-        assert_eq!(super::split_by_tokens(&texts(&[1, 1, 100]), 3), [0..1, 1..2, 2..3]);
+        assert_eq!(
+            super::split_by_tokens(&texts(&[1, 1, 1]), 3),
+            [0..1, 1..2, 2..3]
+        );
+        assert_eq!(
+            super::split_by_tokens(&texts(&[1, 1, 100]), 3),
+            [0..1, 1..2, 2..3]
+        );
         assert!(super::split_by_tokens(&texts(&[]), 2).is_empty());
     }
 }

@@ -111,7 +111,10 @@ impl ModelFiles {
         if raw.hidden_act != "gelu" {
             return Err(invalid(
                 "config.json",
-                format!("hidden_act {:?}: only \"gelu\" is supported", raw.hidden_act),
+                format!(
+                    "hidden_act {:?}: only \"gelu\" is supported",
+                    raw.hidden_act
+                ),
             ));
         }
         if raw.position_embedding_type != "absolute" {
@@ -167,10 +170,11 @@ impl ModelFiles {
         // under the map, which would fault a read: scripts/fetch-model never rewrites a model
         // file in place; it verifies a new directory and renames it over the old one, whose
         // files are unlinked, not truncated, so a map of them stays valid.
-        let weights = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| EmbedError::ModelInvalid {
-            path: path.clone(),
-            reason: format!("cannot map: {e}"),
-        })?;
+        let weights =
+            unsafe { memmap2::Mmap::map(&file) }.map_err(|e| EmbedError::ModelInvalid {
+                path: path.clone(),
+                reason: format!("cannot map: {e}"),
+            })?;
         let digest = Sha256::digest(&weights[..]);
         let model_id = format!("{MODEL_NAME}@{}", &hex::encode(digest)[..12]);
         Ok(ModelFiles {
