@@ -3,7 +3,7 @@
 //! cache and [`Detector::judge`], so each line is judged against the baseline and the earlier
 //! lines only, with the same rule for what joins the index — for evaluation and backfill.
 
-use std::io::{BufRead, Write};
+use std::io::{BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 
 use crate::config::Config;
@@ -153,11 +153,9 @@ pub struct Progress {
 
 impl Progress {
     pub fn new(what: &'static str) -> Progress {
-        // SAFETY: isatty only inspects the descriptor number.
-        let terminal = unsafe { libc::isatty(2) } == 1;
         Progress {
             what,
-            terminal,
+            terminal: std::io::stderr().is_terminal(),
             last_decile: 0,
         }
     }

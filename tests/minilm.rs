@@ -117,6 +117,16 @@ fn load_error(dir: &Path) -> EmbedError {
     }
 }
 
+/// Writes `dir`'s config.json as the real one with `from` replaced by `to`, and returns the error
+/// loading `dir` gives.
+fn with_config_change(dir: &Path, from: &str, to: &str) -> String {
+    let real = std::fs::read_to_string(common::model_dir().join("config.json")).unwrap();
+    assert!(real.contains(from), "config.json has {from}");
+    let _ = std::fs::remove_file(dir.join("config.json")); // a link to the real file
+    std::fs::write(dir.join("config.json"), real.replace(from, to)).unwrap();
+    load_error(dir).to_string()
+}
+
 #[test]
 fn a_wrong_or_damaged_model_is_refused_by_name() {
     let tmp = tempfile::tempdir().unwrap();
@@ -138,14 +148,11 @@ fn a_wrong_or_damaged_model_is_refused_by_name() {
 
     // config.json of another shape: the first tensor that disagrees is named with both shapes.
     let other = model_copy(&tmp.path().join("other"));
-    let config = std::fs::read_to_string(other.join("config.json")).unwrap();
-    std::fs::remove_file(other.join("config.json")).unwrap();
-    std::fs::write(
-        other.join("config.json"),
-        config.replace("\"intermediate_size\": 1536", "\"intermediate_size\": 1024"),
-    )
-    .unwrap();
-    let message = load_error(&other).to_string();
+    let message = with_config_change(
+        &other,
+        "\"intermediate_size\": 1536",
+        "\"intermediate_size\": 1024",
+    );
     assert!(
         message.contains("encoder.layer.0.intermediate.dense.weight")
             && message.contains("[1536, 384]")
@@ -154,26 +161,18 @@ fn a_wrong_or_damaged_model_is_refused_by_name() {
     );
 
     // Not BERT.
-    std::fs::remove_file(other.join("config.json")).unwrap();
-    std::fs::write(
-        other.join("config.json"),
-        config.replace("\"model_type\": \"bert\"", "\"model_type\": \"gpt2\""),
-    )
-    .unwrap();
-    let message = load_error(&other).to_string();
+    let message = with_config_change(
+        &other,
+        "\"model_type\": \"bert\"",
+        "\"model_type\": \"gpt2\"",
+    );
     assert!(
         message.contains("model_type \"gpt2\" is not supported"),
         "{message}"
     );
 
     // A tokenizer from another model: its vocabulary does not fit the embedding table.
-    std::fs::remove_file(other.join("config.json")).unwrap();
-    std::fs::write(
-        other.join("config.json"),
-        config.replace("\"vocab_size\": 30522", "\"vocab_size\": 1000"),
-    )
-    .unwrap();
-    let message = load_error(&other).to_string();
+    let message = with_config_change(&other, "\"vocab_size\": 30522", "\"vocab_size\": 1000");
     assert!(
         message.contains("tokenizer.json") && message.contains("30522 tokens"),
         "{message}"
