@@ -39,6 +39,7 @@ fn batch(i: usize) -> Vec<Judged> {
                 score: Some(0.01),
                 verdict: Verdict::Normal,
                 neighbours: vec![(1, 0.01), (2, 0.02), (3, 0.03), (4, 0.04), (5, 0.05)],
+                joined: None,
             }
         })
         .collect()

@@ -7,7 +7,9 @@ use std::sync::Arc;
 use zbus::object_server::SignalEmitter;
 use zbus::zvariant::{OwnedValue, Value};
 
+use crate::event::{Event, RecordKind};
 use crate::metrics::Metrics;
+use crate::pipeline::Intake;
 
 pub const OBJECT_PATH: &str = "/org/anomalyd/Detector1";
 pub const INTERFACE: &str = "org.anomalyd.Detector1";
@@ -26,22 +28,56 @@ pub struct DaemonInfo {
     pub hardware: crate::hw::Summary,
 }
 
+/// The API's door into the pipeline. Shutdown empties it before draining, so the pipeline is not
+/// kept open by the API object.
+pub type IntakeSlot = Arc<std::sync::Mutex<Option<Intake>>>;
+
 pub struct DetectorApi {
     pub metrics: Arc<Metrics>,
     pub info: Arc<DaemonInfo>,
     /// One verification at a time: each reads the whole database.
     pub verifying: Arc<tokio::sync::Semaphore>,
+    pub intake: IntakeSlot,
 }
 
 impl DetectorApi {
-    pub fn new(metrics: Arc<Metrics>, info: Arc<DaemonInfo>) -> DetectorApi {
+    pub fn new(metrics: Arc<Metrics>, info: Arc<DaemonInfo>, intake: IntakeSlot) -> DetectorApi {
         DetectorApi {
             metrics,
             info,
             verifying: Arc::new(tokio::sync::Semaphore::new(1)),
+            intake,
         }
     }
+
+    fn intake(&self) -> Result<Intake, ApiError> {
+        self.intake
+            .lock()
+            .map_err(|_| ApiError::Internal("intake lock poisoned".into()))?
+            .clone()
+            .ok_or_else(|| ApiError::Busy("the daemon is shutting down".into()))
+    }
+
+    async fn read<T: Send + 'static>(
+        &self,
+        query: impl FnOnce(&std::path::Path) -> Result<T, crate::audit::AuditError> + Send + 'static,
+    ) -> Result<T, ApiError> {
+        let db = std::path::PathBuf::from(&self.info.audit_db);
+        tokio::task::spawn_blocking(move || query(&db))
+            .await
+            .map_err(|e| ApiError::Internal(e.to_string()))?
+            .map_err(|e| ApiError::Internal(e.to_string()))
+    }
 }
+
+/// Longest note `MarkBenign` keeps.
+pub const MAX_NOTE_BYTES: usize = 1024;
+
+/// How long `MarkBenign` waits for its record to be committed.
+const MARK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// A neighbour as `Explain` returns it: (baseline id, distance, text, count now, first seq).
+pub type NeighbourTuple = (u64, f64, String, u64, u64);
 
 /// Errors as D-Bus error names under `org.anomalyd.Error`.
 #[derive(Debug, zbus::DBusError)]
@@ -49,6 +85,10 @@ impl DetectorApi {
 pub enum ApiError {
     #[zbus(error)]
     ZBus(zbus::Error),
+    /// No record has that sequence number.
+    NotFound(String),
+    /// An argument is out of range or of the wrong kind.
+    InvalidArgument(String),
     /// The request cannot be served right now (another verification runs); try again.
     Busy(String),
     /// The daemon failed to serve the request.
@@ -140,6 +180,104 @@ impl DetectorApi {
         ))
     }
 
+    /// Why the event `seq` got its verdict: (text, verdict, score or NaN, threshold or NaN,
+    /// neighbours). Each neighbour is (baseline id, distance, text, how many events the text
+    /// stands for now, seq of the record through which it joined the baseline), nearest first.
+    async fn explain(
+        &self,
+        seq: u64,
+    ) -> Result<(String, String, f64, f64, Vec<NeighbourTuple>), ApiError> {
+        let explained = self
+            .read(move |db| crate::audit::query::explain(db, seq))
+            .await?
+            .ok_or_else(|| ApiError::NotFound(format!("no record has seq {seq}")))?;
+        let neighbours = explained
+            .neighbours
+            .into_iter()
+            .map(|n| (n.id, n.distance, n.text, n.count, n.first_seq))
+            .collect();
+        Ok((
+            explained.record.text,
+            explained.record.verdict,
+            explained.record.score.unwrap_or(f64::NAN),
+            explained.threshold.unwrap_or(f64::NAN),
+            neighbours,
+        ))
+    }
+
+    /// Marks the event `seq` benign: its text joins the baseline, so it and texts like it stop
+    /// alerting. Recorded in the chain as a `benign` record naming the event, the note and the
+    /// caller's uid; returns that record's seq once it is committed.
+    async fn mark_benign(
+        &self,
+        seq: u64,
+        note: String,
+        #[zbus(header)] header: zbus::message::Header<'_>,
+        #[zbus(connection)] conn: &zbus::Connection,
+    ) -> Result<u64, ApiError> {
+        if note.len() > MAX_NOTE_BYTES {
+            return Err(ApiError::InvalidArgument(format!(
+                "the note is {} bytes; at most {MAX_NOTE_BYTES}",
+                note.len()
+            )));
+        }
+        let record = self
+            .read(move |db| crate::audit::query::read_record(db, seq))
+            .await?
+            .ok_or_else(|| ApiError::NotFound(format!("no record has seq {seq}")))?;
+        if record.kind != RecordKind::Event.as_str() {
+            return Err(ApiError::InvalidArgument(format!(
+                "seq {seq} is a {} record; only observed events can be marked benign",
+                record.kind
+            )));
+        }
+        let sender = header.sender().map(|s| s.to_string()).unwrap_or_default();
+        let uid = match header.sender() {
+            Some(name) => zbus::fdo::DBusProxy::new(conn)
+                .await?
+                .get_connection_unix_user(zbus::names::BusName::Unique(name.to_owned()))
+                .await
+                .ok(),
+            None => None,
+        };
+        let mut fields = serde_json::Map::new();
+        fields.insert("target_seq".into(), serde_json::json!(seq));
+        fields.insert("target_verdict".into(), serde_json::json!(record.verdict));
+        fields.insert("note".into(), serde_json::json!(note));
+        fields.insert("uid".into(), serde_json::json!(uid));
+        fields.insert("sender".into(), serde_json::json!(sender));
+        let intake = self.intake()?;
+        intake
+            .submit_wait(Event::daemon(RecordKind::Benign, record.text, fields))
+            .await
+            .map_err(|_| ApiError::Busy("the daemon is shutting down".into()))?;
+        if !intake.probe(MARK_TIMEOUT).await {
+            return Err(ApiError::Busy(format!(
+                "the benign mark was queued but not committed within {}s",
+                MARK_TIMEOUT.as_secs()
+            )));
+        }
+        let mark = self
+            .read(move |db| crate::audit::query::benign_mark_of(db, seq))
+            .await?
+            .ok_or_else(|| {
+                ApiError::Internal("the benign record is missing after commit".into())
+            })?;
+        self.metrics
+            .marked_benign
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        tracing::info!(seq, mark, ?uid, "event marked benign");
+        Ok(mark)
+    }
+
+    /// Trains the index again in the background now (when `detector.index` is a trained one).
+    async fn retrain(&self) -> Result<(), ApiError> {
+        self.intake()?
+            .retrain()
+            .await
+            .map_err(|_| ApiError::Busy("the daemon is shutting down".into()))
+    }
+
     /// The chain's head as committed: (seq, hash hex).
     async fn head(&self) -> Result<(u64, String), ApiError> {
         let db = std::path::PathBuf::from(&self.info.audit_db);
@@ -160,6 +298,8 @@ impl DetectorApi {
         self.info.embedder_backend.clone()
     }
 
+    /// The index as configured at start-up; a trained index swapped in later is counted in
+    /// Stats' IndexSwaps.
     #[zbus(property)]
     fn index_description(&self) -> String {
         self.info.index_description.clone()

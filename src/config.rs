@@ -184,6 +184,43 @@ pub struct DetectorConfig {
     /// Added to the distance as `rarity_weight / (1 + ln count)` of the nearest baseline text.
     pub rarity_weight: f32,
     pub warmup_events: u64,
+    /// Candidates probed per query once the index is IVF.
+    pub nprobe: usize,
+    /// Distinct vectors before a trained index is built (exact search until then).
+    pub train_min_vectors: usize,
+    /// Retrain once the baseline has grown by this factor since the last training.
+    pub retrain_growth: f64,
+    /// How often the baseline snapshot is rewritten while it changes; 0 = only at shutdown.
+    pub snapshot_interval: Duration,
+    pub suppress: Vec<SuppressRule>,
+}
+
+/// Known noise: events from `source` (any source when `None`) whose text matches `pattern`,
+/// until `until_usec` (for ever when `None`), are recorded as `suppressed`.
+#[derive(Debug, Clone)]
+pub struct SuppressRule {
+    pub name: String,
+    pub source: Option<crate::event::Source>,
+    pub pattern: regex::Regex,
+    pub until_usec: Option<u64>,
+}
+
+impl SuppressRule {
+    pub fn matches(&self, event: &crate::event::Event, now_usec: u64) -> bool {
+        self.until_usec.is_none_or(|until| now_usec < until)
+            && self.source.is_none_or(|s| s == event.source)
+            && self.pattern.is_match(&event.text)
+    }
+
+    /// The rule as recorded in the start record.
+    pub fn describe(&self) -> serde_json::Value {
+        serde_json::json!({
+            "name": self.name,
+            "source": self.source.map(|s| s.as_str()),
+            "pattern": self.pattern.as_str(),
+            "until_usec": self.until_usec,
+        })
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -234,6 +271,11 @@ impl Config {
     /// The audit database path, resolved against the state directory.
     pub fn audit_db_path(&self) -> PathBuf {
         self.daemon.state_dir.join(&self.audit.db)
+    }
+
+    /// The baseline snapshot (vectors and trained index), beside the audit database.
+    pub fn snapshot_path(&self) -> PathBuf {
+        self.daemon.state_dir.join("baseline.snapshot")
     }
 
     /// The checkpoint file, resolved against the state directory; `None` when turned off.
@@ -442,18 +484,70 @@ pub struct RawDetector {
     pub calibration_window: i64,
     pub rarity_weight: f64,
     pub warmup_events: i64,
+    pub nprobe: i64,
+    pub train_min_vectors: i64,
+    pub retrain_growth: f64,
+    pub snapshot_interval_s: i64,
+    pub suppress: Vec<RawSuppressRule>,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RawSuppressRule {
+    pub name: String,
+    #[serde(default)]
+    pub source: Option<String>,
+    pub pattern: String,
+    #[serde(default)]
+    pub until: Option<toml::value::Datetime>,
+}
+
+/// Microseconds since the epoch of a TOML offset date-time (`2026-12-31T00:00:00Z`).
+fn datetime_usec(dt: &toml::value::Datetime) -> Result<u64, &'static str> {
+    let (Some(date), Some(time), Some(offset)) = (dt.date, dt.time, dt.offset) else {
+        return Err("must be a full date-time with an offset, such as 2026-12-31T00:00:00Z");
+    };
+    // Days from the civil date (Howard Hinnant's algorithm).
+    let (y, m, d) = (
+        i64::from(date.year),
+        i64::from(date.month),
+        i64::from(date.day),
+    );
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let offset_minutes = match offset {
+        toml::value::Offset::Z => 0,
+        toml::value::Offset::Custom { minutes } => i64::from(minutes),
+    };
+    let seconds = days * 86_400
+        + i64::from(time.hour) * 3600
+        + i64::from(time.minute) * 60
+        + i64::from(time.second)
+        - offset_minutes * 60;
+    let usec = seconds * 1_000_000 + i64::from(time.nanosecond) / 1000;
+    u64::try_from(usec).map_err(|_| "must be after 1970")
 }
 
 impl Default for RawDetector {
     fn default() -> Self {
         RawDetector {
-            index: "Flat".into(),
+            index: "auto".into(),
             k: 5,
             threshold: 0.05,
             calibration_quantile: 0.0,
             calibration_window: 10_000,
             rarity_weight: 0.01,
             warmup_events: 200,
+            nprobe: 16,
+            train_min_vectors: 20_000,
+            retrain_growth: 2.0,
+            snapshot_interval_s: 300,
+            suppress: Vec::new(),
         }
     }
 }
@@ -786,6 +880,65 @@ impl RawConfig {
         }
         crate::detect::check_factory(&det.index)
             .map_err(|why| invalid("detector.index", &quoted(&det.index), &why))?;
+        // FAISS's GPU IVF search caps nprobe at 2048; the same bound keeps CPU configs portable.
+        let nprobe = in_range("detector.nprobe", det.nprobe, 1, 2048)? as usize;
+        let train_min_vectors = in_range(
+            "detector.train_min_vectors",
+            det.train_min_vectors,
+            1000,
+            100_000_000,
+        )? as usize;
+        if !(det.retrain_growth.is_finite() && (1.1..=100.0).contains(&det.retrain_growth)) {
+            return Err(invalid(
+                "detector.retrain_growth",
+                &det.retrain_growth,
+                "must be between 1.1 and 100",
+            ));
+        }
+        let snapshot_interval_s = in_range(
+            "detector.snapshot_interval_s",
+            det.snapshot_interval_s,
+            0,
+            7 * 86_400,
+        )?;
+        let mut suppress = Vec::with_capacity(det.suppress.len());
+        for (i, rule) in det.suppress.iter().enumerate() {
+            let key = |field: &str| format!("detector.suppress[{i}].{field}");
+            if rule.name.trim().is_empty() {
+                return Err(invalid(
+                    &key("name"),
+                    &quoted(&rule.name),
+                    "must not be empty",
+                ));
+            }
+            let source = match rule.source.as_deref() {
+                None => None,
+                Some(name) => Some(crate::event::Source::from_name(name).ok_or_else(|| {
+                    invalid(
+                        &key("source"),
+                        &quoted(name),
+                        "must be one of systemd, networkmanager, login1, udisks2, custom",
+                    )
+                })?),
+            };
+            let pattern = regex::Regex::new(&rule.pattern).map_err(|e| {
+                invalid(
+                    &key("pattern"),
+                    &quoted(&rule.pattern),
+                    &format!("not a regular expression: {e}"),
+                )
+            })?;
+            let until_usec = match &rule.until {
+                None => None,
+                Some(dt) => Some(datetime_usec(dt).map_err(|why| invalid(&key("until"), dt, why))?),
+            };
+            suppress.push(SuppressRule {
+                name: rule.name.clone(),
+                source,
+                pattern,
+                until_usec,
+            });
+        }
 
         // [audit]
         if self.audit.db.as_os_str().is_empty() || self.audit.db.file_name().is_none() {
@@ -902,6 +1055,11 @@ impl RawConfig {
                 calibration_window,
                 rarity_weight: det.rarity_weight as f32,
                 warmup_events,
+                nprobe,
+                train_min_vectors,
+                retrain_growth: det.retrain_growth,
+                snapshot_interval: Duration::from_secs(snapshot_interval_s as u64),
+                suppress,
             },
             audit: AuditConfig {
                 db: self.audit.db.clone(),

@@ -32,6 +32,10 @@ pub enum DaemonError {
     #[error(transparent)]
     Embed(#[from] EmbedError),
     #[error(transparent)]
+    Lock(#[from] crate::lock::LockError),
+    #[error("baseline: {0}")]
+    Detect(#[from] crate::detect::DetectError),
+    #[error(transparent)]
     Audit(#[from] AuditError),
     #[error(transparent)]
     Pipeline(#[from] PipelineError),
@@ -77,6 +81,8 @@ pub async fn run(
         source,
     })?;
 
+    let _lock = crate::lock::StateLock::acquire(state_dir)?;
+
     notifier.status("probing hardware");
     let hardware = crate::hw::probe(config.gpu.device, config.numa.bind);
     info!(numa_nodes = hardware.numa_nodes, cpus = hardware.cpus, gpu = %hardware.gpu, "hardware");
@@ -92,9 +98,23 @@ pub async fn run(
     let (head_seq, head_hash) = audit.head();
     info!(db = %audit_path.display(), head_seq, head_hash = %hex::encode(head_hash), "audit log open");
 
+    notifier.status("loading the baseline");
+    let detector = restore_baseline(&config, &audit_path, embedder.as_mut(), &notifier)?;
+
     let metrics = Arc::new(Metrics::default());
+    metrics.baseline_size.store(
+        detector.baseline_len(),
+        std::sync::atomic::Ordering::Relaxed,
+    );
     let (notice_tx, notice_rx) = mpsc::channel::<Committed>(1024);
-    let (intake, pipeline) = Pipeline::start(&config, embedder, audit, metrics.clone(), notice_tx)?;
+    let (intake, pipeline) = Pipeline::start(
+        &config,
+        embedder,
+        detector,
+        audit,
+        metrics.clone(),
+        notice_tx,
+    )?;
     let info = Arc::new(DaemonInfo {
         embedder_backend: pipeline.embedder_backend.clone(),
         model_id: pipeline.model_id.clone(),
@@ -106,11 +126,13 @@ pub async fn run(
         hardware,
     });
 
+    let api_intake: crate::api::IntakeSlot = Arc::new(std::sync::Mutex::new(Some(intake.clone())));
     let served = serve(
         &config,
         bus,
         &notifier,
         intake.clone(),
+        api_intake.clone(),
         metrics.clone(),
         info,
     )
@@ -119,6 +141,7 @@ pub async fn run(
         Ok(s) => s,
         Err(e) => {
             drop(intake);
+            api_intake.lock().map(|mut i| i.take()).ok();
             pipeline.finish().await;
             return Err(e);
         }
@@ -143,7 +166,8 @@ pub async fn run(
         let _ = w.await;
     }
     drop(intake);
-    // The API object holds no intake; once the sources are gone the pipeline drains.
+    // Once the sources and the API's door are gone the pipeline drains.
+    api_intake.lock().map(|mut i| i.take()).ok();
     pipeline.finish().await;
     let _ = forwarder.await;
     if let Err(e) = conn.release_name(config.api.bus_name.as_str()).await {
@@ -159,6 +183,51 @@ pub async fn run(
     Ok(RunSummary { metrics: snapshot })
 }
 
+/// The baseline the audit database holds, its vectors from the snapshot where it agrees and
+/// embedded again after that (a missing or damaged snapshot is rebuilt, never fatal).
+fn restore_baseline(
+    config: &Config,
+    audit_path: &std::path::Path,
+    embedder: &mut dyn crate::embed::Embedder,
+    notifier: &Notifier,
+) -> Result<crate::detect::Detector, DaemonError> {
+    let rows = crate::audit::read_baseline(audit_path)?;
+    let policy = crate::detect::SnapshotPolicy {
+        path: config.snapshot_path(),
+        interval: config.detector.snapshot_interval,
+        model_id: embedder.model_id(),
+    };
+    let mut bar = crate::offline::Progress::new("rebuilding the baseline");
+    let started = std::time::Instant::now();
+    let (detector, restored) = crate::detect::Detector::restore(
+        &config.detector,
+        rows,
+        policy,
+        embedder,
+        |done, total| {
+            bar.update(done, total);
+            notifier.status(&format!("rebuilding the baseline: {done}/{total} texts"));
+        },
+    )?;
+    if let Some(problem) = &restored.snapshot_problem {
+        warn!(
+            snapshot = %config.snapshot_path().display(),
+            %problem,
+            "baseline snapshot not used in full; re-embedding from the audit log"
+        );
+    }
+    info!(
+        texts = detector.baseline_len(),
+        events = detector.baseline().events(),
+        from_snapshot = restored.from_snapshot,
+        embedded = restored.embedded,
+        index = %detector.description(),
+        ms = started.elapsed().as_millis() as u64,
+        "baseline loaded"
+    );
+    Ok(detector)
+}
+
 /// Serves the API object, subscribes the sources, and only then takes the bus name, so a client
 /// that sees the name finds every object in place.
 async fn serve(
@@ -166,11 +235,12 @@ async fn serve(
     bus: &BusTarget,
     notifier: &Notifier,
     intake: Intake,
+    api_intake: crate::api::IntakeSlot,
     metrics: Arc<Metrics>,
     info: Arc<DaemonInfo>,
 ) -> Result<(zbus::Connection, Vec<tokio::task::JoinHandle<()>>), DaemonError> {
     notifier.status("connecting to the bus");
-    let api = DetectorApi::new(metrics.clone(), info);
+    let api = DetectorApi::new(metrics.clone(), info, api_intake);
     let conn = crate::bus::builder(bus)?
         .serve_at(OBJECT_PATH, api)
         .map_err(|source| DaemonError::Serve {

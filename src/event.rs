@@ -17,6 +17,19 @@ pub enum Source {
 }
 
 impl Source {
+    /// The source an operator names in configuration (not the daemon's own).
+    pub fn from_name(name: &str) -> Option<Source> {
+        [
+            Source::Systemd,
+            Source::NetworkManager,
+            Source::Login1,
+            Source::Udisks2,
+            Source::Custom,
+        ]
+        .into_iter()
+        .find(|s| s.as_str() == name)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Source::Systemd => "systemd",
@@ -40,6 +53,10 @@ pub enum RecordKind {
     Event,
     /// Events were dropped because the intake queue was full; the record says how many.
     Gap,
+    /// An operator marked an event benign (`MarkBenign`): its text joins the baseline.
+    Benign,
+    /// Known-normal history imported into the baseline (`anomalyd baseline import`).
+    Import,
 }
 
 impl RecordKind {
@@ -50,12 +67,19 @@ impl RecordKind {
             RecordKind::Stop => "stop",
             RecordKind::Event => "event",
             RecordKind::Gap => "gap",
+            RecordKind::Benign => "benign",
+            RecordKind::Import => "import",
         }
     }
 
     /// Only observed events are embedded and scored; the daemon's own records are not.
     pub fn is_scored(self) -> bool {
         self == RecordKind::Event
+    }
+
+    /// Embedded: observed events, and benign marks, whose text joins the baseline.
+    pub fn needs_vector(self) -> bool {
+        matches!(self, RecordKind::Event | RecordKind::Benign)
     }
 }
 
@@ -101,6 +125,8 @@ pub enum Verdict {
     Anomaly,
     /// The baseline is still too small to judge; the event joined it.
     Warmup,
+    /// Matched a suppression rule (`detector.suppress`): scored, but neither alerted nor joined.
+    Suppressed,
     /// Not scored: the daemon's own records.
     NotScored,
 }
@@ -111,6 +137,7 @@ impl Verdict {
             Verdict::Normal => "normal",
             Verdict::Anomaly => "anomaly",
             Verdict::Warmup => "warmup",
+            Verdict::Suppressed => "suppressed",
             Verdict::NotScored => "none",
         }
     }
@@ -124,6 +151,8 @@ pub struct Judged {
     pub verdict: Verdict,
     /// Baseline entries nearest to the event: (baseline id, distance).
     pub neighbours: Vec<(u64, f32)>,
+    /// The baseline id the event's text counts towards, when it joined the baseline.
+    pub joined: Option<u64>,
 }
 
 impl Judged {
@@ -135,6 +164,7 @@ impl Judged {
             score: None,
             verdict: Verdict::NotScored,
             neighbours: Vec::new(),
+            joined: None,
         }
     }
 }

@@ -28,6 +28,7 @@ pub mod detect;
 pub mod embed;
 pub mod event;
 pub mod hw;
+pub mod lock;
 pub mod logging;
 pub mod metrics;
 pub mod notify;

@@ -56,6 +56,9 @@ enum Command {
         #[arg(long, value_name = "FILE.jsonl")]
         out: Option<PathBuf>,
     },
+    /// Manage the baseline (the history new events are compared with)
+    #[command(subcommand)]
+    Baseline(BaselineCommand),
     /// Embed texts read from stdin, one per line; write JSON lines {"text": ..., "embedding": [...]}
     Embed {
         /// Where to embed: cpu; auto (the CPU until the CUDA backend exists); cuda (refused: not built yet)
@@ -64,10 +67,31 @@ enum Command {
     },
 }
 
+#[derive(Subcommand)]
+enum BaselineCommand {
+    /// Add known-normal history to the baseline of the state directory (the daemon must be
+    /// stopped), recorded in the audit chain as one import record (file digest, counts)
+    Import {
+        /// The history: one event per line
+        file: PathBuf,
+        /// plain: each line is a canonical text; bgl: Loghub BGL (lines labelled anomalous are
+        /// left out); journal-json: `journalctl -o json` output
+        #[arg(long, default_value = "plain")]
+        format: ImportFormat,
+    },
+}
+
 #[derive(Clone, Copy, clap::ValueEnum)]
 enum FileFormat {
     Plain,
     Bgl,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ImportFormat {
+    Plain,
+    Bgl,
+    JournalJson,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -138,6 +162,14 @@ fn main() -> ExitCode {
             out.as_deref(),
         ));
     }
+    if let Some(Command::Baseline(BaselineCommand::Import { file, format })) = cli.command {
+        let format = match format {
+            ImportFormat::Plain => Format::Plain,
+            ImportFormat::Bgl => Format::Bgl,
+            ImportFormat::JournalJson => Format::JournalJson,
+        };
+        return report(import_baseline(&config, &file, format));
+    }
     if let Err(e) = anomalyd::logging::init(config.daemon.log, &config.daemon.log_level) {
         eprintln!("anomalyd: {e}");
         return ExitCode::FAILURE;
@@ -206,6 +238,37 @@ fn score_file(
     eprintln!(
         "anomalyd score-file: {flagged} of {} lines flagged; threshold at the end {threshold:.4}",
         scores.len()
+    );
+    Ok(())
+}
+
+/// `anomalyd baseline import`.
+fn import_baseline(config: &Config, file: &std::path::Path, format: Format) -> anyhow::Result<()> {
+    let mut embedder = anomalyd::embed::build(&config.embedder, config.gpu.device)?;
+    let mut bars: Vec<(&'static str, offline::Progress)> = Vec::new();
+    let summary =
+        offline::import_baseline(config, file, format, embedder.as_mut(), |what, d, t| {
+            if bars.last().is_none_or(|(w, _)| *w != what) {
+                bars.push((what, offline::Progress::new(what)));
+            }
+            if let Some((_, bar)) = bars.last_mut() {
+                bar.update(d, t);
+            }
+        })?;
+    println!(
+        "imported {} events ({} distinct, {} new to the baseline) from {} lines of {}; {} skipped",
+        summary.events,
+        summary.distinct,
+        summary.new_texts,
+        summary.lines,
+        file.display(),
+        summary.skipped
+    );
+    println!(
+        "recorded as seq {} (file sha256 {}) in {}",
+        summary.seq,
+        summary.file_sha256,
+        config.audit_db_path().display()
     );
     Ok(())
 }

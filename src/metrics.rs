@@ -69,6 +69,12 @@ pub struct Metrics {
     pub audit_retries: AtomicU64,
     /// Distinct vectors in the baseline index.
     pub baseline_size: AtomicU64,
+    /// Trained indexes swapped in since start.
+    pub index_swaps: AtomicU64,
+    /// Events recorded as `suppressed` by a suppression rule.
+    pub suppressed: AtomicU64,
+    /// Events marked benign through the API.
+    pub marked_benign: AtomicU64,
     pub head_seq: AtomicU64,
     /// Microseconds from observation to commit, for the last batch's oldest event.
     pub last_batch_latency_usec: AtomicU64,
@@ -92,6 +98,9 @@ pub struct Snapshot {
     pub embed_cache_misses: u64,
     pub audit_retries: u64,
     pub baseline_size: u64,
+    pub index_swaps: u64,
+    pub suppressed: u64,
+    pub marked_benign: u64,
     pub head_seq: u64,
     pub last_batch_latency_usec: u64,
 }
@@ -114,6 +123,9 @@ impl Metrics {
             embed_cache_misses: self.embed_cache_misses.load(Relaxed),
             audit_retries: self.audit_retries.load(Relaxed),
             baseline_size: self.baseline_size.load(Relaxed),
+            index_swaps: self.index_swaps.load(Relaxed),
+            suppressed: self.suppressed.load(Relaxed),
+            marked_benign: self.marked_benign.load(Relaxed),
             head_seq: self.head_seq.load(Relaxed),
             last_batch_latency_usec: self.last_batch_latency_usec.load(Relaxed),
         }
@@ -122,7 +134,7 @@ impl Metrics {
 
 impl Snapshot {
     /// Name/value pairs, in the order `Stats` reports them.
-    pub fn pairs(&self) -> [(&'static str, u64); 17] {
+    pub fn pairs(&self) -> [(&'static str, u64); 20] {
         [
             ("EventsReceived", self.events_received),
             ("EventsIgnored", self.events_ignored),
@@ -139,6 +151,9 @@ impl Snapshot {
             ("EmbedCacheMisses", self.embed_cache_misses),
             ("AuditRetries", self.audit_retries),
             ("BaselineSize", self.baseline_size),
+            ("IndexSwaps", self.index_swaps),
+            ("Suppressed", self.suppressed),
+            ("MarkedBenign", self.marked_benign),
             ("HeadSeq", self.head_seq),
             ("LastBatchLatencyUsec", self.last_batch_latency_usec),
         ]

@@ -30,6 +30,12 @@ pub enum OfflineError {
     Embed(#[from] EmbedError),
     #[error(transparent)]
     Detect(#[from] DetectError),
+    #[error(transparent)]
+    Audit(#[from] crate::audit::AuditError),
+    #[error(transparent)]
+    Lock(#[from] crate::lock::LockError),
+    #[error("{}: no line to import", path.display())]
+    Empty { path: PathBuf },
 }
 
 /// How a line of the input becomes a text.
@@ -42,6 +48,9 @@ pub enum Format {
     /// is the text, with the volatile-value rules applied to each word as the daemon's renderers
     /// apply them to each value.
     Bgl,
+    /// `journalctl -o json` output: `journal IDENTIFIER MESSAGE`, each word of the message
+    /// scrubbed as for `bgl` (IDENTIFIER is `SYSLOG_IDENTIFIER`, else `_COMM`, else `_SYSTEMD_UNIT`).
+    JournalJson,
 }
 
 /// The text of one input line, or why it has none.
@@ -62,6 +71,176 @@ pub fn line_text(format: Format, line: &str, volatile: &VolatileRules) -> Result
                 .map(|word| volatile.scrub(word).into_owned())
                 .collect::<Vec<_>>()
                 .join(" "))
+        }
+        Format::JournalJson => {
+            let entry: serde_json::Map<String, serde_json::Value> = serde_json::from_str(line)
+                .map_err(|e| format!("not a journal JSON object: {e}"))?;
+            let field = |name: &str| -> Option<String> {
+                match entry.get(name)? {
+                    serde_json::Value::String(s) => Some(s.clone()),
+                    // journalctl writes non-UTF-8 or binary values as arrays of bytes.
+                    serde_json::Value::Array(bytes) => Some(
+                        String::from_utf8_lossy(
+                            &bytes
+                                .iter()
+                                .filter_map(|b| b.as_u64().map(|b| b as u8))
+                                .collect::<Vec<u8>>(),
+                        )
+                        .into_owned(),
+                    ),
+                    _ => None,
+                }
+            };
+            let message = field("MESSAGE").ok_or("the entry has no MESSAGE field")?;
+            let identifier = field("SYSLOG_IDENTIFIER")
+                .or_else(|| field("_COMM"))
+                .or_else(|| field("_SYSTEMD_UNIT"))
+                .unwrap_or_else(|| "unknown".into());
+            let words: Vec<String> = message
+                .split_whitespace()
+                .map(|word| volatile.scrub(word).into_owned())
+                .collect();
+            Ok(format!("journal {identifier} {}", words.join(" ")))
+        }
+    }
+}
+
+/// What `anomalyd baseline import` added.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImportSummary {
+    /// Seq of the import record.
+    pub seq: u64,
+    pub lines: u64,
+    /// Lines imported (blank lines and, for `bgl`, lines labelled anomalous are left out).
+    pub events: u64,
+    pub skipped: u64,
+    /// Distinct texts in the import, and how many of them were new to the baseline.
+    pub distinct: u64,
+    pub new_texts: u64,
+    pub file_sha256: String,
+}
+
+/// `anomalyd baseline import`: adds the lines of `path` to the baseline as known-normal, in
+/// the state directory the daemon uses (it must not be running: the state directory's lock is
+/// taken), recorded in the chain as one `import` record (file digest, counts) and in the
+/// baseline table, then snapshotted.
+pub fn import_baseline(
+    config: &Config,
+    path: &Path,
+    format: Format,
+    embedder: &mut dyn Embedder,
+    mut progress: impl FnMut(&'static str, usize, usize),
+) -> Result<ImportSummary, OfflineError> {
+    use sha2::{Digest, Sha256};
+    let _lock = crate::lock::StateLock::acquire(&config.daemon.state_dir)?;
+    let bytes = std::fs::read(path).map_err(|source| OfflineError::Io {
+        path: path.to_owned(),
+        source,
+    })?;
+    let file_sha256 = hex::encode(Sha256::digest(&bytes));
+    let volatile = &config.render.volatile;
+    let mut texts = Vec::new();
+    let mut lines = 0u64;
+    let body = bytes.strip_suffix(b"\n").unwrap_or(&bytes);
+    for (i, raw) in body.split(|&b| b == b'\n').enumerate() {
+        lines += 1;
+        let bad = |reason: String| OfflineError::BadLine {
+            path: path.to_owned(),
+            line: i as u64 + 1,
+            reason,
+        };
+        let line = std::str::from_utf8(raw).map_err(|_| bad("not UTF-8 text".into()))?;
+        let line = line.strip_suffix('\r').unwrap_or(line);
+        if line.trim().is_empty() || (format == Format::Bgl && !line.starts_with("- ")) {
+            continue;
+        }
+        texts.push(line_text(format, line, volatile).map_err(bad)?);
+    }
+    if texts.is_empty() {
+        return Err(OfflineError::Empty {
+            path: path.to_owned(),
+        });
+    }
+
+    let audit_path = config.audit_db_path();
+    let model_id = embedder.model_id();
+    let mut audit =
+        crate::audit::AuditWriter::open(&audit_path, config.audit.synchronous, &model_id)?;
+    let rows = crate::audit::read_baseline(&audit_path)?;
+    let policy = crate::detect::SnapshotPolicy {
+        path: config.snapshot_path(),
+        interval: std::time::Duration::ZERO,
+        model_id: model_id.clone(),
+    };
+    let (mut detector, _) = Detector::restore(&config.detector, rows, policy, embedder, |d, t| {
+        progress("rebuilding the baseline", d, t)
+    })?;
+    let before = detector.baseline_len();
+
+    let mut cache = EmbeddingCache::new(config.embedder.cache_entries);
+    let mut counts: std::collections::BTreeMap<u64, u64> = Default::default();
+    let mut done = 0;
+    for chunk in texts.chunks(config.embedder.batch_size) {
+        let refs: Vec<&str> = chunk.iter().map(String::as_str).collect();
+        let (vectors, _) = cache.embed(embedder, &refs)?;
+        for id in detector.learn(&refs, &vectors)? {
+            *counts.entry(id).or_default() += 1;
+        }
+        done += chunk.len();
+        progress("importing", done, texts.len());
+    }
+    let imported: Vec<crate::detect::BaselineRow> = counts
+        .iter()
+        .map(|(&id, &count)| crate::detect::BaselineRow {
+            id,
+            text: detector
+                .baseline()
+                .text(id)
+                .expect("learned ids are in the baseline")
+                .to_owned(),
+            count,
+        })
+        .collect();
+    let new_texts = detector.baseline_len() - before;
+    let mut fields = serde_json::Map::new();
+    fields.insert("file".into(), serde_json::json!(path.display().to_string()));
+    fields.insert("file_sha256".into(), serde_json::json!(file_sha256));
+    fields.insert("format".into(), serde_json::json!(format.name()));
+    fields.insert("lines".into(), serde_json::json!(lines));
+    fields.insert("events".into(), serde_json::json!(texts.len()));
+    fields.insert("distinct".into(), serde_json::json!(imported.len()));
+    fields.insert("new_texts".into(), serde_json::json!(new_texts));
+    let record = Event::daemon(
+        crate::event::RecordKind::Import,
+        format!(
+            "anomalyd baseline import {} events={} new_texts={new_texts}",
+            path.display(),
+            texts.len()
+        ),
+        fields,
+    );
+    let model = format!("{model_id}+{}", detector.description());
+    let committed =
+        audit.append_with_baseline(&[crate::event::Judged::unscored(record)], &model, &imported)?;
+    detector.finish_training();
+    detector.save_snapshot()?;
+    Ok(ImportSummary {
+        seq: committed.last().map_or(0, |c| c.seq),
+        lines,
+        events: texts.len() as u64,
+        skipped: lines - texts.len() as u64,
+        distinct: imported.len() as u64,
+        new_texts,
+        file_sha256,
+    })
+}
+
+impl Format {
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Plain => "plain",
+            Format::Bgl => "bgl",
+            Format::JournalJson => "journal-json",
         }
     }
 }

@@ -22,7 +22,7 @@ use tracing::{debug, error, info, warn};
 
 use crate::audit::{AuditWriter, Checkpoint, CheckpointPolicy, Checkpointer, Committed};
 use crate::config::Config;
-use crate::detect::{DetectError, Detector};
+use crate::detect::Detector;
 use crate::embed::{Embedder, EmbeddingCache, Embeddings};
 use crate::event::{now_usec, Event, Judged, RecordKind, Source, Verdict};
 use crate::metrics::Metrics;
@@ -41,10 +41,6 @@ pub enum PipelineError {
         #[source]
         source: std::io::Error,
     },
-    #[error("detector: {0}")]
-    Detector(#[from] DetectError),
-    #[error("the detector thread ended before it was ready")]
-    DetectorLost,
 }
 
 /// What travels between stages.
@@ -52,6 +48,8 @@ pub enum Flow<T> {
     Data(T),
     /// Answered by the last stage once everything queued before it has been committed.
     Probe(oneshot::Sender<()>),
+    /// Asks the detector to train its index again; goes no further.
+    Retrain,
 }
 
 /// The door into the pipeline; sources and the API hold clones. Never blocks.
@@ -90,6 +88,17 @@ impl Intake {
         (Intake { tx, metrics }, rx)
     }
 
+    /// Queues an event, waiting for room: for the API's own records (a benign mark), which must
+    /// not be dropped. Fails only when the pipeline is gone.
+    pub async fn submit_wait(&self, event: Event) -> Result<(), ()> {
+        self.tx.send(Flow::Data(event)).await.map_err(|_| ())
+    }
+
+    /// Asks the detector to retrain its index. Fails only when the pipeline is gone.
+    pub async fn retrain(&self) -> Result<(), ()> {
+        self.tx.send(Flow::Retrain).await.map_err(|_| ())
+    }
+
     /// Sends a probe through every stage; true when it comes back within `timeout`.
     pub async fn probe(&self, timeout: Duration) -> bool {
         let (reply, answer) = oneshot::channel();
@@ -111,11 +120,12 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
-    /// Starts the stages. `embedder` has passed its health check; `audit` is open at the chain's
-    /// head. Committed anomalies are sent to `notices` (dropped if the receiver lags).
+    /// Starts the stages. `embedder` has passed its health check; `detector` holds the restored
+    /// baseline; `audit` is open at the chain's head. Committed anomalies are sent to `notices` (dropped if the receiver lags).
     pub fn start(
         config: &Config,
         embedder: Box<dyn Embedder>,
+        detector: Detector,
         audit: AuditWriter,
         metrics: Arc<Metrics>,
         notices: mpsc::Sender<Committed>,
@@ -129,25 +139,13 @@ impl Pipeline {
         let embedder_model = embedder.model_id();
         let mut threads = Vec::new();
 
-        // The detector builds its FAISS index on its own thread and reports back before we go on.
-        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-        let detector_config = config.detector.clone();
+        let index_description = detector.description().to_owned();
+        let baseline_len = detector.baseline_len();
+        let model_id = format!("{embedder_model}+{index_description}");
         let detect_metrics = metrics.clone();
         threads.push(spawn("detect", move || {
-            let detector = match Detector::new(&detector_config) {
-                Ok(d) => {
-                    let _ = ready_tx.send(Ok(d.description().to_owned()));
-                    d
-                }
-                Err(e) => {
-                    let _ = ready_tx.send(Err(e));
-                    return;
-                }
-            };
             detect_stage(detector, embedded_rx, judged_tx, &detect_metrics);
         })?);
-        let index_description = ready_rx.recv().map_err(|_| PipelineError::DetectorLost)??;
-        let model_id = format!("{embedder_model}+{index_description}");
 
         let embed_metrics = metrics.clone();
         let cache = EmbeddingCache::new(config.embedder.cache_entries);
@@ -171,6 +169,16 @@ impl Pipeline {
             f.insert("pid".into(), json!(std::process::id()));
             f.insert("embedder".into(), json!(embedder_backend));
             f.insert("model".into(), json!(model_id));
+            f.insert("baseline".into(), json!(baseline_len));
+            f.insert(
+                "suppress".into(),
+                json!(config
+                    .detector
+                    .suppress
+                    .iter()
+                    .map(|r| r.describe())
+                    .collect::<Vec<_>>()),
+            );
             f
         };
         threads.push(spawn("audit", move || {
@@ -253,16 +261,17 @@ async fn batcher(
                 continue;
             }
         };
-        let mut probe = None;
+        // A control message closes the batch and follows it, keeping its place in the order.
+        let mut control = None;
         match first {
             Flow::Data(e) => batch.push(e),
-            Flow::Probe(p) => probe = Some(p),
+            other => control = Some(other),
         }
         let deadline = tokio::time::Instant::now() + max_wait;
-        while probe.is_none() && batch.len() < batch_size {
+        while control.is_none() && batch.len() < batch_size {
             match tokio::time::timeout_at(deadline, intake.recv()).await {
                 Ok(Some(Flow::Data(e))) => batch.push(e),
-                Ok(Some(Flow::Probe(p))) => probe = Some(p),
+                Ok(Some(other)) => control = Some(other),
                 Ok(None) => {
                     open = false;
                     break;
@@ -273,8 +282,12 @@ async fn batcher(
         if !flush(&mut batch, &out, &metrics).await {
             return;
         }
-        if let Some(p) = probe {
+        if let Some(Flow::Probe(p)) = control {
             if out.send(Flow::Probe(p)).await.is_err() {
+                return;
+            }
+        } else if let Some(Flow::Retrain) = control {
+            if out.send(Flow::Retrain).await.is_err() {
                 return;
             }
         }
@@ -332,10 +345,11 @@ fn embed_stage(
     while let Some(message) = input.blocking_recv() {
         let forwarded = match message {
             Flow::Probe(p) => Flow::Probe(p),
+            Flow::Retrain => Flow::Retrain,
             Flow::Data(events) => {
                 let texts: Vec<&str> = events
                     .iter()
-                    .filter(|e| e.kind.is_scored())
+                    .filter(|e| e.kind.needs_vector())
                     .map(|e| e.text.as_str())
                     .collect();
                 let vectors = match cache.embed(embedder.as_mut(), &texts) {
@@ -375,6 +389,12 @@ fn detect_stage(
     for message in input {
         let forwarded = match message {
             Flow::Probe(p) => Flow::Probe(p),
+            Flow::Retrain => {
+                info!("retrain requested");
+                detector.request_retrain();
+                detector.maintain();
+                continue;
+            }
             Flow::Data((events, vectors)) => {
                 let judged = match vectors {
                     Some(v) => match detector.judge(events, &v) {
@@ -386,15 +406,22 @@ fn detect_stage(
                     },
                     None => unscored(events),
                 };
+                detector.maintain();
                 metrics
                     .baseline_size
                     .store(detector.baseline_len(), Relaxed);
+                metrics.index_swaps.store(detector.index_swaps(), Relaxed);
                 Flow::Data(judged)
             }
         };
         if output.send(forwarded).is_err() {
-            return;
+            break;
         }
+    }
+    // Every batch the detector judged is on its way to the audit stage, which commits it before
+    // its stop record; the table and the snapshot then agree.
+    if let Err(e) = detector.save_snapshot() {
+        error!(error = %e, "could not write the baseline snapshot at stop");
     }
 }
 
@@ -435,6 +462,7 @@ fn audit_stage(
                 }
                 let _ = reply.send(());
             }
+            Flow::Retrain => {}
             Flow::Data(judged) => commit(&mut audit, model, &judged, &notices, metrics),
         }
         checkpointer.maybe(head_of(&audit));
@@ -498,6 +526,9 @@ fn commit(
     }
     for record in committed {
         let score = record.score.unwrap_or(f32::NAN) as f64;
+        if record.verdict == Verdict::Suppressed {
+            metrics.suppressed.fetch_add(1, Relaxed);
+        }
         if record.verdict == Verdict::Anomaly {
             metrics.anomalies.fetch_add(1, Relaxed);
             warn!(seq = record.seq, source = record.source.as_str(), score, text = %record.text, "anomaly detected");

@@ -30,6 +30,7 @@ fn judged(i: u64) -> Judged {
             Verdict::Normal
         },
         neighbours: vec![(i, 0.1)],
+        joined: None,
     }
 }
 

@@ -6,6 +6,7 @@
 
 mod chain;
 pub mod checkpoint;
+pub mod query;
 pub mod verify;
 
 pub use chain::{record_hash, RecordFields, ENCODING_VERSION, GENESIS_PREV_HASH};
@@ -21,7 +22,7 @@ use crate::config::Synchronous;
 use crate::event::{now_usec, Judged, RecordKind, Source, Verdict};
 
 /// The schema version this build writes; older files are migrated at open.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AuditError {
@@ -165,6 +166,54 @@ const MIGRATE_V1_TO_V2: &str = "
 ALTER TABLE records ADD COLUMN encoding INTEGER NOT NULL DEFAULT 1;
 ";
 
+/// Version 3: the baseline's distinct texts (ids as the detector's index uses them) with their
+/// counts, updated in the same transaction as the records that join it. An older file's baseline
+/// is rebuilt from its normal and warm-up events.
+const MIGRATE_V2_TO_V3: &str = "
+CREATE TABLE baseline (
+    id        INTEGER PRIMARY KEY,
+    text      TEXT    NOT NULL,
+    count     INTEGER NOT NULL,
+    first_seq INTEGER NOT NULL
+);
+INSERT INTO baseline (id, text, count, first_seq)
+    SELECT ROW_NUMBER() OVER (ORDER BY MIN(seq)) - 1, text, COUNT(*), MIN(seq)
+    FROM records WHERE kind = 'event' AND verdict IN ('normal', 'warmup') GROUP BY text;
+";
+
+const UPSERT_BASELINE: &str =
+    "INSERT INTO baseline (id, text, count, first_seq) VALUES (?1, ?2, ?3, ?4)
+     ON CONFLICT(id) DO UPDATE SET count = count + excluded.count";
+
+/// The baseline's distinct texts in id order, read through a read-only connection.
+pub fn read_baseline(path: &Path) -> Result<Vec<crate::detect::BaselineRow>, AuditError> {
+    let display = path.display().to_string();
+    let sqlite = |source| AuditError::Sqlite {
+        path: display.clone(),
+        source,
+    };
+    let (conn, version) = open_reader(path)?;
+    if version < 3 {
+        // The writer migrates at open; a reader of an older file sees no baseline table yet.
+        return Ok(Vec::new());
+    }
+    let mut stmt = conn
+        .prepare("SELECT id, text, count FROM baseline ORDER BY id")
+        .map_err(sqlite)?;
+    let rows = stmt
+        .query_map([], |r| {
+            Ok(crate::detect::BaselineRow {
+                id: r.get::<_, i64>(0)? as u64,
+                text: r.get(1)?,
+                count: r.get::<_, i64>(2)? as u64,
+            })
+        })
+        .map_err(sqlite)?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(sqlite)?;
+    Ok(rows)
+}
+
 impl AuditWriter {
     /// Opens (creating and migrating as needed) the database and finds the chain's head. A new
     /// database starts with a genesis record that binds it to this host and its creation time.
@@ -203,6 +252,12 @@ impl AuditWriter {
         if version < 2 {
             conn.execute_batch(&format!(
                 "BEGIN; {MIGRATE_V1_TO_V2} PRAGMA user_version = 2; COMMIT;"
+            ))
+            .map_err(sqlite)?;
+        }
+        if version < 3 {
+            conn.execute_batch(&format!(
+                "BEGIN; {MIGRATE_V2_TO_V3} PRAGMA user_version = 3; COMMIT;"
             ))
             .map_err(sqlite)?;
         }
@@ -251,6 +306,18 @@ impl AuditWriter {
     /// Appends a batch in one transaction and returns what was committed. Nothing is visible to
     /// readers, and the head does not move, unless the whole batch commits.
     pub fn append(&mut self, batch: &[Judged], model: &str) -> Result<Vec<Committed>, AuditError> {
+        self.append_with_baseline(batch, model, &[])
+    }
+
+    /// [`AuditWriter::append`], also adding `imported` (baseline ids, texts and counts) to the
+    /// baseline table in the same transaction, attributed to the batch's last record (an import
+    /// record).
+    pub fn append_with_baseline(
+        &mut self,
+        batch: &[Judged],
+        model: &str,
+        imported: &[crate::detect::BaselineRow],
+    ) -> Result<Vec<Committed>, AuditError> {
         let path = self.path.clone();
         let sqlite = |source| AuditError::Sqlite {
             path: path.clone(),
@@ -269,6 +336,7 @@ impl AuditWriter {
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
                 )
                 .map_err(sqlite)?;
+            let mut join = tx.prepare_cached(UPSERT_BASELINE).map_err(sqlite)?;
             for judged in batch {
                 seq += 1;
                 // Sources observe concurrently, so an event can be a little older than the record
@@ -314,6 +382,21 @@ impl AuditWriter {
                         i64::from(ENCODING_VERSION),
                     ])
                     .map_err(sqlite)?;
+                if let Some(id) = judged.joined {
+                    join.execute(params![id as i64, record.text, 1i64, seq as i64])
+                        .map_err(sqlite)?;
+                }
+                if std::ptr::eq(judged, batch.last().expect("in the batch")) {
+                    for row in imported {
+                        join.execute(params![
+                            row.id as i64,
+                            row.text,
+                            row.count as i64,
+                            seq as i64
+                        ])
+                        .map_err(sqlite)?;
+                    }
+                }
                 prev = hash;
                 committed.push(Committed {
                     seq,

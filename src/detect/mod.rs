@@ -1,26 +1,42 @@
-//! Scoring against the baseline: a FAISS index of the vectors of events judged normal, owned by the
-//! detector thread (FAISS indexes are not `Send`; the thread builds its own).
+//! Scoring against the baseline: the vectors of events judged normal, searched through a FAISS
+//! index, all owned by the detector thread.
 //!
-//! Score = `d + w / (1 + ln n)`: `d` is the distance to the nearest baseline vector,
+//! Score = `d + w / (1 + ln n)`: `d` is the exact distance to the nearest baseline vector,
 //! `‖a − b‖² / 2`, which for unit vectors is `1 − cos(a, b)` (0 for a text seen before, about 1 for
 //! an unrelated one); `n` is how many events that nearest text stands for and `w` is
 //! `detector.rarity_weight`, so a text seen once before still scores above a heartbeat seen
-//! 10,000 times. An event scoring above the threshold (see [`calibration`]) is an anomaly and
-//! stays out of the baseline, so a recurring fault keeps alerting; every other event joins it
-//! (each distinct text once, with a count).
+//! 10,000 times.
+//!
+//! Two thresholds: an event scoring above the *alert* threshold (fixed, or calibrated, see
+//! [`calibration`]) is an anomaly; only an event scoring at most the *join* threshold
+//! (`detector.threshold`, also the alert threshold's floor) joins the baseline. A fault therefore
+//! never becomes baseline silently, so a recurring fault keeps alerting; it joins through
+//! `MarkBenign` (a `benign` record). Events matched by a suppression rule are recorded with their
+//! score but neither alert nor join. Each distinct text is stored once, with a count.
 
+mod baseline;
 mod calibration;
+mod index;
+pub mod snapshot;
 
+pub use baseline::{Baseline, BaselineRow};
 pub use calibration::Calibrator;
+pub use index::{auto_description, check_factory, full_description, AUTO, EXACT};
 
-use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
-use faiss::index::IndexImpl;
-use faiss::{index_factory, Idx, Index, MetricType};
+use serde_json::json;
+use tracing::{info, warn};
 
-use crate::config::{DetectorConfig, EMBEDDING_DIM};
-use crate::embed::Embeddings;
-use crate::event::{Event, Judged, Verdict};
+use crate::config::{DetectorConfig, SuppressRule};
+use crate::embed::{EmbedError, Embedder, Embeddings};
+use crate::event::{now_usec, Event, Judged, RecordKind, Verdict};
+use index::SearchIndex;
+
+/// Embedding dimension as an index.
+pub(crate) const DIM: usize = crate::config::EMBEDDING_DIM as usize;
+use snapshot::{Header, SnapshotError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DetectError {
@@ -30,8 +46,16 @@ pub enum DetectError {
         #[source]
         source: faiss::error::Error,
     },
+    #[error("{key}: {reason}")]
+    Config { key: &'static str, reason: String },
     #[error("{scored} events to score but {rows} vectors")]
     VectorCount { scored: usize, rows: usize },
+    #[error(transparent)]
+    Snapshot(#[from] SnapshotError),
+    #[error("re-embedding the baseline: {0}")]
+    Embed(#[from] EmbedError),
+    #[error("the audit database's baseline table is not dense: row {position} has id {id}")]
+    BaselineIds { position: usize, id: u64 },
 }
 
 /// A batch the detector could not score, handed back whole so the caller can still record it.
@@ -41,82 +65,195 @@ pub struct Unjudged {
     pub events: Vec<Event>,
 }
 
-/// The factory string FAISS is given: ids are always ours, so the index is wrapped in `IDMap2`.
-fn full_description(index: &str) -> String {
-    if index.starts_with("IDMap") {
-        index.to_owned()
-    } else {
-        format!("IDMap2,{index}")
-    }
-}
-
-/// Checks a `detector.index` value: FAISS must build it for 384-d vectors, and (until the
-/// IVF-PQ lifecycle lands) it must need no training.
-pub fn check_factory(index: &str) -> Result<(), String> {
-    if index.trim().is_empty() {
-        return Err("must be a FAISS factory string such as Flat".into());
-    }
-    let built = index_factory(EMBEDDING_DIM, full_description(index), MetricType::L2)
-        .map_err(|e| format!("FAISS cannot build it: {e}"))?;
-    if !built.is_trained() {
-        return Err("must be an index that needs no training (e.g. Flat, HNSW32); trained IVF-PQ is not supported yet".into());
-    }
-    Ok(())
-}
-
 /// Distinct baseline texts before scores count towards calibration: against a nearly empty
 /// baseline every text looks new.
-const CALIBRATION_MIN_BASELINE: u64 = 32;
+const CALIBRATION_MIN_BASELINE: usize = 32;
+
+/// Texts re-embedded per batch when the baseline is rebuilt at start-up.
+const REBUILD_BATCH: usize = 256;
+
+/// How the baseline came back at start-up.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Restored {
+    /// Distinct texts taken from the snapshot.
+    pub from_snapshot: usize,
+    /// Distinct texts embedded again (after the snapshot, or all of them).
+    pub embedded: usize,
+    /// Why the snapshot was not used, when it was not.
+    pub snapshot_problem: Option<String>,
+}
+
+/// Where and how often the baseline is snapshotted.
+#[derive(Debug, Clone)]
+pub struct SnapshotPolicy {
+    pub path: PathBuf,
+    pub interval: Duration,
+    pub model_id: String,
+}
 
 pub struct Detector {
-    index: IndexImpl,
-    description: String,
     k: usize,
     rarity_weight: f32,
+    join_threshold: f32,
     calibrator: Calibrator,
     warmup_events: u64,
-    /// Distinct baseline text → its id in the index.
-    ids_by_text: HashMap<String, u64>,
-    /// How many events each baseline id stands for.
-    counts: Vec<u64>,
-    /// Events that joined the baseline, repeats included.
-    baseline_events: u64,
+    suppress: Vec<SuppressRule>,
+    baseline: Baseline,
+    index: SearchIndex,
+    snapshot: Option<SnapshotPolicy>,
+    last_snapshot: Instant,
+    /// (distinct texts, index swaps) when the last snapshot was written.
+    snapshot_state: (usize, u64),
 }
 
 impl Detector {
+    /// An empty baseline that is never snapshotted (offline scoring, tests).
     pub fn new(config: &DetectorConfig) -> Result<Detector, DetectError> {
-        let description = full_description(&config.index);
-        let index =
-            index_factory(EMBEDDING_DIM, &description, MetricType::L2).map_err(|source| {
-                DetectError::Faiss {
-                    description: description.clone(),
-                    source,
-                }
-            })?;
         Ok(Detector {
-            index,
-            description,
             k: config.k,
             rarity_weight: config.rarity_weight,
+            join_threshold: config.threshold,
             calibrator: Calibrator::new(
                 config.calibration_quantile,
                 config.threshold,
                 config.calibration_window,
             ),
             warmup_events: config.warmup_events,
-            ids_by_text: HashMap::new(),
-            counts: Vec::new(),
-            baseline_events: 0,
+            suppress: config.suppress.clone(),
+            baseline: Baseline::default(),
+            index: SearchIndex::new(config)?,
+            snapshot: None,
+            last_snapshot: Instant::now(),
+            snapshot_state: (0, 0),
         })
     }
 
-    pub fn description(&self) -> &str {
-        &self.description
+    /// The baseline the audit database's `baseline` table holds (`rows`, in id order), its
+    /// vectors taken from the snapshot where it agrees with the table and embedded again after
+    /// that; snapshots are then written by `policy`. `progress(done, total)` follows the
+    /// re-embedding.
+    pub fn restore(
+        config: &DetectorConfig,
+        rows: Vec<BaselineRow>,
+        policy: SnapshotPolicy,
+        embedder: &mut dyn Embedder,
+        mut progress: impl FnMut(usize, usize),
+    ) -> Result<(Detector, Restored), DetectError> {
+        for (position, row) in rows.iter().enumerate() {
+            if row.id != position as u64 {
+                return Err(DetectError::BaselineIds {
+                    position,
+                    id: row.id,
+                });
+            }
+        }
+        let mut detector = Detector::new(config)?;
+        let mut restored = Restored::default();
+        let snapshot = match snapshot::read(&policy.path) {
+            Ok(Some(s)) if s.header.model_id != policy.model_id => {
+                restored.snapshot_problem = Some(format!(
+                    "made with model {}, the embedder is {}",
+                    s.header.model_id, policy.model_id
+                ));
+                None
+            }
+            Ok(Some(s)) => Some(s),
+            Ok(None) => {
+                if !rows.is_empty() {
+                    restored.snapshot_problem = Some("no snapshot file".into());
+                }
+                None
+            }
+            Err(e) => {
+                restored.snapshot_problem = Some(e.to_string());
+                None
+            }
+        };
+        if let Some(snap) = snapshot {
+            let agree = snap
+                .texts
+                .iter()
+                .zip(&rows)
+                .take_while(|(t, row)| **t == row.text)
+                .count();
+            if agree < snap.header.rows.min(rows.len()) {
+                restored.snapshot_problem = Some(format!(
+                    "its text {agree} differs from the audit database's; using the {agree} before it"
+                ));
+            } else if snap.header.rows > rows.len() {
+                restored.snapshot_problem = Some(format!(
+                    "it is ahead of the audit database ({} texts, the database has {}); using the first {agree}",
+                    snap.header.rows,
+                    rows.len()
+                ));
+            }
+            for (row, vector) in rows[..agree].iter().zip(snap.vectors.chunks_exact(DIM)) {
+                detector.baseline.insert(&row.text, vector, row.count);
+            }
+            restored.from_snapshot = agree;
+            let trained = snap
+                .index
+                .filter(|_| agree == snap.header.rows && !snap.header.index.is_empty());
+            match trained {
+                Some(index) => {
+                    detector.index.adopt(
+                        index,
+                        snap.header.index.clone(),
+                        snap.header.trained_on,
+                    )?;
+                }
+                None => {
+                    for id in 0..agree as u64 {
+                        let v = detector.baseline.vector(id).to_vec();
+                        detector.index.add(id, &v)?;
+                    }
+                }
+            }
+        }
+        let start = restored.from_snapshot;
+        let total = rows.len() - start;
+        for chunk in rows[start..].chunks(REBUILD_BATCH) {
+            let texts: Vec<&str> = chunk.iter().map(|r| r.text.as_str()).collect();
+            let vectors = embedder.embed(&texts)?;
+            for (i, row) in chunk.iter().enumerate() {
+                let id = detector
+                    .baseline
+                    .insert(&row.text, vectors.row(i), row.count);
+                let v = detector.baseline.vector(id).to_vec();
+                detector.index.add(id, &v)?;
+            }
+            restored.embedded += chunk.len();
+            progress(restored.embedded, total);
+        }
+        detector.snapshot_state = if restored.embedded == 0 && restored.snapshot_problem.is_none() {
+            (detector.baseline.len(), 0)
+        } else {
+            (usize::MAX, 0)
+        };
+        detector.snapshot = Some(policy);
+        Ok((detector, restored))
     }
 
-    /// Distinct vectors in the index.
+    pub fn description(&self) -> &str {
+        self.index.description()
+    }
+
+    /// Distinct texts in the baseline.
     pub fn baseline_len(&self) -> u64 {
-        self.index.ntotal()
+        self.baseline.len() as u64
+    }
+
+    pub fn baseline(&self) -> &Baseline {
+        &self.baseline
+    }
+
+    /// Trained indexes swapped in since start.
+    pub fn index_swaps(&self) -> u64 {
+        self.index.swaps
+    }
+
+    pub fn is_training(&self) -> bool {
+        self.index.is_training()
     }
 
     /// The score above which an event is an anomaly, as it stands now.
@@ -124,161 +261,237 @@ impl Detector {
         self.calibrator.threshold()
     }
 
-    /// Adds known-normal history (an imported baseline): each text is scored against the
-    /// baseline as it stood just before it, including the texts before it in this call (one
-    /// search per text: batch searches would score a burst of new texts against none of each
-    /// other and inflate the calibration), the score feeds the calibration, and the text joins.
-    /// Returns the scores.
-    pub fn learn(&mut self, texts: &[&str], vectors: &Embeddings) -> Result<Vec<f32>, DetectError> {
+    /// Starts a retrain at the next batch (when the index plan is a trained one).
+    pub fn request_retrain(&mut self) {
+        self.index.request_retrain();
+    }
+
+    /// Adds known-normal history (an imported baseline) and returns each text's baseline id.
+    pub fn learn(&mut self, texts: &[&str], vectors: &Embeddings) -> Result<Vec<u64>, DetectError> {
         if texts.len() != vectors.rows() {
             return Err(DetectError::VectorCount {
                 scored: texts.len(),
                 rows: vectors.rows(),
             });
         }
-        let mut scores = Vec::with_capacity(texts.len());
+        let mut ids = Vec::with_capacity(texts.len());
         for (row, text) in texts.iter().enumerate() {
-            let one = Embeddings {
-                dim: vectors.dim,
-                data: vectors.row(row).to_vec(),
-            };
-            let found = self.nearest(1, &one)?.pop().unwrap_or_default();
-            let neighbours = self.with_exact_repeat(text, found);
-            let score = self.score(&neighbours);
-            self.observe(score);
-            self.join_baseline(text, vectors.row(row))?;
-            scores.push(score);
+            ids.push(self.join_baseline(text, vectors.row(row))?);
         }
-        Ok(scores)
+        self.index.maintain(&self.baseline);
+        Ok(ids)
     }
 
-    /// A text already in the baseline is its own nearest neighbour at distance 0, also when it
-    /// joined earlier in the same batch (after the batch's search ran).
-    fn with_exact_repeat(&self, text: &str, mut neighbours: Vec<(u64, f32)>) -> Vec<(u64, f32)> {
-        if let Some(&id) = self.ids_by_text.get(text) {
-            if neighbours.first().is_none_or(|&(first, _)| first != id) {
-                neighbours.insert(0, (id, 0.0));
-                neighbours.truncate(self.k);
+    /// The `k` nearest baseline entries of `query`, nearest first, with exact distances. The
+    /// index proposes candidates; a text already in the baseline is its own nearest at distance 0,
+    /// also when it joined after the index was searched (earlier in the same batch).
+    fn neighbours(&self, text: &str, query: &[f32], mut candidates: Vec<u64>) -> Vec<(u64, f32)> {
+        if let Some(id) = self.baseline.id_of(text) {
+            candidates.push(id);
+        }
+        candidates.sort_unstable();
+        candidates.dedup();
+        let mut scored: Vec<(u64, f32)> = candidates
+            .into_iter()
+            .filter(|&id| (id as usize) < self.baseline.len())
+            .map(|id| (id, self.baseline.distance(query, id)))
+            .collect();
+        scored.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
+        if let Some(id) = self.baseline.id_of(text) {
+            if let Some(pos) = scored.iter().position(|&(i, _)| i == id) {
+                scored[pos].1 = 0.0;
+                scored[..=pos].rotate_right(1);
             }
         }
-        neighbours
+        scored.truncate(self.k);
+        scored
     }
 
     fn score(&self, neighbours: &[(u64, f32)]) -> f32 {
         match neighbours.first() {
             None => 1.0 + self.rarity_weight,
             Some(&(id, distance)) => {
-                let count = self.counts.get(id as usize).copied().unwrap_or(1).max(1);
+                let count = self.baseline.count(id).max(1);
                 distance.max(0.0) + self.rarity_weight / (1.0 + (count as f32).ln())
             }
         }
     }
 
-    fn observe(&mut self, score: f32) {
-        if self.index.ntotal() >= CALIBRATION_MIN_BASELINE {
-            self.calibrator.observe(score);
-        }
+    fn suppressed_by(&self, event: &Event, now: u64) -> Option<&SuppressRule> {
+        self.suppress.iter().find(|r| r.matches(event, now))
     }
 
-    /// Judges a batch. `vectors` holds one row per event whose kind is scored, in order; the other
-    /// events pass through as `NotScored`. Each event is judged against the baseline as it stood
-    /// before the batch, plus exact repeats of texts that joined it earlier in the same batch.
-    /// Every check that can fail runs before the events are consumed, so a failure hands them back.
+    /// Judges a batch. `vectors` holds one row per event that needs one (observed events and
+    /// benign marks), in order; the daemon's other records pass through as `NotScored`. Each event
+    /// is judged against the baseline as it stood before the batch, plus exact repeats of texts
+    /// that joined earlier in the same batch. Every check that can fail runs before the events
+    /// are consumed, so a failure hands them back.
     pub fn judge(
         &mut self,
         events: Vec<Event>,
         vectors: &Embeddings,
     ) -> Result<Vec<Judged>, Unjudged> {
-        let scored = events.iter().filter(|e| e.kind.is_scored()).count();
-        let mut neighbours_per_row = match self.nearest(scored, vectors) {
-            Ok(n) => n,
+        let rows = events.iter().filter(|e| e.kind.needs_vector()).count();
+        if rows != vectors.rows() {
+            let error = DetectError::VectorCount {
+                scored: rows,
+                rows: vectors.rows(),
+            };
+            return Err(Unjudged { error, events });
+        }
+        let search_k = if self.index.trained_on() > 0 {
+            self.k * 2
+        } else {
+            self.k
+        };
+        let mut candidates = match self.index.search(&vectors.data, search_k) {
+            Ok(c) => c,
             Err(error) => return Err(Unjudged { error, events }),
         };
 
+        let now = now_usec();
         let mut judged = Vec::with_capacity(events.len());
         let mut row = 0;
-        for event in events {
-            if !event.kind.is_scored() {
+        for mut event in events {
+            if !event.kind.needs_vector() {
                 judged.push(Judged::unscored(event));
                 continue;
             }
-            let neighbours =
-                self.with_exact_repeat(&event.text, std::mem::take(&mut neighbours_per_row[row]));
+            let vector = vectors.row(row);
+            let found = std::mem::take(&mut candidates[row]);
+            row += 1;
+            if event.kind == RecordKind::Benign {
+                let joined = self.join_or_log(&event.text, vector);
+                judged.push(Judged {
+                    joined,
+                    ..Judged::unscored(event)
+                });
+                continue;
+            }
+            let neighbours = self.neighbours(&event.text, vector, found);
             let score = self.score(&neighbours);
-            let verdict = if self.baseline_events < self.warmup_events {
+            let threshold = self.calibrator.threshold();
+            let suppressed = self.suppressed_by(&event, now).map(|r| r.name.clone());
+            let verdict = if let Some(rule) = suppressed {
+                event.fields.insert("suppressed_by".into(), json!(rule));
+                Verdict::Suppressed
+            } else if self.baseline.events() < self.warmup_events {
                 Verdict::Warmup
-            } else if score > self.calibrator.threshold() {
+            } else if score > threshold {
                 Verdict::Anomaly
             } else {
                 Verdict::Normal
             };
-            if verdict != Verdict::Anomaly {
-                self.observe(score);
-                // The verdict stands either way; a vector FAISS refused only misses the baseline.
-                if let Err(e) = self.join_baseline(&event.text, vectors.row(row)) {
-                    tracing::error!(error = %e, text = %event.text, "could not add the event to the baseline");
-                }
+            if verdict != Verdict::Warmup {
+                event
+                    .fields
+                    .insert("threshold".into(), json!(f64::from(threshold)));
             }
+            if matches!(verdict, Verdict::Normal | Verdict::Anomaly)
+                && self.baseline.len() >= CALIBRATION_MIN_BASELINE
+            {
+                self.calibrator.observe(score);
+            }
+            let joins = verdict == Verdict::Warmup
+                || (verdict == Verdict::Normal && score <= self.join_threshold);
+            let joined = if joins {
+                self.join_or_log(&event.text, vector)
+            } else {
+                None
+            };
             judged.push(Judged {
                 event,
                 score: Some(score),
                 verdict,
                 neighbours,
+                joined,
             });
-            row += 1;
         }
         Ok(judged)
     }
 
-    /// The `k` nearest baseline entries of each of the `scored` rows of `vectors`.
-    fn nearest(
-        &mut self,
-        scored: usize,
-        vectors: &Embeddings,
-    ) -> Result<Vec<Vec<(u64, f32)>>, DetectError> {
-        if scored != vectors.rows() {
-            return Err(DetectError::VectorCount {
-                scored,
-                rows: vectors.rows(),
-            });
-        }
-        let mut neighbours_per_row: Vec<Vec<(u64, f32)>> = vec![Vec::new(); scored];
-        if scored > 0 && self.index.ntotal() > 0 {
-            let k = self.k.min(self.index.ntotal() as usize);
-            let found =
-                self.index
-                    .search(&vectors.data, k)
-                    .map_err(|source| DetectError::Faiss {
-                        description: self.description.clone(),
-                        source,
-                    })?;
-            for (row, neighbours) in neighbours_per_row.iter_mut().enumerate() {
-                for j in 0..k {
-                    if let Some(id) = found.labels[row * k + j].get() {
-                        neighbours.push((id, found.distances[row * k + j] / 2.0));
-                    }
-                }
+    /// Joins, logging a vector FAISS refused (the verdict stands; the text only misses the
+    /// baseline).
+    fn join_or_log(&mut self, text: &str, vector: &[f32]) -> Option<u64> {
+        match self.join_baseline(text, vector) {
+            Ok(id) => Some(id),
+            Err(e) => {
+                tracing::error!(error = %e, text, "could not add the event to the baseline");
+                None
             }
         }
-        Ok(neighbours_per_row)
     }
 
-    fn join_baseline(&mut self, text: &str, vector: &[f32]) -> Result<(), DetectError> {
-        self.baseline_events += 1;
-        if let Some(&id) = self.ids_by_text.get(text) {
-            self.counts[id as usize] += 1;
+    fn join_baseline(&mut self, text: &str, vector: &[f32]) -> Result<u64, DetectError> {
+        if let Some(id) = self.baseline.id_of(text) {
+            self.baseline.repeat(id, 1);
+            return Ok(id);
+        }
+        let id = self.baseline.len() as u64;
+        self.index.add(id, vector)?;
+        Ok(self.baseline.insert(text, vector, 1))
+    }
+
+    /// Between batches: index training and swaps, and the periodic snapshot.
+    pub fn maintain(&mut self) {
+        self.index.maintain(&self.baseline);
+        let due = self
+            .snapshot
+            .as_ref()
+            .is_some_and(|p| !p.interval.is_zero() && self.last_snapshot.elapsed() >= p.interval);
+        if due {
+            if let Err(e) = self.save_snapshot() {
+                warn!(error = %e, "could not write the baseline snapshot");
+            }
+        }
+    }
+
+    /// Writes the snapshot if the baseline or its index changed since the last one.
+    pub fn save_snapshot(&mut self) -> Result<(), DetectError> {
+        self.last_snapshot = Instant::now();
+        let Some(policy) = &self.snapshot else {
+            return Ok(());
+        };
+        let state = (self.baseline.len(), self.index.swaps);
+        if state == self.snapshot_state {
             return Ok(());
         }
-        let id = self.counts.len() as u64;
-        self.index
-            .add_with_ids(vector, &[Idx::new(id)])
-            .map_err(|source| DetectError::Faiss {
-                description: self.description.clone(),
-                source,
-            })?;
-        self.counts.push(1);
-        self.ids_by_text.insert(text.to_owned(), id);
+        let trained = self.index.trained_on() > 0;
+        let header = Header {
+            model_id: policy.model_id.clone(),
+            dim: DIM,
+            rows: self.baseline.len(),
+            index: if trained {
+                self.index.description().to_owned()
+            } else {
+                String::new()
+            },
+            trained_on: self.index.trained_on(),
+            created_usec: now_usec(),
+        };
+        let started = Instant::now();
+        let bytes = snapshot::write(
+            &policy.path,
+            &header,
+            self.baseline.texts(),
+            &self.baseline.shared_rows(),
+            trained.then(|| self.index.index()),
+        )?;
+        self.snapshot_state = state;
+        info!(
+            path = %policy.path.display(),
+            texts = header.rows,
+            index = %self.index.description(),
+            bytes,
+            ms = started.elapsed().as_millis() as u64,
+            "baseline snapshot written"
+        );
         Ok(())
+    }
+
+    /// Waits for a background training to finish and swaps it in.
+    pub fn finish_training(&mut self) {
+        self.index.finish_training(&self.baseline);
     }
 }
 
@@ -297,6 +510,11 @@ mod tests {
             calibration_quantile: 0.0,
             calibration_window: 1000,
             warmup_events: warmup_events as u64,
+            nprobe: 8,
+            train_min_vectors: 1000,
+            retrain_growth: 2.0,
+            snapshot_interval: Duration::ZERO,
+            suppress: Vec::new(),
         }
     }
 
@@ -322,11 +540,13 @@ mod tests {
             1,
             "identical texts are stored once"
         );
+        assert_eq!(warm[1].joined, Some(0));
 
         let out = judge(&mut detector, &[normal, fault]);
         assert_eq!(out[0].verdict, Verdict::Normal);
         assert_eq!(out[0].score, Some(0.0));
         assert_eq!(out[1].verdict, Verdict::Anomaly, "score {:?}", out[1].score);
+        assert_eq!(out[1].joined, None);
         assert_eq!(detector.baseline_len(), 1);
 
         let again = judge(&mut detector, &[fault]);
@@ -338,10 +558,136 @@ mod tests {
     }
 
     #[test]
+    fn a_benign_mark_joins_the_baseline_and_silences_repeats() {
+        let mut detector = Detector::new(&config(1)).unwrap();
+        let normal = "systemd unit nginx.service ActiveState=active SubState=running";
+        let fault = "systemd unit backup.service ActiveState=failed Result=exit-code";
+        judge(&mut detector, &[normal]);
+        assert_eq!(judge(&mut detector, &[fault])[0].verdict, Verdict::Anomaly);
+        let vectors = HashingEmbedder::new(384).embed(&[fault]).unwrap();
+        let mark = Event::daemon(RecordKind::Benign, fault.into(), Default::default());
+        let marked = detector.judge(vec![mark], &vectors).unwrap();
+        assert_eq!(marked[0].joined, Some(1));
+        let after = judge(&mut detector, &[fault]);
+        assert_eq!(after[0].verdict, Verdict::Normal);
+        assert_eq!(after[0].neighbours[0], (1, 0.0));
+    }
+
+    #[test]
+    fn suppressed_events_neither_alert_nor_join() {
+        let mut cfg = config(1);
+        cfg.suppress = vec![SuppressRule {
+            name: "backup-noise".into(),
+            source: Some(Source::Systemd),
+            pattern: regex::Regex::new("backup\\.service").unwrap(),
+            until_usec: None,
+        }];
+        let mut detector = Detector::new(&cfg).unwrap();
+        judge(
+            &mut detector,
+            &["systemd unit nginx.service ActiveState=active"],
+        );
+        let out = judge(
+            &mut detector,
+            &["systemd unit backup.service ActiveState=failed"],
+        );
+        assert_eq!(out[0].verdict, Verdict::Suppressed);
+        assert_eq!(out[0].event.fields["suppressed_by"], "backup-noise");
+        assert_eq!(out[0].joined, None);
+        assert!(out[0].score.unwrap() > 0.25);
+        cfg.suppress[0].until_usec = Some(1);
+        let mut expired = Detector::new(&cfg).unwrap();
+        judge(
+            &mut expired,
+            &["systemd unit nginx.service ActiveState=active"],
+        );
+        let out = judge(
+            &mut expired,
+            &["systemd unit backup.service ActiveState=failed"],
+        );
+        assert_eq!(
+            out[0].verdict,
+            Verdict::Anomaly,
+            "an expired rule no longer applies"
+        );
+    }
+
+    /// Clustered random unit vectors, deterministic.
+    fn clustered(n: usize, seed: u64) -> Vec<f32> {
+        let mut state = seed;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 11) as f32 / (1u64 << 53) as f32 - 0.5
+        };
+        let centres: Vec<f32> = (0..64 * DIM).map(|_| next()).collect();
+        let mut out = Vec::with_capacity(n * DIM);
+        for i in 0..n {
+            let c = &centres[(i % 64) * DIM..][..DIM];
+            let v: Vec<f32> = c.iter().map(|x| x + 0.3 * next()).collect();
+            let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+            out.extend(v.iter().map(|x| x / norm));
+        }
+        out
+    }
+
+    #[test]
+    fn the_trained_index_is_swapped_in_without_losing_vectors() {
+        let mut cfg = config(0);
+        cfg.index = "IVF16,PQ8".into();
+        cfg.train_min_vectors = 2000;
+        cfg.k = 5;
+        let mut detector = Detector::new(&cfg).unwrap();
+        assert_eq!(detector.description(), EXACT);
+        let data = clustered(3000, 7);
+        let texts: Vec<String> = (0..3000).map(|i| format!("text {i}")).collect();
+        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+        let first = Embeddings {
+            dim: DIM,
+            data: data[..2500 * DIM].to_vec(),
+        };
+        detector.learn(&refs[..2500], &first).unwrap();
+        assert!(
+            detector.is_training(),
+            "training starts at train_min_vectors"
+        );
+        // Vectors joining while the index trains are added after the swap.
+        let rest = Embeddings {
+            dim: DIM,
+            data: data[2500 * DIM..].to_vec(),
+        };
+        detector.learn(&refs[2500..], &rest).unwrap();
+        detector.finish_training();
+        assert_eq!(detector.description(), "IDMap2,IVF16,PQ8");
+        assert_eq!(detector.index.len(), 3000);
+        assert_eq!(detector.index_swaps(), 1);
+        // Each vector finds itself: candidates come from the index, distances are exact.
+        let mut found_self = 0;
+        for probe in [3, 1200, 2600, 2999] {
+            let q = &data[probe * DIM..][..DIM];
+            let candidates = detector.index.search(q, 10).unwrap().pop().unwrap();
+            let n = detector.neighbours("not a baseline text", q, candidates);
+            if n[0].0 == probe as u64 {
+                assert!(n[0].1.abs() < 1e-5);
+                found_self += 1;
+            }
+        }
+        assert!(
+            found_self >= 3,
+            "{found_self} of 4 vectors found themselves"
+        );
+    }
+
+    #[test]
     fn factory_strings_are_checked() {
-        assert!(check_factory("Flat").is_ok());
+        assert_eq!(check_factory("Flat"), Ok(false));
+        assert_eq!(check_factory("auto"), Ok(true));
+        assert_eq!(check_factory("IVF16,PQ8"), Ok(true));
         assert!(check_factory("NoSuchIndex").unwrap_err().contains("FAISS"));
-        assert!(check_factory("IVF16,PQ8").unwrap_err().contains("training"));
         assert!(check_factory("").is_err());
+        assert_eq!(auto_description(50_000), "IVF1024,PQ32");
+        assert_eq!(auto_description(1_000_000), "IVF4096,PQ32");
+        assert_eq!(auto_description(10), "IVF16,PQ32");
     }
 }

@@ -1,0 +1,336 @@
+//! The FAISS index over the baseline's vectors and its lifecycle. It starts exact
+//! (`IDMap2,Flat`); once enough distinct vectors exist, the configured trained index (by default
+//! `IVF{nlist},PQ32` sized from the data) is trained on a snapshot of them in a background thread,
+//! filled, and swapped in between two batches, so scoring never waits for training. It is trained
+//! again in the same way when the baseline has grown by `detector.retrain_growth` since.
+//!
+//! The index only finds candidates: the detector re-scores them exactly against the kept vectors,
+//! so product quantisation costs recall, never accuracy of the reported distance.
+
+use std::sync::mpsc::{Receiver, TryRecvError};
+use std::time::Instant;
+
+use faiss::index::autotune::ParameterSpace;
+use faiss::index::IndexImpl;
+use faiss::{index_factory, Idx, Index, MetricType};
+use tracing::{error, info};
+
+use super::baseline::{Baseline, SharedRows};
+use super::{DetectError, DIM};
+use crate::config::{DetectorConfig, EMBEDDING_DIM};
+
+/// The exact index the baseline starts in.
+pub const EXACT: &str = "IDMap2,Flat";
+
+/// `detector.index` value that sizes the trained index from the data.
+pub const AUTO: &str = "auto";
+
+/// Training sample: at most this many vectors per IVF list (FAISS's own cap is 256).
+const TRAIN_POINTS_PER_LIST: usize = 64;
+/// …and at least this many in all (PQ's 256 centroids per sub-quantiser want ~40 points each).
+const TRAIN_MIN_POINTS: usize = 10_240;
+
+/// The factory string FAISS is given: ids are always ours, so the index is wrapped in `IDMap2`.
+pub fn full_description(index: &str) -> String {
+    if index.starts_with("IDMap") {
+        index.to_owned()
+    } else {
+        format!("IDMap2,{index}")
+    }
+}
+
+/// `IVF{nlist},PQ32` with nlist the power of two nearest 4·√n (at least 16).
+pub fn auto_description(n: usize) -> String {
+    let target = (4.0 * (n as f64).sqrt()).max(16.0);
+    let nlist = 2f64.powf(target.log2().round()) as usize;
+    format!("IVF{nlist},PQ32")
+}
+
+/// Checks a `detector.index` value: `auto`, or a factory string FAISS builds for 384-d vectors.
+/// Returns whether the index needs training.
+pub fn check_factory(index: &str) -> Result<bool, String> {
+    if index == AUTO {
+        return Ok(true);
+    }
+    if index.trim().is_empty() {
+        return Err(
+            "must be \"auto\" or a FAISS factory string such as Flat or IVF1024,PQ32".into(),
+        );
+    }
+    let built = index_factory(EMBEDDING_DIM, full_description(index), MetricType::L2)
+        .map_err(|e| format!("FAISS cannot build it: {e}"))?;
+    Ok(!built.is_trained())
+}
+
+fn faiss_error(description: &str) -> impl Fn(faiss::error::Error) -> DetectError + '_ {
+    move |source| DetectError::Faiss {
+        description: description.to_owned(),
+        source,
+    }
+}
+
+struct Training {
+    description: String,
+    covers: usize,
+    started: Instant,
+    result: Receiver<Result<IndexImpl, String>>,
+}
+
+pub struct SearchIndex {
+    /// `detector.index` as configured (`auto` or a factory string).
+    plan: String,
+    needs_training: bool,
+    index: IndexImpl,
+    description: String,
+    /// Distinct vectors the current trained index was trained on; 0 while exact.
+    trained_on: usize,
+    nprobe: usize,
+    train_min: usize,
+    retrain_growth: f64,
+    training: Option<Training>,
+    retrain_requested: bool,
+    /// Trained indexes swapped in since start.
+    pub swaps: u64,
+}
+
+impl SearchIndex {
+    /// An index for the configured plan: the exact index when the plan needs training, else
+    /// the configured index itself.
+    pub fn new(config: &DetectorConfig) -> Result<SearchIndex, DetectError> {
+        let needs_training =
+            check_factory(&config.index).map_err(|reason| DetectError::Config {
+                key: "detector.index",
+                reason,
+            })?;
+        let description = if needs_training {
+            EXACT.to_owned()
+        } else {
+            full_description(&config.index)
+        };
+        let index = index_factory(EMBEDDING_DIM, &description, MetricType::L2)
+            .map_err(faiss_error(&description))?;
+        Ok(SearchIndex {
+            plan: config.index.clone(),
+            needs_training,
+            index,
+            description,
+            trained_on: 0,
+            nprobe: config.nprobe,
+            train_min: config.train_min_vectors,
+            retrain_growth: config.retrain_growth,
+            training: None,
+            retrain_requested: false,
+            swaps: 0,
+        })
+    }
+
+    /// Resumes from a trained index loaded from a snapshot.
+    pub fn adopt(
+        &mut self,
+        index: IndexImpl,
+        description: String,
+        trained_on: usize,
+    ) -> Result<(), DetectError> {
+        self.index = index;
+        self.description = description;
+        self.trained_on = trained_on;
+        self.apply_nprobe()
+    }
+
+    pub fn description(&self) -> &str {
+        &self.description
+    }
+
+    #[cfg(test)]
+    pub fn len(&self) -> u64 {
+        self.index.ntotal()
+    }
+
+    pub fn trained_on(&self) -> usize {
+        self.trained_on
+    }
+
+    pub fn is_training(&self) -> bool {
+        self.training.is_some()
+    }
+
+    pub fn index(&self) -> &IndexImpl {
+        &self.index
+    }
+
+    /// Asks for a retrain at the next [`SearchIndex::maintain`], whatever the growth.
+    pub fn request_retrain(&mut self) {
+        self.retrain_requested = true;
+    }
+
+    fn apply_nprobe(&mut self) -> Result<(), DetectError> {
+        if self.trained_on == 0 || !self.description.contains("IVF") {
+            return Ok(());
+        }
+        let space = ParameterSpace::new().map_err(faiss_error(&self.description))?;
+        space
+            .set_index_parameter(&self.index, "nprobe", self.nprobe as f64)
+            .map_err(faiss_error(&self.description))
+    }
+
+    pub fn add(&mut self, id: u64, vector: &[f32]) -> Result<(), DetectError> {
+        self.index
+            .add_with_ids(vector, &[Idx::new(id)])
+            .map_err(faiss_error(&self.description))
+    }
+
+    /// The ids of up to `k` candidates per query row, nearest first.
+    pub fn search(&mut self, queries: &[f32], k: usize) -> Result<Vec<Vec<u64>>, DetectError> {
+        let rows = queries.len() / DIM;
+        if rows == 0 || self.index.ntotal() == 0 {
+            return Ok(vec![Vec::new(); rows]);
+        }
+        let k = k.min(self.index.ntotal() as usize).max(1);
+        let found = self
+            .index
+            .search(queries, k)
+            .map_err(faiss_error(&self.description))?;
+        Ok((0..rows)
+            .map(|row| {
+                found.labels[row * k..(row + 1) * k]
+                    .iter()
+                    .filter_map(|l| l.get())
+                    .collect()
+            })
+            .collect())
+    }
+
+    fn wants_training(&self, distinct: usize) -> bool {
+        if !self.needs_training || self.training.is_some() || distinct < self.train_min {
+            return false;
+        }
+        self.retrain_requested
+            || self.trained_on == 0
+            || distinct as f64 >= self.trained_on as f64 * self.retrain_growth
+    }
+
+    /// Between batches: swaps in a finished background training (adding the vectors that joined
+    /// while it ran), or starts one when the baseline is large enough.
+    pub fn maintain(&mut self, baseline: &Baseline) {
+        let distinct = baseline.len();
+        if let Some(training) = &self.training {
+            match training.result.try_recv() {
+                Err(TryRecvError::Empty) => return,
+                Err(TryRecvError::Disconnected) => {
+                    error!(index = %training.description, "index training thread died; staying on the current index");
+                    self.training = None;
+                    return;
+                }
+                Ok(Err(reason)) => {
+                    error!(index = %training.description, %reason, "index training failed; staying on the current index");
+                    // Try again only after more growth, not in a loop.
+                    self.trained_on = self.trained_on.max(training.covers);
+                    self.training = None;
+                    return;
+                }
+                Ok(Ok(mut trained)) => {
+                    let training = self.training.take().expect("checked above");
+                    for id in training.covers..distinct {
+                        let v = baseline.vector(id as u64);
+                        if let Err(e) = trained.add_with_ids(v, &[Idx::new(id as u64)]) {
+                            error!(index = %training.description, error = %e, "could not fill the trained index; staying on the current index");
+                            return;
+                        }
+                    }
+                    let previous = std::mem::replace(&mut self.description, training.description);
+                    self.index = trained;
+                    self.trained_on = training.covers;
+                    self.swaps += 1;
+                    if let Err(e) = self.apply_nprobe() {
+                        error!(error = %e, "could not set nprobe on the new index");
+                    }
+                    info!(
+                        from = %previous,
+                        to = %self.description,
+                        trained_on = training.covers,
+                        vectors = self.index.ntotal(),
+                        nprobe = self.nprobe,
+                        seconds = training.started.elapsed().as_secs_f64(),
+                        "trained index swapped in"
+                    );
+                    return;
+                }
+            }
+        }
+        if self.wants_training(distinct) {
+            self.retrain_requested = false;
+            let rows = baseline.shared_rows();
+            let description = full_description(&if self.plan == AUTO {
+                auto_description(rows.rows())
+            } else {
+                self.plan.clone()
+            });
+            info!(index = %description, vectors = rows.rows(), "training the index in the background");
+            let (tx, rx) = std::sync::mpsc::channel();
+            let covers = rows.rows();
+            let thread_description = description.clone();
+            let spawned = std::thread::Builder::new()
+                .name("anomalyd-train".into())
+                .spawn(move || {
+                    let _ = tx.send(train(&thread_description, &rows));
+                });
+            match spawned {
+                Ok(_) => {
+                    self.training = Some(Training {
+                        description,
+                        covers,
+                        started: Instant::now(),
+                        result: rx,
+                    })
+                }
+                Err(e) => error!(error = %e, "cannot start the training thread"),
+            }
+        }
+    }
+
+    /// Waits for a running training and swaps it in (tests, and an orderly shutdown that wants
+    /// the trained index in its snapshot).
+    pub fn finish_training(&mut self, baseline: &Baseline) {
+        let Some(training) = self.training.take() else {
+            return;
+        };
+        let result = training
+            .result
+            .recv()
+            .unwrap_or_else(|_| Err("the training thread died".into()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let _ = tx.send(result);
+        self.training = Some(Training {
+            result: rx,
+            ..training
+        });
+        self.maintain(baseline);
+    }
+}
+
+/// Builds, trains and fills an index over `rows` (ids = row numbers).
+fn train(description: &str, rows: &SharedRows) -> Result<IndexImpl, String> {
+    let mut index = index_factory(EMBEDDING_DIM, description, MetricType::L2)
+        .map_err(|e| format!("cannot build it: {e}"))?;
+    let nlist = description
+        .split(',')
+        .find_map(|part| part.strip_prefix("IVF"))
+        .and_then(|n| n.parse::<usize>().ok())
+        .unwrap_or(1);
+    let wanted = (nlist * TRAIN_POINTS_PER_LIST).max(TRAIN_MIN_POINTS);
+    let step = (rows.rows() / wanted).max(1);
+    let sample = rows.sample(step);
+    index
+        .train(&sample)
+        .map_err(|e| format!("training on {} vectors: {e}", sample.len() / DIM))?;
+    let mut id = 0u64;
+    for slice in rows.slices() {
+        let n = slice.len() / DIM;
+        let ids: Vec<Idx> = (id..id + n as u64).map(Idx::new).collect();
+        index
+            .add_with_ids(slice, &ids)
+            .map_err(|e| format!("adding vectors: {e}"))?;
+        id += n as u64;
+    }
+    Ok(index)
+}
