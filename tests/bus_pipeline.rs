@@ -6,25 +6,8 @@ mod common;
 
 use std::collections::HashMap;
 
-use common::{assert_chain_intact, read_rows, RunningDaemon};
+use common::{assert_chain_intact, read_rows, unit_changed, RunningDaemon};
 use zbus::zvariant::Value;
-
-async fn unit_changed(conn: &zbus::Connection, unit_path: &str, active: &str, sub: &str) {
-    let mut changed: HashMap<&str, Value<'_>> = HashMap::new();
-    changed.insert("ActiveState", Value::from(active));
-    changed.insert("SubState", Value::from(sub));
-    changed.insert("InvocationID", Value::from("0f3c9d2e"));
-    let invalidated: Vec<&str> = Vec::new();
-    conn.emit_signal(
-        None::<&str>,
-        unit_path,
-        "org.freedesktop.DBus.Properties",
-        "PropertiesChanged",
-        &("org.freedesktop.systemd1.Unit", changed, invalidated),
-    )
-    .await
-    .unwrap();
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn systemd_signals_become_chained_records_counted_over_dbus() {

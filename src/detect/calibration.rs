@@ -1,11 +1,13 @@
-//! The automatic threshold: a high quantile of the recent scores of events that joined the
-//! baseline (imported history, warm-up, events judged normal, events marked benign), never below
-//! the configured floor. An operator then needs no feel for embedding distances: on traffic like
-//! the baseline, about `1 − quantile` of events score above it.
+//! The automatic alert threshold: a high quantile of the recent scores of every scored event
+//! (after warm-up, suppressed events aside), never below the configured floor. An operator then
+//! needs no feel for embedding distances: about `1 − quantile` of events score above it.
 //!
-//! Events above the threshold never enter the window, so the window is censored at the threshold
-//! and, over a long quiet stretch, the quantile can only drift down towards the floor. Restarts and
-//! imports re-seed it; the floor bounds how far it goes.
+//! Anomalies' scores stay in the window on purpose. A window of only the events let through is
+//! censored at the threshold, and its quantile can only fall: each recomputation lands below the
+//! last, down to the floor. With every score in it the quantile is stable; the price is that a
+//! storm of anomalies lifts the threshold for as long as it fills the window. Joining the baseline
+//! does not follow this threshold but the floor, so calibration never lets a fault into the
+//! baseline.
 
 use std::collections::VecDeque;
 
@@ -45,7 +47,7 @@ impl Calibrator {
         self.quantile > 0.0
     }
 
-    /// Records the score of an event that joined the baseline.
+    /// Records the score of a scored event.
     pub fn observe(&mut self, score: f32) {
         if !self.is_calibrating() || !score.is_finite() {
             return;

@@ -56,8 +56,14 @@ impl RunningDaemon {
     /// Spawns a private dbus-daemon under `dir` and runs anomalyd on it in-process, returning once
     /// it owns its bus name.
     pub async fn start(dir: &Path, extra_config: &str) -> RunningDaemon {
-        let bus = PrivateBus::spawn(&dir.join("bus")).expect("dbus-daemon starts");
-        let state_dir = dir.join("state");
+        Self::start_in(&dir.join("bus"), &dir.join("state"), extra_config).await
+    }
+
+    /// As [`RunningDaemon::start`], with the bus and the state directory named apart (a restart
+    /// on the same state directory).
+    pub async fn start_in(bus_dir: &Path, state_dir: &Path, extra_config: &str) -> RunningDaemon {
+        let bus = PrivateBus::spawn(bus_dir).expect("dbus-daemon starts");
+        let state_dir = state_dir.to_owned();
         let config = test_config(&state_dir, &bus, extra_config);
         let target = bus.target();
         let (stop, stopped) = oneshot::channel::<()>();
@@ -215,4 +221,47 @@ pub fn assert_chain_intact(rows: &[Row]) {
         assert_eq!(row.hash, hash, "seq {}: hash", row.seq);
         prev = hash;
     }
+}
+
+/// Emits a systemd unit's PropertiesChanged from `conn` (which should own
+/// `org.freedesktop.systemd1`, as systemd does).
+pub async fn unit_changed(conn: &zbus::Connection, unit_path: &str, active: &str, sub: &str) {
+    use zbus::zvariant::Value;
+    let mut changed: HashMap<&str, Value<'_>> = HashMap::new();
+    changed.insert("ActiveState", Value::from(active));
+    changed.insert("SubState", Value::from(sub));
+    changed.insert("InvocationID", Value::from("0f3c9d2e"));
+    let invalidated: Vec<&str> = Vec::new();
+    conn.emit_signal(
+        None::<&str>,
+        unit_path,
+        "org.freedesktop.DBus.Properties",
+        "PropertiesChanged",
+        &("org.freedesktop.systemd1.Unit", changed, invalidated),
+    )
+    .await
+    .unwrap();
+}
+
+/// A connection to `bus` that owns `org.freedesktop.systemd1`, so the daemon accepts its signals.
+pub async fn fake_systemd(bus: &PrivateBus) -> zbus::Connection {
+    zbus::connection::Builder::address(bus.address())
+        .unwrap()
+        .name("org.freedesktop.systemd1")
+        .unwrap()
+        .build()
+        .await
+        .unwrap()
+}
+
+/// The daemon's API object.
+pub async fn api_proxy(conn: &zbus::Connection) -> zbus::Proxy<'static> {
+    zbus::Proxy::new(
+        conn,
+        "org.anomalyd.Detector1",
+        "/org/anomalyd/Detector1",
+        "org.anomalyd.Detector1",
+    )
+    .await
+    .unwrap()
 }
