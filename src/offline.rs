@@ -132,6 +132,10 @@ pub fn import_baseline(
     mut progress: impl FnMut(&'static str, usize, usize),
 ) -> Result<ImportSummary, OfflineError> {
     use sha2::{Digest, Sha256};
+    std::fs::create_dir_all(&config.daemon.state_dir).map_err(|source| OfflineError::Io {
+        path: config.daemon.state_dir.clone(),
+        source,
+    })?;
     let _lock = crate::lock::StateLock::acquire(&config.daemon.state_dir)?;
     let bytes = std::fs::read(path).map_err(|source| OfflineError::Io {
         path: path.to_owned(),

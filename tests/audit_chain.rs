@@ -321,7 +321,9 @@ fn a_version_1_file_is_migrated_and_its_chain_continues() {
     let (db, checkpoints) = build(dir.path());
     {
         let conn = Connection::open(&db).unwrap();
-        conn.execute_batch("ALTER TABLE records DROP COLUMN encoding; PRAGMA user_version = 1;")
+        conn.execute_batch(
+            "ALTER TABLE records DROP COLUMN encoding; DROP TABLE baseline; PRAGMA user_version = 1;",
+        )
             .unwrap();
     }
     assert!(

@@ -39,9 +39,7 @@ async fn the_baseline_survives_restarts_and_a_damaged_snapshot() {
     let daemon = RunningDaemon::start_in(&dir.path().join("bus1"), &state, WARMUP).await;
     let systemd = fake_systemd(&daemon.bus).await;
     normal_traffic(&systemd).await;
-    daemon
-        .wait_for("six events", |s| s["HeadSeq"] >= 8)
-        .await;
+    daemon.wait_for("six events", |s| s["HeadSeq"] >= 8).await;
     let db = daemon.db();
     daemon.stop().await;
 
@@ -331,7 +329,7 @@ async fn baseline_import_is_one_chained_record_and_trains_the_index() {
     );
     assert!(!out.status.success());
     assert!(
-        String::from_utf8_lossy(&out.stderr).contains("held by another process"),
+        String::from_utf8_lossy(&out.stderr).contains("in use by another process"),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );

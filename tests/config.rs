@@ -142,8 +142,32 @@ fn each_rule_names_the_key_the_value_and_the_rule() {
             "detector.index = \"NoSuchIndex\": FAISS cannot build it",
         ),
         (
-            "[detector]\nindex = \"IVF64,PQ32\"",
-            "detector.index = \"IVF64,PQ32\": must be an index that needs no training",
+            "[detector]\nnprobe = 0",
+            "detector.nprobe = 0: must be between 1 and 2048",
+        ),
+        (
+            "[detector]\ntrain_min_vectors = 10",
+            "detector.train_min_vectors = 10: must be between 1000 and 100000000",
+        ),
+        (
+            "[detector]\nretrain_growth = 1.0",
+            "detector.retrain_growth = 1: must be between 1.1 and 100",
+        ),
+        (
+            "[[detector.suppress]]\nname = \"x\"\nsource = \"kernel\"\npattern = \"a\"",
+            "detector.suppress[0].source = \"kernel\": must be one of systemd, networkmanager",
+        ),
+        (
+            "[[detector.suppress]]\nname = \"x\"\npattern = \"(\"",
+            "detector.suppress[0].pattern = \"(\": not a regular expression",
+        ),
+        (
+            "[[detector.suppress]]\nname = \"x\"\npattern = \"a\"\nuntil = 2027-01-01T00:00:00",
+            "detector.suppress[0].until = 2027-01-01T00:00:00: must be a full date-time with an offset",
+        ),
+        (
+            "[[detector.suppress]]\nname = \" \"\npattern = \"a\"",
+            "detector.suppress[0].name = \" \": must not be empty",
         ),
         ("[audit]\ndb = \"\"", "audit.db = \"\": must name a file"),
         (

@@ -30,6 +30,19 @@ const TRAIN_POINTS_PER_LIST: usize = 64;
 /// …and at least this many in all (PQ's 256 centroids per sub-quantiser want ~40 points each).
 const TRAIN_MIN_POINTS: usize = 10_240;
 
+extern "C" {
+    /// libgomp, which the FAISS build links.
+    fn omp_set_num_threads(n: std::ffi::c_int);
+}
+
+/// FAISS parallelises with OpenMP, whose idle threads spin; next to the embedder's workers (one
+/// per core) that spinning costs more than it gains, so FAISS runs on the calling thread. The
+/// setting is per calling thread, hence a call before each use.
+fn faiss_on_this_thread_only() {
+    // SAFETY: sets the calling thread's OpenMP thread count; no pointers, no shared state.
+    unsafe { omp_set_num_threads(1) }
+}
+
 /// The factory string FAISS is given: ids are always ours, so the index is wrapped in `IDMap2`.
 pub fn full_description(index: &str) -> String {
     if index.starts_with("IDMap") {
@@ -174,6 +187,7 @@ impl SearchIndex {
     }
 
     pub fn add(&mut self, id: u64, vector: &[f32]) -> Result<(), DetectError> {
+        faiss_on_this_thread_only();
         self.index
             .add_with_ids(vector, &[Idx::new(id)])
             .map_err(faiss_error(&self.description))
@@ -186,6 +200,7 @@ impl SearchIndex {
             return Ok(vec![Vec::new(); rows]);
         }
         let k = k.min(self.index.ntotal() as usize).max(1);
+        faiss_on_this_thread_only();
         let found = self
             .index
             .search(queries, k)
@@ -212,6 +227,7 @@ impl SearchIndex {
     /// Between batches: swaps in a finished background training (adding the vectors that joined
     /// while it ran), or starts one when the baseline is large enough.
     pub fn maintain(&mut self, baseline: &Baseline) {
+        faiss_on_this_thread_only();
         let distinct = baseline.len();
         if let Some(training) = &self.training {
             match training.result.try_recv() {
@@ -310,6 +326,7 @@ impl SearchIndex {
 
 /// Builds, trains and fills an index over `rows` (ids = row numbers).
 fn train(description: &str, rows: &SharedRows) -> Result<IndexImpl, String> {
+    faiss_on_this_thread_only();
     let mut index = index_factory(EMBEDDING_DIM, description, MetricType::L2)
         .map_err(|e| format!("cannot build it: {e}"))?;
     let nlist = description
