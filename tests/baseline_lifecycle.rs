@@ -117,6 +117,26 @@ async fn explain_and_mark_benign_over_dbus() {
         assert!(*distance > 0.0);
     }
 
+    // The same through the client.
+    let ctl = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_anomalyctl"))
+            .args(["--bus", daemon.bus.address()])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let out = ctl(&["explain", &fault_seq.to_string()]);
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{table}");
+    assert!(
+        table.contains(&format!("#{fault_seq} anomaly: {fault_text}")),
+        "{table}"
+    );
+    assert!(table.contains("systemd unit nginx.service"), "{table}");
+    let out = ctl(&["explain", "999999"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no record has seq 999999"));
+
     let missing = api
         .call::<_, _, (String, String, f64, f64, Vec<Neighbour>)>("Explain", &(999_999u64,))
         .await

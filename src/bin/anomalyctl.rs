@@ -59,6 +59,25 @@ enum Command {
         #[arg(long)]
         journal: bool,
     },
+    /// Why an event got its verdict: its score against the threshold, and the nearest baseline
+    /// events with their distances and counts
+    Explain {
+        /// The event's seq (from `watch` or the log)
+        seq: u64,
+        /// Print JSON instead of a table
+        #[arg(long)]
+        json: bool,
+    },
+    /// Mark an event benign: its text joins the baseline, so it stops alerting; recorded in the
+    /// audit chain with the note and your uid
+    Benign {
+        seq: u64,
+        /// Why it is benign (kept in the chain)
+        #[arg(long, default_value = "")]
+        note: String,
+    },
+    /// Train the baseline index again now, in the background
+    Retrain,
     /// Print the chain's head as SEQ:HEX, for `verify --expect-head` later
     Head {
         /// Read this database file instead of asking the daemon
@@ -275,6 +294,63 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             })?;
             anyhow::ensure!(seq > 0, "the daemon's audit log holds no records");
             println!("{seq}:{hash}");
+        }
+        Command::Explain { seq, json } => {
+            type Neighbour = (u64, f64, String, u64, u64);
+            let (text, verdict, score, threshold, neighbours): (
+                String,
+                String,
+                f64,
+                f64,
+                Vec<Neighbour>,
+            ) = proxy
+                .call("Explain", &(seq,))
+                .await
+                .with_context(|| format!("Explain {seq}"))?;
+            if json {
+                let neighbours: Vec<_> = neighbours
+                    .iter()
+                    .map(|(id, d, t, n, first)| {
+                        serde_json::json!({"id": id, "distance": d, "text": t, "count": n, "first_seq": first})
+                    })
+                    .collect();
+                println!(
+                    "{}",
+                    serde_json::json!({"seq": seq, "text": text, "verdict": verdict,
+                        "score": score.is_finite().then_some(score),
+                        "threshold": threshold.is_finite().then_some(threshold),
+                        "neighbours": neighbours})
+                );
+            } else {
+                println!("#{seq} {verdict}: {text}");
+                if score.is_finite() {
+                    let against = if threshold.is_finite() {
+                        format!(" (threshold {threshold:.4})")
+                    } else {
+                        String::new()
+                    };
+                    println!("score {score:.4}{against}");
+                }
+                if neighbours.is_empty() {
+                    println!("no baseline neighbours (the baseline was empty, or the record is not a scored event)");
+                } else {
+                    println!("{:>9} {:>8} {:>8}  TEXT", "DISTANCE", "COUNT", "FIRST");
+                    for (_, distance, text, count, first) in &neighbours {
+                        println!("{distance:>9.4} {count:>8} {first:>8}  {text}");
+                    }
+                }
+            }
+        }
+        Command::Benign { seq, note } => {
+            let mark: u64 = proxy
+                .call("MarkBenign", &(seq, note.as_str()))
+                .await
+                .with_context(|| format!("MarkBenign {seq}"))?;
+            println!("#{seq} marked benign as record #{mark}");
+        }
+        Command::Retrain => {
+            let () = proxy.call("Retrain", &()).await.context("Retrain")?;
+            println!("retraining in the background; IndexSwaps in `anomalyctl stats` counts swaps");
         }
         Command::Verify { db: Some(_), .. } | Command::Head { db: Some(_) } => {
             unreachable!("offline commands returned above")
