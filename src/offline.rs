@@ -187,7 +187,8 @@ pub fn import_baseline(
     for chunk in texts.chunks(config.embedder.batch_size) {
         let refs: Vec<&str> = chunk.iter().map(String::as_str).collect();
         let (vectors, _) = cache.embed(embedder, &refs)?;
-        for id in detector.learn(&refs, &vectors)? {
+        let remaining = texts.len() - done - chunk.len();
+        for id in detector.learn(&refs, &vectors, remaining)? {
             *counts.entry(id).or_default() += 1;
         }
         done += chunk.len();
@@ -301,8 +302,8 @@ pub fn score_texts(
     for chunk in baseline.chunks(batch) {
         let refs: Vec<&str> = chunk.iter().map(String::as_str).collect();
         let (vectors, _) = cache.embed(embedder, &refs)?;
-        detector.learn(&refs, &vectors)?;
         done += chunk.len();
+        detector.learn(&refs, &vectors, baseline.len() - done)?;
         progress(done, total);
     }
     let mut scores = Vec::with_capacity(texts.len());

@@ -97,7 +97,14 @@ fn bgl_2k_beats_the_template_novelty_peer() {
         }
     }
     std::fs::write(dir.path().join("baseline.log"), baseline).unwrap();
-    std::fs::write(dir.path().join("test.log"), test).unwrap();
+    std::fs::write(dir.path().join("test.log"), &test).unwrap();
+    // Normal traffic only: the test lines labelled normal, for the false-alarm rate.
+    let normal_only: String = test
+        .lines()
+        .filter(|l| !anomalous(l))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(dir.path().join("normal.log"), normal_only).unwrap();
     let positives = labels.iter().filter(|&&l| l).count();
     println!(
         "protocol: {} baseline lines, {} test lines ({positives} anomalous)",
@@ -105,44 +112,27 @@ fn bgl_2k_beats_the_template_novelty_peer() {
         labels.len()
     );
 
-    let out = Command::new(env!("CARGO_BIN_EXE_anomalyd"))
-        .arg("--config")
-        .arg(root.join("config/anomalyd.toml"))
-        .arg("--model")
-        .arg(root.join("models/all-MiniLM-L6-v2"))
-        .arg("score-file")
-        .arg(dir.path().join("test.log"))
-        .args(["--format", "bgl", "--baseline"])
-        .arg(dir.path().join("baseline.log"))
-        .arg("--out")
-        .arg(dir.path().join("scores.jsonl"))
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "score-file failed: {stderr}");
-    let (mut scores, mut flagged) = (Vec::new(), Vec::new());
-    for (i, line) in std::fs::read_to_string(dir.path().join("scores.jsonl"))
-        .unwrap()
-        .lines()
-        .enumerate()
-    {
-        let v: serde_json::Value = serde_json::from_str(line).unwrap();
-        assert_eq!(v["line"], i as u64 + 1, "lines numbered from 1, in order");
-        scores.push(v["score"].as_f64().unwrap());
-        flagged.push(v["anomaly"].as_bool().unwrap());
-    }
-    assert_eq!(scores.len(), labels.len(), "one verdict per test line");
-
+    let shipped = root.join("config/anomalyd.toml");
+    let calibrated_config = dir.path().join("calibrated.toml");
+    std::fs::write(
+        &calibrated_config,
+        "[detector]\ncalibration_quantile = 0.99\n",
+    )
+    .unwrap();
+    let run = |config: &Path| score_file(root, dir.path(), "test.log", config, &labels);
+    let (scores, fixed) = run(&shipped);
     let ours = figures(&scores, &labels);
-    let tp = flagged
-        .iter()
-        .zip(&labels)
-        .filter(|(f, l)| **f && **l)
-        .count() as f64;
-    let flagged_count = flagged.iter().filter(|&&f| f).count() as f64;
-    let precision = tp / flagged_count.max(1.0);
-    let recall = tp / positives as f64;
-    let f1 = 2.0 * precision * recall / (precision + recall).max(f64::MIN_POSITIVE);
+    let (calibrated_scores, calibrated) = run(&calibrated_config);
+    let ours_calibrated = figures(&calibrated_scores, &labels);
+    let normal_labels = vec![false; labels.iter().filter(|&&l| !l).count()];
+    let (_, normal_fixed) = score_file(root, dir.path(), "normal.log", &shipped, &normal_labels);
+    let (_, normal_calibrated) = score_file(
+        root,
+        dir.path(),
+        "normal.log",
+        &calibrated_config,
+        &normal_labels,
+    );
 
     let baseline_templates: HashSet<&str> = (1..=2000)
         .filter(|&n| in_baseline(n))
@@ -164,10 +154,16 @@ fn bgl_2k_beats_the_template_novelty_peer() {
         "template novelty (peer)", peer.roc_auc, peer.pr_auc, peer.best_f1
     );
     println!(
-        "at the daemon's threshold: {flagged_count} flagged, precision {precision:.3}, \
-         recall {recall:.3}, F1 {f1:.3}"
+        "{:<34}{:>9.3}{:>9.3}{:>9.3}",
+        "kNN, calibrated threshold (q 0.99)",
+        ours_calibrated.roc_auc,
+        ours_calibrated.pr_auc,
+        ours_calibrated.best_f1
     );
-    println!("{}", stderr.lines().last().unwrap_or(""));
+    fixed.print("at the shipped fixed threshold");
+    calibrated.print("at the calibrated threshold");
+    normal_fixed.print("normal lines only, fixed threshold");
+    normal_calibrated.print("normal lines only, calibrated threshold");
 
     assert!(
         ours.roc_auc >= 0.95,
@@ -180,4 +176,106 @@ fn bgl_2k_beats_the_template_novelty_peer() {
         ours.pr_auc,
         peer.pr_auc
     );
+    // Calibration moves the alert threshold only; what joins the baseline is unchanged, so
+    // repeated faults do not mask each other.
+    assert!(
+        ours_calibrated.roc_auc >= 0.95,
+        "calibrated ROC-AUC {:.3}: faults joined the baseline",
+        ours_calibrated.roc_auc
+    );
+    assert!(
+        normal_calibrated.false_alarm_rate <= 0.01,
+        "calibrated false alarms on normal traffic: {:.4} of lines",
+        normal_calibrated.false_alarm_rate
+    );
+}
+
+/// The verdicts at one threshold.
+struct AtThreshold {
+    flagged: usize,
+    precision: f64,
+    recall: f64,
+    f1: f64,
+    /// False alarms per normal line.
+    false_alarm_rate: f64,
+    threshold_line: String,
+}
+
+impl AtThreshold {
+    fn print(&self, what: &str) {
+        println!(
+            "{what}: {} flagged, precision {:.3}, recall {:.3}, F1 {:.3}, false alarms {:.2}% of normal lines ({})",
+            self.flagged,
+            self.precision,
+            self.recall,
+            self.f1,
+            self.false_alarm_rate * 100.0,
+            self.threshold_line
+        );
+    }
+}
+
+/// Runs `anomalyd score-file` on the protocol's files with `config`; the scores and the verdicts.
+fn score_file(
+    root: &Path,
+    dir: &Path,
+    test: &str,
+    config: &Path,
+    labels: &[bool],
+) -> (Vec<f64>, AtThreshold) {
+    let out = Command::new(env!("CARGO_BIN_EXE_anomalyd"))
+        .arg("--config")
+        .arg(config)
+        .arg("--model")
+        .arg(root.join("models/all-MiniLM-L6-v2"))
+        .arg("score-file")
+        .arg(dir.join(test))
+        .args(["--format", "bgl", "--baseline"])
+        .arg(dir.join("baseline.log"))
+        .arg("--out")
+        .arg(dir.join("scores.jsonl"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "score-file failed: {stderr}");
+    let (mut scores, mut flagged) = (Vec::new(), Vec::new());
+    for (i, line) in std::fs::read_to_string(dir.join("scores.jsonl"))
+        .unwrap()
+        .lines()
+        .enumerate()
+    {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert_eq!(v["line"], i as u64 + 1, "lines numbered from 1, in order");
+        scores.push(v["score"].as_f64().unwrap());
+        flagged.push(v["anomaly"].as_bool().unwrap());
+    }
+    assert_eq!(scores.len(), labels.len(), "one verdict per test line");
+    let positives = labels.iter().filter(|&&l| l).count() as f64;
+    let count = |want: bool| {
+        flagged
+            .iter()
+            .zip(labels)
+            .filter(|(f, l)| **f && **l == want)
+            .count() as f64
+    };
+    let (tp, fp) = (count(true), count(false));
+    let precision = tp / (tp + fp).max(1.0);
+    let recall = tp / positives.max(1.0);
+    let threshold_line = stderr
+        .lines()
+        .last()
+        .unwrap_or("")
+        .trim_start_matches("anomalyd score-file: ")
+        .to_owned();
+    (
+        scores,
+        AtThreshold {
+            flagged: (tp + fp) as usize,
+            precision,
+            recall,
+            f1: 2.0 * precision * recall / (precision + recall).max(f64::MIN_POSITIVE),
+            false_alarm_rate: fp / (labels.len() as f64 - positives),
+            threshold_line,
+        },
+    )
 }

@@ -43,6 +43,11 @@ impl Calibrator {
         self.threshold
     }
 
+    /// Scores the window keeps.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
     pub fn is_calibrating(&self) -> bool {
         self.quantile > 0.0
     }

@@ -267,7 +267,17 @@ impl Detector {
     }
 
     /// Adds known-normal history (an imported baseline) and returns each text's baseline id.
-    pub fn learn(&mut self, texts: &[&str], vectors: &Embeddings) -> Result<Vec<u64>, DetectError> {
+    /// When the threshold is calibrated, each text is also scored against the baseline as it
+    /// stood just before it (one search per text, so a burst of new texts is not scored against
+    /// none of each other), and the score feeds the calibration: the history seeds the threshold
+    /// before the first live event. `remaining` is how many history texts follow this call; only
+    /// the last `calibration_window` of them are scored, since the window keeps no more.
+    pub fn learn(
+        &mut self,
+        texts: &[&str],
+        vectors: &Embeddings,
+        remaining: usize,
+    ) -> Result<Vec<u64>, DetectError> {
         if texts.len() != vectors.rows() {
             return Err(DetectError::VectorCount {
                 scored: texts.len(),
@@ -276,7 +286,17 @@ impl Detector {
         }
         let mut ids = Vec::with_capacity(texts.len());
         for (row, text) in texts.iter().enumerate() {
-            ids.push(self.join_baseline(text, vectors.row(row))?);
+            let vector = vectors.row(row);
+            let after = texts.len() - row - 1 + remaining;
+            if self.calibrator.is_calibrating()
+                && after < self.calibrator.capacity()
+                && self.baseline.len() >= CALIBRATION_MIN_BASELINE
+            {
+                let found = self.index.search(vector, self.k)?.pop().unwrap_or_default();
+                let neighbours = self.neighbours(text, vector, found);
+                self.calibrator.observe(self.score(&neighbours));
+            }
+            ids.push(self.join_baseline(text, vector)?);
         }
         self.index.maintain(&self.baseline);
         Ok(ids)
@@ -387,9 +407,7 @@ impl Detector {
                     .fields
                     .insert("threshold".into(), json!(f64::from(threshold)));
             }
-            if matches!(verdict, Verdict::Normal | Verdict::Anomaly)
-                && self.baseline.len() >= CALIBRATION_MIN_BASELINE
-            {
+            if verdict != Verdict::Suppressed && self.baseline.len() >= CALIBRATION_MIN_BASELINE {
                 self.calibrator.observe(score);
             }
             let joins = verdict == Verdict::Warmup
@@ -647,7 +665,7 @@ mod tests {
             dim: DIM,
             data: data[..2500 * DIM].to_vec(),
         };
-        detector.learn(&refs[..2500], &first).unwrap();
+        detector.learn(&refs[..2500], &first, 500).unwrap();
         assert!(
             detector.is_training(),
             "training starts at train_min_vectors"
@@ -657,7 +675,7 @@ mod tests {
             dim: DIM,
             data: data[2500 * DIM..].to_vec(),
         };
-        detector.learn(&refs[2500..], &rest).unwrap();
+        detector.learn(&refs[2500..], &rest, 0).unwrap();
         detector.finish_training();
         assert_eq!(detector.description(), "IDMap2,IVF16,PQ8");
         assert_eq!(detector.index.len(), 3000);
