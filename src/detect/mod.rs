@@ -69,6 +69,9 @@ pub struct Unjudged {
 /// baseline every text looks new.
 const CALIBRATION_MIN_BASELINE: usize = 32;
 
+/// Candidates per neighbour asked of a trained (approximate) index.
+const CANDIDATE_FACTOR: usize = 4;
+
 /// Texts re-embedded per batch when the baseline is rebuilt at start-up.
 const REBUILD_BATCH: usize = 256;
 
@@ -359,8 +362,10 @@ impl Detector {
             };
             return Err(Unjudged { error, events });
         }
+        // An approximate index ranks by compressed codes; a wider pool re-scored exactly finds
+        // the true nearest far more often (benches/README.md, "Search index").
         let search_k = if self.index.trained_on() > 0 {
-            self.k * 2
+            self.k * CANDIDATE_FACTOR
         } else {
             self.k
         };
