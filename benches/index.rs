@@ -111,7 +111,12 @@ impl DataGen {
             rng.fill_gauss(c);
             normalize(c);
         }
-        DataGen { dim, sigma, centres, ncentres }
+        DataGen {
+            dim,
+            sigma,
+            centres,
+            ncentres,
+        }
     }
     /// `n` vectors of stream `stream`; vector i depends only on (seed, stream, i), so smaller N
     /// are prefixes of larger N. Returns (vectors, mean cos to own centre).
@@ -120,7 +125,10 @@ impl DataGen {
         let mut out = vec![0f32; n * d];
         let mut cos_sum = 0f64;
         for (i, v) in out.chunks_mut(d).enumerate() {
-            let mut rng = SplitMix64(seed ^ stream.wrapping_mul(0xA24B_AED4_963E_E407) ^ (i as u64).wrapping_mul(0x9FB2_1C65_1E98_DF25));
+            let mut rng = SplitMix64(
+                seed ^ stream.wrapping_mul(0xA24B_AED4_963E_E407)
+                    ^ (i as u64).wrapping_mul(0x9FB2_1C65_1E98_DF25),
+            );
             rng.next_u64();
             let c = (rng.next_u64() % self.ncentres as u64) as usize;
             let centre = &self.centres[c * d..(c + 1) * d];
@@ -129,7 +137,11 @@ impl DataGen {
                 *x = cx + self.sigma * *x;
             }
             normalize(v);
-            cos_sum += v.iter().zip(centre).map(|(a, b)| (a * b) as f64).sum::<f64>();
+            cos_sum += v
+                .iter()
+                .zip(centre)
+                .map(|(a, b)| (a * b) as f64)
+                .sum::<f64>();
         }
         (out, cos_sum / n.max(1) as f64)
     }
@@ -160,7 +172,11 @@ struct Args {
 fn parse_list<T: std::str::FromStr>(s: &str) -> Vec<T> {
     s.split(',')
         .filter(|x| !x.trim().is_empty())
-        .map(|x| x.trim().parse().unwrap_or_else(|_| die(&format!("bad list item {x:?}"))))
+        .map(|x| {
+            x.trim()
+                .parse()
+                .unwrap_or_else(|_| die(&format!("bad list item {x:?}")))
+        })
         .collect()
 }
 
@@ -197,12 +213,20 @@ fn parse_args() -> Args {
         let flag = argv[i].as_str();
         let mut val = || -> String {
             i += 1;
-            argv.get(i).cloned().unwrap_or_else(|| die(&format!("{flag} needs a value")))
+            argv.get(i)
+                .cloned()
+                .unwrap_or_else(|| die(&format!("{flag} needs a value")))
         };
         match flag {
             "--quick" => a.sizes = vec![1_000, 10_000, 100_000],
             "--sizes" => a.sizes = parse_list(&val()),
-            "--variants" => a.variants = val().split(';').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect(),
+            "--variants" => {
+                a.variants = val()
+                    .split(';')
+                    .map(|s| s.trim().to_string())
+                    .filter(|s| !s.is_empty())
+                    .collect()
+            }
             "--k-factor" => a.k_factor = val().parse().unwrap_or_else(|_| die("bad --k-factor")),
             "--nprobes" => a.nprobes = parse_list(&val()),
             "--nq" => a.nq = val().parse().unwrap_or_else(|_| die("bad --nq")),
@@ -219,7 +243,15 @@ fn parse_args() -> Args {
             "--min-time" => a.min_time = val().parse().unwrap_or_else(|_| die("bad --min-time")),
             "--tmpdir" => a.tmpdir = val(),
             "-h" | "--help" => {
-                println!("{}", include_str!("main.rs").lines().take_while(|l| l.starts_with("//!")).map(|l| l.trim_start_matches("//!")).collect::<Vec<_>>().join("\n"));
+                println!(
+                    "{}",
+                    include_str!("index.rs")
+                        .lines()
+                        .take_while(|l| l.starts_with("//!"))
+                        .map(|l| l.trim_start_matches("//!"))
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                );
                 std::process::exit(0)
             }
             "--bench" => {} // passed by `cargo bench` when used as a harness=false bench
@@ -236,7 +268,9 @@ fn maybe_reexec(a: &Args) {
     if let Some(t) = a.threads {
         let t = t.to_string();
         let ok = |k: &str| std::env::var(k).ok().as_deref() == Some(t.as_str());
-        if !(ok("OMP_NUM_THREADS") && ok("OPENBLAS_NUM_THREADS")) && std::env::var_os("FAISS_BENCH_CHILD").is_none() {
+        if !(ok("OMP_NUM_THREADS") && ok("OPENBLAS_NUM_THREADS"))
+            && std::env::var_os("FAISS_BENCH_CHILD").is_none()
+        {
             let exe = std::env::current_exe().unwrap_or_else(|e| die(&format!("current_exe: {e}")));
             let status = std::process::Command::new(exe)
                 .args(std::env::args_os().skip(1))
@@ -261,13 +295,25 @@ fn nlist_for(n: usize) -> usize {
 }
 
 /// Search all queries in batches; returns (labels as i64 (-1 = none), distances).
-fn search_all(index: &mut IndexImpl, q: &[f32], dim: usize, batch: usize, k: usize) -> (Vec<i64>, Vec<f32>) {
+fn search_all(
+    index: &mut IndexImpl,
+    q: &[f32],
+    dim: usize,
+    batch: usize,
+    k: usize,
+) -> (Vec<i64>, Vec<f32>) {
     let nq = q.len() / dim;
     let mut labels = Vec::with_capacity(nq * k);
     let mut dists = Vec::with_capacity(nq * k);
     for chunk in q.chunks(batch * dim) {
-        let r = index.search(chunk, k).unwrap_or_else(|e| die(&format!("search: {e}")));
-        labels.extend(r.labels.iter().map(|l: &Idx| l.get().map(|v| v as i64).unwrap_or(-1)));
+        let r = index
+            .search(chunk, k)
+            .unwrap_or_else(|e| die(&format!("search: {e}")));
+        labels.extend(
+            r.labels
+                .iter()
+                .map(|l: &Idx| l.get().map(|v| v as i64).unwrap_or(-1)),
+        );
         dists.extend_from_slice(&r.distances);
     }
     let _ = nq;
@@ -276,7 +322,14 @@ fn search_all(index: &mut IndexImpl, q: &[f32], dim: usize, batch: usize, k: usi
 
 /// Repeat full passes over the queries until `min_time` has elapsed (max 50 passes);
 /// return (best-pass queries/s, number of passes, labels, distances of the last pass).
-fn timed_search(index: &mut IndexImpl, q: &[f32], dim: usize, batch: usize, k: usize, min_time: f64) -> (f64, usize, Vec<i64>, Vec<f32>) {
+fn timed_search(
+    index: &mut IndexImpl,
+    q: &[f32],
+    dim: usize,
+    batch: usize,
+    k: usize,
+    min_time: f64,
+) -> (f64, usize, Vec<i64>, Vec<f32>) {
     let nq = q.len() / dim;
     let start = Instant::now();
     let mut best = f64::INFINITY;
@@ -344,11 +397,26 @@ fn main() {
         let t = Instant::now();
         flat.add_with_ids(xb, &ids).unwrap();
         let flat_add = t.elapsed().as_secs_f64();
-        let (flat_qps, passes, gt_l, gt_d) = timed_search(&mut flat, &queries, d, a.batch, a.k, a.min_time);
+        let (flat_qps, passes, gt_l, gt_d) =
+            timed_search(&mut flat, &queries, d, a.batch, a.k, a.min_time);
         let flat_bpv = file_bytes_per_vec(&flat, &a.tmpdir, "flat", n);
         drop(flat);
         eprintln!("[n={n}] flat: {flat_qps:.0} q/s ({passes} passes)");
-        rows.push(Row { n, desc: "IDMap2,Flat".into(), nprobe: 0, qps: flat_qps, speedup: 1.0, r10: 1.0, r1_at1: 1.0, r1_at10: 1.0, dist_err: 0.0, train_s: 0.0, add_s: flat_add, bytes_per_vec: flat_bpv, passes });
+        rows.push(Row {
+            n,
+            desc: "IDMap2,Flat".into(),
+            nprobe: 0,
+            qps: flat_qps,
+            speedup: 1.0,
+            r10: 1.0,
+            r1_at1: 1.0,
+            r1_at10: 1.0,
+            dist_err: 0.0,
+            train_s: 0.0,
+            add_s: flat_add,
+            bytes_per_vec: flat_bpv,
+            passes,
+        });
 
         let nlist = nlist_for(n);
         for v in &a.variants {
@@ -356,7 +424,10 @@ fn main() {
             let desc = format!("IDMap2,{}", v.replace("{nlist}", &nlist.to_string()));
             let mut idx = match index_factory(d as u32, &desc, MetricType::L2) {
                 Ok(i) => i,
-                Err(e) => { eprintln!("skip {desc}: {e}"); continue; }
+                Err(e) => {
+                    eprintln!("skip {desc}: {e}");
+                    continue;
+                }
             };
             let ntrain = n.min(256 * nlist).min(a.max_train);
             let t = Instant::now();
@@ -368,15 +439,23 @@ fn main() {
             let bpv = file_bytes_per_vec(&idx, &a.tmpdir, "ivf", n);
             eprintln!("[n={n}] {desc}: trained on {ntrain} in {train_s:.1}s, add {add_s:.1}s, {bpv:.1} B/vec");
             for &np in &a.nprobes {
-                if np as usize > nlist { continue; }
+                if np as usize > nlist {
+                    continue;
+                }
                 ps.set_index_parameter(&idx, "nprobe", np).unwrap();
                 if desc.contains(",RFlat") || desc.contains(",Refine") {
-                    ps.set_index_parameter(&idx, "k_factor_rf", a.k_factor).unwrap();
+                    ps.set_index_parameter(&idx, "k_factor_rf", a.k_factor)
+                        .unwrap();
                 } else {
                     let got = read_nprobe(&idx);
-                    assert_eq!(got, Some(np as usize), "nprobe read-back mismatch for {desc}");
+                    assert_eq!(
+                        got,
+                        Some(np as usize),
+                        "nprobe read-back mismatch for {desc}"
+                    );
                 }
-                let (qps, passes, l, dd) = timed_search(&mut idx, &queries, d, a.batch, a.k, a.min_time);
+                let (qps, passes, l, dd) =
+                    timed_search(&mut idx, &queries, d, a.batch, a.k, a.min_time);
                 let (mut hit10, mut hit1, mut hit1_10, mut derr) = (0usize, 0usize, 0usize, 0f64);
                 for qi in 0..a.nq {
                     let g = &gt_l[qi * a.k..(qi + 1) * a.k];
@@ -389,12 +468,25 @@ fn main() {
                 }
                 let nqf = a.nq as f64;
                 rows.push(Row {
-                    n, desc: desc.clone(), nprobe: np, qps, speedup: qps / flat_qps,
-                    r10: hit10 as f64 / (nqf * a.k as f64), r1_at1: hit1 as f64 / nqf, r1_at10: hit1_10 as f64 / nqf,
-                    dist_err: derr / nqf, train_s, add_s, bytes_per_vec: bpv, passes,
+                    n,
+                    desc: desc.clone(),
+                    nprobe: np,
+                    qps,
+                    speedup: qps / flat_qps,
+                    r10: hit10 as f64 / (nqf * a.k as f64),
+                    r1_at1: hit1 as f64 / nqf,
+                    r1_at10: hit1_10 as f64 / nqf,
+                    dist_err: derr / nqf,
+                    train_s,
+                    add_s,
+                    bytes_per_vec: bpv,
+                    passes,
                 });
                 let r = rows.last().unwrap();
-                eprintln!("[n={n}] {desc} nprobe={np}: {qps:.0} q/s x{:.1} R@10={:.3}", r.speedup, r.r10);
+                eprintln!(
+                    "[n={n}] {desc} nprobe={np}: {qps:.0} q/s x{:.1} R@10={:.3}",
+                    r.speedup, r.r10
+                );
             }
         }
     }
@@ -417,7 +509,9 @@ fn main() {
         write!(s, "{{\"label\":\"{}\",\"omp_max_threads\":{},\"omp_num_threads_env\":\"{}\",\"openblas_num_threads_env\":\"{}\",\"dim\":{},\"centres\":{},\"sigma\":{},\"nq\":{},\"batch\":{},\"k\":{},\"seed\":{},\"mean_cos_base\":{:.4},\"rows\":[",
             esc(&a.label), omp, esc(&env("OMP_NUM_THREADS")), esc(&env("OPENBLAS_NUM_THREADS")), a.dim, a.centres, a.sigma, a.nq, a.batch, a.k, a.seed, cos_b).unwrap();
         for (i, r) in rows.iter().enumerate() {
-            if i > 0 { s.push(','); }
+            if i > 0 {
+                s.push(',');
+            }
             write!(s, "{{\"n\":{},\"index\":\"{}\",\"nprobe\":{},\"qps\":{:.3},\"speedup_vs_flat\":{:.4},\"recall10_at10\":{:.5},\"recall1_at1\":{:.5},\"recall1_at10\":{:.5},\"nn_dist_rel_err\":{:.6},\"train_s\":{:.4},\"add_s\":{:.4},\"bytes_per_vec\":{:.3},\"passes\":{}}}",
                 r.n, esc(&r.desc), r.nprobe, r.qps, r.speedup, r.r10, r.r1_at1, r.r1_at10, r.dist_err, r.train_s, r.add_s, r.bytes_per_vec, r.passes).unwrap();
         }

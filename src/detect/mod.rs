@@ -709,8 +709,8 @@ mod tests {
         assert_eq!(check_factory("IVF16,PQ8"), Ok(true));
         assert!(check_factory("NoSuchIndex").unwrap_err().contains("FAISS"));
         assert!(check_factory("").is_err());
-        assert_eq!(auto_description(50_000), "IVF1024,PQ32");
-        assert_eq!(auto_description(1_000_000), "IVF4096,PQ32");
-        assert_eq!(auto_description(10), "IVF16,PQ32");
+        assert_eq!(auto_description(50_000), "IVF1024,PQ32np");
+        assert_eq!(auto_description(1_000_000), "IVF4096,PQ32np");
+        assert_eq!(auto_description(10), "IVF16,PQ32np");
     }
 }
