@@ -9,8 +9,10 @@
 //! - [`render`]: canonical-text helpers shared by the sources.
 //! - [`pipeline`]: intake queue → batcher → embed → detect → audit threads, with health probes.
 //! - [`embed`]: the [`embed::Embedder`] trait and its backends.
-//! - [`detect`]: the FAISS baseline index, the calibrated threshold and the verdict.
-//! - [`offline`]: `anomalyd score-file`, the daemon's scoring over a file, for evaluation.
+//! - [`detect`]: the baseline (texts, counts, vectors), its FAISS index and training, the
+//!   snapshot, the thresholds and the verdict.
+//! - [`offline`]: `anomalyd score-file` and `anomalyd baseline import`.
+//! - [`lock`]: one writer per state directory.
 //! - [`audit`]: the hash-chained SQLite log (one writer).
 //! - [`api`]: the `org.anomalyd.Detector1` D-Bus interface.
 //! - [`hw`]: hwloc topology and CUDA library probe.
