@@ -3,7 +3,7 @@
 //! cache and [`Detector::judge`], so each line is judged against the baseline and the earlier
 //! lines only, with the same rule for what joins the index — for evaluation and backfill.
 
-use std::io::{BufRead, IsTerminal, Write};
+use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 
 use crate::config::Config;
@@ -142,24 +142,9 @@ pub fn import_baseline(
         source,
     })?;
     let file_sha256 = hex::encode(Sha256::digest(&bytes));
-    let volatile = &config.render.volatile;
-    let mut texts = Vec::new();
-    let mut lines = 0u64;
-    let body = bytes.strip_suffix(b"\n").unwrap_or(&bytes);
-    for (i, raw) in body.split(|&b| b == b'\n').enumerate() {
-        lines += 1;
-        let bad = |reason: String| OfflineError::BadLine {
-            path: path.to_owned(),
-            line: i as u64 + 1,
-            reason,
-        };
-        let line = std::str::from_utf8(raw).map_err(|_| bad("not UTF-8 text".into()))?;
-        let line = line.strip_suffix('\r').unwrap_or(line);
-        if line.trim().is_empty() || (format == Format::Bgl && !line.starts_with("- ")) {
-            continue;
-        }
-        texts.push(line_text(format, line, volatile).map_err(bad)?);
-    }
+    let (texts, lines) = texts_of(path, &bytes, format, &config.render.volatile, |line| {
+        !line.trim().is_empty() && (format != Format::Bgl || line.starts_with("- "))
+    })?;
     if texts.is_empty() {
         return Err(OfflineError::Empty {
             path: path.to_owned(),
@@ -265,24 +250,42 @@ pub fn read_texts(
     format: Format,
     volatile: &VolatileRules,
 ) -> Result<Vec<String>, OfflineError> {
-    let io = |source| OfflineError::Io {
+    let bytes = std::fs::read(path).map_err(|source| OfflineError::Io {
         path: path.to_owned(),
         source,
-    };
-    let file = std::fs::File::open(path).map_err(io)?;
+    })?;
+    Ok(texts_of(path, &bytes, format, volatile, |_| true)?.0)
+}
+
+/// The texts of the lines of `bytes` (the contents of `path`) that `keep` accepts, and how many
+/// lines there were; a line that cannot be read names its number.
+fn texts_of(
+    path: &Path,
+    bytes: &[u8],
+    format: Format,
+    volatile: &VolatileRules,
+    keep: impl Fn(&str) -> bool,
+) -> Result<(Vec<String>, u64), OfflineError> {
     let mut texts = Vec::new();
-    for (i, line) in std::io::BufReader::new(file).split(b'\n').enumerate() {
-        let bytes = line.map_err(io)?;
+    let mut lines = 0u64;
+    if bytes.is_empty() {
+        return Ok((texts, lines));
+    }
+    let body = bytes.strip_suffix(b"\n").unwrap_or(bytes);
+    for (i, raw) in body.split(|&b| b == b'\n').enumerate() {
+        lines += 1;
         let bad = |reason: String| OfflineError::BadLine {
             path: path.to_owned(),
             line: i as u64 + 1,
             reason,
         };
-        let line = String::from_utf8(bytes).map_err(|_| bad("not UTF-8 text".into()))?;
-        let line = line.strip_suffix('\r').unwrap_or(&line);
-        texts.push(line_text(format, line, volatile).map_err(bad)?);
+        let line = std::str::from_utf8(raw).map_err(|_| bad("not UTF-8 text".into()))?;
+        let line = line.strip_suffix('\r').unwrap_or(line);
+        if keep(line) {
+            texts.push(line_text(format, line, volatile).map_err(bad)?);
+        }
     }
-    Ok(texts)
+    Ok((texts, lines))
 }
 
 /// Streams `texts` through the embedder and the detector as the daemon would, after `baseline`

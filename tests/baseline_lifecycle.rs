@@ -268,25 +268,16 @@ async fn baseline_import_is_one_chained_record_and_trains_the_index() {
     )
     .unwrap();
     let config = config.to_str().unwrap();
+    let import = |args: &[&str]| {
+        let mut all = vec!["--config", config, "baseline", "import"];
+        all.extend_from_slice(args);
+        anomalyd(&state, &all)
+    };
 
     // A bad line names itself and changes nothing.
     let bad = dir.path().join("bad.json");
     std::fs::write(&bad, "{\"MESSAGE\": \"ok\"}\nnot json\n").unwrap();
-    let out = anomalyd(
-        &state,
-        &[
-            "--config",
-            config,
-            "baseline",
-            "import",
-            "--format",
-            "journal-json",
-        ]
-        .iter()
-        .copied()
-        .chain([bad.to_str().unwrap()])
-        .collect::<Vec<_>>(),
-    );
+    let out = import(&["--format", "journal-json", bad.to_str().unwrap()]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -295,16 +286,7 @@ async fn baseline_import_is_one_chained_record_and_trains_the_index() {
     );
     assert!(!state.join("audit.sqlite").exists(), "nothing was written");
 
-    let out = anomalyd(
-        &state,
-        &[
-            "--config",
-            config,
-            "baseline",
-            "import",
-            file.to_str().unwrap(),
-        ],
-    );
+    let out = import(&[file.to_str().unwrap()]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -337,16 +319,7 @@ async fn baseline_import_is_one_chained_record_and_trains_the_index() {
 
     // The lock keeps a second writer out while the state directory is in use.
     let lock = anomalyd::lock::StateLock::acquire(&state).unwrap();
-    let out = anomalyd(
-        &state,
-        &[
-            "--config",
-            config,
-            "baseline",
-            "import",
-            file.to_str().unwrap(),
-        ],
-    );
+    let out = import(&[file.to_str().unwrap()]);
     assert!(!out.status.success());
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("in use by another process"),

@@ -189,9 +189,17 @@ impl SearchIndex {
     }
 
     pub fn add(&mut self, id: u64, vector: &[f32]) -> Result<(), DetectError> {
+        self.add_rows(id, vector)
+    }
+
+    /// Adds consecutive rows of `vectors` with ids `first_id`, `first_id + 1`, … in one call.
+    pub fn add_rows(&mut self, first_id: u64, vectors: &[f32]) -> Result<(), DetectError> {
         faiss_on_this_thread_only();
+        let ids: Vec<Idx> = (first_id..first_id + (vectors.len() / DIM) as u64)
+            .map(Idx::new)
+            .collect();
         self.index
-            .add_with_ids(vector, &[Idx::new(id)])
+            .add_with_ids(vectors, &ids)
             .map_err(faiss_error(&self.description))
     }
 

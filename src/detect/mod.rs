@@ -205,12 +205,7 @@ impl Detector {
                         snap.header.trained_on,
                     )?;
                 }
-                None => {
-                    for id in 0..agree as u64 {
-                        let v = detector.baseline.vector(id).to_vec();
-                        detector.index.add(id, &v)?;
-                    }
-                }
+                None => detector.index.add_rows(0, &snap.vectors[..agree * DIM])?,
             }
         }
         let start = restored.from_snapshot;
@@ -218,12 +213,11 @@ impl Detector {
         for chunk in rows[start..].chunks(REBUILD_BATCH) {
             let texts: Vec<&str> = chunk.iter().map(|r| r.text.as_str()).collect();
             let vectors = embedder.embed(&texts)?;
+            detector.index.add_rows(chunk[0].id, &vectors.data)?;
             for (i, row) in chunk.iter().enumerate() {
-                let id = detector
+                detector
                     .baseline
                     .insert(&row.text, vectors.row(i), row.count);
-                let v = detector.baseline.vector(id).to_vec();
-                detector.index.add(id, &v)?;
             }
             restored.embedded += chunk.len();
             progress(restored.embedded, total);

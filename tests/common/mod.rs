@@ -102,14 +102,7 @@ impl RunningDaemon {
     }
 
     pub async fn stats(&self) -> HashMap<String, u64> {
-        let proxy = zbus::Proxy::new(
-            &self.conn,
-            "org.anomalyd.Detector1",
-            "/org/anomalyd/Detector1",
-            "org.anomalyd.Detector1",
-        )
-        .await
-        .unwrap();
+        let proxy = api_proxy(&self.conn).await;
         let stats: HashMap<String, OwnedValue> = proxy.call("Stats", &()).await.unwrap();
         anomalyd::api::counters(&stats)
     }
