@@ -190,6 +190,9 @@ pub struct DetectorConfig {
     pub train_min_vectors: usize,
     /// Retrain once the baseline has grown by this factor since the last training.
     pub retrain_growth: f64,
+    /// Retrain once this share of the texts added since the last training lie farther from
+    /// every IVF list centre than 90% of the training texts did; 0 = never for drift.
+    pub retrain_drift: f64,
     /// How often the baseline snapshot is rewritten while it changes; 0 = only at shutdown.
     pub snapshot_interval: Duration,
     pub suppress: Vec<SuppressRule>,
@@ -487,6 +490,7 @@ pub struct RawDetector {
     pub nprobe: i64,
     pub train_min_vectors: i64,
     pub retrain_growth: f64,
+    pub retrain_drift: f64,
     pub snapshot_interval_s: i64,
     pub suppress: Vec<RawSuppressRule>,
 }
@@ -546,6 +550,7 @@ impl Default for RawDetector {
             nprobe: 8,
             train_min_vectors: 20_000,
             retrain_growth: 2.0,
+            retrain_drift: 0.5,
             snapshot_interval_s: 300,
             suppress: Vec::new(),
         }
@@ -895,6 +900,17 @@ impl RawConfig {
                 "must be between 1.1 and 100",
             ));
         }
+        // Without drift about 10% of new texts lie beyond the training texts' 90th percentile
+        // (a little more, since k-means fitted the training texts): a bar that low retrains for ever.
+        if !(det.retrain_drift == 0.0
+            || (det.retrain_drift.is_finite() && (0.2..=1.0).contains(&det.retrain_drift)))
+        {
+            return Err(invalid(
+                "detector.retrain_drift",
+                &det.retrain_drift,
+                "must be 0 (off) or between 0.2 and 1",
+            ));
+        }
         let snapshot_interval_s = in_range(
             "detector.snapshot_interval_s",
             det.snapshot_interval_s,
@@ -1058,6 +1074,7 @@ impl RawConfig {
                 nprobe,
                 train_min_vectors,
                 retrain_growth: det.retrain_growth,
+                retrain_drift: det.retrain_drift,
                 snapshot_interval: Duration::from_secs(snapshot_interval_s as u64),
                 suppress,
             },

@@ -71,6 +71,9 @@ pub struct Metrics {
     pub baseline_size: AtomicU64,
     /// Trained indexes swapped in since start.
     pub index_swaps: AtomicU64,
+    /// Share in ‰ of the texts added since training that lie beyond the training texts' 90th
+    /// percentile distance to an IVF list centre; `detector.retrain_drift` retrains on it.
+    pub index_drift_permille: AtomicU64,
     /// Events recorded as `suppressed` by a suppression rule.
     pub suppressed: AtomicU64,
     /// Events marked benign through the API.
@@ -99,6 +102,7 @@ pub struct Snapshot {
     pub audit_retries: u64,
     pub baseline_size: u64,
     pub index_swaps: u64,
+    pub index_drift_permille: u64,
     pub suppressed: u64,
     pub marked_benign: u64,
     pub head_seq: u64,
@@ -124,6 +128,7 @@ impl Metrics {
             audit_retries: self.audit_retries.load(Relaxed),
             baseline_size: self.baseline_size.load(Relaxed),
             index_swaps: self.index_swaps.load(Relaxed),
+            index_drift_permille: self.index_drift_permille.load(Relaxed),
             suppressed: self.suppressed.load(Relaxed),
             marked_benign: self.marked_benign.load(Relaxed),
             head_seq: self.head_seq.load(Relaxed),
@@ -134,7 +139,7 @@ impl Metrics {
 
 impl Snapshot {
     /// Name/value pairs, in the order `Stats` reports them.
-    pub fn pairs(&self) -> [(&'static str, u64); 20] {
+    pub fn pairs(&self) -> [(&'static str, u64); 21] {
         [
             ("EventsReceived", self.events_received),
             ("EventsIgnored", self.events_ignored),
@@ -152,6 +157,7 @@ impl Snapshot {
             ("AuditRetries", self.audit_retries),
             ("BaselineSize", self.baseline_size),
             ("IndexSwaps", self.index_swaps),
+            ("IndexDriftPermille", self.index_drift_permille),
             ("Suppressed", self.suppressed),
             ("MarkedBenign", self.marked_benign),
             ("HeadSeq", self.head_seq),

@@ -411,6 +411,9 @@ fn detect_stage(
                     .baseline_size
                     .store(detector.baseline_len(), Relaxed);
                 metrics.index_swaps.store(detector.index_swaps(), Relaxed);
+                metrics
+                    .index_drift_permille
+                    .store(detector.index_drift_permille(), Relaxed);
                 Flow::Data(judged)
             }
         };

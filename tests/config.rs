@@ -154,6 +154,10 @@ fn each_rule_names_the_key_the_value_and_the_rule() {
             "detector.retrain_growth = 1: must be between 1.1 and 100",
         ),
         (
+            "[detector]\nretrain_drift = 0.1",
+            "detector.retrain_drift = 0.1: must be 0 (off) or between 0.2 and 1",
+        ),
+        (
             "[[detector.suppress]]\nname = \"x\"\nsource = \"kernel\"\npattern = \"a\"",
             "detector.suppress[0].source = \"kernel\": must be one of systemd, networkmanager",
         ),

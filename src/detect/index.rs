@@ -2,7 +2,9 @@
 //! (`IDMap2,Flat`); once enough distinct vectors exist, the configured trained index (by default
 //! `IVF{nlist},PQ32np` sized from the data) is trained on a snapshot of them in a background thread,
 //! filled, and swapped in between two batches, so scoring never waits for training. It is trained
-//! again in the same way when the baseline has grown by `detector.retrain_growth` since.
+//! again in the same way when the baseline has grown by `detector.retrain_growth` since, or when
+//! the data has drifted away from the IVF lists: once `detector.retrain_drift` of the texts added
+//! since training lie farther from every list centre than 90% of the training texts did.
 //!
 //! The index only finds candidates: the detector re-scores them exactly against the kept vectors,
 //! so product quantisation costs recall, never accuracy of the reported distance.
@@ -13,7 +15,8 @@ use std::time::Instant;
 use faiss::index::autotune::ParameterSpace;
 use faiss::index::IndexImpl;
 use faiss::{index_factory, Idx, Index, MetricType};
-use tracing::{error, info};
+use serde::{Deserialize, Serialize};
+use tracing::{error, info, warn};
 
 use super::baseline::{Baseline, SharedRows};
 use super::{DetectError, DIM};
@@ -29,6 +32,14 @@ pub const AUTO: &str = "auto";
 const TRAIN_POINTS_PER_LIST: usize = 64;
 /// …and at least this many in all (PQ's 256 centroids per sub-quantiser want ~40 points each).
 const TRAIN_MIN_POINTS: usize = 10_240;
+
+/// Training texts whose coarse residual sets the drift reference (a quantile; more add nothing).
+const DRIFT_REFERENCE_POINTS: usize = 10_000;
+/// The residual quantile of the training texts new texts are compared with.
+const DRIFT_REFERENCE_QUANTILE: f64 = 0.9;
+/// Texts added since training before their drift share is trusted (at least; or a tenth of
+/// the training set, whichever is more).
+const DRIFT_MIN_ADDED: u64 = 1000;
 
 extern "C" {
     /// libgomp, which the FAISS build links.
@@ -84,11 +95,40 @@ fn faiss_error(description: &str) -> impl Fn(faiss::error::Error) -> DetectError
     }
 }
 
+/// How far the texts added since the last training lie from the trained IVF lists.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Drift {
+    /// Squared distance to the nearest list centre within which 90% of the training texts lie.
+    pub reference: f32,
+    /// Texts added since training, and how many of them lie beyond `reference`.
+    pub added: u64,
+    pub beyond: u64,
+}
+
+impl Drift {
+    /// Share of the added texts beyond the reference (about 0.1 without drift).
+    pub fn share(&self) -> f64 {
+        if self.added == 0 {
+            0.0
+        } else {
+            self.beyond as f64 / self.added as f64
+        }
+    }
+}
+
+/// A background training's product: the filled index and, for an IVF index, its drift reference.
+struct Trained {
+    index: IndexImpl,
+    drift_reference: Option<f32>,
+}
+
 struct Training {
     description: String,
     covers: usize,
+    reason: &'static str,
     started: Instant,
-    result: Receiver<Result<IndexImpl, String>>,
+    result: Receiver<Result<Trained, String>>,
 }
 
 pub struct SearchIndex {
@@ -102,6 +142,9 @@ pub struct SearchIndex {
     nprobe: usize,
     train_min: usize,
     retrain_growth: f64,
+    retrain_drift: f64,
+    /// `None` while exact, and for trained indexes without IVF lists.
+    drift: Option<Drift>,
     training: Option<Training>,
     retrain_requested: bool,
     /// Trained indexes swapped in since start.
@@ -133,23 +176,35 @@ impl SearchIndex {
             nprobe: config.nprobe,
             train_min: config.train_min_vectors,
             retrain_growth: config.retrain_growth,
+            retrain_drift: config.retrain_drift,
+            drift: None,
             training: None,
             retrain_requested: false,
             swaps: 0,
         })
     }
 
-    /// Resumes from a trained index loaded from a snapshot.
+    /// Resumes from a trained index loaded from a snapshot, with the drift it had measured.
     pub fn adopt(
         &mut self,
         index: IndexImpl,
         description: String,
         trained_on: usize,
+        drift: Option<Drift>,
     ) -> Result<(), DetectError> {
+        if drift.is_none() && coarse_distances(&index, &[]).is_some() {
+            warn!(index = %description, "the snapshot has no drift reference; drift is measured again after the next training");
+        }
         self.index = index;
         self.description = description;
         self.trained_on = trained_on;
+        self.drift = drift;
         self.apply_nprobe()
+    }
+
+    /// Drift since the last training, for an IVF index.
+    pub fn drift(&self) -> Option<Drift> {
+        self.drift
     }
 
     pub fn description(&self) -> &str {
@@ -200,7 +255,28 @@ impl SearchIndex {
             .collect();
         self.index
             .add_with_ids(vectors, &ids)
-            .map_err(faiss_error(&self.description))
+            .map_err(faiss_error(&self.description))?;
+        self.note_drift(vectors);
+        Ok(())
+    }
+
+    /// Counts which of the added `vectors` lie beyond the training texts' residual reference.
+    fn note_drift(&mut self, vectors: &[f32]) {
+        let Some(drift) = &mut self.drift else {
+            return;
+        };
+        if let Some(residuals) = coarse_distances(&self.index, vectors) {
+            drift.added += residuals.len() as u64;
+            drift.beyond += residuals.iter().filter(|&&r| r > drift.reference).count() as u64;
+        }
+    }
+
+    fn drifted(&self) -> bool {
+        let Some(drift) = self.drift else {
+            return false;
+        };
+        let enough = DRIFT_MIN_ADDED.max(self.trained_on as u64 / 10);
+        self.retrain_drift > 0.0 && drift.added >= enough && drift.share() >= self.retrain_drift
     }
 
     /// The ids of up to `k` candidates per query row, nearest first.
@@ -225,13 +301,21 @@ impl SearchIndex {
             .collect())
     }
 
-    fn wants_training(&self, distinct: usize) -> bool {
+    /// Why the index should be trained now, if it should.
+    fn training_reason(&self, distinct: usize) -> Option<&'static str> {
         if !self.needs_training || self.training.is_some() || distinct < self.train_min {
-            return false;
+            None
+        } else if self.trained_on == 0 {
+            Some("first training")
+        } else if self.retrain_requested {
+            Some("requested")
+        } else if distinct as f64 >= self.trained_on as f64 * self.retrain_growth {
+            Some("growth")
+        } else if self.drifted() {
+            Some("drift")
+        } else {
+            None
         }
-        self.retrain_requested
-            || self.trained_on == 0
-            || distinct as f64 >= self.trained_on as f64 * self.retrain_growth
     }
 
     /// Between batches: swaps in a finished background training (adding the vectors that joined
@@ -249,23 +333,36 @@ impl SearchIndex {
                 }
                 Ok(Err(reason)) => {
                     error!(index = %training.description, %reason, "index training failed; staying on the current index");
-                    // Try again only after more growth, not in a loop.
+                    // Try again only after more growth or fresh evidence of drift, not in a loop.
                     self.trained_on = self.trained_on.max(training.covers);
+                    if let Some(drift) = &mut self.drift {
+                        drift.added = 0;
+                        drift.beyond = 0;
+                    }
                     self.training = None;
                     return;
                 }
-                Ok(Ok(mut trained)) => {
+                Ok(Ok(trained)) => {
                     let training = self.training.take().expect("checked above");
-                    for id in training.covers..distinct {
-                        let v = baseline.vector(id as u64);
-                        if let Err(e) = trained.add_with_ids(v, &[Idx::new(id as u64)]) {
-                            error!(index = %training.description, error = %e, "could not fill the trained index; staying on the current index");
-                            return;
-                        }
+                    let joined: Vec<f32> = (training.covers..distinct)
+                        .flat_map(|id| baseline.vector(id as u64).iter().copied())
+                        .collect();
+                    let mut index = trained.index;
+                    let ids: Vec<Idx> = (training.covers as u64..distinct as u64)
+                        .map(Idx::new)
+                        .collect();
+                    if let Err(e) = index.add_with_ids(&joined, &ids) {
+                        error!(index = %training.description, error = %e, "could not fill the trained index; staying on the current index");
+                        return;
                     }
                     let previous = std::mem::replace(&mut self.description, training.description);
-                    self.index = trained;
+                    self.index = index;
                     self.trained_on = training.covers;
+                    self.drift = trained.drift_reference.map(|reference| Drift {
+                        reference,
+                        ..Drift::default()
+                    });
+                    self.note_drift(&joined);
                     self.swaps += 1;
                     if let Err(e) = self.apply_nprobe() {
                         error!(error = %e, "could not set nprobe on the new index");
@@ -273,6 +370,7 @@ impl SearchIndex {
                     info!(
                         from = %previous,
                         to = %self.description,
+                        reason = training.reason,
                         trained_on = training.covers,
                         vectors = self.index.ntotal(),
                         nprobe = self.nprobe,
@@ -283,7 +381,7 @@ impl SearchIndex {
                 }
             }
         }
-        if self.wants_training(distinct) {
+        if let Some(reason) = self.training_reason(distinct) {
             self.retrain_requested = false;
             let rows = baseline.shared_rows();
             let description = full_description(&if self.plan == AUTO {
@@ -291,7 +389,7 @@ impl SearchIndex {
             } else {
                 self.plan.clone()
             });
-            info!(index = %description, vectors = rows.rows(), "training the index in the background");
+            info!(index = %description, vectors = rows.rows(), reason, drift = ?self.drift, "training the index in the background");
             let (tx, rx) = std::sync::mpsc::channel();
             let covers = rows.rows();
             let thread_description = description.clone();
@@ -305,6 +403,7 @@ impl SearchIndex {
                     self.training = Some(Training {
                         description,
                         covers,
+                        reason,
                         started: Instant::now(),
                         result: rx,
                     })
@@ -334,8 +433,9 @@ impl SearchIndex {
     }
 }
 
-/// Builds, trains and fills an index over `rows` (ids = row numbers).
-fn train(description: &str, rows: &SharedRows) -> Result<IndexImpl, String> {
+/// Builds, trains and fills an index over `rows` (ids = row numbers), and measures its drift
+/// reference on a sample of them.
+fn train(description: &str, rows: &SharedRows) -> Result<Trained, String> {
     faiss_on_this_thread_only();
     let mut index = index_factory(EMBEDDING_DIM, description, MetricType::L2)
         .map_err(|e| format!("cannot build it: {e}"))?;
@@ -359,5 +459,53 @@ fn train(description: &str, rows: &SharedRows) -> Result<IndexImpl, String> {
             .map_err(|e| format!("adding vectors: {e}"))?;
         id += n as u64;
     }
-    Ok(index)
+    let probe = rows.sample(rows.rows() / DRIFT_REFERENCE_POINTS);
+    let drift_reference = coarse_distances(&index, &probe).and_then(|mut residuals| {
+        residuals.sort_by(f32::total_cmp);
+        let at = ((residuals.len() as f64 - 1.0) * DRIFT_REFERENCE_QUANTILE).round() as usize;
+        residuals.get(at).copied()
+    });
+    Ok(Trained {
+        index,
+        drift_reference,
+    })
+}
+
+/// The squared distance of each row to its nearest IVF list centre, or `None` when `index` has
+/// no IVF coarse quantiser (flat, HNSW, plain PQ…) or FAISS fails.
+fn coarse_distances(index: &IndexImpl, rows: &[f32]) -> Option<Vec<f32>> {
+    let n = rows.len() / DIM;
+    let mut distances = vec![0f32; n];
+    let mut lists = vec![0 as faiss_sys::idx_t; n];
+    // SAFETY: the casts are C++ dynamic_casts that return null for another index type; the
+    // pointers they return are borrowed from `index`, which outlives this call, and none is freed
+    // or kept. The search reads `n` rows of DIM floats from `rows` and writes `n` results into
+    // buffers of `n` elements (k = 1); FAISS runs it on this thread.
+    let status = unsafe {
+        let mut inner = index.inner_ptr();
+        let id_map = faiss_sys::faiss_IndexIDMap_cast(inner);
+        if !id_map.is_null() {
+            inner = faiss_sys::faiss_IndexIDMap_sub_index(id_map);
+        }
+        let ivf = faiss_sys::faiss_IndexIVF_cast(inner);
+        if ivf.is_null() {
+            return None;
+        }
+        let quantizer = faiss_sys::faiss_IndexIVF_quantizer(ivf);
+        if quantizer.is_null() {
+            return None;
+        }
+        if n == 0 {
+            return Some(distances);
+        }
+        faiss_sys::faiss_Index_search(
+            quantizer,
+            n as faiss_sys::idx_t,
+            rows.as_ptr(),
+            1,
+            distances.as_mut_ptr(),
+            lists.as_mut_ptr(),
+        )
+    };
+    (status == 0).then_some(distances)
 }

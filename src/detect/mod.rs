@@ -203,6 +203,7 @@ impl Detector {
                         index,
                         snap.header.index.clone(),
                         snap.header.trained_on,
+                        snap.header.drift,
                     )?;
                 }
                 None => detector.index.add_rows(0, &snap.vectors[..agree * DIM])?,
@@ -247,6 +248,14 @@ impl Detector {
     /// Trained indexes swapped in since start.
     pub fn index_swaps(&self) -> u64 {
         self.index.swaps
+    }
+
+    /// Share, in ‰, of the texts added since the IVF index was trained that lie beyond the
+    /// training texts' 90th-percentile distance to a list centre (0 while exact).
+    pub fn index_drift_permille(&self) -> u64 {
+        self.index
+            .drift()
+            .map_or(0, |d| (d.share() * 1000.0).round() as u64)
     }
 
     pub fn is_training(&self) -> bool {
@@ -484,6 +493,7 @@ impl Detector {
                 String::new()
             },
             trained_on: self.index.trained_on(),
+            drift: self.index.drift(),
             created_usec: now_usec(),
         };
         let started = Instant::now();
@@ -530,6 +540,7 @@ mod tests {
             nprobe: 8,
             train_min_vectors: 1000,
             retrain_growth: 2.0,
+            retrain_drift: 0.5,
             snapshot_interval: Duration::ZERO,
             suppress: Vec::new(),
         }
@@ -694,6 +705,60 @@ mod tests {
             found_self >= 3,
             "{found_self} of 4 vectors found themselves"
         );
+    }
+
+    #[test]
+    fn drift_away_from_the_lists_retrains_and_the_same_data_does_not() {
+        let mut cfg = config(0);
+        cfg.index = "IVF16,Flat".into();
+        cfg.train_min_vectors = 2000;
+        cfg.retrain_growth = 10.0;
+        let mut detector = Detector::new(&cfg).unwrap();
+        let learn = |detector: &mut Detector, data: &[f32], first: usize| {
+            let texts: Vec<String> = (0..data.len() / DIM)
+                .map(|i| format!("text {}", first + i))
+                .collect();
+            let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+            let vectors = Embeddings {
+                dim: DIM,
+                data: data.to_vec(),
+            };
+            detector.learn(&refs, &vectors, 0).unwrap();
+        };
+        let familiar = clustered(4500, 7);
+        learn(&mut detector, &familiar[..3000 * DIM], 0);
+        detector.finish_training();
+        assert_eq!(detector.index_swaps(), 1);
+        let reference = detector.index.drift().expect("an IVF index measures drift");
+        assert!(reference.reference > 0.0);
+        assert_eq!(reference.added, 0);
+
+        learn(&mut detector, &familiar[3000 * DIM..], 3000);
+        let same = detector.index.drift().unwrap();
+        assert_eq!(same.added, 1500);
+        assert!(
+            same.share() < 0.3,
+            "texts from the training clusters: share {}",
+            same.share()
+        );
+        assert!(!detector.is_training(), "no drift, no growth: no retrain");
+
+        learn(&mut detector, &clustered(1500, 99), 4500);
+        let moved = detector.index.drift().unwrap();
+        assert_eq!(moved.added, 3000);
+        assert!(moved.share() >= 0.5, "share {}", moved.share());
+        assert!(detector.index_drift_permille() >= 500);
+        eprintln!(
+            "drift share: same clusters {:.3}, after new clusters {:.3}",
+            same.share(),
+            moved.share()
+        );
+        assert!(detector.is_training(), "drift starts a retrain");
+        detector.finish_training();
+        assert_eq!(detector.index_swaps(), 2);
+        assert_eq!(detector.index.trained_on(), 6000);
+        assert_eq!(detector.index.drift().unwrap().added, 0);
+        assert_eq!(detector.index_drift_permille(), 0);
     }
 
     #[test]

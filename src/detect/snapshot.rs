@@ -44,6 +44,9 @@ pub struct Header {
     pub index: String,
     /// Distinct vectors the trained index was trained on.
     pub trained_on: usize,
+    /// The trained IVF index's drift so far (absent in snapshots of other indexes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drift: Option<super::index::Drift>,
     pub created_usec: u64,
 }
 
