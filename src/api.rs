@@ -2,12 +2,16 @@
 //! reads counters and forwards; it owns no pipeline state.
 
 use std::collections::HashMap;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
+use std::time::Duration;
 
 use zbus::object_server::SignalEmitter;
 use zbus::zvariant::{OwnedValue, Value};
 
-use crate::event::{Event, RecordKind};
+use crate::access::ADMIN_GROUP;
+use crate::audit::query::{ListFilter, RecordView};
+use crate::event::{Event, RecordKind, Source};
 use crate::metrics::Metrics;
 use crate::pipeline::Intake;
 
@@ -58,6 +62,43 @@ impl DetectorApi {
             .ok_or_else(|| ApiError::Busy("the daemon is shutting down".into()))
     }
 
+    /// Admits the caller of an admin method, or refuses, logs and counts it.
+    async fn admit(
+        &self,
+        method: &str,
+        header: &zbus::message::Header<'_>,
+        conn: &zbus::Connection,
+    ) -> Result<Caller, ApiError> {
+        let caller = caller_of(header, conn).await;
+        match caller.uid.and_then(crate::access::admit) {
+            Some(admission) => {
+                tracing::debug!(method, sender = %caller.sender, uid = ?caller.uid, ?admission, "admin call admitted");
+                Ok(caller)
+            }
+            None => {
+                self.metrics.access_denied.fetch_add(1, Relaxed);
+                tracing::warn!(method, sender = %caller.sender, uid = ?caller.uid, "admin call refused");
+                let who = caller
+                    .uid
+                    .map_or("a caller of unknown uid".to_owned(), |u| format!("uid {u}"));
+                Err(ApiError::AccessDenied(format!(
+                    "{method} is for root, the service user and members of group {ADMIN_GROUP}; {who} is none of them"
+                )))
+            }
+        }
+    }
+
+    /// The values behind the properties that change, for PropertiesChanged.
+    fn live_properties(&self) -> [u64; 4] {
+        let m = &self.metrics;
+        [
+            m.events_received.load(Relaxed),
+            m.anomalies.load(Relaxed),
+            m.events_dropped.load(Relaxed),
+            m.threshold_bits.load(Relaxed),
+        ]
+    }
+
     async fn read<T: Send + 'static>(
         &self,
         query: impl FnOnce(&std::path::Path) -> Result<T, crate::audit::AuditError> + Send + 'static,
@@ -72,6 +113,156 @@ impl DetectorApi {
 
 /// Longest note `MarkBenign` keeps.
 pub const MAX_NOTE_BYTES: usize = 1024;
+
+/// Most records one listing returns; the reply's cursor continues it.
+pub const MAX_PAGE: i32 = 1000;
+
+/// Longest text `Score` and `Submit` accept (canonical texts are far shorter), and longest
+/// `contains` filter.
+pub const MAX_TEXT_BYTES: usize = 4096;
+
+/// How long `Score` waits for its place in the pipeline and its answer.
+const SCORE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A listed record: (seq, usec, kind, source, verdict, score or NaN, text).
+pub type RecordRow = (u64, u64, String, String, String, f64, String);
+
+/// A neighbour as `Score` returns it: (baseline id, distance, text, count now).
+pub type ScoredNeighbour = (u64, f64, String, u64);
+
+/// The verdicts a listing can filter on.
+const VERDICTS: [&str; 5] = ["normal", "anomaly", "warmup", "suppressed", "none"];
+/// The record kinds a listing can filter on.
+const KINDS: [&str; 7] = [
+    "genesis", "start", "stop", "event", "gap", "benign", "import",
+];
+/// The sources a listing can filter on (`anomalyd` = the daemon's own records).
+const SOURCES: [&str; 6] = [
+    "systemd",
+    "networkmanager",
+    "login1",
+    "udisks2",
+    "custom",
+    "anomalyd",
+];
+
+fn row_of(r: RecordView) -> RecordRow {
+    (
+        r.seq,
+        r.ts_usec,
+        r.kind,
+        r.source,
+        r.verdict,
+        r.score.unwrap_or(f64::NAN),
+        r.text,
+    )
+}
+
+fn page_limit(limit: i32) -> Result<usize, ApiError> {
+    if (1..=MAX_PAGE).contains(&limit) {
+        Ok(limit as usize)
+    } else {
+        Err(ApiError::InvalidArgument(format!(
+            "limit {limit}: must be 1 to {MAX_PAGE}; continue a listing with the cursor it returns"
+        )))
+    }
+}
+
+fn one_of(key: &str, value: String, allowed: &[&str]) -> Result<String, ApiError> {
+    if allowed.contains(&value.as_str()) {
+        Ok(value)
+    } else {
+        Err(ApiError::InvalidArgument(format!(
+            "filter {key} = {value:?}: must be one of {}",
+            allowed.join(", ")
+        )))
+    }
+}
+
+/// `ListEvents`' filter dictionary, checked key by key.
+fn parse_filter(
+    since_usec: u64,
+    filter: &HashMap<String, OwnedValue>,
+) -> Result<ListFilter, ApiError> {
+    let mut out = ListFilter {
+        since_usec,
+        ..ListFilter::default()
+    };
+    let wrong_type = |key: &str, wanted: &str, value: &OwnedValue| {
+        ApiError::InvalidArgument(format!(
+            "filter {key}: must be of type {wanted}, not {}",
+            value.value_signature()
+        ))
+    };
+    for (key, value) in filter {
+        let text = || -> Result<String, ApiError> {
+            <&str>::try_from(value)
+                .map(str::to_owned)
+                .map_err(|_| wrong_type(key, "s", value))
+        };
+        let seq = || u64::try_from(value).map_err(|_| wrong_type(key, "t", value));
+        match key.as_str() {
+            "after_seq" => out.after_seq = seq()?,
+            "before_seq" => out.before_seq = seq()?,
+            "newest_first" => {
+                out.newest_first = bool::try_from(value).map_err(|_| wrong_type(key, "b", value))?
+            }
+            "verdict" => out.verdict = Some(one_of(key, text()?, &VERDICTS)?),
+            "kind" => out.kind = Some(one_of(key, text()?, &KINDS)?),
+            "source" => out.source = Some(one_of(key, text()?, &SOURCES)?),
+            "contains" => {
+                let needle = text()?;
+                if needle.is_empty() || needle.len() > MAX_TEXT_BYTES {
+                    return Err(ApiError::InvalidArgument(format!(
+                        "filter contains: must be 1 to {MAX_TEXT_BYTES} bytes"
+                    )));
+                }
+                out.contains = Some(needle);
+            }
+            other => {
+                return Err(ApiError::InvalidArgument(format!(
+                    "filter key {other:?} is unknown; known: after_seq, before_seq, newest_first, verdict, kind, source, contains"
+                )))
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// A text for `Score` or `Submit`: not empty, not oversized.
+fn check_text(text: &str) -> Result<(), ApiError> {
+    if text.trim().is_empty() {
+        return Err(ApiError::InvalidArgument("the text is empty".into()));
+    }
+    if text.len() > MAX_TEXT_BYTES {
+        return Err(ApiError::InvalidArgument(format!(
+            "the text is {} bytes; at most {MAX_TEXT_BYTES}",
+            text.len()
+        )));
+    }
+    Ok(())
+}
+
+/// Who sent a call: the unique name, and the uid the bus knows for it.
+struct Caller {
+    sender: String,
+    uid: Option<u32>,
+}
+
+async fn caller_of(header: &zbus::message::Header<'_>, conn: &zbus::Connection) -> Caller {
+    let sender = header.sender().map(|s| s.to_string()).unwrap_or_default();
+    let uid = match header.sender() {
+        Some(name) => match zbus::fdo::DBusProxy::new(conn).await {
+            Ok(bus) => bus
+                .get_connection_unix_user(zbus::names::BusName::Unique(name.to_owned()))
+                .await
+                .ok(),
+            Err(_) => None,
+        },
+        None => None,
+    };
+    Caller { sender, uid }
+}
 
 /// How long `MarkBenign` waits for its record to be committed.
 const MARK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
@@ -89,6 +280,8 @@ pub enum ApiError {
     NotFound(String),
     /// An argument is out of range or of the wrong kind.
     InvalidArgument(String),
+    /// The caller may not call this method (admin methods: root and group anomalyd-admin).
+    AccessDenied(String),
     /// The request cannot be served right now (another verification runs); try again.
     Busy(String),
     /// The daemon failed to serve the request.
@@ -215,6 +408,7 @@ impl DetectorApi {
         #[zbus(header)] header: zbus::message::Header<'_>,
         #[zbus(connection)] conn: &zbus::Connection,
     ) -> Result<u64, ApiError> {
+        let Caller { sender, uid } = self.admit("MarkBenign", &header, conn).await?;
         if note.len() > MAX_NOTE_BYTES {
             return Err(ApiError::InvalidArgument(format!(
                 "the note is {} bytes; at most {MAX_NOTE_BYTES}",
@@ -231,15 +425,6 @@ impl DetectorApi {
                 record.kind
             )));
         }
-        let sender = header.sender().map(|s| s.to_string()).unwrap_or_default();
-        let uid = match header.sender() {
-            Some(name) => zbus::fdo::DBusProxy::new(conn)
-                .await?
-                .get_connection_unix_user(zbus::names::BusName::Unique(name.to_owned()))
-                .await
-                .ok(),
-            None => None,
-        };
         let mut fields = serde_json::Map::new();
         fields.insert("target_seq".into(), serde_json::json!(seq));
         fields.insert("target_verdict".into(), serde_json::json!(record.verdict));
@@ -271,7 +456,14 @@ impl DetectorApi {
     }
 
     /// Trains the index again in the background now (when `detector.index` is a trained one).
-    async fn retrain(&self) -> Result<(), ApiError> {
+    /// Admin only.
+    async fn retrain(
+        &self,
+        #[zbus(header)] header: zbus::message::Header<'_>,
+        #[zbus(connection)] conn: &zbus::Connection,
+    ) -> Result<(), ApiError> {
+        let caller = self.admit("Retrain", &header, conn).await?;
+        tracing::info!(sender = %caller.sender, uid = ?caller.uid, "retrain requested over D-Bus");
         self.intake()?
             .retrain()
             .await
@@ -286,6 +478,144 @@ impl DetectorApi {
             .map_err(|e| ApiError::Internal(e.to_string()))?
             .map_err(|e| ApiError::Internal(e.to_string()))?;
         Ok(head.map_or((0, String::new()), |h| (h.seq, hex::encode(h.hash))))
+    }
+
+    /// Anomalies observed at or after `since_usec` (µs since the epoch), oldest first, at most
+    /// `limit` (1 to 1000). Returns (rows, cursor); each row is (seq, usec, kind, source,
+    /// verdict, score, text). A cursor other than 0 means more follow: continue with
+    /// `ListEvents(since_usec, limit, {"verdict": "anomaly", "after_seq": cursor})`.
+    async fn list_anomalies(
+        &self,
+        since_usec: u64,
+        limit: i32,
+    ) -> Result<(Vec<RecordRow>, u64), ApiError> {
+        let limit = page_limit(limit)?;
+        let filter = ListFilter {
+            since_usec,
+            verdict: Some("anomaly".into()),
+            ..ListFilter::default()
+        };
+        let (records, cursor) = self
+            .read(move |db| crate::audit::query::list_records(db, &filter, limit))
+            .await?;
+        Ok((records.into_iter().map(row_of).collect(), cursor))
+    }
+
+    /// Records observed at or after `since_usec`, at most `limit` (1 to 1000), filtered by
+    /// `filter` (a{sv}; every key optional): verdict (s: normal, anomaly, warmup, suppressed,
+    /// none), kind (s: event, benign, import, gap, start, stop, genesis), source (s), contains (s,
+    /// a substring of the text), newest_first (b), after_seq (t) / before_seq (t) (the cursor
+    /// of the previous page, oldest-first / newest-first). Returns (rows, cursor) as
+    /// ListAnomalies does; the cursor is the last row's seq when more follow, else 0.
+    async fn list_events(
+        &self,
+        since_usec: u64,
+        limit: i32,
+        filter: HashMap<String, OwnedValue>,
+    ) -> Result<(Vec<RecordRow>, u64), ApiError> {
+        let limit = page_limit(limit)?;
+        let filter = parse_filter(since_usec, &filter)?;
+        let (records, cursor) = self
+            .read(move |db| crate::audit::query::list_records(db, &filter, limit))
+            .await?;
+        Ok((records.into_iter().map(row_of).collect(), cursor))
+    }
+
+    /// Every field of the record `seq` as a{sv}: Seq, Usec, Kind, Source, Text, Verdict, Score
+    /// and Threshold (d, when scored), Fields (s, JSON), Neighbours (a(td): baseline id,
+    /// distance), Model, PrevHash and Hash (s, hex).
+    async fn get_event(&self, seq: u64) -> Result<HashMap<String, OwnedValue>, ApiError> {
+        let r = self
+            .read(move |db| crate::audit::query::read_record(db, seq))
+            .await?
+            .ok_or_else(|| ApiError::NotFound(format!("no record has seq {seq}")))?;
+        let mut out: HashMap<String, OwnedValue> = HashMap::new();
+        let mut put = |k: &str, v: Value<'_>| {
+            out.insert(k.to_owned(), owned(v));
+        };
+        put("Seq", Value::U64(r.seq));
+        put("Usec", Value::U64(r.ts_usec));
+        put("Kind", Value::from(r.kind.as_str()));
+        put("Source", Value::from(r.source.as_str()));
+        put("Text", Value::from(r.text.as_str()));
+        put("Verdict", Value::from(r.verdict.as_str()));
+        if let Some(score) = r.score {
+            put("Score", Value::F64(score));
+        }
+        if let Some(threshold) = r.fields.get("threshold").and_then(|v| v.as_f64()) {
+            put("Threshold", Value::F64(threshold));
+        }
+        put(
+            "Fields",
+            Value::from(serde_json::Value::Object(r.fields.clone()).to_string()),
+        );
+        put("Neighbours", Value::from(r.neighbours.clone()));
+        put("Model", Value::from(r.model.as_str()));
+        put("PrevHash", Value::from(hex::encode(&r.prev_hash)));
+        put("Hash", Value::from(hex::encode(&r.hash)));
+        Ok(out)
+    }
+
+    /// Dry run: how `text` would be judged now, against the baseline as it stands. Records,
+    /// learns and calibrates nothing. Returns (score, verdict, threshold, neighbours), each
+    /// neighbour (baseline id, distance, text, count). Suppression rules apply to the source
+    /// the text's first word names.
+    async fn score(
+        &self,
+        text: String,
+    ) -> Result<(f64, String, f64, Vec<ScoredNeighbour>), ApiError> {
+        check_text(&text)?;
+        let dry = self
+            .intake()?
+            .score(text, SCORE_TIMEOUT)
+            .await
+            .map_err(ApiError::Busy)?;
+        let neighbours = dry
+            .neighbours
+            .into_iter()
+            .map(|n| (n.id, f64::from(n.distance), n.text, n.count))
+            .collect();
+        Ok((
+            f64::from(dry.score),
+            dry.verdict.as_str().to_owned(),
+            f64::from(dry.threshold),
+            neighbours,
+        ))
+    }
+
+    /// Ingests an event from another agent: `source` (systemd, networkmanager, login1, udisks2,
+    /// custom) and its text, which is prefixed with the source's name unless it starts with it.
+    /// It is judged and recorded like an observed event, with the caller's uid and unique name
+    /// in its fields. Admin only. Busy when the intake queue is full: retry later.
+    async fn submit(
+        &self,
+        source: String,
+        text: String,
+        #[zbus(header)] header: zbus::message::Header<'_>,
+        #[zbus(connection)] conn: &zbus::Connection,
+    ) -> Result<(), ApiError> {
+        let Caller { sender, uid } = self.admit("Submit", &header, conn).await?;
+        let Some(parsed) = Source::from_name(&source) else {
+            return Err(ApiError::InvalidArgument(format!(
+                "source {source:?}: must be one of systemd, networkmanager, login1, udisks2, custom"
+            )));
+        };
+        check_text(&text)?;
+        let text = text.trim();
+        let canonical = if text
+            .strip_prefix(parsed.as_str())
+            .is_some_and(|rest| rest.starts_with(' '))
+        {
+            text.to_owned()
+        } else {
+            format!("{} {text}", parsed.as_str())
+        };
+        let mut fields = serde_json::Map::new();
+        fields.insert("submitted_by_uid".into(), serde_json::json!(uid));
+        fields.insert("submitted_by".into(), serde_json::json!(sender));
+        self.intake()?
+            .try_submit(Event::observed(parsed, canonical, fields))
+            .map_err(|_| ApiError::Busy("the intake queue is full; retry shortly".into()))
     }
 
     #[zbus(property)]
@@ -305,6 +635,43 @@ impl DetectorApi {
         self.info.index_description.clone()
     }
 
+    /// Events received from the sources and Submit since start.
+    #[zbus(property)]
+    fn events_total(&self) -> u64 {
+        self.metrics.events_received.load(Relaxed)
+    }
+
+    /// Events judged anomalous since start.
+    #[zbus(property)]
+    fn anomalies_total(&self) -> u64 {
+        self.metrics.anomalies.load(Relaxed)
+    }
+
+    /// Events dropped because a queue was full, since start (each is accounted for by a gap
+    /// record).
+    #[zbus(property)]
+    fn dropped_total(&self) -> u64 {
+        self.metrics.events_dropped.load(Relaxed)
+    }
+
+    /// The alert threshold now (calibrated or fixed).
+    #[zbus(property)]
+    fn threshold(&self) -> f64 {
+        f64::from_bits(self.metrics.threshold_bits.load(Relaxed))
+    }
+
+    /// The NUMA node the daemon is bound to; -1 while unbound.
+    #[zbus(property(emits_changed_signal = "const"))]
+    fn numa_node(&self) -> i32 {
+        self.info.hardware.numa_node
+    }
+
+    /// The CPUs the daemon may run on, as a list such as "0-15".
+    #[zbus(property(emits_changed_signal = "const"))]
+    fn cpu_set(&self) -> String {
+        self.info.hardware.cpuset.clone()
+    }
+
     /// Emitted once per event judged anomalous, after its record is committed.
     #[zbus(signal)]
     pub async fn anomaly_detected(
@@ -315,4 +682,44 @@ impl DetectorApi {
         text: &str,
         score: f64,
     ) -> zbus::Result<()>;
+}
+
+/// Emits PropertiesChanged for EventsTotal, AnomaliesTotal, DroppedTotal and Threshold at most
+/// once per `period`, for those that changed. Runs until aborted.
+pub async fn publish_property_changes(conn: zbus::Connection, period: Duration) {
+    let iface = match conn
+        .object_server()
+        .interface::<_, DetectorApi>(OBJECT_PATH)
+        .await
+    {
+        Ok(iface) => iface,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot publish property changes");
+            return;
+        }
+    };
+    let mut last = iface.get().await.live_properties();
+    loop {
+        tokio::time::sleep(period).await;
+        let api = iface.get().await;
+        let now = api.live_properties();
+        let emitter = iface.signal_emitter();
+        let mut emitted = Vec::new();
+        if now[0] != last[0] {
+            emitted.push(api.events_total_changed(emitter).await);
+        }
+        if now[1] != last[1] {
+            emitted.push(api.anomalies_total_changed(emitter).await);
+        }
+        if now[2] != last[2] {
+            emitted.push(api.dropped_total_changed(emitter).await);
+        }
+        if now[3] != last[3] {
+            emitted.push(api.threshold_changed(emitter).await);
+        }
+        for e in emitted.into_iter().filter_map(Result::err) {
+            tracing::warn!(error = %e, "could not emit PropertiesChanged");
+        }
+        last = now;
+    }
 }

@@ -547,7 +547,7 @@ impl Default for RawDetector {
             calibration_window: 10_000,
             rarity_weight: 0.01,
             warmup_events: 200,
-            nprobe: 8,
+            nprobe: 4,
             train_min_vectors: 20_000,
             retrain_growth: 2.0,
             retrain_drift: 0.5,

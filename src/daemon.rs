@@ -106,6 +106,10 @@ pub async fn run(
         detector.baseline_len(),
         std::sync::atomic::Ordering::Relaxed,
     );
+    metrics.threshold_bits.store(
+        crate::metrics::decimal_f64(detector.threshold()).to_bits(),
+        std::sync::atomic::Ordering::Relaxed,
+    );
     let (notice_tx, notice_rx) = mpsc::channel::<Committed>(1024);
     let (intake, pipeline) = Pipeline::start(
         &config,
@@ -148,6 +152,10 @@ pub async fn run(
     };
 
     let forwarder = tokio::spawn(forward_anomalies(conn.clone(), notice_rx));
+    let publisher = tokio::spawn(crate::api::publish_property_changes(
+        conn.clone(),
+        Duration::from_secs(1),
+    ));
     let watchdog =
         watchdog_interval().map(|interval| tokio::spawn(feed_watchdog(intake.clone(), interval)));
     notifier.notify(&format!(
@@ -165,6 +173,8 @@ pub async fn run(
         w.abort();
         let _ = w.await;
     }
+    publisher.abort();
+    let _ = publisher.await;
     drop(intake);
     // Once the sources and the API's door are gone the pipeline drains.
     api_intake.lock().map(|mut i| i.take()).ok();

@@ -1,6 +1,7 @@
 //! What hardware the daemon runs on: the hwloc topology (NUMA nodes, CPUs) and whether the CUDA
 //! libraries load. Binding to the GPU's NUMA node builds on this (`[numa]`, `[gpu]`).
 
+use hwlocality::cpu::binding::CpuBindingFlags;
 use hwlocality::object::types::ObjectType;
 use hwlocality::Topology;
 
@@ -10,6 +11,11 @@ use crate::config::{GpuSelection, NumaBinding};
 pub struct Summary {
     pub numa_nodes: u32,
     pub cpus: u32,
+    /// The CPUs the process may run on, as a list ("0-15"); "" when hwloc cannot tell.
+    pub cpuset: String,
+    /// The NUMA node the daemon is bound to; -1 while it is not bound (binding arrives with
+    /// the CUDA backend, which knows its GPU's node).
+    pub numa_node: i32,
     /// "absent: …", "off", or what was found.
     pub gpu: String,
 }
@@ -17,14 +23,17 @@ pub struct Summary {
 /// Reads the topology and probes the CUDA libraries without touching a device. Never fails: a
 /// missing piece is reported in the summary.
 pub fn probe(gpu: GpuSelection, numa: NumaBinding) -> Summary {
-    let (numa_nodes, cpus) = match Topology::new() {
+    let (numa_nodes, cpus, cpuset) = match Topology::new() {
         Ok(t) => (
             t.objects_with_type(ObjectType::NUMANode).count() as u32,
             t.objects_with_type(ObjectType::PU).count() as u32,
+            t.cpu_binding(CpuBindingFlags::PROCESS)
+                .map(|set| set.to_string())
+                .unwrap_or_default(),
         ),
         Err(e) => {
             tracing::warn!(error = %e, "hwloc could not read the topology");
-            (0, 0)
+            (0, 0, String::new())
         }
     };
     let gpu = match gpu {
@@ -43,6 +52,8 @@ pub fn probe(gpu: GpuSelection, numa: NumaBinding) -> Summary {
     Summary {
         numa_nodes,
         cpus,
+        cpuset,
+        numa_node: -1,
         gpu,
     }
 }

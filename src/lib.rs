@@ -20,6 +20,7 @@
 //! - [`bus`]: bus connections and a private `dbus-daemon` for the demo and tests.
 //! - [`demo`]: the self-contained demonstration (private bus, replayed infrastructure signals).
 
+pub mod access;
 pub mod api;
 pub mod audit;
 pub mod bus;

@@ -78,6 +78,11 @@ pub struct Metrics {
     pub suppressed: AtomicU64,
     /// Events marked benign through the API.
     pub marked_benign: AtomicU64,
+    /// Admin calls refused because the caller is neither root, the service user, nor in the
+    /// admin group.
+    pub access_denied: AtomicU64,
+    /// The alert threshold now, as `f64::to_bits`.
+    pub threshold_bits: AtomicU64,
     pub head_seq: AtomicU64,
     /// Microseconds from observation to commit, for the last batch's oldest event.
     pub last_batch_latency_usec: AtomicU64,
@@ -105,6 +110,7 @@ pub struct Snapshot {
     pub index_drift_permille: u64,
     pub suppressed: u64,
     pub marked_benign: u64,
+    pub access_denied: u64,
     pub head_seq: u64,
     pub last_batch_latency_usec: u64,
 }
@@ -131,6 +137,7 @@ impl Metrics {
             index_drift_permille: self.index_drift_permille.load(Relaxed),
             suppressed: self.suppressed.load(Relaxed),
             marked_benign: self.marked_benign.load(Relaxed),
+            access_denied: self.access_denied.load(Relaxed),
             head_seq: self.head_seq.load(Relaxed),
             last_batch_latency_usec: self.last_batch_latency_usec.load(Relaxed),
         }
@@ -139,7 +146,7 @@ impl Metrics {
 
 impl Snapshot {
     /// Name/value pairs, in the order `Stats` reports them.
-    pub fn pairs(&self) -> [(&'static str, u64); 21] {
+    pub fn pairs(&self) -> [(&'static str, u64); 22] {
         [
             ("EventsReceived", self.events_received),
             ("EventsIgnored", self.events_ignored),
@@ -160,8 +167,15 @@ impl Snapshot {
             ("IndexDriftPermille", self.index_drift_permille),
             ("Suppressed", self.suppressed),
             ("MarkedBenign", self.marked_benign),
+            ("AccessDenied", self.access_denied),
             ("HeadSeq", self.head_seq),
             ("LastBatchLatencyUsec", self.last_batch_latency_usec),
         ]
     }
+}
+
+/// An `f32` widened to the `f64` nearest its shortest decimal form (0.05f32 → 0.05, not
+/// 0.05000000074505806), for values shown to people and compared by scripts.
+pub fn decimal_f64(value: f32) -> f64 {
+    value.to_string().parse().unwrap_or(f64::from(value))
 }

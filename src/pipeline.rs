@@ -22,7 +22,7 @@ use tracing::{debug, error, info, warn};
 
 use crate::audit::{AuditWriter, Checkpoint, CheckpointPolicy, Checkpointer, Committed};
 use crate::config::Config;
-use crate::detect::Detector;
+use crate::detect::{Detector, DryRun};
 use crate::embed::{Embedder, EmbeddingCache, Embeddings};
 use crate::event::{now_usec, Event, Judged, RecordKind, Source, Verdict};
 use crate::metrics::Metrics;
@@ -50,6 +50,28 @@ pub enum Flow<T> {
     Probe(oneshot::Sender<()>),
     /// Asks the detector to train its index again; goes no further.
     Retrain,
+    /// A dry run (`Score`): embedded, scored and answered by the detector; goes no further and
+    /// changes nothing.
+    Score(ScoreRequest),
+}
+
+impl<T> Flow<T> {
+    /// A control message re-typed for the next stage's data, or the data itself.
+    fn control<U>(self) -> Result<Flow<U>, T> {
+        match self {
+            Flow::Data(data) => Err(data),
+            Flow::Probe(p) => Ok(Flow::Probe(p)),
+            Flow::Retrain => Ok(Flow::Retrain),
+            Flow::Score(s) => Ok(Flow::Score(s)),
+        }
+    }
+}
+
+/// What `Score` asks: the text, its vector once the embed stage has it, and where the answer goes.
+pub struct ScoreRequest {
+    pub text: String,
+    vector: Option<Vec<f32>>,
+    reply: oneshot::Sender<Result<DryRun, String>>,
 }
 
 /// The door into the pipeline; sources and the API hold clones. Never blocks.
@@ -92,6 +114,44 @@ impl Intake {
     /// not be dropped. Fails only when the pipeline is gone.
     pub async fn submit_wait(&self, event: Event) -> Result<(), ()> {
         self.tx.send(Flow::Data(event)).await.map_err(|_| ())
+    }
+
+    /// Queues an event unless the queue is full, handing it back then: for the API's `Submit`,
+    /// whose caller is told to retry rather than have the event dropped.
+    pub fn try_submit(&self, event: Event) -> Result<(), Event> {
+        match self.tx.try_send(Flow::Data(event)) {
+            Ok(()) => {
+                self.metrics.events_received.fetch_add(1, Relaxed);
+                Ok(())
+            }
+            Err(refused) => match refused.into_inner() {
+                Flow::Data(event) => Err(event),
+                _ => unreachable!("only data was sent"),
+            },
+        }
+    }
+
+    /// Scores `text` as the detector would judge it now, recording and learning nothing. It
+    /// queues behind the events before it; `Err` says why there is no answer.
+    pub async fn score(&self, text: String, timeout: Duration) -> Result<DryRun, String> {
+        let (reply, answer) = oneshot::channel();
+        let request = ScoreRequest {
+            text,
+            vector: None,
+            reply,
+        };
+        let round_trip = async {
+            self.tx
+                .send(Flow::Score(request))
+                .await
+                .map_err(|_| "the daemon is shutting down".to_owned())?;
+            answer
+                .await
+                .map_err(|_| "the pipeline dropped the request".to_owned())?
+        };
+        tokio::time::timeout(timeout, round_trip)
+            .await
+            .map_err(|_| format!("no answer within {}s", timeout.as_secs()))?
     }
 
     /// Asks the detector to retrain its index. Fails only when the pipeline is gone.
@@ -282,12 +342,8 @@ async fn batcher(
         if !flush(&mut batch, &out, &metrics).await {
             return;
         }
-        if let Some(Flow::Probe(p)) = control {
-            if out.send(Flow::Probe(p)).await.is_err() {
-                return;
-            }
-        } else if let Some(Flow::Retrain) = control {
-            if out.send(Flow::Retrain).await.is_err() {
+        if let Some(Ok(control)) = control.map(Flow::control) {
+            if out.send(control).await.is_err() {
                 return;
             }
         }
@@ -346,6 +402,16 @@ fn embed_stage(
         let forwarded = match message {
             Flow::Probe(p) => Flow::Probe(p),
             Flow::Retrain => Flow::Retrain,
+            Flow::Score(mut request) => {
+                match cache.embed(embedder.as_mut(), &[request.text.as_str()]) {
+                    Ok((v, _)) => request.vector = Some(v.data),
+                    Err(e) => {
+                        let _ = request.reply.send(Err(format!("embedding failed: {e}")));
+                        continue;
+                    }
+                }
+                Flow::Score(request)
+            }
             Flow::Data(events) => {
                 let texts: Vec<&str> = events
                     .iter()
@@ -395,6 +461,14 @@ fn detect_stage(
                 detector.maintain();
                 continue;
             }
+            Flow::Score(request) => {
+                let vector = request.vector.unwrap_or_default();
+                let answer = detector
+                    .dry_run(&request.text, &vector)
+                    .map_err(|e| e.to_string());
+                let _ = request.reply.send(answer);
+                continue;
+            }
             Flow::Data((events, vectors)) => {
                 let judged = match vectors {
                     Some(v) => match detector.judge(events, &v) {
@@ -411,6 +485,10 @@ fn detect_stage(
                     .baseline_size
                     .store(detector.baseline_len(), Relaxed);
                 metrics.index_swaps.store(detector.index_swaps(), Relaxed);
+                metrics.threshold_bits.store(
+                    crate::metrics::decimal_f64(detector.threshold()).to_bits(),
+                    Relaxed,
+                );
                 metrics
                     .index_drift_permille
                     .store(detector.index_drift_permille(), Relaxed);
@@ -465,7 +543,7 @@ fn audit_stage(
                 }
                 let _ = reply.send(());
             }
-            Flow::Retrain => {}
+            Flow::Retrain | Flow::Score(_) => {}
             Flow::Data(judged) => commit(&mut audit, model, &judged, &notices, metrics),
         }
         checkpointer.maybe(head_of(&audit));

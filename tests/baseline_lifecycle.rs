@@ -134,7 +134,7 @@ async fn explain_and_mark_benign_over_dbus() {
     );
     assert!(table.contains("systemd unit nginx.service"), "{table}");
     let out = ctl(&["explain", "999999"]);
-    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(out.status.code(), Some(5), "5: no such record");
     assert!(String::from_utf8_lossy(&out.stderr).contains("no record has seq 999999"));
 
     let missing = api

@@ -20,6 +20,92 @@ pub struct RecordView {
     pub verdict: String,
     /// (baseline id, distance), nearest first.
     pub neighbours: Vec<(u64, f64)>,
+    /// The embedding model the record was judged with.
+    pub model: String,
+    pub prev_hash: Vec<u8>,
+    pub hash: Vec<u8>,
+}
+
+/// The columns [`record_of_row`] reads, in its order.
+const RECORD_COLUMNS: &str =
+    "seq, ts_usec, kind, source, text, fields, score, verdict, neighbours, model, prev_hash, hash";
+
+fn record_of_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RecordView> {
+    Ok(RecordView {
+        seq: r.get::<_, i64>(0)? as u64,
+        ts_usec: r.get::<_, i64>(1)? as u64,
+        kind: r.get(2)?,
+        source: r.get(3)?,
+        text: r.get(4)?,
+        fields: serde_json::from_str(&r.get::<_, String>(5)?).unwrap_or_default(),
+        score: r.get(6)?,
+        verdict: r.get(7)?,
+        neighbours: serde_json::from_str(&r.get::<_, String>(8)?).unwrap_or_default(),
+        model: r.get(9)?,
+        prev_hash: r.get(10)?,
+        hash: r.get(11)?,
+    })
+}
+
+/// Which records a listing returns. Empty options match everything.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ListFilter {
+    /// Records observed at or after this time.
+    pub since_usec: u64,
+    /// Cursor: records after this seq (oldest first) …
+    pub after_seq: u64,
+    /// … or, newest first, records before this seq (0 = from the head).
+    pub before_seq: u64,
+    pub newest_first: bool,
+    pub verdict: Option<String>,
+    pub source: Option<String>,
+    pub kind: Option<String>,
+    /// A substring the text must contain.
+    pub contains: Option<String>,
+}
+
+/// Up to `limit` records matching `filter`, in seq order (newest first when asked), and the
+/// cursor to continue from: the last returned seq when more match, else 0.
+pub fn list_records(
+    path: &Path,
+    filter: &ListFilter,
+    limit: usize,
+) -> Result<(Vec<RecordView>, u64), AuditError> {
+    let (conn, _) = open_reader(path)?;
+    let order = if filter.newest_first { "DESC" } else { "ASC" };
+    let sql = format!(
+        "SELECT {RECORD_COLUMNS} FROM records
+         WHERE seq > ?1 AND (?2 = 0 OR seq < ?2) AND ts_usec >= ?3
+           AND (?4 IS NULL OR verdict = ?4) AND (?5 IS NULL OR source = ?5)
+           AND (?6 IS NULL OR kind = ?6) AND (?7 IS NULL OR instr(text, ?7) > 0)
+         ORDER BY seq {order} LIMIT ?8"
+    );
+    let mut statement = conn.prepare(&sql).map_err(sqlite(path))?;
+    let rows = statement
+        .query_map(
+            params![
+                filter.after_seq as i64,
+                filter.before_seq as i64,
+                filter.since_usec.min(i64::MAX as u64) as i64,
+                filter.verdict,
+                filter.source,
+                filter.kind,
+                filter.contains,
+                // One more than asked, to know whether the listing goes on.
+                (limit + 1) as i64,
+            ],
+            record_of_row,
+        )
+        .map_err(sqlite(path))?;
+    let mut records = rows.collect::<Result<Vec<_>, _>>().map_err(sqlite(path))?;
+    let more = records.len() > limit;
+    records.truncate(limit);
+    let cursor = if more {
+        records.last().map_or(0, |r| r.seq)
+    } else {
+        0
+    };
+    Ok((records, cursor))
 }
 
 /// A baseline entry named by a verdict, as the baseline table holds it now.
@@ -54,40 +140,13 @@ fn sqlite(path: &Path) -> impl Fn(rusqlite::Error) -> AuditError + '_ {
 /// The record `seq`, or `None`.
 pub fn read_record(path: &Path, seq: u64) -> Result<Option<RecordView>, AuditError> {
     let (conn, _) = open_reader(path)?;
-    let row = conn
-        .query_row(
-            "SELECT seq, ts_usec, kind, source, text, fields, score, verdict, neighbours
-             FROM records WHERE seq = ?1",
-            params![seq as i64],
-            |r| {
-                Ok((
-                    r.get::<_, i64>(0)?,
-                    r.get::<_, i64>(1)?,
-                    r.get::<_, String>(2)?,
-                    r.get::<_, String>(3)?,
-                    r.get::<_, String>(4)?,
-                    r.get::<_, String>(5)?,
-                    r.get::<_, Option<f64>>(6)?,
-                    r.get::<_, String>(7)?,
-                    r.get::<_, String>(8)?,
-                ))
-            },
-        )
-        .optional()
-        .map_err(sqlite(path))?;
-    Ok(row.map(
-        |(seq, ts, kind, source, text, fields, score, verdict, neighbours)| RecordView {
-            seq: seq as u64,
-            ts_usec: ts as u64,
-            kind,
-            source,
-            text,
-            fields: serde_json::from_str(&fields).unwrap_or_default(),
-            score,
-            verdict,
-            neighbours: serde_json::from_str::<Vec<(u64, f64)>>(&neighbours).unwrap_or_default(),
-        },
-    ))
+    conn.query_row(
+        &format!("SELECT {RECORD_COLUMNS} FROM records WHERE seq = ?1"),
+        params![seq as i64],
+        record_of_row,
+    )
+    .optional()
+    .map_err(sqlite(path))
 }
 
 /// The record `seq` with its neighbours' texts and counts, or `None`.

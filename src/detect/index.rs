@@ -1,6 +1,6 @@
 //! The FAISS index over the baseline's vectors and its lifecycle. It starts exact
 //! (`IDMap2,Flat`); once enough distinct vectors exist, the configured trained index (by default
-//! `IVF{nlist},PQ32np` sized from the data) is trained on a snapshot of them in a background thread,
+//! `IVF{nlist},SQ8` sized from the data) is trained on a snapshot of them in a background thread,
 //! filled, and swapped in between two batches, so scoring never waits for training. It is trained
 //! again in the same way when the baseline has grown by `detector.retrain_growth` since, or when
 //! the data has drifted away from the IVF lists: once `detector.retrain_drift` of the texts added
@@ -30,7 +30,8 @@ pub const AUTO: &str = "auto";
 
 /// Training sample: at most this many vectors per IVF list (FAISS's own cap is 256).
 const TRAIN_POINTS_PER_LIST: usize = 64;
-/// …and at least this many in all (PQ's 256 centroids per sub-quantiser want ~40 points each).
+/// …and at least this many in all (a PQ index's 256 centroids per sub-quantiser want ~40 points
+/// each).
 const TRAIN_MIN_POINTS: usize = 10_240;
 
 /// Training texts whose coarse residual sets the drift reference (a quantile; more add nothing).
@@ -63,13 +64,14 @@ pub fn full_description(index: &str) -> String {
     }
 }
 
-/// `IVF{nlist},PQ32np` with nlist the power of two nearest 4·√n (at least 16). `np`: FAISS's
-/// plain `PQ32` adds polysemous training, measured at 200–400 s whatever the size, for codes the
-/// detector never compares (it re-scores candidates exactly).
+/// `IVF{nlist},SQ8` with nlist the power of two nearest 4·√n (at least 16). SQ8 (one byte per
+/// dimension) ranks candidates closely enough that the detector's exact re-scoring of 4·k of
+/// them finds the true neighbours: at 1M vectors 72× flat's speed at recall@10 0.99, where PQ32
+/// needed a pool 16 times larger and reached 0.78 (benches/README.md, "Search index").
 pub fn auto_description(n: usize) -> String {
     let target = (4.0 * (n as f64).sqrt()).max(16.0);
     let nlist = 2f64.powf(target.log2().round()) as usize;
-    format!("IVF{nlist},PQ32np")
+    format!("IVF{nlist},SQ8")
 }
 
 /// Checks a `detector.index` value: `auto`, or a factory string FAISS builds for 384-d vectors.
@@ -80,7 +82,7 @@ pub fn check_factory(index: &str) -> Result<bool, String> {
     }
     if index.trim().is_empty() {
         return Err(
-            "must be \"auto\" or a FAISS factory string such as Flat or IVF1024,PQ32np".into(),
+            "must be \"auto\" or a FAISS factory string such as Flat or IVF1024,SQ8".into(),
         );
     }
     let built = index_factory(EMBEDDING_DIM, full_description(index), MetricType::L2)

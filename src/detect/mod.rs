@@ -31,7 +31,7 @@ use tracing::{info, warn};
 
 use crate::config::{DetectorConfig, SuppressRule};
 use crate::embed::{EmbedError, Embedder, Embeddings};
-use crate::event::{now_usec, Event, Judged, RecordKind, Verdict};
+use crate::event::{now_usec, Event, Judged, RecordKind, Source, Verdict};
 use index::SearchIndex;
 
 /// Embedding dimension as an index.
@@ -56,6 +56,25 @@ pub enum DetectError {
     Embed(#[from] EmbedError),
     #[error("the audit database's baseline table is not dense: row {position} has id {id}")]
     BaselineIds { position: usize, id: u64 },
+}
+
+/// A dry run's answer: what an event would be judged now.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DryRun {
+    pub score: f32,
+    pub verdict: Verdict,
+    pub threshold: f32,
+    /// Nearest first, exact distances.
+    pub neighbours: Vec<DryRunNeighbour>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DryRunNeighbour {
+    pub id: u64,
+    pub distance: f32,
+    pub text: String,
+    /// Events the text stands for now.
+    pub count: u64,
 }
 
 /// A batch the detector could not score, handed back whole so the caller can still record it.
@@ -333,6 +352,67 @@ impl Detector {
         scored
     }
 
+    /// Candidates asked of the index. An approximate index ranks by compressed codes; a wider
+    /// pool re-scored exactly finds the true nearest far more often (benches/README.md, "Search
+    /// index").
+    fn search_k(&self) -> usize {
+        if self.index.trained_on() > 0 {
+            self.k * CANDIDATE_FACTOR
+        } else {
+            self.k
+        }
+    }
+
+    /// What an event with `text` and `vector` would be judged now, with nothing recorded,
+    /// learned or calibrated: `Score`'s dry run. Suppression rules apply to the source the
+    /// text's first word names (custom when it names none).
+    pub fn dry_run(&mut self, text: &str, vector: &[f32]) -> Result<DryRun, DetectError> {
+        if vector.len() != DIM {
+            return Err(DetectError::VectorCount {
+                scored: 1,
+                rows: vector.len() / DIM,
+            });
+        }
+        let found = self
+            .index
+            .search(vector, self.search_k())?
+            .pop()
+            .unwrap_or_default();
+        let neighbours = self.neighbours(text, vector, found);
+        let score = self.score(&neighbours);
+        let threshold = self.calibrator.threshold();
+        let source = text
+            .split_whitespace()
+            .next()
+            .and_then(Source::from_name)
+            .unwrap_or(Source::Custom);
+        let probe = Event::observed(source, text.to_owned(), serde_json::Map::new());
+        let verdict = if self.suppressed_by(&probe, now_usec()).is_some() {
+            Verdict::Suppressed
+        } else if self.baseline.events() < self.warmup_events {
+            Verdict::Warmup
+        } else if score > threshold {
+            Verdict::Anomaly
+        } else {
+            Verdict::Normal
+        };
+        let neighbours = neighbours
+            .into_iter()
+            .map(|(id, distance)| DryRunNeighbour {
+                id,
+                distance,
+                text: self.baseline.text(id).unwrap_or_default().to_owned(),
+                count: self.baseline.count(id),
+            })
+            .collect();
+        Ok(DryRun {
+            score,
+            verdict,
+            threshold,
+            neighbours,
+        })
+    }
+
     fn score(&self, neighbours: &[(u64, f32)]) -> f32 {
         match neighbours.first() {
             None => 1.0 + self.rarity_weight,
@@ -365,14 +445,7 @@ impl Detector {
             };
             return Err(Unjudged { error, events });
         }
-        // An approximate index ranks by compressed codes; a wider pool re-scored exactly finds
-        // the true nearest far more often (benches/README.md, "Search index").
-        let search_k = if self.index.trained_on() > 0 {
-            self.k * CANDIDATE_FACTOR
-        } else {
-            self.k
-        };
-        let mut candidates = match self.index.search(&vectors.data, search_k) {
+        let mut candidates = match self.index.search(&vectors.data, self.search_k()) {
             Ok(c) => c,
             Err(error) => return Err(Unjudged { error, events }),
         };
@@ -768,8 +841,8 @@ mod tests {
         assert_eq!(check_factory("IVF16,PQ8"), Ok(true));
         assert!(check_factory("NoSuchIndex").unwrap_err().contains("FAISS"));
         assert!(check_factory("").is_err());
-        assert_eq!(auto_description(50_000), "IVF1024,PQ32np");
-        assert_eq!(auto_description(1_000_000), "IVF4096,PQ32np");
-        assert_eq!(auto_description(10), "IVF16,PQ32np");
+        assert_eq!(auto_description(50_000), "IVF1024,SQ8");
+        assert_eq!(auto_description(1_000_000), "IVF4096,SQ8");
+        assert_eq!(auto_description(10), "IVF16,SQ8");
     }
 }

@@ -1,0 +1,507 @@
+//! The commands that talk to the daemon.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use futures_util::StreamExt;
+use zbus::zvariant::{OwnedValue, Value};
+
+use super::{print_verdict, read_checkpoints, time, Command, Daemon};
+use anomalyd::api::{RecordRow, ScoredNeighbour};
+
+/// How long `replay` waits before retrying a Submit the daemon answered Busy.
+const BUSY_BACKOFF: Duration = Duration::from_millis(50);
+
+pub async fn run(daemon: &Daemon, command: Command) -> anyhow::Result<u8> {
+    match command {
+        Command::Status => status(daemon).await?,
+        Command::Stats => stats(daemon).await?,
+        Command::Anomalies {
+            since,
+            lines,
+            follow,
+        } => {
+            let since = super::since_usec(since.as_deref(), daemon.utc)?;
+            let filter = HashMap::from([("verdict", Value::from("anomaly"))]);
+            // Subscribe before listing, so nothing detected in between is missed.
+            let signals = if follow {
+                Some(daemon.proxy.receive_signal("AnomalyDetected").await?)
+            } else {
+                None
+            };
+            let backlog = daemon.last_records(since, lines, filter).await?;
+            let mut last_seq = 0;
+            for row in &backlog {
+                daemon.print_row(row);
+                last_seq = row.0;
+            }
+            if let Some(signals) = signals {
+                follow_anomalies(daemon, signals, last_seq).await?;
+            }
+        }
+        Command::Watch => {
+            let signals = daemon.proxy.receive_signal("AnomalyDetected").await?;
+            eprintln!(
+                "watching {} on the {} bus for anomalies (Ctrl-C to stop)",
+                daemon.name, daemon.target
+            );
+            follow_anomalies(daemon, signals, 0).await?;
+        }
+        Command::Events {
+            since,
+            lines,
+            verdict,
+            source,
+            kind,
+            grep,
+        } => {
+            let since = super::since_usec(since.as_deref(), daemon.utc)?;
+            let mut filter: HashMap<&str, Value<'static>> = HashMap::new();
+            for (key, value) in [
+                ("verdict", verdict),
+                ("source", source),
+                ("kind", kind),
+                ("contains", grep),
+            ] {
+                if let Some(v) = value {
+                    filter.insert(key, Value::from(v));
+                }
+            }
+            for row in daemon.last_records(since, lines, filter).await? {
+                daemon.print_row(&row);
+            }
+        }
+        Command::Show { seq } => show(daemon, seq).await?,
+        Command::Explain { seq } => explain(daemon, seq).await?,
+        Command::Score { text } => score(daemon, &text).await?,
+        Command::Benign { seq, note } => {
+            let mark: u64 = daemon.call("MarkBenign", &(seq, note.as_str())).await?;
+            if daemon.json {
+                println!("{}", serde_json::json!({"seq": seq, "benign_record": mark}));
+            } else {
+                println!("#{seq} marked benign as record #{mark}");
+            }
+        }
+        Command::Retrain => {
+            let () = daemon.call("Retrain", &()).await?;
+            if !daemon.json {
+                println!(
+                    "retraining in the background; IndexSwaps in `anomalyctl stats` counts swaps"
+                );
+            }
+        }
+        Command::Replay { file, source, rate } => replay(daemon, &file, &source, rate).await?,
+        Command::Head { db: None } => {
+            let (seq, hash): (u64, String) = daemon.call("Head", &()).await?;
+            anyhow::ensure!(seq > 0, "the daemon's audit log holds no records");
+            println!("{seq}:{hash}");
+        }
+        Command::Verify {
+            db: None,
+            expect_head,
+            checkpoints,
+            journal,
+        } => return verify(daemon, expect_head, &checkpoints, journal).await,
+        Command::Verify { db: Some(_), .. }
+        | Command::Head { db: Some(_) }
+        | Command::Completions { .. } => {
+            unreachable!("offline commands returned before connecting")
+        }
+    }
+    Ok(0)
+}
+
+async fn follow_anomalies(
+    daemon: &Daemon,
+    mut signals: zbus::proxy::SignalStream<'_>,
+    after_seq: u64,
+) -> anyhow::Result<()> {
+    while let Some(msg) = signals.next().await {
+        let (seq, usec, source, text, score): (u64, u64, String, String, f64) =
+            msg.body().deserialize()?;
+        if seq <= after_seq {
+            continue;
+        }
+        let row: RecordRow = (
+            seq,
+            usec,
+            "event".into(),
+            source,
+            "anomaly".into(),
+            score,
+            text,
+        );
+        daemon.print_row(&row);
+        use std::io::Write;
+        let _ = std::io::stdout().flush();
+    }
+    anyhow::bail!("the bus connection closed")
+}
+
+fn text_of(value: &OwnedValue) -> String {
+    anomalyd::render::value_text(value)
+}
+
+async fn stats(daemon: &Daemon) -> anyhow::Result<()> {
+    let stats: HashMap<String, OwnedValue> = daemon.call("Stats", &()).await?;
+    let count = |k: &str| {
+        stats
+            .get(k)
+            .and_then(|v| u64::try_from(v).ok())
+            .unwrap_or(0)
+    };
+    let (hits, misses) = (count("EmbedCacheHits"), count("EmbedCacheMisses"));
+    if daemon.json {
+        let object: serde_json::Map<String, serde_json::Value> = stats
+            .iter()
+            .map(|(k, v)| {
+                let value = u64::try_from(v)
+                    .map(serde_json::Value::from)
+                    .or_else(|_| u32::try_from(v).map(serde_json::Value::from))
+                    .unwrap_or_else(|_| serde_json::Value::from(text_of(v)));
+                (k.clone(), value)
+            })
+            .collect();
+        println!("{}", serde_json::Value::Object(object));
+        return Ok(());
+    }
+    let mut keys: Vec<_> = stats.keys().cloned().collect();
+    keys.sort();
+    for k in keys {
+        println!("{k:>22}: {}", text_of(&stats[&k]));
+    }
+    if hits + misses > 0 {
+        let rate = 100.0 * hits as f64 / (hits + misses) as f64;
+        println!("{:>22}: {rate:.1}%", "EmbedCacheHitRate");
+    }
+    Ok(())
+}
+
+async fn status(daemon: &Daemon) -> anyhow::Result<()> {
+    let properties = zbus::fdo::PropertiesProxy::builder(daemon.proxy.connection())
+        .destination(daemon.name.clone())?
+        .path(anomalyd::api::OBJECT_PATH)?
+        .build()
+        .await?;
+    let interface = zbus::names::InterfaceName::from_static_str(anomalyd::api::INTERFACE)?;
+    let props = properties
+        .get_all(interface)
+        .await
+        .with_context(|| format!("GetAll on {} ({} bus)", daemon.name, daemon.target))?;
+    let stats: HashMap<String, OwnedValue> = daemon.call("Stats", &()).await?;
+    let (head_seq, head_hash): (u64, String) = daemon.call("Head", &()).await?;
+    let recent = daemon
+        .last_records(0, 5, HashMap::from([("verdict", Value::from("anomaly"))]))
+        .await?;
+    let prop = |k: &str| props.get(k).map(text_of).unwrap_or_default();
+    let stat = |k: &str| stats.get(k).map(text_of).unwrap_or_default();
+    if daemon.json {
+        let mut object = serde_json::Map::new();
+        for (k, v) in &props {
+            object.insert(k.clone(), serde_json::Value::from(text_of(v)));
+        }
+        object.insert("HeadSeq".into(), head_seq.into());
+        object.insert("HeadHash".into(), head_hash.into());
+        object.insert("BaselineSize".into(), stat("BaselineSize").into());
+        println!("{}", serde_json::Value::Object(object));
+        return Ok(());
+    }
+    let started = stats
+        .get("StartedUsec")
+        .and_then(|v| u64::try_from(v).ok())
+        .map(|u| time::format_usec(u, daemon.utc))
+        .unwrap_or_default();
+    println!(
+        "● anomalyd {} as {} on the {} bus, since {started}",
+        prop("Version"),
+        daemon.name,
+        daemon.target
+    );
+    println!("      Embedder: {}", prop("EmbedderBackend"));
+    println!(
+        "         Index: {} (baseline {} texts, {} swaps)",
+        stat("IndexDescription"),
+        stat("BaselineSize"),
+        stat("IndexSwaps")
+    );
+    println!(
+        "        Events: {} received, {} anomalies, {} dropped",
+        prop("EventsTotal"),
+        prop("AnomaliesTotal"),
+        prop("DroppedTotal")
+    );
+    println!("     Threshold: {}", prop("Threshold"));
+    let node = prop("NumaNode");
+    println!(
+        "          CPUs: {} (NUMA node {})",
+        prop("CpuSet"),
+        if node == "-1" {
+            "not bound".into()
+        } else {
+            node
+        }
+    );
+    println!(
+        "          Head: {}",
+        if head_seq == 0 {
+            "no records".to_owned()
+        } else {
+            format!("{head_seq}:{head_hash}")
+        }
+    );
+    if recent.is_empty() {
+        println!("\nNo anomalies recorded.");
+    } else {
+        println!("\nRecent anomalies:");
+        for row in &recent {
+            daemon.print_row(row);
+        }
+    }
+    Ok(())
+}
+
+async fn show(daemon: &Daemon, seq: u64) -> anyhow::Result<()> {
+    let record: HashMap<String, OwnedValue> = daemon.call("GetEvent", &(seq,)).await?;
+    let text = |k: &str| record.get(k).map(text_of).unwrap_or_default();
+    let number = |k: &str| record.get(k).and_then(|v| f64::try_from(v).ok());
+    let usec = record
+        .get("Usec")
+        .and_then(|v| u64::try_from(v).ok())
+        .unwrap_or(0);
+    let fields: serde_json::Value =
+        serde_json::from_str(&text("Fields")).unwrap_or(serde_json::Value::Null);
+    let neighbours: Vec<(u64, f64)> = record
+        .get("Neighbours")
+        .and_then(|v| Vec::<(u64, f64)>::try_from(v.try_clone().ok()?).ok())
+        .unwrap_or_default();
+    if daemon.json {
+        println!(
+            "{}",
+            serde_json::json!({"seq": seq, "usec": usec, "time": time::format_usec(usec, daemon.utc),
+                "kind": text("Kind"), "source": text("Source"), "text": text("Text"),
+                "verdict": text("Verdict"), "score": number("Score"), "threshold": number("Threshold"),
+                "fields": fields, "neighbours": neighbours, "model": text("Model"),
+                "prev_hash": text("PrevHash"), "hash": text("Hash")})
+        );
+        return Ok(());
+    }
+    println!(
+        "#{seq} {} at {}",
+        text("Kind"),
+        time::format_usec(usec, daemon.utc)
+    );
+    println!("      Text: {}", text("Text"));
+    println!("    Source: {}", text("Source"));
+    let verdict = text("Verdict");
+    match (number("Score"), number("Threshold")) {
+        (Some(s), Some(t)) => println!("   Verdict: {verdict} (score {s:.4}, threshold {t:.4})"),
+        (Some(s), None) => println!("   Verdict: {verdict} (score {s:.4})"),
+        _ => println!("   Verdict: {verdict}"),
+    }
+    println!("     Model: {}", text("Model"));
+    if let serde_json::Value::Object(map) = &fields {
+        println!("    Fields:");
+        for (k, v) in map {
+            println!("      {k} = {v}");
+        }
+    }
+    if !neighbours.is_empty() {
+        let list: Vec<String> = neighbours
+            .iter()
+            .map(|(id, d)| format!("{id} ({d:.4})"))
+            .collect();
+        println!(
+            "Neighbours: {} (`anomalyctl explain {seq}` for their texts)",
+            list.join(", ")
+        );
+    }
+    println!("  PrevHash: {}", text("PrevHash"));
+    println!("      Hash: {}", text("Hash"));
+    Ok(())
+}
+
+async fn explain(daemon: &Daemon, seq: u64) -> anyhow::Result<()> {
+    type Neighbour = (u64, f64, String, u64, u64);
+    let (text, verdict, score, threshold, neighbours): (String, String, f64, f64, Vec<Neighbour>) =
+        daemon.call("Explain", &(seq,)).await?;
+    if daemon.json {
+        let neighbours: Vec<_> = neighbours
+            .iter()
+            .map(|(id, d, t, n, first)| {
+                serde_json::json!({"id": id, "distance": d, "text": t, "count": n, "first_seq": first})
+            })
+            .collect();
+        println!(
+            "{}",
+            serde_json::json!({"seq": seq, "text": text, "verdict": verdict,
+                "score": score.is_finite().then_some(score),
+                "threshold": threshold.is_finite().then_some(threshold),
+                "neighbours": neighbours})
+        );
+        return Ok(());
+    }
+    println!("#{seq} {verdict}: {text}");
+    if score.is_finite() {
+        let against = if threshold.is_finite() {
+            format!(" (threshold {threshold:.4})")
+        } else {
+            String::new()
+        };
+        println!("score {score:.4}{against}");
+    }
+    if neighbours.is_empty() {
+        println!(
+            "no baseline neighbours (the baseline was empty, or the record is not a scored event)"
+        );
+    } else {
+        println!("{:>9} {:>8} {:>8}  TEXT", "DISTANCE", "COUNT", "FIRST");
+        for (_, distance, text, count, first) in &neighbours {
+            println!("{distance:>9.4} {count:>8} {first:>8}  {text}");
+        }
+    }
+    Ok(())
+}
+
+async fn score(daemon: &Daemon, text: &str) -> anyhow::Result<()> {
+    let (score, verdict, threshold, neighbours): (f64, String, f64, Vec<ScoredNeighbour>) =
+        daemon.call("Score", &(text,)).await?;
+    if daemon.json {
+        let neighbours: Vec<_> = neighbours
+            .iter()
+            .map(
+                |(id, d, t, n)| serde_json::json!({"id": id, "distance": d, "text": t, "count": n}),
+            )
+            .collect();
+        println!(
+            "{}",
+            serde_json::json!({"text": text, "score": score, "verdict": verdict,
+                "threshold": threshold, "neighbours": neighbours})
+        );
+        return Ok(());
+    }
+    println!("{verdict}: score {score:.4} (threshold {threshold:.4}), not recorded");
+    if !neighbours.is_empty() {
+        println!("{:>9} {:>8}  TEXT", "DISTANCE", "COUNT");
+        for (_, distance, text, count) in &neighbours {
+            println!("{distance:>9.4} {count:>8}  {text}");
+        }
+    }
+    Ok(())
+}
+
+async fn replay(
+    daemon: &Daemon,
+    file: &std::path::Path,
+    source: &str,
+    rate: f64,
+) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        rate.is_finite() && rate >= 0.0,
+        "--rate {rate}: must be 0 (unlimited) or a positive number of events per second"
+    );
+    let content =
+        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+    let lines: Vec<(usize, &str)> = content
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .collect();
+    let mut progress = anomalyd::offline::Progress::new("replaying");
+    let started = Instant::now();
+    let mut busy_retries = 0u64;
+    for (done, (number, line)) in lines.iter().enumerate() {
+        if rate > 0.0 {
+            let due = started + Duration::from_secs_f64(done as f64 / rate);
+            tokio::time::sleep_until(due.into()).await;
+        }
+        loop {
+            let submitted: anyhow::Result<()> = daemon.call("Submit", &(source, *line)).await;
+            match submitted {
+                Ok(()) => break,
+                Err(e) if is_busy(&e) => {
+                    busy_retries += 1;
+                    tokio::time::sleep(BUSY_BACKOFF).await;
+                }
+                Err(e) => {
+                    return Err(e.context(format!(
+                        "line {} of {} ({done} lines submitted before it)",
+                        number + 1,
+                        file.display()
+                    )))
+                }
+            }
+        }
+        progress.update(done + 1, lines.len());
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    if daemon.json {
+        println!(
+            "{}",
+            serde_json::json!({"file": file, "submitted": lines.len(), "seconds": seconds, "busy_retries": busy_retries})
+        );
+    } else {
+        println!(
+            "submitted {} lines from {} in {seconds:.1}s ({busy_retries} retries after Busy)",
+            lines.len(),
+            file.display()
+        );
+    }
+    Ok(())
+}
+
+fn is_busy(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        matches!(cause.downcast_ref::<zbus::Error>(),
+            Some(zbus::Error::MethodError(name, _, _)) if name.as_str() == "org.anomalyd.Error.Busy")
+    })
+}
+
+async fn verify(
+    daemon: &Daemon,
+    expect_head: Vec<anomalyd::audit::Checkpoint>,
+    checkpoints: &[std::path::PathBuf],
+    journal: bool,
+) -> anyhow::Result<u8> {
+    let (ok, records, head_seq, head_hash, bad_seq, problem): (
+        bool,
+        u64,
+        u64,
+        String,
+        u64,
+        String,
+    ) = daemon.call("VerifyChain", &()).await?;
+    let head = (head_seq > 0).then(|| (head_seq, head_hash.clone()));
+    if !ok {
+        return Ok(print_verdict(records, head, Some((bad_seq, problem))));
+    }
+    // The daemon checked its own checkpoint file; heads given here are checked against its
+    // answer: each must be at or before its head, and the daemon's head must match where they
+    // coincide. For a full check of older heads, verify the file with --db.
+    let mut expected = expect_head;
+    expected.extend(read_checkpoints(checkpoints, journal)?);
+    if let Some(beyond) = expected.iter().find(|c| c.seq > head_seq) {
+        return Ok(print_verdict(
+            records,
+            head,
+            Some((
+                beyond.seq,
+                format!("truncated: the chain ends at seq {head_seq}, before this checkpoint"),
+            )),
+        ));
+    }
+    if let Some(bad) = expected
+        .iter()
+        .find(|c| c.seq == head_seq && hex::encode(c.hash) != head_hash)
+    {
+        return Ok(print_verdict(
+            records,
+            head,
+            Some((bad.seq, "checkpoint mismatch at the head".into())),
+        ));
+    }
+    if expected.iter().any(|c| c.seq < head_seq) {
+        eprintln!("anomalyctl: heads before the daemon's head are checked only with --db PATH");
+    }
+    Ok(print_verdict(records, head, None))
+}
