@@ -278,6 +278,103 @@ fn real_units_become_records() {
     }
 }
 
+/// Both layers of access control on the real system bus. The shipped policy lets group anomalyd
+/// read and refuses it the admin methods, lets group anomalyd-admin call them, and gives anyone
+/// else nothing; with a deliberately permissive policy added, the daemon's own uid/group check
+/// still refuses the admin methods.
+fn access_control_holds_on_the_real_system_bus() {
+    inside_ok(
+        "useradd --no-create-home --groups anomalyd anomalyd-reader && \
+         useradd --no-create-home --groups anomalyd-admin anomalyd-operator && \
+         useradd --no-create-home anomalyd-stranger",
+    );
+    let as_user = |user: &str, command: &str| inside(&format!("runuser -u {user} -- {command}"));
+    const BUSCTL: &str =
+        "busctl call org.anomalyd.Detector1 /org/anomalyd/Detector1 org.anomalyd.Detector1";
+
+    // No group: the bus refuses even the read methods.
+    let (code, out) = as_user("anomalyd-stranger", "anomalyctl anomalies -n 1");
+    assert_eq!(code, 4, "access denied: {out}");
+    assert!(
+        out.contains("org.freedesktop.DBus.Error.AccessDenied"),
+        "{out}"
+    );
+
+    // Readers read, and the bus refuses them the admin methods.
+    let (code, out) = as_user("anomalyd-reader", "anomalyctl events -n 5");
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(out.lines().count(), 5, "{out}");
+    let (code, out) = as_user("anomalyd-reader", "anomalyctl status");
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("Events:"), "{out}");
+    for admin in ["anomalyctl retrain", "anomalyctl benign 3 --note reader"] {
+        let (code, out) = as_user("anomalyd-reader", admin);
+        assert_eq!(code, 4, "{admin}: {out}");
+        assert!(
+            out.contains("org.freedesktop.DBus.Error.AccessDenied"),
+            "{admin}: {out}"
+        );
+    }
+    let (code, out) = as_user(
+        "anomalyd-reader",
+        &format!("{BUSCTL} Submit ss custom 'reader event'"),
+    );
+    assert_ne!(code, 0, "{out}");
+
+    // Administrators call them.
+    let (code, out) = as_user("anomalyd-operator", "anomalyctl retrain");
+    assert_eq!(code, 0, "{out}");
+    let (code, out) = as_user(
+        "anomalyd-operator",
+        &format!("{BUSCTL} Submit ss custom 'operator maintenance window opened'"),
+    );
+    assert_eq!(code, 0, "{out}");
+    let uid = inside_ok("id -u anomalyd-operator").trim().to_owned();
+    let fields = wait_until("the submitted record", Duration::from_secs(30), || {
+        let (_, f) = inside(
+            "sqlite3 -readonly /var/lib/anomalyd/audit.sqlite \
+             \"SELECT fields FROM records WHERE text = 'custom operator maintenance window opened'\"",
+        );
+        (!f.trim().is_empty()).then_some(f)
+    });
+    let fields: serde_json::Value = serde_json::from_str(fields.trim()).unwrap();
+    assert_eq!(fields["submitted_by_uid"].to_string(), uid);
+
+    // A permissive policy opens the bus to everyone; the daemon still refuses the admin methods.
+    inside_ok(
+        "printf '%s\n' '<busconfig><policy context=\"default\"><allow send_destination=\"org.anomalyd.Detector1\"/></policy></busconfig>' \
+           > /etc/dbus-1/system.d/zz-anomalyd-permissive.conf && \
+         busctl call org.freedesktop.DBus /org/freedesktop/DBus org.freedesktop.DBus ReloadConfig",
+    );
+    let (code, out) = as_user("anomalyd-stranger", "anomalyctl anomalies -n 1");
+    assert_eq!(code, 0, "the permissive policy lets reads through: {out}");
+    for admin in [
+        "anomalyctl retrain",
+        "anomalyctl benign 3 --note stranger",
+        "anomalyctl replay /etc/hostname",
+    ] {
+        let (code, out) = as_user("anomalyd-stranger", admin);
+        assert_eq!(code, 4, "{admin}: {out}");
+        assert!(
+            out.contains("org.anomalyd.Error.AccessDenied") && out.contains("anomalyd-admin"),
+            "{admin}: the daemon's own refusal: {out}"
+        );
+    }
+    let stats = inside_ok("anomalyctl stats");
+    assert!(
+        stats.contains("AccessDenied: 3"),
+        "denials are counted: {stats}"
+    );
+    let (_, refused) =
+        inside("journalctl -u anomalyd.service --no-pager -o json -g 'admin call refused'");
+    assert_eq!(refused.lines().count(), 3, "denials are logged: {refused}");
+    assert!(refused.contains("\"METHOD\":\"Retrain\""), "{refused}");
+    inside_ok(
+        "rm /etc/dbus-1/system.d/zz-anomalyd-permissive.conf && \
+         busctl call org.freedesktop.DBus /org/freedesktop/DBus org.freedesktop.DBus ReloadConfig",
+    );
+}
+
 #[test]
 fn runs_as_a_hardened_notify_service_under_real_systemd() {
     // SAFETY: geteuid has no preconditions and cannot fail.
@@ -484,6 +581,7 @@ fn runs_as_a_hardened_notify_service_under_real_systemd() {
     );
 
     real_units_become_records();
+    access_control_holds_on_the_real_system_bus();
 
     // systemctl stop: SIGTERM, drain, exit 0.
     inside_ok("systemctl stop anomalyd.service");
