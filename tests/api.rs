@@ -384,6 +384,33 @@ async fn every_method_answers_through_zbus_busctl_gdbus_and_anomalyctl() {
     assert!(!out.status.success());
     assert!(text_of(&out).contains("limit -5"), "{}", text_of(&out));
 
+    // A text that is not UTF-8 never reaches the daemon: D-Bus strings are UTF-8 by definition,
+    // so the client library refuses to send it (and the bus would refuse to route it).
+    let non_utf8 = {
+        use std::os::unix::ffi::OsStringExt;
+        let args: Vec<std::ffi::OsString> = [
+            format!("--address={address}").into_bytes(),
+            b"call".to_vec(),
+            DEST[0].as_bytes().to_vec(),
+            DEST[1].as_bytes().to_vec(),
+            DEST[2].as_bytes().to_vec(),
+            b"Score".to_vec(),
+            b"s".to_vec(),
+            b"systemd unit \xff\xfe.service".to_vec(),
+        ]
+        .into_iter()
+        .map(std::ffi::OsString::from_vec)
+        .collect();
+        tokio::task::spawn_blocking(move || Command::new("busctl").args(&args).output().unwrap())
+            .await
+            .unwrap()
+    };
+    assert!(!non_utf8.status.success(), "{}", text_of(&non_utf8));
+    assert!(
+        daemon.stats().await["HeadSeq"] > 0,
+        "the daemon still answers"
+    );
+
     let gdbus = |args: &[&str]| {
         let mut all: Vec<String> = args.iter().map(|s| s.to_string()).collect();
         all.extend(["--address".to_owned(), address.clone()]);
