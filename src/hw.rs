@@ -28,7 +28,7 @@ pub fn probe(gpu: GpuSelection, numa: NumaBinding) -> Summary {
             t.objects_with_type(ObjectType::NUMANode).count() as u32,
             t.objects_with_type(ObjectType::PU).count() as u32,
             t.cpu_binding(CpuBindingFlags::PROCESS)
-                .map(|set| set.to_string())
+                .map(|set| crate::numa::cpu_list(&set))
                 .unwrap_or_default(),
         ),
         Err(e) => {

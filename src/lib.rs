@@ -35,6 +35,7 @@ pub mod lock;
 pub mod logging;
 pub mod metrics;
 pub mod notify;
+pub mod numa;
 pub mod offline;
 pub mod pipeline;
 pub mod render;
