@@ -99,6 +99,19 @@ impl DetectorApi {
         ]
     }
 
+    /// One page of a listing, for `ListAnomalies` and `ListEvents`.
+    async fn list(
+        &self,
+        filter: ListFilter,
+        limit: i32,
+    ) -> Result<(Vec<RecordRow>, u64), ApiError> {
+        let limit = page_limit(limit)?;
+        let (records, cursor) = self
+            .read(move |db| crate::audit::query::list_records(db, &filter, limit))
+            .await?;
+        Ok((records.into_iter().map(row_of).collect(), cursor))
+    }
+
     async fn read<T: Send + 'static>(
         &self,
         query: impl FnOnce(&std::path::Path) -> Result<T, crate::audit::AuditError> + Send + 'static,
@@ -489,16 +502,12 @@ impl DetectorApi {
         since_usec: u64,
         limit: i32,
     ) -> Result<(Vec<RecordRow>, u64), ApiError> {
-        let limit = page_limit(limit)?;
         let filter = ListFilter {
             since_usec,
             verdict: Some("anomaly".into()),
             ..ListFilter::default()
         };
-        let (records, cursor) = self
-            .read(move |db| crate::audit::query::list_records(db, &filter, limit))
-            .await?;
-        Ok((records.into_iter().map(row_of).collect(), cursor))
+        self.list(filter, limit).await
     }
 
     /// Records observed at or after `since_usec`, at most `limit` (1 to 1000), filtered by
@@ -513,12 +522,8 @@ impl DetectorApi {
         limit: i32,
         filter: HashMap<String, OwnedValue>,
     ) -> Result<(Vec<RecordRow>, u64), ApiError> {
-        let limit = page_limit(limit)?;
         let filter = parse_filter(since_usec, &filter)?;
-        let (records, cursor) = self
-            .read(move |db| crate::audit::query::list_records(db, &filter, limit))
-            .await?;
-        Ok((records.into_iter().map(row_of).collect(), cursor))
+        self.list(filter, limit).await
     }
 
     /// Every field of the record `seq` as a{sv}: Seq, Usec, Kind, Source, Text, Verdict, Score

@@ -13,19 +13,13 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use zbus::zvariant::{OwnedValue, Value};
 
+use anomalyd::demo::replay::unit_path;
 use common::{api_proxy, fake_systemd, read_rows, unit_changed, RunningDaemon};
 
 type RecordRow = (u64, u64, String, String, String, f64, String);
 type Page = (Vec<RecordRow>, u64);
 
 const WARMUP: &str = "[detector]\nwarmup_events = 4\n";
-
-fn unit_path(name: &str) -> String {
-    format!(
-        "/org/freedesktop/systemd1/unit/{}",
-        name.replace('.', "_2e").replace('-', "_2d")
-    )
-}
 
 /// The D-Bus error name of a failed call.
 fn error_name(result: zbus::Result<impl std::fmt::Debug>) -> String {
@@ -41,7 +35,10 @@ fn error_name(result: zbus::Result<impl std::fmt::Debug>) -> String {
     }
 }
 
-async fn blocking(program: &'static str, args: Vec<String>) -> Output {
+async fn blocking<A>(program: &'static str, args: Vec<A>) -> Output
+where
+    A: AsRef<std::ffi::OsStr> + Send + 'static,
+{
     tokio::task::spawn_blocking(move || Command::new(program).args(&args).output().unwrap())
         .await
         .unwrap()
@@ -406,9 +403,7 @@ async fn every_method_answers_through_zbus_busctl_gdbus_and_anomalyctl() {
         .into_iter()
         .map(std::ffi::OsString::from_vec)
         .collect();
-        tokio::task::spawn_blocking(move || Command::new("busctl").args(&args).output().unwrap())
-            .await
-            .unwrap()
+        blocking("busctl", args).await
     };
     assert!(!non_utf8.status.success(), "{}", text_of(&non_utf8));
     assert!(
@@ -506,11 +501,7 @@ async fn every_method_answers_through_zbus_busctl_gdbus_and_anomalyctl() {
     assert_eq!(stats["EventsDropped"], 0);
     let out = blocking(
         env!("CARGO_BIN_EXE_anomalyctl"),
-        vec![
-            "--address".into(),
-            "unix:path=/nonexistent/bus".into(),
-            "stats".into(),
-        ],
+        vec!["--address", "unix:path=/nonexistent/bus", "stats"],
     )
     .await;
     assert_eq!(out.status.code(), Some(3), "unreachable: {}", text_of(&out));

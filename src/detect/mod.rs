@@ -387,15 +387,8 @@ impl Detector {
             .and_then(Source::from_name)
             .unwrap_or(Source::Custom);
         let probe = Event::observed(source, text.to_owned(), serde_json::Map::new());
-        let verdict = if self.suppressed_by(&probe, now_usec()).is_some() {
-            Verdict::Suppressed
-        } else if self.baseline.events() < self.warmup_events {
-            Verdict::Warmup
-        } else if score > threshold {
-            Verdict::Anomaly
-        } else {
-            Verdict::Normal
-        };
+        let suppressed = self.suppressed_by(&probe, now_usec()).is_some();
+        let verdict = self.verdict(suppressed, score, threshold);
         let neighbours = neighbours
             .into_iter()
             .map(|(id, distance)| DryRunNeighbour {
@@ -411,6 +404,20 @@ impl Detector {
             threshold,
             neighbours,
         })
+    }
+
+    /// The verdict rule, one for `judge` and `dry_run`: suppression first, then warm-up, then
+    /// the score against the alert threshold.
+    fn verdict(&self, suppressed: bool, score: f32, threshold: f32) -> Verdict {
+        if suppressed {
+            Verdict::Suppressed
+        } else if self.baseline.events() < self.warmup_events {
+            Verdict::Warmup
+        } else if score > threshold {
+            Verdict::Anomaly
+        } else {
+            Verdict::Normal
+        }
     }
 
     fn score(&self, neighbours: &[(u64, f32)]) -> f32 {
@@ -473,16 +480,10 @@ impl Detector {
             let score = self.score(&neighbours);
             let threshold = self.calibrator.threshold();
             let suppressed = self.suppressed_by(&event, now).map(|r| r.name.clone());
-            let verdict = if let Some(rule) = suppressed {
+            let verdict = self.verdict(suppressed.is_some(), score, threshold);
+            if let Some(rule) = suppressed {
                 event.fields.insert("suppressed_by".into(), json!(rule));
-                Verdict::Suppressed
-            } else if self.baseline.events() < self.warmup_events {
-                Verdict::Warmup
-            } else if score > threshold {
-                Verdict::Anomaly
-            } else {
-                Verdict::Normal
-            };
+            }
             if verdict != Verdict::Warmup {
                 event
                     .fields
