@@ -344,6 +344,14 @@ impl DetectorApi {
             owned(Value::U32(info.hardware.numa_nodes)),
         );
         out.insert("Cpus".into(), owned(Value::U32(info.hardware.cpus)));
+        out.insert(
+            "GpuWeightBytes".into(),
+            owned(Value::U64(info.hardware.gpu_weight_bytes)),
+        );
+        out.insert(
+            "GpuMemoryUsedBytes".into(),
+            owned(Value::U64(info.hardware.gpu_used_bytes)),
+        );
         out
     }
 

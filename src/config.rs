@@ -251,6 +251,21 @@ pub struct NumaConfig {
 #[derive(Debug, Clone)]
 pub struct GpuConfig {
     pub device: GpuSelection,
+    /// Several GPUs, one embedder thread each; empty = as `device` says.
+    pub devices: Vec<u32>,
+    /// Batches in flight per GPU, each on its own CUDA stream.
+    pub streams: usize,
+}
+
+impl GpuConfig {
+    /// The GPUs named explicitly (`devices`, or `device = N`); `None` for "auto" and "off".
+    pub fn named_devices(&self) -> Option<Vec<u32>> {
+        match self.device {
+            GpuSelection::Device(n) => Some(vec![n]),
+            _ if !self.devices.is_empty() => Some(self.devices.clone()),
+            _ => None,
+        }
+    }
 }
 
 /// The validated, immutable configuration.
@@ -628,12 +643,16 @@ impl Default for RawNuma {
 #[serde(deny_unknown_fields, default)]
 pub struct RawGpu {
     pub device: NameOrIndex,
+    pub devices: Vec<i64>,
+    pub streams: i64,
 }
 
 impl Default for RawGpu {
     fn default() -> Self {
         RawGpu {
             device: NameOrIndex::Name("auto".into()),
+            devices: Vec::new(),
+            streams: 2,
         }
     }
 }
@@ -1033,6 +1052,26 @@ impl RawConfig {
                 ))
             }
         };
+        let mut devices = Vec::with_capacity(self.gpu.devices.len());
+        for &d in &self.gpu.devices {
+            let d = in_range("gpu.devices", d, 0, 63)? as u32;
+            if devices.contains(&d) {
+                return Err(invalid(
+                    "gpu.devices",
+                    &format!("{:?}", self.gpu.devices),
+                    "names a device twice",
+                ));
+            }
+            devices.push(d);
+        }
+        if !devices.is_empty() && device != GpuSelection::Auto {
+            return Err(invalid(
+                "gpu.devices",
+                &format!("{:?}", self.gpu.devices),
+                "is set, so gpu.device must stay \"auto\": use one or the other",
+            ));
+        }
+        let streams = in_range("gpu.streams", self.gpu.streams, 1, 8)? as usize;
 
         Ok(Config {
             origin: origin.to_owned(),
@@ -1089,7 +1128,11 @@ impl RawConfig {
                 bus_name: self.api.bus_name.clone(),
             },
             numa: NumaConfig { bind },
-            gpu: GpuConfig { device },
+            gpu: GpuConfig {
+                device,
+                devices,
+                streams,
+            },
         })
     }
 }

@@ -84,11 +84,13 @@ pub async fn run(
     let _lock = crate::lock::StateLock::acquire(state_dir)?;
 
     notifier.status("probing hardware");
-    let hardware = crate::hw::probe(config.gpu.device, config.numa.bind);
+    let mut hardware = crate::hw::probe(config.gpu.device, config.numa.bind);
     info!(numa_nodes = hardware.numa_nodes, cpus = hardware.cpus, gpu = %hardware.gpu, "hardware");
 
     notifier.status("warming up the embedder");
-    let mut embedder = crate::embed::build(&config.embedder, config.gpu.device)?;
+    let selection = crate::embed::build(&config)?;
+    hardware.placed(&selection);
+    let mut embedder = selection.embedder;
     embedder.health()?;
     info!(backend = %embedder.backend(), model = %embedder.model_id(), "embedder healthy");
 

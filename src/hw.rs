@@ -13,11 +13,30 @@ pub struct Summary {
     pub cpus: u32,
     /// The CPUs the process may run on, as a list ("0-15"); "" when hwloc cannot tell.
     pub cpuset: String,
-    /// The NUMA node the daemon is bound to; -1 while it is not bound (binding arrives with
-    /// the CUDA backend, which knows its GPU's node).
+    /// The NUMA node the pipeline is bound to; -1 while it is not bound (no GPU, one node,
+    /// `numa.bind = "off"`, or GPUs on several nodes).
     pub numa_node: i32,
-    /// "absent: …", "off", or what was found.
+    /// "absent: …", "off", what was found, or once the embedder is built the GPUs in use.
     pub gpu: String,
+    /// Device memory the model's weights take on the GPUs in use, and all in use there once
+    /// loaded; 0 on the CPU.
+    pub gpu_weight_bytes: u64,
+    pub gpu_used_bytes: u64,
+}
+
+impl Summary {
+    /// Takes in where the embedder landed: the GPUs, their memory, the pipeline's binding.
+    pub fn placed(&mut self, selection: &crate::embed::Selection) {
+        if !selection.gpus.is_empty() {
+            self.gpu = selection.gpus.join("; ");
+        }
+        self.gpu_weight_bytes = selection.gpu_weight_bytes;
+        self.gpu_used_bytes = selection.gpu_used_bytes;
+        self.numa_node = selection.numa.node();
+        if let crate::numa::Binding::Bound { cpuset, .. } = &selection.numa {
+            self.cpuset = cpuset.clone();
+        }
+    }
 }
 
 /// Reads the topology and probes the CUDA libraries without touching a device. Never fails: a
@@ -55,6 +74,8 @@ pub fn probe(gpu: GpuSelection, numa: NumaBinding) -> Summary {
         cpuset,
         numa_node: -1,
         gpu,
+        gpu_weight_bytes: 0,
+        gpu_used_bytes: 0,
     }
 }
 
@@ -71,7 +92,7 @@ fn cuda_libraries() -> String {
         )
     };
     if driver && nvrtc && cublas {
-        "cuda libraries present (GPU embedding arrives with the CUDA backend)".to_owned()
+        "cuda libraries present".to_owned()
     } else {
         format!("absent: driver={driver} nvrtc={nvrtc} cublas={cublas}")
     }

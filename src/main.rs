@@ -61,7 +61,8 @@ enum Command {
     Baseline(BaselineCommand),
     /// Embed texts read from stdin, one per line; write JSON lines {"text": ..., "embedding": [...]}
     Embed {
-        /// Where to embed: cpu; auto (the CPU until the CUDA backend exists); cuda (refused: not built yet)
+        /// Where to embed: cpu; auto (a GPU that passes its warm-up, else the CPU, saying why);
+        /// cuda (a GPU, or fail saying why)
         #[arg(long, default_value = "auto", value_name = "auto|cpu|cuda")]
         device: Device,
     },
@@ -129,19 +130,17 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     if let Some(Command::Embed { device }) = cli.command {
-        let gpu = match device {
-            Device::Auto => config.gpu.device,
-            Device::Cpu => GpuSelection::Off,
-            Device::Cuda => {
-                return report(Err(EmbedError::DeviceUnavailable(
-                    "--device cuda: this version of anomalyd has no CUDA embedder; \
-                     use --device cpu (or auto)"
-                        .into(),
-                )
-                .into()))
+        let mut config = config;
+        match device {
+            Device::Auto => {}
+            Device::Cpu => config.gpu.device = GpuSelection::Off,
+            // A GPU or an error: the one named in the configuration, else the first.
+            Device::Cuda if config.gpu.named_devices().is_none() => {
+                config.gpu.device = GpuSelection::Device(0)
             }
-        };
-        return report(embed_stdin(&config, gpu));
+            Device::Cuda => {}
+        }
+        return report(embed_stdin(&config));
     }
     if let Some(Command::ScoreFile {
         file,
@@ -206,7 +205,7 @@ fn score_file(
         Some(b) => offline::read_texts(b, format, volatile)?,
         None => Vec::new(),
     };
-    let mut embedder = anomalyd::embed::build(&config.embedder, config.gpu.device)?;
+    let mut embedder = anomalyd::embed::build(config)?.embedder;
     eprintln!(
         "anomalyd score-file: {} baseline lines, then {} lines; {} on {}",
         baseline.len(),
@@ -244,7 +243,7 @@ fn score_file(
 
 /// `anomalyd baseline import`.
 fn import_baseline(config: &Config, file: &std::path::Path, format: Format) -> anyhow::Result<()> {
-    let mut embedder = anomalyd::embed::build(&config.embedder, config.gpu.device)?;
+    let mut embedder = anomalyd::embed::build(config)?.embedder;
     let mut bars: Vec<(&'static str, offline::Progress)> = Vec::new();
     let summary =
         offline::import_baseline(config, file, format, embedder.as_mut(), |what, d, t| {
@@ -274,9 +273,9 @@ fn import_baseline(config: &Config, file: &std::path::Path, format: Format) -> a
 }
 
 /// `anomalyd embed`: stdin lines in batches of `embedder.batch_size`, JSON lines out.
-fn embed_stdin(config: &Config, gpu: GpuSelection) -> anyhow::Result<()> {
+fn embed_stdin(config: &Config) -> anyhow::Result<()> {
     use std::io::{BufRead, Write};
-    let mut embedder = anomalyd::embed::build(&config.embedder, gpu)?;
+    let mut embedder = anomalyd::embed::build(config)?.embedder;
     eprintln!(
         "anomalyd embed: {} on {}",
         embedder.model_id(),

@@ -14,6 +14,8 @@ use hwlocality::object::TopologyObject;
 use hwlocality::topology::builder::TypeFilter;
 use hwlocality::Topology;
 
+use crate::config::NumaBinding;
+
 #[derive(Debug, thiserror::Error)]
 pub enum NumaError {
     #[error("hwloc could not load the topology {what}: {reason}")]
@@ -119,6 +121,111 @@ pub fn locality_of(topology: &Topology, pci_bus_id: &str) -> Result<Locality, Nu
         cpuset,
         nodes,
     })
+}
+
+/// Which threads a binding applies to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// The calling thread: a GPU's embedder thread, next to its own GPU.
+    Thread,
+    /// Every thread of the process, and those it starts later: the pipeline, next to its GPU.
+    Process,
+}
+
+/// What [`bind_near`] did, for the logs and `Stats`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Binding {
+    Bound {
+        /// The NUMA nodes memory is bound to (their OS indexes).
+        nodes: Vec<u32>,
+        cpuset: String,
+    },
+    /// Not bound, and why (one line for the log).
+    Unbound(String),
+}
+
+impl Binding {
+    /// The single node bound to, or -1 (none, or several).
+    pub fn node(&self) -> i32 {
+        match self {
+            Binding::Bound { nodes, .. } if nodes.len() == 1 => nodes[0] as i32,
+            _ => -1,
+        }
+    }
+}
+
+/// Binds `scope` to the CPUs, and its memory to the NUMA nodes, that `mode` names: for
+/// [`NumaBinding::Auto`] those closest to the PCI device `pci_bus_id` (the GPU), for
+/// [`NumaBinding::Node`] that node. Never fails: a machine with one node, without hwloc's PCI
+/// information, or refusing the binding is reported as [`Binding::Unbound`] with the reason.
+pub fn bind_near(pci_bus_id: Option<&str>, mode: NumaBinding, scope: Scope) -> Binding {
+    use hwlocality::cpu::binding::CpuBindingFlags;
+    use hwlocality::memory::binding::{MemoryBindingFlags, MemoryBindingPolicy};
+
+    if mode == NumaBinding::Off {
+        return Binding::Unbound("numa.bind = \"off\"".into());
+    }
+    let topology = match host_topology() {
+        Ok(t) => t,
+        Err(e) => return Binding::Unbound(e.to_string()),
+    };
+    let numa_nodes = topology.objects_with_type(ObjectType::NUMANode).count();
+    let target = match mode {
+        NumaBinding::Node(n) => topology
+            .objects_with_type(ObjectType::NUMANode)
+            .find(|node| node.os_index() == Some(n as usize)),
+        _ if numa_nodes <= 1 => {
+            return Binding::Unbound(format!(
+                "this machine has {numa_nodes} NUMA node: every CPU is as close to the GPU"
+            ))
+        }
+        _ => {
+            let Some(bus) = pci_bus_id else {
+                return Binding::Unbound(
+                    "no GPU in use: numa.bind = \"auto\" binds nothing".into(),
+                );
+            };
+            match topology.pci_device_by_bus_id_string(bus) {
+                Ok(Some(device)) => device.first_non_io_ancestor(),
+                _ => {
+                    return Binding::Unbound(format!(
+                        "{}; numa.bind = N binds to a node by number",
+                        NumaError::NoDevice(bus.to_owned())
+                    ))
+                }
+            }
+        }
+    };
+    let Some(target) = target else {
+        return Binding::Unbound(format!(
+            "numa.bind = {mode:?}: this machine has no such node ({numa_nodes} nodes)"
+        ));
+    };
+    let (Some(cpuset), Some(nodeset)) = (target.cpuset(), target.nodeset()) else {
+        return Binding::Unbound("the GPU's closest object has no CPU or node set".into());
+    };
+    let (cpu_flags, memory_flags) = match scope {
+        Scope::Thread => (CpuBindingFlags::THREAD, MemoryBindingFlags::THREAD),
+        Scope::Process => (CpuBindingFlags::PROCESS, MemoryBindingFlags::PROCESS),
+    };
+    if let Err(e) = topology.bind_cpu(&*cpuset, cpu_flags) {
+        return Binding::Unbound(format!(
+            "binding to CPUs {} was refused: {e}",
+            cpu_list(&cpuset)
+        ));
+    }
+    let nodes: Vec<u32> = topology
+        .objects_with_type(ObjectType::NUMANode)
+        .filter(|node| node.nodeset().is_some_and(|n| nodeset.includes(&*n)))
+        .filter_map(|node| node.os_index().map(|i| i as u32))
+        .collect();
+    if let Err(e) = topology.bind_memory(&*nodeset, MemoryBindingPolicy::Bind, memory_flags) {
+        tracing::warn!(error = %e, nodes = ?nodes, "memory binding refused; CPUs are bound");
+    }
+    Binding::Bound {
+        nodes,
+        cpuset: cpu_list(&cpuset),
+    }
 }
 
 /// The PCI bus ids of the NVIDIA display and 3D controllers in the topology, in bus order.

@@ -54,6 +54,18 @@ impl Packed {
     }
 }
 
+/// What a weight is for, so a backend can keep each in the precision its use needs (the CUDA
+/// backend keeps linear weights in fp16 for the tensor cores, tables and vectors in fp32).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ParamKind {
+    /// An embedding table, read row by row.
+    Table,
+    /// A linear layer's `[out, in]` weight, an operand of matrix products.
+    LinearWeight,
+    /// A bias or a LayerNorm scale or shift.
+    Vector,
+}
+
 /// What a backend provides. `Matrix` is row-major `[rows, cols]` in the backend's memory; `Param`
 /// is a weight tensor uploaded once.
 pub trait Backend {
@@ -64,7 +76,17 @@ pub trait Backend {
     /// and row-wise steps); a backend that parallelises on its own device ignores it.
     fn set_threads(&mut self, _threads: usize) {}
     /// Takes a weight tensor (row-major, already shape-checked) into the backend's memory.
-    fn param(&mut self, values: Vec<f32>, shape: &[usize]) -> Result<Self::Param, EmbedError>;
+    fn param(
+        &mut self,
+        values: Vec<f32>,
+        shape: &[usize],
+        kind: ParamKind,
+    ) -> Result<Self::Param, EmbedError>;
+    /// Tokens one forward pass may hold: bounds the activations, the widest of which is
+    /// `tokens × intermediate` floats.
+    fn max_tokens_per_pass(&self) -> usize {
+        8192
+    }
     /// LayerNorm(word[id] + position[pos] + token_type[0]) per token.
     fn embed(
         &mut self,
@@ -94,6 +116,28 @@ pub trait Backend {
         residual: &Self::Matrix,
         norm: &LayerNorm<Self::Param>,
     ) -> Result<(), EmbedError>;
+    /// `GELU(linear(x))`; a backend may fuse the two.
+    fn linear_gelu(
+        &mut self,
+        x: &Self::Matrix,
+        layer: &Linear<Self::Param>,
+    ) -> Result<Self::Matrix, EmbedError> {
+        let mut y = self.linear(x, layer)?;
+        self.gelu(&mut y)?;
+        Ok(y)
+    }
+    /// `LayerNorm(linear(x) + residual)`; a backend may fuse the bias, residual and norm.
+    fn linear_add_norm(
+        &mut self,
+        x: &Self::Matrix,
+        layer: &Linear<Self::Param>,
+        residual: &Self::Matrix,
+        norm: &LayerNorm<Self::Param>,
+    ) -> Result<Self::Matrix, EmbedError> {
+        let mut y = self.linear(x, layer)?;
+        self.add_norm(&mut y, residual, norm)?;
+        Ok(y)
+    }
     /// Mean over each text's rows, L2-normalised, back in host memory: `texts.len() × cols`.
     fn pool(&mut self, x: &Self::Matrix, texts: &[Range<usize>]) -> Result<Vec<f32>, EmbedError>;
 }
@@ -126,8 +170,9 @@ impl<P> Bert<P> {
             tensors: &Tensors<'_>,
             name: &str,
             shape: &[usize],
+            kind: ParamKind,
         ) -> Result<B::Param, EmbedError> {
-            backend.param(tensors.get(name, shape)?, shape)
+            backend.param(tensors.get(name, shape)?, shape, kind)
         }
         fn linear<B: Backend>(
             backend: &mut B,
@@ -142,8 +187,15 @@ impl<P> Bert<P> {
                     tensors,
                     &format!("{prefix}.weight"),
                     &[outputs, inputs],
+                    ParamKind::LinearWeight,
                 )?,
-                bias: param(backend, tensors, &format!("{prefix}.bias"), &[outputs])?,
+                bias: param(
+                    backend,
+                    tensors,
+                    &format!("{prefix}.bias"),
+                    &[outputs],
+                    ParamKind::Vector,
+                )?,
                 inputs,
                 outputs,
             })
@@ -156,8 +208,20 @@ impl<P> Bert<P> {
             eps: f32,
         ) -> Result<LayerNorm<B::Param>, EmbedError> {
             Ok(LayerNorm {
-                weight: param(backend, tensors, &format!("{prefix}.weight"), &[width])?,
-                bias: param(backend, tensors, &format!("{prefix}.bias"), &[width])?,
+                weight: param(
+                    backend,
+                    tensors,
+                    &format!("{prefix}.weight"),
+                    &[width],
+                    ParamKind::Vector,
+                )?,
+                bias: param(
+                    backend,
+                    tensors,
+                    &format!("{prefix}.bias"),
+                    &[width],
+                    ParamKind::Vector,
+                )?,
                 eps,
             })
         }
@@ -170,18 +234,21 @@ impl<P> Bert<P> {
                 tensors,
                 "embeddings.word_embeddings.weight",
                 &[config.vocab_size, h],
+                ParamKind::Table,
             )?,
             positions: param(
                 backend,
                 tensors,
                 "embeddings.position_embeddings.weight",
                 &[config.max_positions, h],
+                ParamKind::Table,
             )?,
             token_types: param(
                 backend,
                 tensors,
                 "embeddings.token_type_embeddings.weight",
                 &[config.type_vocab, h],
+                ParamKind::Table,
             )?,
             norm: norm(backend, tensors, "embeddings.LayerNorm", h, eps)?,
         };
@@ -196,8 +263,8 @@ impl<P> Bert<P> {
                 stacked_bias.extend(tensors.get(&format!("{name}.bias"), &[h])?);
             }
             let qkv = Linear {
-                weight: backend.param(stacked_weight, &[3 * h, h])?,
-                bias: backend.param(stacked_bias, &[3 * h])?,
+                weight: backend.param(stacked_weight, &[3 * h, h], ParamKind::LinearWeight)?,
+                bias: backend.param(stacked_bias, &[3 * h], ParamKind::Vector)?,
                 inputs: h,
                 outputs: 3 * h,
             };
@@ -235,13 +302,20 @@ impl<P> Bert<P> {
             let qkv = backend.linear(&hidden, &layer.qkv)?;
             let context = backend.attention(&qkv, &batch.texts, self.config.heads)?;
             drop(qkv);
-            let mut attended = backend.linear(&context, &layer.attention_out)?;
-            backend.add_norm(&mut attended, &hidden, &layer.attention_norm)?;
-            let mut intermediate = backend.linear(&attended, &layer.intermediate)?;
-            backend.gelu(&mut intermediate)?;
-            let mut out = backend.linear(&intermediate, &layer.output)?;
-            backend.add_norm(&mut out, &attended, &layer.output_norm)?;
-            hidden = out;
+            let attended = backend.linear_add_norm(
+                &context,
+                &layer.attention_out,
+                &hidden,
+                &layer.attention_norm,
+            )?;
+            drop(context);
+            let intermediate = backend.linear_gelu(&attended, &layer.intermediate)?;
+            hidden = backend.linear_add_norm(
+                &intermediate,
+                &layer.output,
+                &attended,
+                &layer.output_norm,
+            )?;
         }
         backend.pool(&hidden, &batch.texts)
     }

@@ -8,7 +8,7 @@
 
 use std::ops::Range;
 
-use super::bert::{Backend, EmbeddingTables, LayerNorm, Linear, Packed};
+use super::bert::{Backend, EmbeddingTables, LayerNorm, Linear, Packed, ParamKind};
 use super::{blas, EmbedError};
 
 /// Row-major `[rows, cols]` in host memory.
@@ -59,7 +59,12 @@ impl Backend for CpuBackend {
         self.threads = threads.max(1);
     }
 
-    fn param(&mut self, values: Vec<f32>, _shape: &[usize]) -> Result<Vec<f32>, EmbedError> {
+    fn param(
+        &mut self,
+        values: Vec<f32>,
+        _shape: &[usize],
+        _kind: ParamKind,
+    ) -> Result<Vec<f32>, EmbedError> {
         Ok(values)
     }
 

@@ -9,10 +9,6 @@ use super::model::ModelFiles;
 use super::tokenize::WordPiece;
 use super::{EmbedError, Embedder, Embeddings};
 
-/// Tokens per forward pass and worker: bounds the activations (the widest is `tokens × 1536`
-/// floats, 48 MiB here) whatever the batch size; a batch with more tokens runs in several passes.
-const MAX_TOKENS_PER_PASS: usize = 8192;
-
 /// The model and the workers that run it. Each worker is a backend of its own over the shared
 /// weights; a pass with several texts is split between them by token count and run in parallel,
 /// a pass with one text runs on the first worker with every thread.
@@ -43,10 +39,19 @@ impl<B: Backend> MiniLm<B> {
     /// Loads the weights through the first worker; every worker computes with them.
     pub fn load(
         dir: &Path,
+        workers: Vec<B>,
+        backend_name: String,
+    ) -> Result<MiniLm<B>, EmbedError> {
+        MiniLm::from_files(&ModelFiles::open(dir)?, workers, backend_name)
+    }
+
+    /// As [`MiniLm::load`], from files already opened.
+    pub fn from_files(
+        files: &ModelFiles,
         mut workers: Vec<B>,
         backend_name: String,
     ) -> Result<MiniLm<B>, EmbedError> {
-        let files = ModelFiles::open(dir)?;
+        let dir = files.dir.as_path();
         let tokenizer = WordPiece::load(dir, files.config.max_seq_len)?;
         if tokenizer.vocab_size() > files.config.vocab_size {
             return Err(EmbedError::ModelInvalid {
@@ -70,6 +75,11 @@ impl<B: Backend> MiniLm<B> {
             model_id: files.model_id.clone(),
             backend_name,
         })
+    }
+
+    /// The backends, one per worker.
+    pub fn workers(&self) -> &[B] {
+        &self.workers
     }
 
     /// The token ids the model sees for `text` (`[CLS] … [SEP]`, truncated).
@@ -159,7 +169,7 @@ where
             .map(|t| self.tokenizer.encode(t))
             .collect::<Result<_, _>>()?;
         let mut data = Vec::with_capacity(texts.len() * dim);
-        let budget = MAX_TOKENS_PER_PASS * self.workers.len();
+        let budget = self.workers[0].max_tokens_per_pass() * self.workers.len();
         let (mut start, mut tokens) = (0, 0);
         for (i, ids) in encoded.iter().enumerate() {
             if tokens + ids.len() > budget && i > start {
