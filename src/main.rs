@@ -66,6 +66,19 @@ enum Command {
         #[arg(long, default_value = "auto", value_name = "auto|cpu|cuda")]
         device: Device,
     },
+    /// Compile every GPU kernel (kernels/*.cu) through the daemon's own NVRTC path to CUBIN for
+    /// the given architectures; needs libnvrtc, not a GPU. Any warning or error fails.
+    Kernels {
+        /// Target architecture, repeatable
+        #[arg(long = "arch", value_name = "sm_NN", default_values_t = ["sm_80".to_owned(), "sm_90".to_owned()])]
+        arch: Vec<String>,
+        /// Write each CUBIN here as NAME-ARCH.cubin
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+        /// Compile this file (after the common helpers) instead of the built-in kernels
+        #[arg(long, value_name = "FILE.cu")]
+        source: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -141,6 +154,9 @@ fn main() -> ExitCode {
             Device::Cuda => {}
         }
         return report(embed_stdin(&config));
+    }
+    if let Some(Command::Kernels { arch, out, source }) = cli.command {
+        return report(compile_kernels(&arch, out.as_deref(), source.as_deref()));
     }
     if let Some(Command::ScoreFile {
         file,
@@ -272,10 +288,72 @@ fn import_baseline(config: &Config, file: &std::path::Path, format: Format) -> a
     Ok(())
 }
 
+/// `anomalyd kernels`.
+#[cfg(feature = "cuda")]
+fn compile_kernels(
+    architectures: &[String],
+    out: Option<&std::path::Path>,
+    source: Option<&std::path::Path>,
+) -> anyhow::Result<()> {
+    use anomalyd::embed::cuda::kernels;
+    let (major, minor) = kernels::nvrtc_version()?;
+    println!("NVRTC {major}.{minor}");
+    let sources: Vec<(String, String, Vec<&str>)> = match source {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            let name = path
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned();
+            vec![(name.clone(), kernels::full_source(&name, &text), Vec::new())]
+        }
+        None => kernels::KERNELS
+            .iter()
+            .map(|k| (k.file.to_owned(), k.full_source(), k.entry_points.to_vec()))
+            .collect(),
+    };
+    if let Some(dir) = out {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    for arch in architectures {
+        for (file, text, entry_points) in &sources {
+            let cubin = kernels::compile_cubin(file, text, arch)?;
+            if let Some(missing) = entry_points
+                .iter()
+                .find(|e| !cubin.windows(e.len()).any(|w| w == e.as_bytes()))
+            {
+                anyhow::bail!("{file} for {arch}: the CUBIN has no entry point {missing}");
+            }
+            println!("kernels/{file} {arch}: {} bytes of CUBIN", cubin.len());
+            if let Some(dir) = out {
+                let path = dir.join(format!("{}-{arch}.cubin", file.trim_end_matches(".cu")));
+                std::fs::write(&path, &cubin)
+                    .with_context(|| format!("writing {}", path.display()))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(not(feature = "cuda"))]
+fn compile_kernels(
+    _architectures: &[String],
+    _out: Option<&std::path::Path>,
+    _source: Option<&std::path::Path>,
+) -> anyhow::Result<()> {
+    anyhow::bail!("this anomalyd was built without the cuda feature: no kernels to compile")
+}
+
 /// `anomalyd embed`: stdin lines in batches of `embedder.batch_size`, JSON lines out.
 fn embed_stdin(config: &Config) -> anyhow::Result<()> {
     use std::io::{BufRead, Write};
-    let mut embedder = anomalyd::embed::build(config)?.embedder;
+    let selection = anomalyd::embed::build(config)?;
+    if let Some(why) = &selection.why_cpu {
+        eprintln!("anomalyd embed: no GPU used: embedding on the CPU: {why}");
+    }
+    let mut embedder = selection.embedder;
     eprintln!(
         "anomalyd embed: {} on {}",
         embedder.model_id(),

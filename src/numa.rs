@@ -249,6 +249,37 @@ pub fn nvidia_gpus(topology: &Topology) -> Vec<String> {
 mod tests {
     use super::*;
 
+    #[test]
+    fn binding_says_why_it_did_nothing() {
+        let off = bind_near(Some("0000:01:00.0"), NumaBinding::Off, Scope::Thread);
+        assert_eq!(off, Binding::Unbound("numa.bind = \"off\"".into()));
+        assert_eq!(off.node(), -1);
+        // This machine has one node (or, elsewhere, no such GPU): nothing to bind either way.
+        match bind_near(None, NumaBinding::Auto, Scope::Thread) {
+            Binding::Unbound(why) => {
+                assert!(why.contains("NUMA node") || why.contains("no GPU"), "{why}")
+            }
+            bound => panic!("bound without a GPU: {bound:?}"),
+        }
+        match bind_near(None, NumaBinding::Node(1023), Scope::Thread) {
+            Binding::Unbound(why) => assert!(why.contains("no such node"), "{why}"),
+            bound => panic!("bound to a node that does not exist: {bound:?}"),
+        }
+    }
+
+    #[test]
+    fn binding_to_node_zero_binds_this_thread_to_its_cpus() {
+        // Every Linux machine has node 0; on this thread alone, the binding is harmless.
+        let handle = std::thread::spawn(|| bind_near(None, NumaBinding::Node(0), Scope::Thread));
+        match handle.join().unwrap() {
+            Binding::Bound { nodes, cpuset } => {
+                assert_eq!(nodes, [0]);
+                assert!(!cpuset.is_empty());
+            }
+            Binding::Unbound(why) => panic!("node 0 not bound: {why}"),
+        }
+    }
+
     fn fixture(name: &str) -> std::path::PathBuf {
         Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("../shared/fixtures/hwloc")

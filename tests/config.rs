@@ -198,6 +198,22 @@ fn each_rule_names_the_key_the_value_and_the_rule() {
             "[gpu]\ndevice = 64",
             "gpu.device = 64: must be between 0 and 63",
         ),
+        (
+            "[gpu]\ndevices = [0, 64]",
+            "gpu.devices = 64: must be between 0 and 63",
+        ),
+        (
+            "[gpu]\ndevices = [1, 1]",
+            "gpu.devices = [1, 1]: names a device twice",
+        ),
+        (
+            "[gpu]\ndevice = 0\ndevices = [0, 1]",
+            "gpu.devices = [0, 1]: is set, so gpu.device must stay \"auto\"",
+        ),
+        (
+            "[gpu]\nstreams = 0",
+            "gpu.streams = 0: must be between 1 and 8",
+        ),
     ];
     for (toml, expected) in cases {
         assert_rule(toml, expected);

@@ -136,6 +136,8 @@ pub struct Selection {
     pub gpu_used_bytes: u64,
     /// The pipeline's (process-wide) NUMA binding.
     pub numa: Binding,
+    /// Why the CPU embeds, when it does.
+    pub why_cpu: Option<String>,
 }
 
 /// The embedder the configuration names, on the device `gpu.*` selects, with the process bound
@@ -152,7 +154,11 @@ pub fn build(config: &Config) -> Result<Selection, EmbedError> {
     let cpu: Box<dyn Embedder> = match embedder_config.kind {
         EmbedderKind::Hashing => {
             let embedder = Box::new(HashingEmbedder::new(crate::config::EMBEDDING_DIM as usize));
-            return Ok(cpu_selection(embedder, config.numa.bind));
+            return Ok(cpu_selection(
+                embedder,
+                config.numa.bind,
+                "embedder.kind = \"hashing\"".into(),
+            ));
         }
         EmbedderKind::MiniLm => {
             let model = MiniLm::cpu(&embedder_config.model_dir, embedder_config.threads)?;
@@ -171,21 +177,28 @@ pub fn build(config: &Config) -> Result<Selection, EmbedError> {
     };
     if config.gpu.device == GpuSelection::Off {
         tracing::info!("gpu.device = \"off\": embedding on the CPU");
-        return Ok(cpu_selection(cpu, config.numa.bind));
+        return Ok(cpu_selection(
+            cpu,
+            config.numa.bind,
+            "gpu.device = \"off\"".into(),
+        ));
     }
     match gpu_selection(config, cpu) {
         Ok(selection) => Ok(selection),
         Err((reason, cpu)) => match config.gpu.named_devices() {
-            Some(_) => Err(EmbedError::DeviceUnavailable(reason)),
+            Some(devices) => Err(EmbedError::DeviceUnavailable(format!(
+                "GPU embedding is required (GPU {devices:?}: gpu.device, gpu.devices or --device \
+                 cuda) but unavailable: {reason}"
+            ))),
             None => {
                 tracing::info!(reason = %reason, "no GPU used: embedding on the CPU");
-                Ok(cpu_selection(cpu, config.numa.bind))
+                Ok(cpu_selection(cpu, config.numa.bind, reason))
             }
         },
     }
 }
 
-fn cpu_selection(embedder: Box<dyn Embedder>, numa_mode: NumaBinding) -> Selection {
+fn cpu_selection(embedder: Box<dyn Embedder>, numa_mode: NumaBinding, why: String) -> Selection {
     let numa = numa::bind_near(None, numa_mode, Scope::Process);
     log_binding(&numa);
     Selection {
@@ -194,6 +207,7 @@ fn cpu_selection(embedder: Box<dyn Embedder>, numa_mode: NumaBinding) -> Selecti
         gpu_weight_bytes: 0,
         gpu_used_bytes: 0,
         numa,
+        why_cpu: Some(why),
     }
 }
 
@@ -320,6 +334,7 @@ fn gpu_selection(
         gpu_weight_bytes,
         gpu_used_bytes,
         numa,
+        why_cpu: None,
     })
 }
 
