@@ -66,6 +66,19 @@ enum Command {
         #[arg(long, default_value = "auto", value_name = "auto|cpu|cuda")]
         device: Device,
     },
+    /// Embedding throughput: the texts of FILE (one per line), at each batch size for a while;
+    /// one JSON line per batch size
+    BenchEmbed {
+        file: PathBuf,
+        /// Batch sizes, comma-separated
+        #[arg(long, value_delimiter = ',', default_value = "64,256,1024")]
+        batches: Vec<usize>,
+        /// Seconds per batch size (after one warm-up pass)
+        #[arg(long, default_value_t = 5.0)]
+        seconds: f64,
+        #[arg(long, default_value = "auto", value_name = "auto|cpu|cuda")]
+        device: Device,
+    },
     /// Compile every GPU kernel (kernels/*.cu) through the daemon's own NVRTC path to CUBIN for
     /// the given architectures; needs libnvrtc, not a GPU. Any warning or error fails.
     Kernels {
@@ -143,17 +156,21 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     if let Some(Command::Embed { device }) = cli.command {
-        let mut config = config;
-        match device {
-            Device::Auto => {}
-            Device::Cpu => config.gpu.device = GpuSelection::Off,
-            // A GPU or an error: the one named in the configuration, else the first.
-            Device::Cuda if config.gpu.named_devices().is_none() => {
-                config.gpu.device = GpuSelection::Device(0)
-            }
-            Device::Cuda => {}
-        }
-        return report(embed_stdin(&config));
+        return report(embed_stdin(&on_device(config, device)));
+    }
+    if let Some(Command::BenchEmbed {
+        file,
+        batches,
+        seconds,
+        device,
+    }) = cli.command
+    {
+        return report(bench_embed(
+            &on_device(config, device),
+            &file,
+            &batches,
+            seconds,
+        ));
     }
     if let Some(Command::Kernels { arch, out, source }) = cli.command {
         return report(compile_kernels(&arch, out.as_deref(), source.as_deref()));
@@ -285,6 +302,65 @@ fn import_baseline(config: &Config, file: &std::path::Path, format: Format) -> a
         summary.file_sha256,
         config.audit_db_path().display()
     );
+    Ok(())
+}
+
+/// `config` with `--device` applied.
+fn on_device(mut config: Config, device: Device) -> Config {
+    match device {
+        Device::Auto => {}
+        Device::Cpu => config.gpu.device = GpuSelection::Off,
+        // A GPU or an error: the one named in the configuration, else the first.
+        Device::Cuda if config.gpu.named_devices().is_none() => {
+            config.gpu.device = GpuSelection::Device(0)
+        }
+        Device::Cuda => {}
+    }
+    config
+}
+
+/// `anomalyd bench-embed`.
+fn bench_embed(
+    config: &Config,
+    file: &std::path::Path,
+    batches: &[usize],
+    seconds: f64,
+) -> anyhow::Result<()> {
+    let texts: Vec<String> = std::fs::read_to_string(file)
+        .with_context(|| format!("reading {}", file.display()))?
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    anyhow::ensure!(!texts.is_empty(), "{} has no lines", file.display());
+    let mut embedder = anomalyd::embed::build(config)?.embedder;
+    let backend = embedder.backend();
+    eprintln!("anomalyd bench-embed: {} texts on {backend}", texts.len());
+    for &batch in batches {
+        anyhow::ensure!(batch > 0, "a batch size must be at least 1");
+        // The pass cycles through the file so every batch is full.
+        let cycle: Vec<&str> = texts
+            .iter()
+            .cycle()
+            .take(batch.max(texts.len()))
+            .map(String::as_str)
+            .collect();
+        embedder.embed(&cycle[..batch])?; // warm-up: allocations, autotuning
+        let (mut done, mut at) = (0usize, 0usize);
+        let start = std::time::Instant::now();
+        while start.elapsed().as_secs_f64() < seconds {
+            if at + batch > cycle.len() {
+                at = 0;
+            }
+            embedder.embed(&cycle[at..at + batch])?;
+            at += batch;
+            done += batch;
+        }
+        let rate = done as f64 / start.elapsed().as_secs_f64();
+        println!(
+            "{}",
+            serde_json::json!({"backend": backend, "batch": batch, "texts": done, "texts_per_s": rate})
+        );
+    }
     Ok(())
 }
 

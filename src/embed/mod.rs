@@ -112,6 +112,7 @@ pub trait Embedder: Send {
 }
 
 /// Texts of several lengths and kinds a GPU must embed as the CPU does before it is used.
+#[cfg(feature = "cuda")]
 const WARM_UP_TEXTS: [&str; 6] = [
     "systemd unit nginx.service ActiveState=failed SubState=failed Result=exit-code",
     "NetworkManager device eth0 State=disconnected Reason=carrier-changed",

@@ -218,6 +218,7 @@ impl CudaBackend {
         }
     }
 
+    #[allow(clippy::too_many_arguments)] // the kernel's own argument list, named
     /// `bias_act`: `x + bias`, GELU when asked, into `out` (fp32, may be `x`) and/or `out_half`.
     fn bias_act(
         &self,
@@ -518,7 +519,7 @@ impl Backend for CudaBackend {
     ) -> Result<DeviceMatrix, EmbedError> {
         let hidden = qkv.cols / 3;
         let head_dim = hidden / heads.max(1);
-        if head_dim == 0 || head_dim * heads != hidden || head_dim % 2 != 0 {
+        if head_dim == 0 || head_dim * heads != hidden || !head_dim.is_multiple_of(2) {
             return Err(err(CudaError::Unsupported(format!(
                 "attention over {hidden} columns in {heads} heads: the head width must be even"
             ))));
