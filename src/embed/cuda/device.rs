@@ -262,6 +262,8 @@ impl GpuPool {
         tracing::error!(gpu = g.info.ordinal, reason = %reason, "GPU taken out of rotation");
         g.failed = Some(reason);
         g.shares.take();
+        // Detached, not joined: a thread stuck in a hung GPU would hold shutdown for ever.
+        g.thread.take();
     }
 
     fn send(
