@@ -261,6 +261,35 @@ impl CudaBackend {
         Ok(())
     }
 
+    /// `x·Wᵀ + bias`, through GELU when `gelu`. The GELU's output is read only by the next
+    /// product, so it is kept as fp16 alone; a plain linear keeps its fp32 values too.
+    fn product_epilogue(
+        &mut self,
+        x: &DeviceMatrix,
+        layer: &Linear<DeviceParam>,
+        gelu: bool,
+    ) -> Result<DeviceMatrix, EmbedError> {
+        let y = self.product(x, layer)?;
+        let half = self.alloc::<u16>(x.rows * layer.outputs)?;
+        let bias = self.vector(&layer.bias)?;
+        let full_out = (!gelu).then(|| self.ptr(&y));
+        self.bias_act(
+            &y,
+            Some(bias),
+            x.rows,
+            layer.outputs,
+            gelu,
+            full_out,
+            Some(self.ptr(&half)),
+        )?;
+        Ok(DeviceMatrix {
+            rows: x.rows,
+            cols: layer.outputs,
+            full: (!gelu).then_some(y),
+            half: Some(half),
+        })
+    }
+
     /// `residual_layernorm` over `x` in place: `LayerNorm(x + bias + residual)`, with an fp16 copy.
     fn residual_norm(
         &self,
@@ -425,24 +454,7 @@ impl Backend for CudaBackend {
         x: &DeviceMatrix,
         layer: &Linear<DeviceParam>,
     ) -> Result<DeviceMatrix, EmbedError> {
-        let y = self.product(x, layer)?;
-        let half = self.alloc::<u16>(x.rows * layer.outputs)?;
-        let bias = self.vector(&layer.bias)?;
-        self.bias_act(
-            &y,
-            Some(bias),
-            x.rows,
-            layer.outputs,
-            false,
-            Some(self.ptr(&y)),
-            Some(self.ptr(&half)),
-        )?;
-        Ok(DeviceMatrix {
-            rows: x.rows,
-            cols: layer.outputs,
-            full: Some(y),
-            half: Some(half),
-        })
+        self.product_epilogue(x, layer, false)
     }
 
     fn gelu(&mut self, x: &mut DeviceMatrix) -> Result<(), EmbedError> {
@@ -471,25 +483,7 @@ impl Backend for CudaBackend {
         x: &DeviceMatrix,
         layer: &Linear<DeviceParam>,
     ) -> Result<DeviceMatrix, EmbedError> {
-        // The GELU's output is read only by the next product: fp16 alone.
-        let y = self.product(x, layer)?;
-        let half = self.alloc::<u16>(x.rows * layer.outputs)?;
-        let bias = self.vector(&layer.bias)?;
-        self.bias_act(
-            &y,
-            Some(bias),
-            x.rows,
-            layer.outputs,
-            true,
-            None,
-            Some(self.ptr(&half)),
-        )?;
-        Ok(DeviceMatrix {
-            rows: x.rows,
-            cols: layer.outputs,
-            full: None,
-            half: Some(half),
-        })
+        self.product_epilogue(x, layer, true)
     }
 
     fn linear_add_norm(
