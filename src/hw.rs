@@ -81,20 +81,9 @@ pub fn probe(gpu: GpuSelection, numa: NumaBinding) -> Summary {
 
 #[cfg(feature = "cuda")]
 fn cuda_libraries() -> String {
-    // cudarc panics on first use of a library it cannot load; ask first.
-    // SAFETY: each probe only dlopen()s the library and looks up its symbols; no CUDA call is
-    // made, and a library that is absent is reported as false rather than used.
-    let (driver, nvrtc, cublas) = unsafe {
-        (
-            cudarc::driver::sys::is_culib_present(),
-            cudarc::nvrtc::sys::is_culib_present(),
-            cudarc::cublas::sys::is_culib_present(),
-        )
-    };
-    if driver && nvrtc && cublas {
-        "cuda libraries present".to_owned()
-    } else {
-        format!("absent: driver={driver} nvrtc={nvrtc} cublas={cublas}")
+    match crate::embed::cuda::library_presence() {
+        (true, true, true) => "cuda libraries present".to_owned(),
+        (driver, nvrtc, cublas) => format!("absent: driver={driver} nvrtc={nvrtc} cublas={cublas}"),
     }
 }
 

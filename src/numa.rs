@@ -8,6 +8,7 @@
 use std::borrow::Borrow;
 use std::path::Path;
 
+use hwlocality::memory::nodeset::NodeSet;
 use hwlocality::object::attributes::ObjectAttributes;
 use hwlocality::object::types::ObjectType;
 use hwlocality::object::TopologyObject;
@@ -97,8 +98,12 @@ fn bus_id_of(device: &TopologyObject) -> Option<String> {
     }
 }
 
-/// The CPUs and NUMA nodes closest to the PCI device `pci_bus_id`.
-pub fn locality_of(topology: &Topology, pci_bus_id: &str) -> Result<Locality, NumaError> {
+/// The PCI device `pci_bus_id` and its first non-I/O ancestor that has a CPU set: the part of
+/// the machine closest to it.
+fn closest_object<'t>(
+    topology: &'t Topology,
+    pci_bus_id: &str,
+) -> Result<(&'t TopologyObject, &'t TopologyObject), NumaError> {
     let device = topology
         .pci_device_by_bus_id_string(pci_bus_id)
         .map_err(|_| NumaError::BadBusId(pci_bus_id.to_owned()))?
@@ -107,15 +112,26 @@ pub fn locality_of(topology: &Topology, pci_bus_id: &str) -> Result<Locality, Nu
         .first_non_io_ancestor()
         .filter(|a| a.cpuset().is_some())
         .ok_or_else(|| NumaError::NoAncestor(pci_bus_id.to_owned()))?;
+    Ok((device, ancestor))
+}
+
+/// The OS indexes of the NUMA nodes inside `near`.
+fn nodes_within(topology: &Topology, near: &NodeSet) -> Vec<u32> {
+    topology
+        .objects_with_type(ObjectType::NUMANode)
+        .filter(|node| node.nodeset().is_some_and(|n| near.includes(&*n)))
+        .filter_map(|node| node.os_index().map(|i| i as u32))
+        .collect()
+}
+
+/// The CPUs and NUMA nodes closest to the PCI device `pci_bus_id`.
+pub fn locality_of(topology: &Topology, pci_bus_id: &str) -> Result<Locality, NumaError> {
+    let (device, ancestor) = closest_object(topology, pci_bus_id)?;
     let cpuset = ancestor.cpuset().map(|c| cpu_list(&*c)).unwrap_or_default();
-    let nodes = match ancestor.nodeset() {
-        Some(near) => topology
-            .objects_with_type(ObjectType::NUMANode)
-            .filter(|node| node.nodeset().is_some_and(|n| near.includes(&*n)))
-            .filter_map(|node| node.os_index().map(|i| i as u32))
-            .collect(),
-        None => Vec::new(),
-    };
+    let nodes = ancestor
+        .nodeset()
+        .map(|near| nodes_within(topology, &near))
+        .unwrap_or_default();
     Ok(Locality {
         pci_bus_id: bus_id_of(device).unwrap_or_else(|| pci_bus_id.to_owned()),
         cpuset,
@@ -185,12 +201,11 @@ pub fn bind_near(pci_bus_id: Option<&str>, mode: NumaBinding, scope: Scope) -> B
                     "no GPU in use: numa.bind = \"auto\" binds nothing".into(),
                 );
             };
-            match topology.pci_device_by_bus_id_string(bus) {
-                Ok(Some(device)) => device.first_non_io_ancestor(),
-                _ => {
+            match closest_object(&topology, bus) {
+                Ok((_, ancestor)) => Some(ancestor),
+                Err(e) => {
                     return Binding::Unbound(format!(
-                        "{}; numa.bind = N binds to a node by number",
-                        NumaError::NoDevice(bus.to_owned())
+                        "{e}; numa.bind = N binds to a node by number"
                     ))
                 }
             }
@@ -214,11 +229,7 @@ pub fn bind_near(pci_bus_id: Option<&str>, mode: NumaBinding, scope: Scope) -> B
             cpu_list(&cpuset)
         ));
     }
-    let nodes: Vec<u32> = topology
-        .objects_with_type(ObjectType::NUMANode)
-        .filter(|node| node.nodeset().is_some_and(|n| nodeset.includes(&*n)))
-        .filter_map(|node| node.os_index().map(|i| i as u32))
-        .collect();
+    let nodes = nodes_within(&topology, &nodeset);
     if let Err(e) = topology.bind_memory(&*nodeset, MemoryBindingPolicy::Bind, memory_flags) {
         tracing::warn!(error = %e, nodes = ?nodes, "memory binding refused; CPUs are bound");
     }

@@ -81,6 +81,22 @@ pub struct DeviceMatrix {
     half: Option<CudaSlice<u16>>,
 }
 
+impl DeviceMatrix {
+    /// The fp32 values, which `what` needs.
+    fn full(&self, what: &str) -> Result<&CudaSlice<f32>, EmbedError> {
+        self.full
+            .as_ref()
+            .ok_or_else(|| err(CudaError::Unsupported(format!("{what} has no fp32 values"))))
+    }
+
+    /// The fp16 copy, which `what` needs.
+    fn half(&self, what: &str) -> Result<&CudaSlice<u16>, EmbedError> {
+        self.half
+            .as_ref()
+            .ok_or_else(|| err(CudaError::Unsupported(format!("{what} has no fp16 copy"))))
+    }
+}
+
 pub struct CudaBackend {
     stream: Arc<CudaStream>,
     blas: CudaBlas,
@@ -159,11 +175,7 @@ impl CudaBackend {
                 "a linear weight is not fp16".into(),
             )));
         };
-        let x_half = x.half.as_ref().ok_or_else(|| {
-            err(CudaError::Unsupported(
-                "a product's input has no fp16 copy".into(),
-            ))
-        })?;
+        let x_half = x.half("a product's input")?;
         if x.cols != layer.inputs {
             return Err(err(CudaError::Unsupported(format!(
                 "a product of {} columns with a {}-input layer",
@@ -298,19 +310,11 @@ impl CudaBackend {
         residual: &DeviceMatrix,
         norm: &LayerNorm<DeviceParam>,
     ) -> Result<(), EmbedError> {
-        let full = x.full.as_ref().ok_or_else(|| {
-            err(CudaError::Unsupported(
-                "add_norm input has no fp32 values".into(),
-            ))
-        })?;
-        let residual_full = residual.full.as_ref().ok_or_else(|| {
-            err(CudaError::Unsupported(
-                "the residual has no fp32 values".into(),
-            ))
-        })?;
         if x.half.is_none() {
             x.half = Some(self.alloc::<u16>(x.rows * x.cols)?);
         }
+        let full = x.full("add_norm's input")?;
+        let residual_full = residual.full("the residual")?;
         if x.rows == 0 {
             return Ok(());
         }
@@ -458,14 +462,10 @@ impl Backend for CudaBackend {
     }
 
     fn gelu(&mut self, x: &mut DeviceMatrix) -> Result<(), EmbedError> {
-        let full = x.full.as_ref().ok_or_else(|| {
-            err(CudaError::Unsupported(
-                "gelu input has no fp32 values".into(),
-            ))
-        })?;
         if x.half.is_none() {
             x.half = Some(self.alloc::<u16>(x.rows * x.cols)?);
         }
+        let full = x.full("gelu's input")?;
         let half = self.ptr(x.half.as_ref().expect("allocated above"));
         self.bias_act(
             full,
@@ -518,10 +518,7 @@ impl Backend for CudaBackend {
                 "attention over {hidden} columns in {heads} heads: the head width must be even"
             ))));
         }
-        let qkv_half = qkv
-            .half
-            .as_ref()
-            .ok_or_else(|| err(CudaError::Unsupported("qkv has no fp16 copy".into())))?;
+        let qkv_half = qkv.half("qkv")?;
         let context = self.alloc::<u16>(qkv.rows * hidden)?;
         if texts.is_empty() || qkv.rows == 0 {
             return Ok(DeviceMatrix {
@@ -583,11 +580,7 @@ impl Backend for CudaBackend {
     }
 
     fn pool(&mut self, x: &DeviceMatrix, texts: &[Range<usize>]) -> Result<Vec<f32>, EmbedError> {
-        let full = x.full.as_ref().ok_or_else(|| {
-            err(CudaError::Unsupported(
-                "pooling input has no fp32 values".into(),
-            ))
-        })?;
+        let full = x.full("pooling's input")?;
         if texts.is_empty() {
             return Ok(Vec::new());
         }

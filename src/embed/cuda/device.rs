@@ -386,14 +386,12 @@ impl Embedder for GpuPool {
                         answered[index] = true;
                         results.push((plan[index].1.start, part));
                     }
+                    // Bad input fails on any device: it is the caller's, not the GPU's.
+                    Ok((_, Err(e @ EmbedError::Tokenizer(_)))) => return Err(e),
                     Ok((index, Err(e))) => {
                         answered[index] = true;
-                        if !matches!(e, EmbedError::Tokenizer(_)) {
-                            self.retire(plan[index].0, e.to_string());
-                            pending.push(plan[index].1.clone());
-                        } else {
-                            return Err(e);
-                        }
+                        self.retire(plan[index].0, e.to_string());
+                        pending.push(plan[index].1.clone());
                     }
                     Err(_) => break,
                 }

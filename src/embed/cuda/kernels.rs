@@ -67,14 +67,10 @@ pub fn full_source(file: &str, source: &str) -> String {
     format!("#line 1 \"common.cuh\"\n{COMMON}\n#line 1 \"{file}\"\n{source}")
 }
 
-/// Whether libnvrtc loads. cudarc panics on first use of a library it cannot load.
-pub fn nvrtc_present() -> bool {
-    // SAFETY: only dlopen()s the library and looks up its symbols; no NVRTC call is made.
-    unsafe { cudarc::nvrtc::sys::is_culib_present() }
-}
-
 fn require_nvrtc() -> Result<(), CudaError> {
-    if nvrtc_present() {
+    // SAFETY: only dlopen()s the library and looks up its symbols; no NVRTC call is made.
+    // (Not `library_presence`: compiling needs NVRTC alone, not the driver or cuBLAS.)
+    if unsafe { cudarc::nvrtc::sys::is_culib_present() } {
         Ok(())
     } else {
         Err(CudaError::LibraryMissing(

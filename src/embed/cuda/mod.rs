@@ -49,18 +49,23 @@ pub enum CudaError {
     },
 }
 
-/// Whether the driver, NVRTC and cuBLAS libraries all load; `Err` names the missing ones.
-/// cudarc panics on first use of a library it cannot load, so this comes first.
-pub fn libraries_present() -> Result<(), CudaError> {
+/// Whether the driver, NVRTC and cuBLAS libraries load, in that order. cudarc panics on first
+/// use of a library it cannot load, so this comes first.
+pub fn library_presence() -> (bool, bool, bool) {
     // SAFETY: each probe only dlopen()s the library and looks up its symbols; no CUDA call is
     // made, and a library that is absent is reported as false rather than used.
-    let (driver, nvrtc, cublas) = unsafe {
+    unsafe {
         (
             cudarc::driver::sys::is_culib_present(),
             cudarc::nvrtc::sys::is_culib_present(),
             cudarc::cublas::sys::is_culib_present(),
         )
-    };
+    }
+}
+
+/// As [`library_presence`]; `Err` names the missing ones.
+pub fn libraries_present() -> Result<(), CudaError> {
+    let (driver, nvrtc, cublas) = library_presence();
     let missing: Vec<&str> = [
         (!driver).then_some("libcuda (the NVIDIA driver)"),
         (!nvrtc).then_some("libnvrtc"),
