@@ -157,7 +157,7 @@ async fn network_manager_and_login1_signals_are_rendered_with_what_their_service
     let daemon = RunningDaemon::start(dir.path(), "").await;
     let replayer = Replayer::start(daemon.bus.address()).await.unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    for signal in [
+    for (i, signal) in [
         Signal::Device {
             index: 7,
             interface: "enp3s0",
@@ -173,10 +173,19 @@ async fn network_manager_and_login1_signals_are_rendered_with_what_their_service
         },
         Signal::SessionRemoved { id: 42 },
         Signal::PrepareForShutdown(true),
-    ] {
+    ]
+    .into_iter()
+    .enumerate()
+    {
         replayer.emit(&signal).await.unwrap();
-        // A session lives longer than the daemon's lookup of it takes.
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        // Each signal is recorded before the next is sent: SessionRemoved deletes the session
+        // the daemon looks up for SessionNew, and a fixed pause lost that race on a busy machine.
+        let recorded = 3 + i as u64;
+        daemon
+            .wait_for("the signal recorded", |s| {
+                s.get("HeadSeq") >= Some(&recorded)
+            })
+            .await;
     }
     daemon
         .wait_for("5 events recorded", |s| s.get("HeadSeq") >= Some(&7))
