@@ -344,6 +344,14 @@ impl DetectorApi {
             owned(Value::U32(info.hardware.numa_nodes)),
         );
         out.insert("Cpus".into(), owned(Value::U32(info.hardware.cpus)));
+        // Zero once shutdown has closed the intake.
+        let queue_depth = self
+            .intake
+            .lock()
+            .ok()
+            .and_then(|slot| slot.as_ref().map(Intake::queue_depth))
+            .unwrap_or(0);
+        out.insert("QueueDepth".into(), owned(Value::U64(queue_depth as u64)));
         out.insert(
             "GpuWeightBytes".into(),
             owned(Value::U64(info.hardware.gpu_weight_bytes)),

@@ -86,6 +86,9 @@ pub struct Metrics {
     pub head_seq: AtomicU64,
     /// Microseconds from observation to commit, for the last batch's oldest event.
     pub last_batch_latency_usec: AtomicU64,
+    /// The most events the intake queue has held at once since start (of
+    /// `sources.queue_capacity`): how close a burst came to dropping.
+    pub queue_depth_peak: AtomicU64,
 }
 
 /// A consistent-enough copy of every counter, for `Stats` and tests.
@@ -113,6 +116,7 @@ pub struct Snapshot {
     pub access_denied: u64,
     pub head_seq: u64,
     pub last_batch_latency_usec: u64,
+    pub queue_depth_peak: u64,
 }
 
 impl Metrics {
@@ -140,13 +144,14 @@ impl Metrics {
             access_denied: self.access_denied.load(Relaxed),
             head_seq: self.head_seq.load(Relaxed),
             last_batch_latency_usec: self.last_batch_latency_usec.load(Relaxed),
+            queue_depth_peak: self.queue_depth_peak.load(Relaxed),
         }
     }
 }
 
 impl Snapshot {
     /// Name/value pairs, in the order `Stats` reports them.
-    pub fn pairs(&self) -> [(&'static str, u64); 22] {
+    pub fn pairs(&self) -> [(&'static str, u64); 23] {
         [
             ("EventsReceived", self.events_received),
             ("EventsIgnored", self.events_ignored),
@@ -170,6 +175,7 @@ impl Snapshot {
             ("AccessDenied", self.access_denied),
             ("HeadSeq", self.head_seq),
             ("LastBatchLatencyUsec", self.last_batch_latency_usec),
+            ("QueueDepthPeak", self.queue_depth_peak),
         ]
     }
 }

@@ -86,11 +86,25 @@ impl Intake {
     /// by a gap record, so intake never blocks the bus.
     pub fn submit(&self, event: Event) {
         self.metrics.events_received.fetch_add(1, Relaxed);
-        if let Err(full) = self.tx.try_send(Flow::Data(event)) {
-            if let Flow::Data(event) = full.into_inner() {
-                self.note_drop(event.source, event.observed_usec);
+        match self.tx.try_send(Flow::Data(event)) {
+            Ok(()) => self.note_depth(),
+            Err(full) => {
+                if let Flow::Data(event) = full.into_inner() {
+                    self.note_drop(event.source, event.observed_usec);
+                }
             }
         }
+    }
+
+    /// Events waiting in the intake queue now.
+    pub fn queue_depth(&self) -> usize {
+        self.tx.max_capacity() - self.tx.capacity()
+    }
+
+    fn note_depth(&self) {
+        self.metrics
+            .queue_depth_peak
+            .fetch_max(self.queue_depth() as u64, Relaxed);
     }
 
     /// Counts an event lost before it reached this queue (a source's own queue was full); the
@@ -122,6 +136,7 @@ impl Intake {
         match self.tx.try_send(Flow::Data(event)) {
             Ok(()) => {
                 self.metrics.events_received.fetch_add(1, Relaxed);
+                self.note_depth();
                 Ok(())
             }
             Err(refused) => match refused.into_inner() {

@@ -94,6 +94,9 @@ async fn overload_is_bounded_and_every_lost_event_is_accounted_for() {
             .sum();
         if processed + gapped == emitted {
             assert_eq!(stats["EventsDropped"], gapped, "{stats:?}");
+            // Drops happen only at a full queue, and everything has drained since.
+            assert_eq!(stats["QueueDepthPeak"], 16, "{stats:?}");
+            assert_eq!(stats["QueueDepth"], 0, "{stats:?}");
             break (processed, gapped);
         }
         assert!(

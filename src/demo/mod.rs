@@ -4,6 +4,7 @@
 //! `org.freedesktop.NetworkManager` and `org.freedesktop.login1` — serving the objects the daemon
 //! asks about, as the real services do — printing each anomaly as the daemon announces it.
 
+pub mod load;
 pub mod replay;
 pub mod scenario;
 
@@ -60,7 +61,8 @@ pub fn run(
     runtime.block_on(demo(args, config, state_dir, model))
 }
 
-struct DaemonProcess(Child);
+/// The daemon as a child process, stopped with SIGTERM (as `systemctl stop` would) when dropped.
+pub struct DaemonProcess(pub Child);
 
 impl Drop for DaemonProcess {
     fn drop(&mut self) {
@@ -213,7 +215,8 @@ async fn demo(
     Ok(())
 }
 
-async fn wait_for_name(
+/// Waits until `name` has an owner on the bus; past `timeout` the error quotes the end of `log`.
+pub async fn wait_for_name(
     conn: &zbus::Connection,
     name: &str,
     timeout: Duration,

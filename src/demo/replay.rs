@@ -128,6 +128,17 @@ impl Replayer {
 
     /// Emits the signal (and serves what it refers to); returns how many bus signals were sent.
     pub async fn emit(&self, signal: &Signal) -> zbus::Result<usize> {
+        self.emit_stamped(signal, None).await
+    }
+
+    /// As [`Replayer::emit`]; a unit change also carries `StateChangeTimestamp` = `stamp_usec`,
+    /// as systemd's own do. The daemon keeps it in the record's fields (never in the text), so a
+    /// load generator can tell when each committed change was sent.
+    pub async fn emit_stamped(
+        &self,
+        signal: &Signal,
+        stamp_usec: Option<u64>,
+    ) -> zbus::Result<usize> {
         match signal {
             Signal::Unit {
                 unit,
@@ -148,6 +159,9 @@ impl Replayer {
                 let mut changed: HashMap<&str, Value<'_>> = HashMap::new();
                 changed.insert("ActiveState", Value::from(*active));
                 changed.insert("SubState", Value::from(*sub));
+                if let Some(stamp) = stamp_usec {
+                    changed.insert("StateChangeTimestamp", Value::from(stamp));
+                }
                 self.properties_changed(&path, "org.freedesktop.systemd1.Unit", changed)
                     .await?;
                 if result.is_some() {
