@@ -138,7 +138,7 @@ async fn intake(
         while seen < CHANGES {
             match events.recv().await {
                 Some(Flow::Data(_)) => seen += 1,
-                Some(Flow::Probe(_) | Flow::Retrain) => {}
+                Some(Flow::Probe(_) | Flow::Retrain | Flow::Score(_)) => {}
                 None => break,
             }
         }

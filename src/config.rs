@@ -171,6 +171,28 @@ pub struct EmbedderConfig {
     pub batch_max_wait: Duration,
 }
 
+/// Where the trained index is searched (`gpu.index`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum IndexPlacement {
+    /// On a GPU when this build has FAISS GPU support and the index fits its limits.
+    Auto,
+    /// On a GPU, or start-up stops.
+    Gpu,
+    #[default]
+    Cpu,
+    /// Every GPU use is off (`gpu.device = "off"`).
+    Off,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct GpuSearchConfig {
+    pub placement: IndexPlacement,
+    /// The CUDA device a mirror goes to: the first GPU named in `[gpu]`, else 0.
+    pub device: u32,
+    /// Scratch memory FAISS may hold on that GPU.
+    pub temp_memory_bytes: usize,
+}
+
 #[derive(Debug, Clone)]
 pub struct DetectorConfig {
     pub index: String,
@@ -196,6 +218,8 @@ pub struct DetectorConfig {
     /// How often the baseline snapshot is rewritten while it changes; 0 = only at shutdown.
     pub snapshot_interval: Duration,
     pub suppress: Vec<SuppressRule>,
+    /// From `[gpu]`: whether the trained index is mirrored to a GPU for search.
+    pub gpu_search: GpuSearchConfig,
 }
 
 /// Known noise: events from `source` (any source when `None`) whose text matches `pattern`,
@@ -645,6 +669,8 @@ pub struct RawGpu {
     pub device: NameOrIndex,
     pub devices: Vec<i64>,
     pub streams: i64,
+    pub index: String,
+    pub index_temp_memory_mib: i64,
 }
 
 impl Default for RawGpu {
@@ -653,6 +679,8 @@ impl Default for RawGpu {
             device: NameOrIndex::Name("auto".into()),
             devices: Vec::new(),
             streams: 2,
+            index: "auto".into(),
+            index_temp_memory_mib: 256,
         }
     }
 }
@@ -1072,6 +1100,52 @@ impl RawConfig {
             ));
         }
         let streams = in_range("gpu.streams", self.gpu.streams, 1, 8)? as usize;
+        let placement = match (self.gpu.index.as_str(), device) {
+            ("gpu", GpuSelection::Off) => {
+                return Err(invalid(
+                    "gpu.index",
+                    &quoted(&self.gpu.index),
+                    "needs a GPU, and gpu.device = \"off\"",
+                ))
+            }
+            (_, GpuSelection::Off) => IndexPlacement::Off,
+            ("auto", _) => IndexPlacement::Auto,
+            ("gpu", _) => IndexPlacement::Gpu,
+            ("cpu", _) => IndexPlacement::Cpu,
+            (other, _) => {
+                return Err(invalid(
+                    "gpu.index",
+                    &quoted(other),
+                    "must be \"auto\", \"gpu\" or \"cpu\"",
+                ))
+            }
+        };
+        if placement == IndexPlacement::Gpu {
+            let candidates = k * crate::detect::CANDIDATE_FACTOR;
+            if let Err(limit) = crate::detect::gpu::gpu_plan(&det.index, candidates, nprobe) {
+                let value = match limit.key {
+                    "detector.k" => k.to_string(),
+                    "detector.nprobe" => nprobe.to_string(),
+                    _ => quoted(&det.index),
+                };
+                let rule = format!("with gpu.index = \"gpu\": {}", limit.why);
+                return Err(invalid(limit.key, &value, &rule));
+            }
+        }
+        let temp_memory_mib = in_range(
+            "gpu.index_temp_memory_mib",
+            self.gpu.index_temp_memory_mib,
+            16,
+            65536,
+        )? as usize;
+        let gpu_search = GpuSearchConfig {
+            placement,
+            device: match device {
+                GpuSelection::Device(n) => n,
+                _ => devices.first().copied().unwrap_or(0),
+            },
+            temp_memory_bytes: temp_memory_mib << 20,
+        };
 
         Ok(Config {
             origin: origin.to_owned(),
@@ -1116,6 +1190,7 @@ impl RawConfig {
                 retrain_drift: det.retrain_drift,
                 snapshot_interval: Duration::from_secs(snapshot_interval_s as u64),
                 suppress,
+                gpu_search,
             },
             audit: AuditConfig {
                 db: self.audit.db.clone(),

@@ -57,7 +57,12 @@ impl DaemonError {
     /// Errors an operator fixes in the configuration or the install (a missing model), not by a
     /// restart; `main` exits with EX_CONFIG for them.
     pub fn is_setup_error(&self) -> bool {
-        matches!(self, DaemonError::Embed(e) if e.is_setup_error())
+        match self {
+            DaemonError::Embed(e) => e.is_setup_error(),
+            // `gpu.index = "gpu"` on a machine or build that cannot search on a GPU.
+            DaemonError::Detect(crate::detect::DetectError::Config { .. }) => true,
+            _ => false,
+        }
     }
 }
 
@@ -234,6 +239,7 @@ fn restore_baseline(
         from_snapshot = restored.from_snapshot,
         embedded = restored.embedded,
         index = %detector.description(),
+        search = %detector.search_place(),
         ms = started.elapsed().as_millis() as u64,
         "baseline loaded"
     );

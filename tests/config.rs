@@ -214,6 +214,30 @@ fn each_rule_names_the_key_the_value_and_the_rule() {
             "[gpu]\nstreams = 0",
             "gpu.streams = 0: must be between 1 and 8",
         ),
+        (
+            "[gpu]\nindex = \"cuda\"",
+            "gpu.index = \"cuda\": must be \"auto\", \"gpu\" or \"cpu\"",
+        ),
+        (
+            "[gpu]\ndevice = \"off\"\nindex = \"gpu\"",
+            "gpu.index = \"gpu\": needs a GPU, and gpu.device = \"off\"",
+        ),
+        (
+            "[gpu]\nindex_temp_memory_mib = 8",
+            "gpu.index_temp_memory_mib = 8: must be between 16 and 65536",
+        ),
+        (
+            "[gpu]\nindex = \"gpu\"\n[detector]\nk = 600",
+            "detector.k = 600: with gpu.index = \"gpu\": the detector asks for 2400 candidates per query (4 per neighbour), and FAISS on a GPU selects at most 2048: use k ≤ 512",
+        ),
+        (
+            "[gpu]\nindex = \"gpu\"\n[detector]\nindex = \"IVF1024,PQ32x4\"",
+            "detector.index = \"IVF1024,PQ32x4\": with gpu.index = \"gpu\": PQ32x4: FAISS's GPU product quantiser takes only 8-bit codes, not 4",
+        ),
+        (
+            "[gpu]\nindex = \"gpu\"\n[detector]\nindex = \"IVF1024,SQ8,RFlat\"",
+            "detector.index = \"IVF1024,SQ8,RFlat\": with gpu.index = \"gpu\": RFlat (re-ranking) has no GPU implementation",
+        ),
     ];
     for (toml, expected) in cases {
         assert_rule(toml, expected);

@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use tracing::{error, info, warn};
 
 use super::baseline::{Baseline, SharedRows};
+use super::gpu::{GpuPlan, SearchPlace};
 use super::{DetectError, DIM};
 use crate::config::{DetectorConfig, EMBEDDING_DIM};
 
@@ -151,6 +152,13 @@ pub struct SearchIndex {
     retrain_requested: bool,
     /// Trained indexes swapped in since start.
     pub swaps: u64,
+    /// Where a trained index is searched, decided at start.
+    place: SearchPlace,
+    gpu_plan: GpuPlan,
+    gpu_temp_memory_bytes: usize,
+    /// The GPU copy of the trained index, while it works.
+    #[cfg(feature = "faiss-gpu")]
+    mirror: Option<super::gpu::GpuMirror>,
 }
 
 impl SearchIndex {
@@ -169,6 +177,24 @@ impl SearchIndex {
         };
         let index = index_factory(EMBEDDING_DIM, &description, MetricType::L2)
             .map_err(faiss_error(&description))?;
+        let gpu = config.gpu_search;
+        let fits = super::gpu::gpu_plan(
+            &config.index,
+            config.k * super::CANDIDATE_FACTOR,
+            config.nprobe,
+        );
+        let place = super::gpu::choose(gpu.placement, gpu.device, &fits).map_err(|reason| {
+            DetectError::Config {
+                key: "gpu.index",
+                reason: format!("\"gpu\" cannot be honoured: {reason}"),
+            }
+        })?;
+        match &place {
+            SearchPlace::Gpu(device) => {
+                info!(device, "the trained index will be searched on the GPU")
+            }
+            SearchPlace::Cpu(why) => info!(%why, "index search on the CPU"),
+        }
         Ok(SearchIndex {
             plan: config.index.clone(),
             needs_training,
@@ -183,7 +209,66 @@ impl SearchIndex {
             training: None,
             retrain_requested: false,
             swaps: 0,
+            place,
+            gpu_plan: fits.unwrap_or_default(),
+            gpu_temp_memory_bytes: gpu.temp_memory_bytes,
+            #[cfg(feature = "faiss-gpu")]
+            mirror: None,
         })
+    }
+
+    /// Where search runs now: `gpu N` while a mirror serves, else `cpu (why)`.
+    pub fn search_place(&self) -> String {
+        #[cfg(feature = "faiss-gpu")]
+        if let Some(m) = &self.mirror {
+            return SearchPlace::Gpu(m.device).to_string();
+        }
+        match &self.place {
+            SearchPlace::Gpu(_) if self.trained_on == 0 => "cpu (exact until trained)".into(),
+            SearchPlace::Gpu(device) => {
+                format!("cpu (the GPU {device} mirror failed; see the log)")
+            }
+            cpu => cpu.to_string(),
+        }
+    }
+
+    /// Mirrors the trained index (nprobe already set) to the GPU when search belongs there.
+    fn mirror_to_gpu(&mut self) {
+        let SearchPlace::Gpu(device) = self.place else {
+            return;
+        };
+        if self.trained_on == 0 {
+            return;
+        }
+        #[cfg(feature = "faiss-gpu")]
+        {
+            self.mirror = None;
+            let started = Instant::now();
+            match super::gpu::GpuMirror::of(
+                &self.index,
+                device,
+                self.gpu_temp_memory_bytes,
+                self.gpu_plan,
+            ) {
+                Ok(mirror) => {
+                    info!(device, index = %self.description, vectors = self.index.ntotal(), ms = started.elapsed().as_millis() as u64, "trained index mirrored to the GPU; searching there");
+                    self.mirror = Some(mirror);
+                }
+                Err(e) => {
+                    error!(device, index = %self.description, error = %e, "cannot mirror the index to the GPU; searching on the CPU")
+                }
+            }
+        }
+        #[cfg(not(feature = "faiss-gpu"))]
+        let _ = (device, self.gpu_plan, self.gpu_temp_memory_bytes);
+    }
+
+    /// Drops a GPU mirror that failed; search goes on with the CPU copy.
+    #[cfg(feature = "faiss-gpu")]
+    fn retire_mirror(&mut self, what: &str, e: &faiss::error::Error) {
+        if let Some(m) = self.mirror.take() {
+            error!(device = m.device, error = %e, "GPU index {what} failed; searching on the CPU copy from now on");
+        }
     }
 
     /// Resumes from a trained index loaded from a snapshot, with the drift it had measured.
@@ -201,7 +286,9 @@ impl SearchIndex {
         self.description = description;
         self.trained_on = trained_on;
         self.drift = drift;
-        self.apply_nprobe()
+        self.apply_nprobe()?;
+        self.mirror_to_gpu();
+        Ok(())
     }
 
     /// Drift since the last training, for an IVF index.
@@ -258,6 +345,12 @@ impl SearchIndex {
         self.index
             .add_with_ids(vectors, &ids)
             .map_err(faiss_error(&self.description))?;
+        #[cfg(feature = "faiss-gpu")]
+        if let Some(m) = &mut self.mirror {
+            if let Err(e) = m.index().add_with_ids(vectors, &ids) {
+                self.retire_mirror("add", &e);
+            }
+        }
         self.note_drift(vectors);
         Ok(())
     }
@@ -289,10 +382,26 @@ impl SearchIndex {
         }
         let k = k.min(self.index.ntotal() as usize).max(1);
         faiss_on_this_thread_only();
-        let found = self
-            .index
-            .search(queries, k)
-            .map_err(faiss_error(&self.description))?;
+        #[cfg(feature = "faiss-gpu")]
+        let on_gpu = match &mut self.mirror {
+            Some(m) => match m.index().search(queries, k) {
+                Ok(found) => Some(found),
+                Err(e) => {
+                    self.retire_mirror("search", &e);
+                    None
+                }
+            },
+            None => None,
+        };
+        #[cfg(not(feature = "faiss-gpu"))]
+        let on_gpu = None;
+        let found = match on_gpu {
+            Some(found) => found,
+            None => self
+                .index
+                .search(queries, k)
+                .map_err(faiss_error(&self.description))?,
+        };
         Ok((0..rows)
             .map(|row| {
                 found.labels[row * k..(row + 1) * k]
@@ -369,6 +478,7 @@ impl SearchIndex {
                     if let Err(e) = self.apply_nprobe() {
                         error!(error = %e, "could not set nprobe on the new index");
                     }
+                    self.mirror_to_gpu();
                     info!(
                         from = %previous,
                         to = %self.description,

@@ -16,6 +16,7 @@
 
 mod baseline;
 mod calibration;
+pub mod gpu;
 mod index;
 pub mod snapshot;
 
@@ -89,7 +90,7 @@ pub struct Unjudged {
 const CALIBRATION_MIN_BASELINE: usize = 32;
 
 /// Candidates per neighbour asked of a trained (approximate) index.
-const CANDIDATE_FACTOR: usize = 4;
+pub(crate) const CANDIDATE_FACTOR: usize = 4;
 
 /// Texts re-embedded per batch when the baseline is rebuilt at start-up.
 const REBUILD_BATCH: usize = 256;
@@ -253,6 +254,11 @@ impl Detector {
 
     pub fn description(&self) -> &str {
         self.index.description()
+    }
+
+    /// Where the index is searched: `gpu N`, or `cpu (why)`.
+    pub fn search_place(&self) -> String {
+        self.index.search_place()
     }
 
     /// Distinct texts in the baseline.
@@ -617,6 +623,7 @@ mod tests {
             retrain_drift: 0.5,
             snapshot_interval: Duration::ZERO,
             suppress: Vec::new(),
+            gpu_search: Default::default(),
         }
     }
 
