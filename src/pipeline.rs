@@ -314,7 +314,14 @@ fn spawn(
         .map_err(|source| PipelineError::Spawn { stage, source })
 }
 
-/// Groups events into batches of up to `batch_size`, waiting at most `max_wait` after the first.
+/// How far past `batch_size` a batch may grow with events that are already queued (never by
+/// waiting): when the intake queue is behind, one batch's fixed costs (a commit, a search call, a
+/// model pass for its cache misses) are shared by more events. At 1% novel texts, flat out on two
+/// cores, this took the daemon from 7,200 to 12,100 events/s (benches/README.md, "End to end").
+const BACKLOG_FACTOR: usize = 16;
+
+/// Groups events into batches of up to `batch_size`, waiting at most `max_wait` after the first;
+/// up to `BACKLOG_FACTOR` times as many when that many are already waiting.
 async fn batcher(
     mut intake: mpsc::Receiver<Flow<Event>>,
     out: mpsc::Sender<Flow<Vec<Event>>>,
@@ -352,6 +359,14 @@ async fn batcher(
                     break;
                 }
                 Err(_deadline) => break,
+            }
+        }
+        while control.is_none() && open && batch.len() < batch_size * BACKLOG_FACTOR {
+            match intake.try_recv() {
+                Ok(Flow::Data(e)) => batch.push(e),
+                Ok(other) => control = Some(other),
+                Err(mpsc::error::TryRecvError::Empty) => break,
+                Err(mpsc::error::TryRecvError::Disconnected) => open = false,
             }
         }
         if !flush(&mut batch, &out, &metrics).await {
@@ -641,5 +656,53 @@ fn commit(
                 "event recorded"
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(i: usize) -> Flow<Event> {
+        Flow::Data(Event::observed(
+            Source::Systemd,
+            format!("systemd unit u{i}.service ActiveState=active"),
+            Map::new(),
+        ))
+    }
+
+    async fn next_batch(out: &mut mpsc::Receiver<Flow<Vec<Event>>>) -> Option<usize> {
+        match tokio::time::timeout(Duration::from_secs(10), out.recv()).await {
+            Ok(Some(Flow::Data(batch))) => Some(batch.len()),
+            Ok(None) => None,
+            Ok(Some(_)) => panic!("only data was sent"),
+            Err(_) => panic!("the batcher waited instead of taking what was queued"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_backlog_is_taken_in_larger_batches_without_waiting_longer() {
+        let (intake, rx) = mpsc::channel(1000);
+        let (out_tx, mut out) = mpsc::channel(8);
+        for i in 0..100 {
+            intake.send(event(i)).await.unwrap();
+        }
+        // A wait this long would fail the test: every batch below must go without it.
+        let task = tokio::spawn(batcher(
+            rx,
+            out_tx,
+            4,
+            Duration::from_secs(3600),
+            Arc::new(Metrics::default()),
+        ));
+        assert_eq!(next_batch(&mut out).await, Some(4 * BACKLOG_FACTOR));
+        assert_eq!(next_batch(&mut out).await, Some(100 - 4 * BACKLOG_FACTOR));
+        intake.send(event(100)).await.unwrap();
+        intake.send(event(101)).await.unwrap();
+        drop(intake);
+        // Fewer than batch_size and the intake closed: flushed at once.
+        assert_eq!(next_batch(&mut out).await, Some(2));
+        assert_eq!(next_batch(&mut out).await, None);
+        task.await.unwrap();
     }
 }
