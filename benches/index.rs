@@ -10,6 +10,8 @@
 //!                    [--nprobes 1,4,8,16,32,64] [--nq 2048] [--batch 256] [--k 10]
 //!                    [--threads N] [--label NAME] [--json FILE] [--seed S] [--dim D]
 //!                    [--centres C] [--sigma S] [--max-train T] [--min-time SECS] [--tmpdir DIR]
+//!                    [--gpu DEVICE (build with --features faiss-gpu: each trained index is also
+//!                     searched through the daemon's GPU mirror; q/s and top-k agreement)]
 //!
 //! `--threads N` re-executes the binary with OMP_NUM_THREADS=N and OPENBLAS_NUM_THREADS=N
 //! (OpenBLAS reads its thread count at load time) and also calls omp_set_num_threads(N).
@@ -167,6 +169,8 @@ struct Args {
     min_time: f64,
     tmpdir: String,
     k_factor: u32,
+    /// With feature faiss-gpu: also search each trained index's GPU mirror on this device.
+    gpu: Option<u32>,
 }
 
 fn parse_list<T: std::str::FromStr>(s: &str) -> Vec<T> {
@@ -206,6 +210,7 @@ fn parse_args() -> Args {
         min_time: 1.0,
         tmpdir: std::env::temp_dir().to_string_lossy().into_owned(),
         k_factor: 4,
+        gpu: None,
     };
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -242,6 +247,10 @@ fn parse_args() -> Args {
             "--max-train" => a.max_train = val().parse().unwrap_or_else(|_| die("bad --max-train")),
             "--min-time" => a.min_time = val().parse().unwrap_or_else(|_| die("bad --min-time")),
             "--tmpdir" => a.tmpdir = val(),
+            "--gpu" if cfg!(feature = "faiss-gpu") => {
+                a.gpu = Some(val().parse().unwrap_or_else(|_| die("bad --gpu")))
+            }
+            "--gpu" => die("--gpu needs a build with --features faiss-gpu"),
             "-h" | "--help" => {
                 println!(
                     "{}",
@@ -352,6 +361,82 @@ fn file_bytes_per_vec(index: &IndexImpl, dir: &str, name: &str, n: usize) -> f64
     sz as f64 / n as f64
 }
 
+/// A trained index searched on the CPU and through the daemon's own GPU mirror, same queries.
+#[cfg(feature = "faiss-gpu")]
+struct GpuRow {
+    n: usize,
+    desc: String,
+    nprobe: u32,
+    cpu_qps: f64,
+    gpu_qps: f64,
+    /// Share of the CPU's top-k ids the GPU also returned (ties can swap the last places).
+    agreement: f64,
+}
+
+#[cfg(feature = "faiss-gpu")]
+#[allow(clippy::too_many_arguments)]
+fn gpu_row(
+    a: &Args,
+    cpu_index: &IndexImpl,
+    device: u32,
+    n: usize,
+    desc: &str,
+    nprobe: u32,
+    cpu_qps: f64,
+    queries: &[f32],
+    cpu_labels: &[i64],
+) -> Option<GpuRow> {
+    let plan = anomalyd::detect::gpu::gpu_plan(desc, 0, nprobe as usize)
+        .unwrap_or_else(|l| die(&format!("{desc} cannot go to a GPU: {}", l.why)));
+    let mut mirror = match anomalyd::detect::gpu::GpuMirror::of(cpu_index, device, 1 << 30, plan) {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("[n={n}] {desc}: no GPU mirror: {e}");
+            return None;
+        }
+    };
+    let (gpu_qps, _, gl, _) =
+        timed_search(mirror.index(), queries, a.dim, a.batch, a.k, a.min_time);
+    let mut same = 0usize;
+    for qi in 0..a.nq {
+        let c = &cpu_labels[qi * a.k..(qi + 1) * a.k];
+        let g = &gl[qi * a.k..(qi + 1) * a.k];
+        same += c.iter().filter(|x| **x >= 0 && g.contains(x)).count();
+    }
+    let agreement = same as f64 / (a.nq * a.k) as f64;
+    eprintln!("[n={n}] {desc} nprobe={nprobe} on GPU {device}: {gpu_qps:.0} q/s ({:.1}x the CPU), agreement {agreement:.4}", gpu_qps / cpu_qps);
+    Some(GpuRow {
+        n,
+        desc: desc.to_owned(),
+        nprobe,
+        cpu_qps,
+        gpu_qps,
+        agreement,
+    })
+}
+
+#[cfg(feature = "faiss-gpu")]
+fn print_gpu_rows(rows: &[GpuRow]) {
+    if rows.is_empty() {
+        return;
+    }
+    println!();
+    println!("| N | index | nprobe | CPU q/s | GPU q/s | GPU / CPU | top-k agreement |");
+    println!("|---:|---|---:|---:|---:|---:|---:|");
+    for r in rows {
+        println!(
+            "| {} | {} | {} | {:.0} | {:.0} | {:.1} | {:.4} |",
+            r.n,
+            r.desc,
+            r.nprobe,
+            r.cpu_qps,
+            r.gpu_qps,
+            r.gpu_qps / r.cpu_qps,
+            r.agreement
+        );
+    }
+}
+
 struct Row {
     n: usize,
     desc: String,
@@ -388,6 +473,8 @@ fn main() {
     println!("# generated {maxn} base + {} queries in {:.1}s; mean cos(vec, centre): base {cos_b:.3}, queries {cos_q:.3}", a.nq, t.elapsed().as_secs_f64());
 
     let mut rows: Vec<Row> = Vec::new();
+    #[cfg(feature = "faiss-gpu")]
+    let mut gpu_rows: Vec<GpuRow> = Vec::new();
     let ps = ParameterSpace::new().unwrap();
     for &n in &a.sizes {
         let xb = &base[..n * d];
@@ -487,11 +574,17 @@ fn main() {
                     "[n={n}] {desc} nprobe={np}: {qps:.0} q/s x{:.1} R@10={:.3}",
                     r.speedup, r.r10
                 );
+                #[cfg(feature = "faiss-gpu")]
+                if let Some(device) = a.gpu {
+                    gpu_rows.extend(gpu_row(&a, &idx, device, n, &desc, np, qps, &queries, &l));
+                }
             }
         }
     }
 
     // ---- markdown table
+    #[cfg(feature = "faiss-gpu")]
+    print_gpu_rows(&gpu_rows);
     println!();
     println!("| N | index | nprobe | q/s | x flat | R10@10 | R1@1 | R1@10 | nn-dist rel.err | train s | add s | B/vec |");
     println!("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");

@@ -80,9 +80,11 @@ const FAILING_UNIT: &str = "[Unit]\nDescription=a unit that fails, for anomalyd'
 
 /// Units that really run, fail and stop, for the records their real signals produce.
 const TEST_UNITS: [(&str, &str); 3] = [
+    // Not /bin/true: systemd emits a unit's changes when its bus queue runs, so a oneshot that ends
+    // within one loop iteration (likely on a loaded machine) never shows `activating` at all.
     (
         "anomalyd-test-oneshot.service",
-        "[Service]\nType=oneshot\nExecStart=/bin/true\n",
+        "[Service]\nType=oneshot\nExecStart=/bin/sleep 0.5\n",
     ),
     (
         "anomalyd-test-simple.service",
