@@ -16,7 +16,6 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -75,6 +74,8 @@ struct Seen {
     /// Emission → first seen committed, for tagged events (unit changes and jobs).
     latencies_usec: Vec<u64>,
     last_commit_usec: u64,
+    /// Why the reader stopped early, if it did.
+    error: Option<String>,
 }
 
 /// Polls the audit database for new records from its own read-only connection.
@@ -91,45 +92,54 @@ impl AuditReader {
             rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
         .with_context(|| format!("opening {}", db.display()))?;
+        // The daemon checkpoints the WAL now and then; wait rather than fail on a busy moment.
+        conn.busy_timeout(Duration::from_secs(5))?;
         let seen = Arc::new(Mutex::new(Seen::default()));
         let stop = Arc::new(AtomicBool::new(false));
         let (seen_w, stop_r) = (seen.clone(), stop.clone());
         let thread = std::thread::spawn(move || -> anyhow::Result<()> {
-            let mut last_seq: i64 =
-                conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM records", [], |r| {
-                    r.get(0)
-                })?;
-            let mut query =
-                conn.prepare("SELECT seq, kind, fields FROM records WHERE seq > ?1 ORDER BY seq")?;
-            while !stop_r.load(Relaxed) {
-                let rows: Vec<(i64, String, String)> = query
-                    .query_map([last_seq], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
-                    .collect::<Result<_, _>>()?;
-                let now = now_usec();
-                if rows.is_empty() {
-                    std::thread::sleep(Duration::from_millis(1));
-                    continue;
-                }
-                let mut seen = seen_w.lock().expect("reader lock");
-                let jobs = jobs_sent.lock().expect("jobs lock");
-                for (seq, kind, fields) in rows {
-                    last_seq = seq;
-                    if kind != "event" {
+            let record_error = |e: anyhow::Error| {
+                seen_w.lock().expect("reader lock").error = Some(format!("{e:#}"));
+                e
+            };
+            let poll = || -> anyhow::Result<()> {
+                let mut last_seq: i64 =
+                    conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM records", [], |r| {
+                        r.get(0)
+                    })?;
+                let mut query = conn
+                    .prepare("SELECT seq, kind, fields FROM records WHERE seq > ?1 ORDER BY seq")?;
+                while !stop_r.load(Relaxed) {
+                    let rows: Vec<(i64, String, String)> = query
+                        .query_map([last_seq], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                        .collect::<Result<_, _>>()?;
+                    let now = now_usec();
+                    if rows.is_empty() {
+                        std::thread::sleep(Duration::from_millis(1));
                         continue;
                     }
-                    seen.events += 1;
-                    seen.last_commit_usec = now;
-                    let fields: serde_json::Value = serde_json::from_str(&fields)?;
-                    let sent = fields["StateChangeTimestamp"].as_u64().or_else(|| {
-                        let id = fields["job_id"].as_u64()?;
-                        jobs.get(&u32::try_from(id).ok()?).copied()
-                    });
-                    if let Some(sent) = sent {
-                        seen.latencies_usec.push(now.saturating_sub(sent));
+                    let mut seen = seen_w.lock().expect("reader lock");
+                    let jobs = jobs_sent.lock().expect("jobs lock");
+                    for (seq, kind, fields) in rows {
+                        last_seq = seq;
+                        if kind != "event" {
+                            continue;
+                        }
+                        seen.events += 1;
+                        seen.last_commit_usec = now;
+                        let fields: serde_json::Value = serde_json::from_str(&fields)?;
+                        let sent = fields["StateChangeTimestamp"].as_u64().or_else(|| {
+                            let id = fields["job_id"].as_u64()?;
+                            jobs.get(&u32::try_from(id).ok()?).copied()
+                        });
+                        if let Some(sent) = sent {
+                            seen.latencies_usec.push(now.saturating_sub(sent));
+                        }
                     }
                 }
-            }
-            Ok(())
+                Ok(())
+            };
+            poll().map_err(record_error)
         });
         Ok(AuditReader {
             seen,
@@ -140,6 +150,11 @@ impl AuditReader {
 
     fn snapshot(&self) -> Seen {
         self.seen.lock().expect("reader lock").clone()
+    }
+
+    /// The reader stopped on its own: an error, which `finish` reports.
+    fn has_stopped(&self) -> bool {
+        self.thread.as_ref().is_none_or(|t| t.is_finished())
     }
 
     fn finish(mut self) -> anyhow::Result<()> {
@@ -323,6 +338,12 @@ async fn measure(
         if accounted >= n as u64 {
             break (after, seen);
         }
+        if reader.has_stopped() {
+            anyhow::bail!(
+                "{name}: the audit-log reader stopped: {}",
+                seen.error.unwrap_or_else(|| "no error recorded".into())
+            );
+        }
         ensure!(
             Instant::now() < deadline,
             "{name}: only {accounted} of {n} events committed or dropped after 120 s; daemon log: {}",
@@ -357,8 +378,11 @@ async fn measure(
         emit_rate: n as f64 / emit_s,
         committed,
         dropped: delta("EventsDropped"),
-        events_per_s: committed as f64
-            / ((seen.last_commit_usec.saturating_sub(started_usec)) as f64 / 1e6),
+        events_per_s: if committed == 0 {
+            0.0
+        } else {
+            committed as f64 / ((seen.last_commit_usec.saturating_sub(started_usec)) as f64 / 1e6)
+        },
         p50_ms: percentile(&latencies, 0.50),
         p99_ms: percentile(&latencies, 0.99),
         max_ms: latencies.last().map(|m| *m as f64 / 1000.0),
@@ -494,23 +518,14 @@ async fn main() -> anyhow::Result<()> {
         format!("[daemon]\nlog = \"stderr\"\n{}\n", args.daemon_config),
     )?;
     let log = dir.path().join("anomalyd.log");
-    let log_file = std::fs::File::create(&log)?;
-    let process = DaemonProcess(
-        Command::new(env!("CARGO_BIN_EXE_anomalyd"))
-            .arg("--config")
-            .arg(&config)
-            .arg("--bus")
-            .arg(bus.address())
-            .arg("--model")
-            .arg(&model)
-            .arg("--state-dir")
-            .arg(&state)
-            .stdin(Stdio::null())
-            .stdout(log_file.try_clone()?)
-            .stderr(log_file)
-            .spawn()
-            .context("starting anomalyd")?,
-    );
+    let process = DaemonProcess::spawn(
+        Path::new(env!("CARGO_BIN_EXE_anomalyd")),
+        &config,
+        bus.address(),
+        Some(&model),
+        &state,
+        &log,
+    )?;
     let conn = anomalyd::bus::connect(&bus.target()).await?;
     wait_for_name(
         &conn,

@@ -1108,7 +1108,7 @@ impl RawConfig {
                     "needs a GPU, and gpu.device = \"off\"",
                 ))
             }
-            (_, GpuSelection::Off) => IndexPlacement::Off,
+            ("auto" | "cpu", GpuSelection::Off) => IndexPlacement::Off,
             ("auto", _) => IndexPlacement::Auto,
             ("gpu", _) => IndexPlacement::Gpu,
             ("cpu", _) => IndexPlacement::Cpu,

@@ -223,6 +223,10 @@ fn each_rule_names_the_key_the_value_and_the_rule() {
             "gpu.index = \"gpu\": needs a GPU, and gpu.device = \"off\"",
         ),
         (
+            "[gpu]\ndevice = \"off\"\nindex = \"gpuu\"",
+            "gpu.index = \"gpuu\": must be \"auto\", \"gpu\" or \"cpu\"",
+        ),
+        (
             "[gpu]\nindex_temp_memory_mib = 8",
             "gpu.index_temp_memory_mib = 8: must be between 16 and 65536",
         ),

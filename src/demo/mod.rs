@@ -64,6 +64,39 @@ pub fn run(
 /// The daemon as a child process, stopped with SIGTERM (as `systemctl stop` would) when dropped.
 pub struct DaemonProcess(pub Child);
 
+impl DaemonProcess {
+    /// Starts `anomalyd` (the binary at `exe`) on the bus at `address`, its output into `log`.
+    pub fn spawn(
+        exe: &Path,
+        config: &Path,
+        address: &str,
+        model: Option<&Path>,
+        state_dir: &Path,
+        log: &Path,
+    ) -> anyhow::Result<DaemonProcess> {
+        let out =
+            std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
+        let child = Command::new(exe)
+            .arg("--config")
+            .arg(config)
+            .arg("--bus")
+            .arg(address)
+            .args(
+                model
+                    .iter()
+                    .flat_map(|m| [std::ffi::OsStr::new("--model"), m.as_os_str()]),
+            )
+            .arg("--state-dir")
+            .arg(state_dir)
+            .stdin(Stdio::null())
+            .stdout(out.try_clone()?)
+            .stderr(out)
+            .spawn()
+            .with_context(|| format!("cannot start the daemon {}", exe.display()))?;
+        Ok(DaemonProcess(child))
+    }
+}
+
 impl Drop for DaemonProcess {
     fn drop(&mut self) {
         if let Ok(None) = self.0.try_wait() {
@@ -107,26 +140,14 @@ async fn demo(
     let bus = PrivateBus::spawn(&state_dir.join("bus"))?;
     println!("▶ private bus         {}", bus.address());
     let log_path = state_dir.join("anomalyd.log");
-    let log = std::fs::File::create(&log_path)?;
-    let daemon = DaemonProcess(
-        Command::new(std::env::current_exe()?)
-            .arg("--config")
-            .arg(&config_path)
-            .arg("--bus")
-            .arg(bus.address())
-            .args(
-                model
-                    .iter()
-                    .flat_map(|m| [std::ffi::OsStr::new("--model"), m.as_os_str()]),
-            )
-            .arg("--state-dir")
-            .arg(&state_dir)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()
-            .context("cannot start the daemon")?,
-    );
+    let daemon = DaemonProcess::spawn(
+        &std::env::current_exe()?,
+        &config_path,
+        bus.address(),
+        model.as_deref(),
+        &state_dir,
+        &log_path,
+    )?;
     println!(
         "▶ daemon              pid {} (log: {})",
         daemon.0.id(),

@@ -40,8 +40,10 @@ fn limit(key: &'static str, why: String) -> GpuLimit {
     GpuLimit { key, why }
 }
 
-/// Checks a `detector.index` value ("auto" or a factory string) and the search's candidate count
-/// and nprobe against what FAISS can do on a GPU.
+/// Checks a `detector.index` value ("auto" or a factory string, `IDMap2,` or not) and the search's
+/// candidate count and nprobe against what FAISS can clone to a GPU. An allowlist: what is not
+/// known to have a GPU implementation is refused, so a layout that would only fail at the clone
+/// (after a training, logged) is a config error instead.
 pub fn gpu_plan(index: &str, candidates: usize, nprobe: usize) -> Result<GpuPlan, GpuLimit> {
     if candidates > GPU_MAX_SELECTION {
         return Err(limit(
@@ -63,79 +65,100 @@ pub fn gpu_plan(index: &str, candidates: usize, nprobe: usize) -> Result<GpuPlan
     if index == super::AUTO {
         return Ok(plan); // IVF{nlist},SQ8
     }
-    let components: Vec<&str> = index.split(',').map(str::trim).collect();
-    let ivf = components.iter().any(|c| c.starts_with("IVF"));
-    for c in &components {
-        if c.starts_with("IDMap") || c.starts_with("IVF") || *c == "Flat" {
+    let refuse = |why: String| Err(limit("detector.index", why));
+    // Dimensions the quantiser sees: a pre-transform may reduce them.
+    let mut dim = EMBEDDING_DIM as usize;
+    let mut ivf = false;
+    let mut encoded = false;
+    for c in index.split(',').map(str::trim) {
+        if c.starts_with("IDMap") || c == "L2norm" {
             continue;
         }
-        if c.starts_with("OPQ") || c.starts_with("PCA") || c.starts_with("L2norm") {
-            continue; // pre-transforms stay on the CPU around a GPU index
+        if let Some(spec) = c.strip_prefix("OPQ").or_else(|| c.strip_prefix("PCA")) {
+            if ivf || encoded {
+                return refuse(format!("{c} must come before the index"));
+            }
+            // OPQ16_64, PCA64, PCAR64, PCAW64: the number after `_` (OPQ) or the digits (PCA).
+            let out = match spec.split_once('_') {
+                Some((_, d)) => d,
+                None if c.starts_with("PCA") => spec.trim_start_matches(['R', 'W']),
+                None => "",
+            };
+            if let Ok(d) = out.parse::<usize>() {
+                dim = d;
+            }
+            continue;
+        }
+        if let Some(lists) = c.strip_prefix("IVF") {
+            if lists.parse::<usize>().is_err() {
+                return refuse(format!(
+                    "{c}: only a plain IVF{{nlist}} coarse quantiser goes to the GPU (no HNSW or \
+                     other quantiser inside it)"
+                ));
+            }
+            ivf = true;
+            continue;
+        }
+        if c == "Flat" {
+            encoded = true;
+            continue;
         }
         if let Some(pq) = c.strip_prefix("PQ") {
-            let spec = pq.trim_end_matches("np");
-            let (m, nbits) = match spec.split_once('x') {
-                Some((m, bits)) => (m, bits),
-                None => (spec, "8"),
-            };
+            let spec = pq.strip_suffix("np").unwrap_or(pq);
+            let (m, nbits) = spec.split_once('x').unwrap_or((spec, "8"));
             let (Ok(m), Ok(nbits)) = (m.parse::<usize>(), nbits.parse::<usize>()) else {
-                continue; // FAISS itself rejects what does not parse
+                return refuse(format!(
+                    "{c} has no GPU implementation (fast-scan and other PQ variants stay on the CPU)"
+                ));
             };
             if !ivf {
-                return Err(limit(
-                    "detector.index",
-                    format!("{c} without IVF lists has no GPU implementation; use IVF…,{c}"),
+                return refuse(format!(
+                    "{c} without IVF lists has no GPU implementation; use IVF…,{c}"
                 ));
             }
             if nbits != 8 {
-                return Err(limit(
-                    "detector.index",
-                    format!(
-                        "{c}: FAISS's GPU product quantiser takes only 8-bit codes, not {nbits}"
-                    ),
+                return refuse(format!(
+                    "{c}: FAISS's GPU product quantiser takes only 8-bit codes, not {nbits}"
                 ));
             }
             if !PQ_BYTES_ON_GPU.contains(&m) {
-                return Err(limit(
-                    "detector.index",
-                    format!(
-                        "{c}: FAISS's GPU product quantiser takes {PQ_BYTES_ON_GPU:?} bytes per code, not {m}"
-                    ),
+                return refuse(format!(
+                    "{c}: FAISS's GPU product quantiser takes {PQ_BYTES_ON_GPU:?} bytes per code, not {m}"
                 ));
             }
-            if EMBEDDING_DIM as usize % m != 0 {
-                return Err(limit(
-                    "detector.index",
-                    format!("{c}: {m} sub-quantisers must divide the {EMBEDDING_DIM} dimensions"),
+            if !dim.is_multiple_of(m) {
+                return refuse(format!(
+                    "{c}: {m} sub-quantisers must divide the {dim} dimensions"
                 ));
             }
             plan.fp16_lookup_tables |= m > PQ_FP32_TABLES_MAX;
+            encoded = true;
             continue;
         }
         if c.starts_with("SQ") {
-            if !SQ_ON_GPU.contains(c) {
-                return Err(limit(
-                    "detector.index",
-                    format!("{c} has no GPU implementation; the GPU takes {SQ_ON_GPU:?}"),
+            if !SQ_ON_GPU.contains(&c) {
+                return refuse(format!(
+                    "{c} has no GPU implementation; the GPU takes {SQ_ON_GPU:?}"
                 ));
             }
+            if !ivf {
+                return refuse(format!(
+                    "{c} without IVF lists has no GPU implementation; use IVF…,{c}"
+                ));
+            }
+            encoded = true;
             continue;
         }
-        if *c == "RFlat" || c.starts_with("Refine") {
-            return Err(limit(
-                "detector.index",
-                format!(
-                    "{c} (re-ranking) has no GPU implementation; leave it out: the detector \
-                     re-ranks candidates exactly itself"
-                ),
+        if c == "RFlat" || c.starts_with("Refine") {
+            return refuse(format!(
+                "{c} (re-ranking) has no GPU implementation; leave it out: the detector \
+                 re-ranks candidates exactly itself"
             ));
         }
-        if c.starts_with("HNSW") || c.starts_with("LSH") || c.starts_with("NSG") {
-            return Err(limit(
-                "detector.index",
-                format!("{c} has no GPU implementation; use IVF…,SQ8 or IVF…,PQ…"),
-            ));
-        }
+        return refuse(format!(
+            "{c} has no GPU implementation; the GPU takes Flat, IVF{{nlist}},Flat, \
+             IVF{{nlist}},SQ8 (SQ4, SQ6, SQfp16) or IVF{{nlist}},PQ{{m}}"
+        ));
     }
     Ok(plan)
 }
@@ -332,7 +355,12 @@ mod tests {
             "IVF4096,SQ8",
             "IDMap2,IVF1024,PQ32",
             "IVF1024,PQ48np",
+            "IVF4096,PQ32x8np",
+            "IVF1024,Flat",
             "Flat",
+            "OPQ32,IVF1024,PQ32",
+            "OPQ20_80,IVF1024,PQ20",
+            "PCA128,IVF1024,SQ8",
         ] {
             assert_eq!(gpu_plan(index, 20, 4), Ok(GpuPlan::default()), "{index}");
         }
@@ -378,6 +406,22 @@ mod tests {
                 "re-ranks candidates exactly",
             ),
             ("HNSW32", 20, 4, "detector.index", "no GPU implementation"),
+            (
+                "IVF1024_HNSW32,SQ8",
+                20,
+                4,
+                "detector.index",
+                "plain IVF{nlist}",
+            ),
+            ("IVF1024,PQ32x4fs", 20, 4, "detector.index", "fast-scan"),
+            ("SQ8", 20, 4, "detector.index", "without IVF lists"),
+            (
+                "IVF1024,RQ4x8",
+                20,
+                4,
+                "detector.index",
+                "no GPU implementation",
+            ),
             ("auto", 4096, 4, "detector.k", "use k ≤ 512"),
             ("auto", 20, 4096, "detector.nprobe", "at most 2048"),
         ];

@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use tracing::{error, info, warn};
 
 use super::baseline::{Baseline, SharedRows};
-use super::gpu::{GpuPlan, SearchPlace};
+use super::gpu::SearchPlace;
 use super::{DetectError, DIM};
 use crate::config::{DetectorConfig, EMBEDDING_DIM};
 
@@ -154,7 +154,6 @@ pub struct SearchIndex {
     pub swaps: u64,
     /// Where a trained index is searched, decided at start.
     place: SearchPlace,
-    gpu_plan: GpuPlan,
     gpu_temp_memory_bytes: usize,
     /// The GPU copy of the trained index, while it works.
     #[cfg(feature = "faiss-gpu")]
@@ -195,7 +194,7 @@ impl SearchIndex {
             }
             SearchPlace::Cpu(why) => info!(%why, "index search on the CPU"),
         }
-        Ok(SearchIndex {
+        let mut search = SearchIndex {
             plan: config.index.clone(),
             needs_training,
             index,
@@ -210,11 +209,13 @@ impl SearchIndex {
             retrain_requested: false,
             swaps: 0,
             place,
-            gpu_plan: fits.unwrap_or_default(),
             gpu_temp_memory_bytes: gpu.temp_memory_bytes,
             #[cfg(feature = "faiss-gpu")]
             mirror: None,
-        })
+        };
+        // An index that needs no training (`Flat`) is mirrored from the start.
+        search.mirror_to_gpu();
+        Ok(search)
     }
 
     /// Where search runs now: `gpu N` while a mirror serves, else `cpu (why)`.
@@ -224,7 +225,7 @@ impl SearchIndex {
             return SearchPlace::Gpu(m.device).to_string();
         }
         match &self.place {
-            SearchPlace::Gpu(_) if self.trained_on == 0 => "cpu (exact until trained)".into(),
+            SearchPlace::Gpu(_) if self.exact_until_trained() => "cpu (exact until trained)".into(),
             SearchPlace::Gpu(device) => {
                 format!("cpu (the GPU {device} mirror failed; see the log)")
             }
@@ -232,24 +233,33 @@ impl SearchIndex {
         }
     }
 
-    /// Mirrors the trained index (nprobe already set) to the GPU when search belongs there.
+    /// The young baseline's exact index, searched on the CPU until a trained one replaces it.
+    fn exact_until_trained(&self) -> bool {
+        self.needs_training && self.trained_on == 0
+    }
+
+    /// Mirrors the index (nprobe already set) to the GPU when search belongs there.
     fn mirror_to_gpu(&mut self) {
         let SearchPlace::Gpu(device) = self.place else {
             return;
         };
-        if self.trained_on == 0 {
+        if self.exact_until_trained() {
             return;
         }
+        // The index in hand may differ from the configured one (a snapshot's): check it.
+        let layout = self.description.trim_start_matches("IDMap2,");
+        let plan = match super::gpu::gpu_plan(layout, 0, self.nprobe) {
+            Ok(plan) => plan,
+            Err(limit) => {
+                warn!(index = %self.description, why = %limit.why, "this index cannot go to the GPU; searching on the CPU");
+                return;
+            }
+        };
         #[cfg(feature = "faiss-gpu")]
         {
             self.mirror = None;
             let started = Instant::now();
-            match super::gpu::GpuMirror::of(
-                &self.index,
-                device,
-                self.gpu_temp_memory_bytes,
-                self.gpu_plan,
-            ) {
+            match super::gpu::GpuMirror::of(&self.index, device, self.gpu_temp_memory_bytes, plan) {
                 Ok(mirror) => {
                     info!(device, index = %self.description, vectors = self.index.ntotal(), ms = started.elapsed().as_millis() as u64, "trained index mirrored to the GPU; searching there");
                     self.mirror = Some(mirror);
@@ -260,7 +270,7 @@ impl SearchIndex {
             }
         }
         #[cfg(not(feature = "faiss-gpu"))]
-        let _ = (device, self.gpu_plan, self.gpu_temp_memory_bytes);
+        let _ = (device, plan, self.gpu_temp_memory_bytes);
     }
 
     /// Drops a GPU mirror that failed; search goes on with the CPU copy.
