@@ -175,14 +175,21 @@ struct ProcUsage {
     hwm_kib: u64,
 }
 
+/// The command name and CPU seconds (user + system) of a `/proc/…/stat` line. The name is in
+/// parentheses and may hold spaces, so the fields are counted from its closing one.
+fn parse_stat(stat: &str) -> Option<(&str, f64)> {
+    let (head, after) = stat.rsplit_once(')')?;
+    let name = head.split_once('(')?.1;
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let ticks = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    Some((name, ticks / per_second))
+}
+
 fn proc_usage(pid: u32) -> anyhow::Result<ProcUsage> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    // Fields after the command name, which is in parentheses and may hold spaces.
-    let after = stat.rsplit_once(')').context("odd /proc stat")?.1;
-    let f: Vec<&str> = after.split_whitespace().collect();
-    // SAFETY: sysconf has no preconditions.
-    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-    let cpu_s = (f[11].parse::<f64>()? + f[12].parse::<f64>()?) / ticks;
+    let (_, cpu_s) = parse_stat(&stat).context("odd /proc stat")?;
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
     let kib = |key: &str| -> u64 {
         status
@@ -200,8 +207,6 @@ fn proc_usage(pid: u32) -> anyhow::Result<ProcUsage> {
 
 /// CPU seconds per thread name of a process (threads of one name summed): where the time went.
 fn thread_cpu(pid: u32) -> HashMap<String, f64> {
-    // SAFETY: sysconf has no preconditions.
-    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
     let mut out = HashMap::new();
     let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
         return out;
@@ -210,24 +215,21 @@ fn thread_cpu(pid: u32) -> HashMap<String, f64> {
         let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
             continue;
         };
-        let (Some(name), Some(after)) = (
-            stat.split_once('(')
-                .and_then(|(_, r)| r.rsplit_once(')'))
-                .map(|(n, _)| n),
-            stat.rsplit_once(')').map(|(_, a)| a),
-        ) else {
+        let Some((name, cpu_s)) = parse_stat(&stat) else {
             continue;
         };
-        let f: Vec<&str> = after.split_whitespace().collect();
-        let cpu = f.get(11).and_then(|u| u.parse::<f64>().ok()).unwrap_or(0.0)
-            + f.get(12).and_then(|s| s.parse::<f64>().ok()).unwrap_or(0.0);
         // Scoped embedding workers are numbered; count them as one.
         let name = name
             .trim_end_matches(|c: char| c.is_ascii_digit())
             .to_owned();
-        *out.entry(name).or_insert(0.0) += cpu / ticks;
+        *out.entry(name).or_insert(0.0) += cpu_s;
     }
     out
+}
+
+/// How far a `Stats` counter moved between two readings.
+fn counter_delta(after: &HashMap<String, u64>, before: &HashMap<String, u64>, key: &str) -> u64 {
+    after.get(key).unwrap_or(&0) - before.get(key).unwrap_or(&0)
 }
 
 /// The load generator: emits events and remembers when each job was sent.
@@ -332,7 +334,7 @@ async fn measure(
     let (after, seen) = loop {
         let after = daemon.counters().await?;
         let seen = reader.snapshot();
-        let delta = |k: &str| after.get(k).unwrap_or(&0) - before.get(k).unwrap_or(&0);
+        let delta = |k: &str| counter_delta(&after, &before, k);
         let accounted =
             seen.events - seen_before.events + delta("EventsDropped") + delta("SignalsUnchanged");
         if accounted >= n as u64 {
@@ -362,7 +364,7 @@ async fn measure(
         .filter(|(_, busy)| *busy >= 0.01)
         .collect();
     threads.sort_by(|a, b| b.1.total_cmp(&a.1));
-    let delta = |k: &str| after.get(k).unwrap_or(&0) - before.get(k).unwrap_or(&0);
+    let delta = |k: &str| counter_delta(&after, &before, k);
     ensure!(
         delta("SignalsUnchanged") == 0 && delta("SignalsMalformed") == 0,
         "{name}: the load should give one record per event: {after:?}"

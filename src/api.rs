@@ -345,12 +345,7 @@ impl DetectorApi {
         );
         out.insert("Cpus".into(), owned(Value::U32(info.hardware.cpus)));
         // Zero once shutdown has closed the intake.
-        let queue_depth = self
-            .intake
-            .lock()
-            .ok()
-            .and_then(|slot| slot.as_ref().map(Intake::queue_depth))
-            .unwrap_or(0);
+        let queue_depth = self.intake().map_or(0, |i| i.queue_depth());
         out.insert("QueueDepth".into(), owned(Value::U64(queue_depth as u64)));
         out.insert(
             "GpuWeightBytes".into(),
