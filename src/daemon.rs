@@ -59,8 +59,8 @@ impl DaemonError {
     pub fn is_setup_error(&self) -> bool {
         match self {
             DaemonError::Embed(e) => e.is_setup_error(),
-            // `gpu.index = "gpu"` on a machine or build that cannot search on a GPU.
-            DaemonError::Detect(crate::detect::DetectError::Config { .. }) => true,
+            // e.g. `gpu.index = "gpu"` on a machine or build that cannot search on a GPU.
+            DaemonError::Detect(e) => e.is_setup_error(),
             _ => false,
         }
     }

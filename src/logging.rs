@@ -53,3 +53,76 @@ pub fn init(target: LogTarget, level: &str) -> Result<(), LoggingError> {
     }
     Ok(())
 }
+
+/// An error and its causes on one line, `outer: inner: …`, each cause once. Many of our errors
+/// put their cause in their own message *and* return it as `source()` (so a journal line read
+/// alone is complete); printing the whole chain would say such a cause twice.
+pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut line = error.to_string();
+    let mut cause = error.source();
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !text.is_empty() && !line.contains(&text) {
+            line.push_str(": ");
+            line.push_str(&text);
+        }
+        cause = c.source();
+    }
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::error_chain;
+
+    #[derive(Debug, thiserror::Error)]
+    enum Inner {
+        #[error("{key}: {reason}")]
+        Config { key: &'static str, reason: String },
+    }
+
+    #[derive(Debug, thiserror::Error)]
+    enum Outer {
+        /// Says its cause and returns it as the source too.
+        #[error("baseline: {0}")]
+        Repeats(#[from] Inner),
+        /// Says only what it was doing; the cause comes from the chain.
+        #[error("reading {path}")]
+        Quiet {
+            path: &'static str,
+            #[source]
+            source: std::io::Error,
+        },
+    }
+
+    #[test]
+    fn a_cause_already_in_the_message_is_said_once() {
+        let e = Outer::Repeats(Inner::Config {
+            key: "gpu.index",
+            reason: "no GPU".into(),
+        });
+        assert_eq!(error_chain(&e), "baseline: gpu.index: no GPU");
+    }
+
+    #[test]
+    fn a_cause_not_in_the_message_is_appended() {
+        let e = Outer::Quiet {
+            path: "/x",
+            source: std::io::Error::new(std::io::ErrorKind::NotFound, "gone"),
+        };
+        assert_eq!(error_chain(&e), "reading /x: gone");
+    }
+
+    #[test]
+    fn an_anyhow_chain_with_context_keeps_every_distinct_link() {
+        let inner = Outer::Repeats(Inner::Config {
+            key: "detector.k",
+            reason: "too large".into(),
+        });
+        let e = anyhow::Error::new(inner).context("starting");
+        assert_eq!(
+            error_chain(e.as_ref()),
+            "starting: baseline: detector.k: too large"
+        );
+    }
+}

@@ -6,6 +6,7 @@ use clap::{Parser, Subcommand};
 
 use anomalyd::config::{Config, GpuSelection, Overrides};
 use anomalyd::daemon::DaemonError;
+use anomalyd::detect::DetectError;
 use anomalyd::embed::EmbedError;
 use anomalyd::offline::{self, Format};
 use anomalyd::EXIT_CONFIG;
@@ -486,15 +487,25 @@ fn report(result: anyhow::Result<()>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!(error = format!("{e:#}"), "anomalyd failed");
-            eprintln!("anomalyd: {e:#}");
+            let message = anomalyd::logging::error_chain(e.as_ref());
+            tracing::error!(error = message, "anomalyd failed");
+            eprintln!("anomalyd: {message}");
             // A missing model or an impossible device is fixed by the operator, not by a restart:
-            // EX_CONFIG, which the unit's RestartPreventExitStatus= names.
-            let setup = e
-                .downcast_ref::<DaemonError>()
-                .is_some_and(DaemonError::is_setup_error)
-                || e.downcast_ref::<EmbedError>()
-                    .is_some_and(EmbedError::is_setup_error);
+            // EX_CONFIG, which the unit's RestartPreventExitStatus= names. The subcommands share it.
+            let setup = e.chain().any(|cause| {
+                cause
+                    .downcast_ref::<DaemonError>()
+                    .is_some_and(DaemonError::is_setup_error)
+                    || cause
+                        .downcast_ref::<EmbedError>()
+                        .is_some_and(EmbedError::is_setup_error)
+                    || cause
+                        .downcast_ref::<DetectError>()
+                        .is_some_and(DetectError::is_setup_error)
+                    || cause
+                        .downcast_ref::<offline::OfflineError>()
+                        .is_some_and(offline::OfflineError::is_setup_error)
+            });
             if setup {
                 ExitCode::from(EXIT_CONFIG as u8)
             } else {

@@ -38,6 +38,17 @@ pub enum OfflineError {
     Empty { path: PathBuf },
 }
 
+impl OfflineError {
+    /// Fixed by the operator (see [`DetectError::is_setup_error`]), not by running again.
+    pub fn is_setup_error(&self) -> bool {
+        match self {
+            OfflineError::Embed(e) => e.is_setup_error(),
+            OfflineError::Detect(e) => e.is_setup_error(),
+            _ => false,
+        }
+    }
+}
+
 /// How a line of the input becomes a text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {

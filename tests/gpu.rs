@@ -205,3 +205,29 @@ fn device_cuda_without_a_gpu_fails_with_the_reason() {
         "nothing is embedded elsewhere instead"
     );
 }
+
+#[test]
+fn score_file_with_a_required_gpu_index_and_no_gpu_exits_78_saying_why_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tmp.path().join("anomalyd.toml");
+    std::fs::write(&config, "[gpu]\nindex = \"gpu\"\n").unwrap();
+    let lines = tmp.path().join("lines.txt");
+    std::fs::write(&lines, "systemd unit a.service ActiveState=active\n").unwrap();
+    let out = anomalyd()
+        .arg("--config")
+        .arg(&config)
+        .args(["--log", "stderr", "--model"])
+        .arg(common::model_dir())
+        .arg("--state-dir")
+        .arg(tmp.path())
+        .arg("score-file")
+        .arg(&lines)
+        .output()
+        .unwrap();
+    let stderr = text(&out.stderr);
+    // The same setup error as the daemon's start-up: fixed in the config, so EX_CONFIG.
+    assert_eq!(out.status.code(), Some(78), "{}", describe(&out));
+    let reason = "gpu.index: \"gpu\" cannot be honoured";
+    assert_eq!(stderr.matches(reason).count(), 1, "{stderr}");
+    assert!(out.stdout.is_empty(), "no line is scored elsewhere instead");
+}

@@ -59,6 +59,17 @@ pub enum DetectError {
     BaselineIds { position: usize, id: u64 },
 }
 
+impl DetectError {
+    /// Fixed by the operator (a setting the machine cannot honour, a missing model), not by a retry.
+    pub fn is_setup_error(&self) -> bool {
+        match self {
+            DetectError::Config { .. } => true,
+            DetectError::Embed(e) => e.is_setup_error(),
+            _ => false,
+        }
+    }
+}
+
 /// A dry run's answer: what an event would be judged now.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DryRun {

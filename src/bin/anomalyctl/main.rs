@@ -259,7 +259,7 @@ fn main() -> std::process::ExitCode {
     match runtime.block_on(run(cli)) {
         Ok(code) => std::process::ExitCode::from(code),
         Err(e) => {
-            eprintln!("anomalyctl: {e:#}");
+            eprintln!("anomalyctl: {}", anomalyd::logging::error_chain(e.as_ref()));
             std::process::ExitCode::from(exit_status_of(&e))
         }
     }
