@@ -18,6 +18,7 @@ use cudarc::driver::{
 use cudarc::nvrtc::Ptx;
 
 use super::kernels::{KernelCache, KERNELS};
+use super::staging::{Direction, Staging};
 use super::CudaError;
 use crate::embed::bert::{Backend, EmbeddingTables, LayerNorm, Linear, Packed, ParamKind};
 use crate::embed::EmbedError;
@@ -104,6 +105,11 @@ pub struct CudaBackend {
     vocab: usize,
     /// Row offsets of the current batch's texts, uploaded once per batch, not once per layer.
     offsets: Option<(Vec<u32>, CudaSlice<u32>)>,
+    /// Page-locked host memory for the per-batch transfers, one buffer per transfer in a pass
+    /// (ids and positions, offsets, pooled vectors), so none waits on another's copy.
+    staged_tokens: Staging<u32>,
+    staged_offsets: Staging<u32>,
+    staged_pooled: Staging<f32>,
     /// Bytes of weights uploaded through this backend.
     pub weight_bytes: usize,
 }
@@ -132,6 +138,9 @@ impl CudaBackend {
             kernels,
             vocab,
             offsets: None,
+            staged_tokens: Staging::new(Direction::Upload),
+            staged_offsets: Staging::new(Direction::Upload),
+            staged_pooled: Staging::new(Direction::Download),
             weight_bytes: 0,
         })
     }
@@ -157,7 +166,10 @@ impl CudaBackend {
         wanted.push(texts.first().map_or(0, |t| t.start as u32));
         wanted.extend(texts.iter().map(|t| t.end as u32));
         if !matches!(&self.offsets, Some((cached, _)) if *cached == wanted) {
-            let device = self.stream.clone_htod(&wanted).map_err(err)?;
+            let device = self
+                .staged_offsets
+                .upload(&self.stream, &[&wanted])
+                .map_err(err)?;
             self.offsets = Some((wanted, device));
         }
         let (_, device) = self.offsets.as_ref().expect("set above");
@@ -397,15 +409,18 @@ impl Backend for CudaBackend {
                 "token id {id} is outside the vocabulary"
             )));
         }
-        // Uploaded now, while the stream is idle: a pageable upload waits for the stream.
         self.offsets(&batch.texts)?;
         let tokens = batch.tokens();
         let full = self.alloc::<f32>(tokens * hidden)?;
         let half = self.alloc::<u16>(tokens * hidden)?;
         if tokens > 0 {
-            let ids = self.stream.clone_htod(&batch.ids).map_err(err)?;
-            let positions = self.stream.clone_htod(&batch.positions).map_err(err)?;
-            let (ids_ptr, positions_ptr) = (self.ptr(&ids), self.ptr(&positions));
+            // One staging buffer for both: ids then positions, in one copy.
+            let both = self
+                .staged_tokens
+                .upload(&self.stream, &[&batch.ids, &batch.positions])
+                .map_err(err)?;
+            let ids_ptr = self.ptr(&both);
+            let positions_ptr = ids_ptr + (tokens * std::mem::size_of::<u32>()) as u64;
             let (words, position_table, token_type) = (
                 self.ptr(self.vector(&tables.words)?),
                 self.ptr(self.vector(&tables.positions)?),
@@ -435,7 +450,8 @@ impl Backend for CudaBackend {
             // id < vocab (checked above) and each position < max_positions (the tokenizer
             // truncates to max_seq_len ≤ max_positions); the tables are [vocab|positions|1, hidden]
             // fp32; out/out_half tokens×hidden; one block per token, (hidden + 32) floats of
-            // shared memory. `ids` and `positions` are freed stream-ordered, after the kernel.
+            // shared memory. `both` (ids, then positions at `tokens` elements in) is freed
+            // stream-ordered, after the kernel.
             unsafe {
                 launch.launch(LaunchConfig {
                     grid_dim: (tokens as u32, 1, 1),
@@ -608,6 +624,6 @@ impl Backend for CudaBackend {
             })
         }
         .map_err(err)?;
-        self.stream.clone_dtoh(&out).map_err(err)
+        self.staged_pooled.download(&self.stream, &out).map_err(err)
     }
 }

@@ -5,10 +5,12 @@
 //! - [`backend`]: the [`crate::embed::bert::Backend`] over cuBLAS and those kernels.
 //! - [`device`]: one OS thread per GPU owning its context and streams, fed through a channel,
 //!   pinned to the GPU's NUMA node; [`device::GpuPool`] spreads batches over several.
+//! - [`staging`]: page-locked host buffers for each stream's per-batch transfers.
 
 pub mod backend;
 pub mod device;
 pub mod kernels;
+pub mod staging;
 
 pub use device::{GpuOptions, GpuPool};
 
