@@ -57,6 +57,13 @@ struct Args {
     /// The model directory (default: the checkout's models/all-MiniLM-L6-v2)
     #[arg(long)]
     model: Option<PathBuf>,
+    /// The daemon binary (default: the one cargo built beside this bench; another machine's copy
+    /// when the bench is carried there, as scripts/gpu-check does)
+    #[arg(long)]
+    daemon: Option<PathBuf>,
+    /// Keep the daemon's log here (default: a temporary file, removed at the end)
+    #[arg(long)]
+    daemon_log: Option<PathBuf>,
     #[arg(long, default_value_t = 2026)]
     seed: u64,
     /// Also write the results as JSON here
@@ -519,15 +526,16 @@ async fn main() -> anyhow::Result<()> {
         &config,
         format!("[daemon]\nlog = \"stderr\"\n{}\n", args.daemon_config),
     )?;
-    let log = dir.path().join("anomalyd.log");
-    let process = DaemonProcess::spawn(
-        Path::new(env!("CARGO_BIN_EXE_anomalyd")),
-        &config,
-        bus.address(),
-        Some(&model),
-        &state,
-        &log,
-    )?;
+    let log = args
+        .daemon_log
+        .clone()
+        .unwrap_or_else(|| dir.path().join("anomalyd.log"));
+    let binary = args
+        .daemon
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_anomalyd")));
+    let process =
+        DaemonProcess::spawn(&binary, &config, bus.address(), Some(&model), &state, &log)?;
     let conn = anomalyd::bus::connect(&bus.target()).await?;
     wait_for_name(
         &conn,

@@ -411,6 +411,12 @@ impl Backend for CudaBackend {
         }
         self.offsets(&batch.texts)?;
         let tokens = batch.tokens();
+        if batch.positions.len() != tokens {
+            return Err(err(CudaError::Unsupported(format!(
+                "a packed batch of {tokens} token ids has {} positions",
+                batch.positions.len()
+            ))));
+        }
         let full = self.alloc::<f32>(tokens * hidden)?;
         let half = self.alloc::<u16>(tokens * hidden)?;
         if tokens > 0 {

@@ -7,9 +7,11 @@
 //! compute. Each buffer is grown to the largest batch seen and kept, because page-locking is slow
 //! (a system call and page-table work per allocation).
 //!
-//! Our contexts run with cudarc's event tracking off, which also turns off the guard cudarc keeps
-//! on a [`PinnedHostSlice`]; so a [`Staging`] records its own event after each copy and waits on
-//! it before the host memory is written again or freed.
+//! cudarc's own copy calls take a whole [`PinnedHostSlice`], which is grown past the batch, so
+//! the copies here go through the raw driver calls for exactly the batch's elements; the guard
+//! cudarc keeps on the slice is recorded only by its own calls, so a [`Staging`] records an
+//! event of its own after each copy and waits on it before the host memory is written again or
+//! freed.
 
 use std::sync::Arc;
 
@@ -85,12 +87,33 @@ impl<T: DeviceRepr + ValidAsZeroBits + Copy> Staging<T> {
         Ok(&mut host.as_mut_slice()?[..len])
     }
 
-    fn record(&mut self, stream: &Arc<CudaStream>) -> Result<(), DriverError> {
+    /// The event recorded after each copy, made before the first copy is enqueued, so that an
+    /// enqueued copy always has one to record.
+    fn event(&mut self, stream: &Arc<CudaStream>) -> Result<(), DriverError> {
         if self.copied.is_none() {
-            let flags = sys::CUevent_flags::CU_EVENT_DISABLE_TIMING;
+            // A download is waited for at once, for a whole pass of the model: block the thread
+            // rather than spin a core the rest of the daemon needs.
+            let flags = match self.direction {
+                Direction::Upload => sys::CUevent_flags::CU_EVENT_DISABLE_TIMING,
+                Direction::Download => sys::CUevent_flags::CU_EVENT_BLOCKING_SYNC,
+            };
             self.copied = Some(stream.context().new_event(Some(flags))?);
         }
-        self.copied.as_ref().expect("created above").record(stream)
+        Ok(())
+    }
+
+    /// Records the copy just enqueued. Should that fail, the event would not cover the copy, so
+    /// the stream is waited for instead before the error is returned.
+    fn record(&mut self, stream: &Arc<CudaStream>) -> Result<(), DriverError> {
+        let recorded = self
+            .copied
+            .as_ref()
+            .expect("made by event()")
+            .record(stream);
+        if recorded.is_err() {
+            let _ = stream.synchronize();
+        }
+        recorded
     }
 }
 
@@ -110,6 +133,7 @@ impl<T: DeviceRepr + ValidAsZeroBits + Copy> Staging<T> {
         if len == 0 {
             return Ok(device);
         }
+        self.event(stream)?;
         let host = self.host(stream, len)?;
         let mut at = 0;
         for part in parts {
@@ -120,8 +144,8 @@ impl<T: DeviceRepr + ValidAsZeroBits + Copy> Staging<T> {
         let destination = device.device_ptr_mut(stream).0;
         // SAFETY: `destination` holds at least `len` elements (allocated above) and `host`
         // exactly `len`, page-locked; the host memory is not written or freed before
-        // `copied` (recorded just after, on the same stream) has completed: `host()` and `Drop`
-        // wait on it first.
+        // `copied` (recorded just after, on the same stream, or the stream synchronised when that
+        // fails) has completed: `host()` and `Drop` wait on it first.
         unsafe { result::memcpy_htod_async(destination, host, stream.cu_stream()) }?;
         self.record(stream)?;
         Ok(device)
@@ -142,6 +166,7 @@ impl<T: DeviceRepr + ValidAsZeroBits + Copy> Staging<T> {
             return Ok(Vec::new());
         }
         let source = device.device_ptr(stream).0;
+        self.event(stream)?;
         let host = self.host(stream, len)?;
         // SAFETY: `source` holds `len` elements and `host` exactly `len`, page-locked and not
         // touched by the host until the copy completes: the event is waited on just below.
@@ -149,7 +174,7 @@ impl<T: DeviceRepr + ValidAsZeroBits + Copy> Staging<T> {
         self.record(stream)?;
         self.copied
             .as_ref()
-            .expect("recorded above")
+            .expect("made by event()")
             .synchronize()?;
         let host = self.host.as_ref().expect("allocated by host()");
         Ok(host.as_slice()?[..len].to_vec())
