@@ -212,26 +212,53 @@ fn proc_usage(pid: u32) -> anyhow::Result<ProcUsage> {
     })
 }
 
-/// CPU seconds per thread name of a process (threads of one name summed): where the time went.
-fn thread_cpu(pid: u32) -> HashMap<String, f64> {
+/// CPU seconds of each live thread of a process, by thread id, with its name.
+fn thread_cpu(pid: u32) -> HashMap<u32, (String, f64)> {
     let mut out = HashMap::new();
     let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
         return out;
     };
     for task in tasks.flatten() {
+        let Some(tid) = task.file_name().to_str().and_then(|t| t.parse().ok()) else {
+            continue;
+        };
         let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
             continue;
         };
         let Some((name, cpu_s)) = parse_stat(&stat) else {
             continue;
         };
-        // Scoped embedding workers are numbered; count them as one.
-        let name = name
-            .trim_end_matches(|c: char| c.is_ascii_digit())
-            .to_owned();
-        *out.entry(name).or_insert(0.0) += cpu_s;
+        out.insert(tid, (name.to_owned(), cpu_s));
     }
     out
+}
+
+/// Where a phase's CPU went, in cores, per thread name (numbered workers counted as one), busiest
+/// first. Threads that ended during the phase (the embedder's scoped workers live for one pass)
+/// cannot be read any more: their time is the process's less the live threads', reported as
+/// "ended threads".
+fn thread_busy(
+    before: &HashMap<u32, (String, f64)>,
+    after: &HashMap<u32, (String, f64)>,
+    process_cpu_s: f64,
+    wall_s: f64,
+) -> Vec<(String, f64)> {
+    let mut by_name: HashMap<String, f64> = HashMap::new();
+    let mut live = 0.0;
+    for (tid, (name, cpu)) in after {
+        let spent = cpu - before.get(tid).map_or(0.0, |(_, c)| *c);
+        live += spent;
+        let name = name.trim_end_matches(|c: char| c.is_ascii_digit());
+        *by_name.entry(name.to_owned()).or_insert(0.0) += spent;
+    }
+    by_name.insert("ended threads".into(), (process_cpu_s - live).max(0.0));
+    let mut busy: Vec<(String, f64)> = by_name
+        .into_iter()
+        .map(|(name, cpu)| (name, cpu / wall_s))
+        .filter(|(_, cores)| *cores >= 0.01)
+        .collect();
+    busy.sort_by(|a, b| b.1.total_cmp(&a.1));
+    busy
 }
 
 /// How far a `Stats` counter moved between two readings.
@@ -362,15 +389,12 @@ async fn measure(
     };
     let wall_s = started.elapsed().as_secs_f64();
     let usage_after = proc_usage(pid)?;
-    let mut threads: Vec<(String, f64)> = thread_cpu(pid)
-        .into_iter()
-        .map(|(name, cpu)| {
-            let busy = (cpu - threads_before.get(&name).copied().unwrap_or(0.0)) / wall_s;
-            (name, busy)
-        })
-        .filter(|(_, busy)| *busy >= 0.01)
-        .collect();
-    threads.sort_by(|a, b| b.1.total_cmp(&a.1));
+    let threads = thread_busy(
+        &threads_before,
+        &thread_cpu(pid),
+        usage_after.cpu_s - usage_before.cpu_s,
+        wall_s,
+    );
     let delta = |k: &str| counter_delta(&after, &before, k);
     ensure!(
         delta("SignalsUnchanged") == 0 && delta("SignalsMalformed") == 0,
