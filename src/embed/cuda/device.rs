@@ -76,15 +76,26 @@ struct Gpu {
 impl Gpu {
     /// Starts the thread for GPU `ordinal` and waits until its model is loaded (or failed).
     fn start(ordinal: usize, options: &GpuOptions) -> Result<Gpu, EmbedError> {
+        let options = options.clone();
+        Gpu::spawn(ordinal, move || open(ordinal, &options))
+    }
+
+    /// Starts thread `gpu<ordinal>`, which makes its embedder with `open` (on the thread itself:
+    /// a CUDA context and its streams belong to the thread that made them) and then embeds the
+    /// shares sent to it until the pool drops its sender.
+    fn spawn<E, F>(ordinal: usize, open: F) -> Result<Gpu, EmbedError>
+    where
+        E: Embedder,
+        F: FnOnce() -> Result<(E, GpuInfo), EmbedError> + Send + 'static,
+    {
         let (ready_tx, ready_rx) = mpsc::channel();
         let (shares_tx, shares_rx) = mpsc::channel::<Share>();
         let queued = Arc::new(AtomicUsize::new(0));
         let thread_queued = queued.clone();
-        let options = options.clone();
         let thread = std::thread::Builder::new()
             .name(format!("gpu{ordinal}"))
             .spawn(move || {
-                let (mut model, info) = match open(ordinal, &options) {
+                let (mut model, info) = match open() {
                     Ok(opened) => opened,
                     Err(e) => {
                         let _ = ready_tx.send(Err(e));
@@ -190,6 +201,8 @@ pub struct GpuPool {
     cpu: Option<Box<dyn Embedder>>,
     model_id: String,
     dim: usize,
+    /// How long one share may take before its GPU is presumed hung.
+    share_timeout: Duration,
 }
 
 impl GpuPool {
@@ -221,12 +234,18 @@ impl GpuPool {
                 refusals.join("; ")
             }));
         }
-        Ok(GpuPool {
+        Ok(GpuPool::of(gpus))
+    }
+
+    /// A pool of started GPU threads (at least one).
+    fn of(gpus: Vec<Gpu>) -> GpuPool {
+        GpuPool {
             model_id: gpus[0].info.model_id.clone(),
             dim: gpus[0].info.dim,
             gpus,
             cpu: None,
-        })
+            share_timeout: SHARE_TIMEOUT,
+        }
     }
 
     /// The embedder batches go to once every GPU has failed.
@@ -297,7 +316,7 @@ impl GpuPool {
         gpu: usize,
         replies: &mpsc::Receiver<(usize, Result<Embeddings, EmbedError>)>,
     ) -> Result<Embeddings, EmbedError> {
-        match replies.recv_timeout(SHARE_TIMEOUT) {
+        match replies.recv_timeout(self.share_timeout) {
             Ok((_, result)) => result,
             Err(_) => Err(CudaError::ThreadStopped {
                 ordinal: self.gpus[gpu].info.ordinal,
@@ -381,7 +400,7 @@ impl Embedder for GpuPool {
             drop(reply_tx);
             let mut answered = vec![false; plan.len()];
             for _ in 0..sent.len() {
-                match reply_rx.recv_timeout(SHARE_TIMEOUT) {
+                match reply_rx.recv_timeout(self.share_timeout) {
                     Ok((index, Ok(part))) => {
                         answered[index] = true;
                         results.push((plan[index].1.start, part));
@@ -397,7 +416,8 @@ impl Embedder for GpuPool {
                 }
             }
             for index in sent.into_iter().filter(|&i| !answered[i]) {
-                self.retire(plan[index].0, format!("no answer within {SHARE_TIMEOUT:?}"));
+                let reason = format!("no answer within {:?}", self.share_timeout);
+                self.retire(plan[index].0, reason);
                 pending.push(plan[index].1.clone());
             }
         }
@@ -438,5 +458,194 @@ impl Embedder for GpuPool {
             1 => live[0].clone(),
             n => format!("{n} GPUs: {}", live.join(", ")),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The pool's dispatch (spreading, order, failing over, the CPU behind the last GPU) with
+    //! real embedders on its threads in place of CUDA models, and faults injected where a GPU
+    //! would raise them (an Xid, an out-of-memory, a hang). The CUDA model itself runs on a GPU
+    //! only: scripts/gpu-check.
+
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::embed::HashingEmbedder;
+    use crate::numa::Binding;
+
+    const DIM: usize = 384;
+
+    #[derive(Clone, Copy)]
+    enum Fault {
+        None,
+        /// Every batch fails as a GPU fault would.
+        Always,
+        /// Every batch fails as bad input would (on any device).
+        BadInput,
+        /// No answer for this long.
+        Hang(Duration),
+    }
+
+    /// The hashing embedder on a "GPU" thread, with a fault, keeping the texts it embedded.
+    struct Worker {
+        inner: HashingEmbedder,
+        fault: Fault,
+        seen: Arc<Mutex<Vec<String>>>,
+    }
+
+    impl Embedder for Worker {
+        fn embed(&mut self, texts: &[&str]) -> Result<Embeddings, EmbedError> {
+            match self.fault {
+                Fault::None => {}
+                Fault::Always => {
+                    return Err(
+                        CudaError::Unsupported("injected: CUDA out of memory".into()).into(),
+                    )
+                }
+                Fault::BadInput => return Err(EmbedError::Tokenizer("injected: bad text".into())),
+                Fault::Hang(d) => std::thread::sleep(d),
+            }
+            self.seen
+                .lock()
+                .unwrap()
+                .extend(texts.iter().map(|t| t.to_string()));
+            self.inner.embed(texts)
+        }
+        fn dim(&self) -> usize {
+            DIM
+        }
+        fn model_id(&self) -> String {
+            "hashing".into()
+        }
+        fn backend(&self) -> String {
+            "test worker".into()
+        }
+    }
+
+    fn info(ordinal: usize) -> GpuInfo {
+        GpuInfo {
+            ordinal,
+            name: format!("worker {ordinal}"),
+            arch: "sm_90".into(),
+            pci_bus_id: format!("0000:{ordinal:02x}:00.0"),
+            binding: Binding::Unbound("a test worker".into()),
+            model_id: "hashing".into(),
+            dim: DIM,
+            weight_bytes: 0,
+            used_bytes: 0,
+            total_bytes: 0,
+        }
+    }
+
+    /// A pool of one worker per fault; the texts each has embedded.
+    fn pool(faults: &[Fault]) -> (GpuPool, Vec<Arc<Mutex<Vec<String>>>>) {
+        let mut gpus = Vec::new();
+        let mut seen = Vec::new();
+        for (ordinal, &fault) in faults.iter().enumerate() {
+            let texts = Arc::new(Mutex::new(Vec::new()));
+            seen.push(texts.clone());
+            let gpu = Gpu::spawn(ordinal, move || {
+                let worker = Worker {
+                    inner: HashingEmbedder::new(DIM),
+                    fault,
+                    seen: texts,
+                };
+                Ok((worker, info(ordinal)))
+            })
+            .unwrap();
+            gpus.push(gpu);
+        }
+        (GpuPool::of(gpus), seen)
+    }
+
+    fn texts(n: usize) -> Vec<String> {
+        (0..n)
+            .map(|i| format!("systemd unit u{i}.service ActiveState=active"))
+            .collect()
+    }
+
+    fn embed(pool: &mut GpuPool, texts: &[String]) -> Result<Embeddings, EmbedError> {
+        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+        pool.embed(&refs)
+    }
+
+    fn reference(texts: &[String]) -> Embeddings {
+        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+        HashingEmbedder::new(DIM).embed(&refs).unwrap()
+    }
+
+    #[test]
+    fn a_batch_is_spread_over_the_gpus_and_comes_back_in_order() {
+        let (mut pool, seen) = pool(&[Fault::None, Fault::None]);
+        let batch = texts(300);
+        assert_eq!(embed(&mut pool, &batch).unwrap(), reference(&batch));
+        let (a, b) = (seen[0].lock().unwrap().len(), seen[1].lock().unwrap().len());
+        assert_eq!(a + b, 300);
+        assert!(a >= 100 && b >= 100, "shares {a} and {b}");
+        assert_eq!(
+            pool.backend(),
+            "2 GPUs: cuda:0 worker 0 (sm_90), cuda:1 worker 1 (sm_90)"
+        );
+    }
+
+    #[test]
+    fn a_small_batch_goes_whole_to_the_least_loaded_gpu() {
+        let (pool, _) = pool(&[Fault::None, Fault::None]);
+        pool.gpus[0].queued.store(500, Ordering::Relaxed);
+        assert_eq!(pool.plan(10), vec![(1, 0..10)]);
+        assert_eq!(pool.plan(200), vec![(1, 0..100), (0, 100..200)]);
+    }
+
+    #[test]
+    fn a_failing_gpu_is_taken_out_and_its_share_embedded_elsewhere() {
+        let (mut pool, seen) = pool(&[Fault::Always, Fault::None]);
+        let batch = texts(300);
+        assert_eq!(embed(&mut pool, &batch).unwrap(), reference(&batch));
+        assert!(!pool.is_healthy(0) && pool.is_healthy(1));
+        assert_eq!(pool.healthy(), 1);
+        assert_eq!(seen[1].lock().unwrap().len(), 300, "every text, once");
+        assert_eq!(pool.backend(), "cuda:1 worker 1 (sm_90)");
+        // The next batch goes to the GPU left alone.
+        let next = texts(100);
+        assert_eq!(embed(&mut pool, &next).unwrap(), reference(&next));
+        assert_eq!(seen[1].lock().unwrap().len(), 400);
+    }
+
+    #[test]
+    fn after_the_last_gpu_the_cpu_embeds_the_batch() {
+        let (mut pool, _) = pool(&[Fault::Always, Fault::Always]);
+        let batch = texts(200);
+        let error = embed(&mut pool, &batch).unwrap_err().to_string();
+        assert!(
+            error.contains("every GPU has failed") && error.contains("out of memory"),
+            "{error}"
+        );
+        pool.set_cpu(Box::new(HashingEmbedder::new(DIM)));
+        assert_eq!(embed(&mut pool, &batch).unwrap(), reference(&batch));
+        let backend = pool.backend();
+        assert!(backend.contains("every GPU failed"), "{backend}");
+    }
+
+    #[test]
+    fn a_hung_gpu_is_retired_after_the_share_timeout() {
+        let (mut pool, seen) = pool(&[Fault::Hang(Duration::from_secs(3)), Fault::None]);
+        pool.share_timeout = Duration::from_millis(300);
+        let batch = texts(300);
+        let started = std::time::Instant::now();
+        assert_eq!(embed(&mut pool, &batch).unwrap(), reference(&batch));
+        assert!(started.elapsed() < Duration::from_secs(3), "not waited out");
+        assert!(!pool.is_healthy(0));
+        assert_eq!(seen[1].lock().unwrap().len(), 300);
+        let failures = pool.failures().join("; ");
+        assert!(failures.contains("no answer within 300ms"), "{failures}");
+    }
+
+    #[test]
+    fn bad_input_fails_the_batch_without_retiring_a_gpu() {
+        let (mut pool, _) = pool(&[Fault::BadInput, Fault::BadInput]);
+        let error = embed(&mut pool, &texts(10)).unwrap_err();
+        assert!(matches!(error, EmbedError::Tokenizer(_)), "{error}");
+        assert_eq!(pool.healthy(), 2);
     }
 }
