@@ -537,23 +537,28 @@ impl Detector {
         events: &[Event],
         vectors: &Embeddings,
     ) -> Result<Vec<Vec<u64>>, DetectError> {
-        let mut first_row_of: HashMap<&str, usize> = HashMap::new();
-        let mut distinct_of_row = Vec::with_capacity(vectors.rows());
-        let mut distinct = Vec::new();
+        // Each distinct text's slot, the row it was first seen in, and each row's slot.
+        let mut slot_of_text: HashMap<&str, usize> = HashMap::new();
+        let mut first_rows = Vec::new();
+        let mut slot_of_row = Vec::with_capacity(vectors.rows());
         for (row, event) in events.iter().filter(|e| e.kind.needs_vector()).enumerate() {
-            let next = first_row_of.len();
-            let slot = *first_row_of.entry(event.text.as_str()).or_insert(next);
-            if slot == next {
-                distinct.extend_from_slice(vectors.row(row));
-            }
-            distinct_of_row.push(slot);
+            let slot = *slot_of_text.entry(event.text.as_str()).or_insert_with(|| {
+                first_rows.push(row);
+                first_rows.len() - 1
+            });
+            slot_of_row.push(slot);
         }
         let k = self.search_k();
-        if first_row_of.len() == distinct_of_row.len() {
+        if first_rows.len() == slot_of_row.len() {
             return self.index.search(&vectors.data, k);
         }
-        let found = self.index.search(&distinct, k)?;
-        Ok(distinct_of_row
+        let queries: Vec<f32> = first_rows
+            .iter()
+            .flat_map(|&row| vectors.row(row))
+            .copied()
+            .collect();
+        let found = self.index.search(&queries, k)?;
+        Ok(slot_of_row
             .into_iter()
             .map(|slot| found[slot].clone())
             .collect())

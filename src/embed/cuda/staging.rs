@@ -51,11 +51,6 @@ impl<T: DeviceRepr + ValidAsZeroBits + Copy> Staging<T> {
         }
     }
 
-    /// Bytes of page-locked host memory held now.
-    pub fn bytes(&self) -> usize {
-        self.host.as_ref().map_or(0, PinnedHostSlice::num_bytes)
-    }
-
     /// The first `len` elements of the host buffer, once no copy in flight still uses it; grown
     /// (to a power of two) when shorter.
     fn host(&mut self, stream: &Arc<CudaStream>, len: usize) -> Result<&mut [T], DriverError> {
@@ -115,9 +110,7 @@ impl<T: DeviceRepr + ValidAsZeroBits + Copy> Staging<T> {
         }
         recorded
     }
-}
 
-impl<T: DeviceRepr + ValidAsZeroBits + Copy> Staging<T> {
     /// `parts`, one after another, in a new device buffer on `stream`, copied from page-locked
     /// memory in one transfer; the copy is enqueued, not waited for: work enqueued on `stream`
     /// after it sees the values.
@@ -150,9 +143,7 @@ impl<T: DeviceRepr + ValidAsZeroBits + Copy> Staging<T> {
         self.record(stream)?;
         Ok(device)
     }
-}
 
-impl<T: DeviceRepr + ValidAsZeroBits + Copy> Staging<T> {
     /// `device`'s values on the host, through page-locked memory, once everything enqueued on
     /// `stream` before has run.
     pub fn download(
