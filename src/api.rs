@@ -688,7 +688,8 @@ impl DetectorApi {
         self.info.hardware.cpuset.clone()
     }
 
-    /// Emitted once per event judged anomalous, after its record is committed.
+    /// Emitted once per anomaly that opens an incident (the first of its text, or the first
+    /// since its incident closed), after its record is committed.
     #[zbus(signal)]
     pub async fn anomaly_detected(
         emitter: &SignalEmitter<'_>,
@@ -697,6 +698,22 @@ impl DetectorApi {
         source: &str,
         text: &str,
         score: f64,
+    ) -> zbus::Result<()>;
+
+    /// Emitted once per anomaly that repeats an open incident, after its record is committed:
+    /// `incident` is the seq of the record that opened it (and announced it with
+    /// `AnomalyDetected`), `repeat` counts its repeats from 1.
+    #[allow(clippy::too_many_arguments)]
+    #[zbus(signal)]
+    pub async fn anomaly_repeated(
+        emitter: &SignalEmitter<'_>,
+        seq: u64,
+        usec: u64,
+        source: &str,
+        text: &str,
+        score: f64,
+        incident: u64,
+        repeat: u64,
     ) -> zbus::Result<()>;
 }
 

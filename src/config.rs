@@ -203,9 +203,18 @@ pub struct DetectorConfig {
     pub calibration_quantile: f64,
     /// Recent baseline scores the quantile is taken over.
     pub calibration_window: usize,
+    /// The calibrated threshold never rises above this.
+    pub alert_ceiling: f32,
     /// Added to the distance as `rarity_weight / (1 + ln count)` of the nearest baseline text.
     pub rarity_weight: f32,
     pub warmup_events: u64,
+    /// An event that differs from its nearest baseline text only in variable template slots is
+    /// an anomaly above this many times its source's threshold (1 = no such allowance).
+    pub variable_slot_factor: f32,
+    /// Distinct baseline texts a slot must have held to count as variable.
+    pub variable_slot_values: u32,
+    /// An incident closes after this long without a repeat (zero: only by a benign mark).
+    pub incident_quiet: Duration,
     /// Candidates probed per query once the index is IVF.
     pub nprobe: usize,
     /// Distinct vectors before a trained index is built (exact search until then).
@@ -524,8 +533,12 @@ pub struct RawDetector {
     pub threshold: f64,
     pub calibration_quantile: f64,
     pub calibration_window: i64,
+    pub alert_ceiling: f64,
     pub rarity_weight: f64,
     pub warmup_events: i64,
+    pub variable_slot_factor: f64,
+    pub variable_slot_values: i64,
+    pub incident_quiet_s: i64,
     pub nprobe: i64,
     pub train_min_vectors: i64,
     pub retrain_growth: f64,
@@ -582,10 +595,14 @@ impl Default for RawDetector {
             index: "auto".into(),
             k: 5,
             threshold: 0.05,
-            calibration_quantile: 0.0,
+            calibration_quantile: 0.97,
             calibration_window: 10_000,
+            alert_ceiling: 0.25,
             rarity_weight: 0.01,
             warmup_events: 200,
+            variable_slot_factor: 4.0,
+            variable_slot_values: 3,
+            incident_quiet_s: 86_400,
             nprobe: 4,
             train_min_vectors: 20_000,
             retrain_growth: 2.0,
@@ -923,6 +940,13 @@ impl RawConfig {
             100,
             10_000_000,
         )? as usize;
+        if !(det.alert_ceiling.is_finite() && det.alert_ceiling > 0.0 && det.alert_ceiling <= 2.0) {
+            return Err(invalid(
+                "detector.alert_ceiling",
+                &det.alert_ceiling,
+                "must be greater than 0 and at most 2 (below detector.threshold it is the threshold)",
+            ));
+        }
         if !(det.rarity_weight.is_finite() && (0.0..=1.0).contains(&det.rarity_weight)) {
             return Err(invalid(
                 "detector.rarity_weight",
@@ -930,6 +954,25 @@ impl RawConfig {
                 "must be between 0 and 1",
             ));
         }
+        if !(det.variable_slot_factor.is_finite() && (1.0..=1000.0).contains(&det.variable_slot_factor)) {
+            return Err(invalid(
+                "detector.variable_slot_factor",
+                &det.variable_slot_factor,
+                "must be between 1 (no allowance) and 1000",
+            ));
+        }
+        let variable_slot_values = in_range(
+            "detector.variable_slot_values",
+            det.variable_slot_values,
+            2,
+            1_000_000,
+        )? as u32;
+        let incident_quiet_s = in_range(
+            "detector.incident_quiet_s",
+            det.incident_quiet_s,
+            0,
+            31_536_000,
+        )? as u64;
         crate::detect::check_factory(&det.index)
             .map_err(|why| invalid("detector.index", &quoted(&det.index), &why))?;
         // FAISS's GPU IVF search caps nprobe at 2048; the same bound keeps CPU configs portable.
@@ -1182,8 +1225,12 @@ impl RawConfig {
                 threshold: det.threshold as f32,
                 calibration_quantile: q,
                 calibration_window,
+                alert_ceiling: det.alert_ceiling as f32,
                 rarity_weight: det.rarity_weight as f32,
                 warmup_events,
+                variable_slot_factor: det.variable_slot_factor as f32,
+                variable_slot_values,
+                incident_quiet: Duration::from_secs(incident_quiet_s),
                 nprobe,
                 train_min_vectors,
                 retrain_growth: det.retrain_growth,

@@ -301,7 +301,8 @@ async fn serve(
     Err(refused)
 }
 
-/// Emits `AnomalyDetected` for each committed anomaly. Ends when the audit thread is done.
+/// Emits `AnomalyDetected` for each committed anomaly that opens an incident, and
+/// `AnomalyRepeated` for each repeat of an open one. Ends when the audit thread is done.
 async fn forward_anomalies(conn: zbus::Connection, mut notices: mpsc::Receiver<Committed>) {
     let emitter = match zbus::object_server::SignalEmitter::new(&conn, OBJECT_PATH) {
         Ok(e) => e,
@@ -312,17 +313,21 @@ async fn forward_anomalies(conn: zbus::Connection, mut notices: mpsc::Receiver<C
     };
     while let Some(c) = notices.recv().await {
         let score = c.score.map(f64::from).unwrap_or(f64::NAN);
-        if let Err(e) = DetectorApi::anomaly_detected(
-            &emitter,
-            c.seq,
-            c.ts_usec,
-            c.source.as_str(),
-            &c.text,
-            score,
-        )
-        .await
-        {
-            warn!(error = %e, seq = c.seq, "could not emit AnomalyDetected");
+        let source = c.source.as_str();
+        let emitted = match c.incident {
+            Some((incident, repeat)) if repeat > 0 => {
+                DetectorApi::anomaly_repeated(
+                    &emitter, c.seq, c.ts_usec, source, &c.text, score, incident, repeat,
+                )
+                .await
+            }
+            _ => {
+                DetectorApi::anomaly_detected(&emitter, c.seq, c.ts_usec, source, &c.text, score)
+                    .await
+            }
+        };
+        if let Err(e) = emitted {
+            warn!(error = %e, seq = c.seq, "could not emit the anomaly signal");
         }
     }
 }

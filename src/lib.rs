@@ -31,6 +31,7 @@ pub mod detect;
 pub mod embed;
 pub mod event;
 pub mod hw;
+pub mod incident;
 pub mod lock;
 pub mod logging;
 pub mod metrics;

@@ -43,13 +43,15 @@ enum Command {
     /// systemd, NetworkManager and login1 signals with injected faults
     Demo(anomalyd::demo::DemoArgs),
     /// Score a log file line by line as the daemon would have (each line against the baseline and
-    /// the earlier lines only); write JSON lines {"line": n, "score": s, "anomaly": b}
+    /// the earlier lines only); write JSON lines {"line", "score", "anomaly", "alert", "text",
+    /// "threshold", "incident", "repeat", "variable_slots"}
     ScoreFile {
         /// The file to score
         file: PathBuf,
-        /// plain: each line is a text; bgl: a Loghub BGL line (label and per-line ids left out)
+        /// plain: each line is a text (a syslog prefix and volatile values taken out); bgl: a
+        /// Loghub BGL line (label and per-line ids left out); journal-json: `journalctl -o json`
         #[arg(long, default_value = "plain")]
-        format: FileFormat,
+        format: Format,
         /// Known-normal history, learned before the file (same format)
         #[arg(long, value_name = "FILE")]
         baseline: Option<PathBuf>,
@@ -105,21 +107,8 @@ enum BaselineCommand {
         /// plain: each line is a canonical text; bgl: Loghub BGL (lines labelled anomalous are
         /// left out); journal-json: `journalctl -o json` output
         #[arg(long, default_value = "plain")]
-        format: ImportFormat,
+        format: Format,
     },
-}
-
-#[derive(Clone, Copy, clap::ValueEnum)]
-enum FileFormat {
-    Plain,
-    Bgl,
-}
-
-#[derive(Clone, Copy, clap::ValueEnum)]
-enum ImportFormat {
-    Plain,
-    Bgl,
-    JournalJson,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -183,10 +172,6 @@ fn main() -> ExitCode {
         out,
     }) = cli.command
     {
-        let format = match format {
-            FileFormat::Plain => Format::Plain,
-            FileFormat::Bgl => Format::Bgl,
-        };
         return report(score_file(
             &config,
             &file,
@@ -196,11 +181,6 @@ fn main() -> ExitCode {
         ));
     }
     if let Some(Command::Baseline(BaselineCommand::Import { file, format })) = cli.command {
-        let format = match format {
-            ImportFormat::Plain => Format::Plain,
-            ImportFormat::Bgl => Format::Bgl,
-            ImportFormat::JournalJson => Format::JournalJson,
-        };
         return report(import_baseline(&config, &file, format));
     }
     if let Err(e) = anomalyd::logging::init(config.daemon.log, &config.daemon.log_level) {
@@ -260,16 +240,31 @@ fn score_file(
     };
     let mut sink = std::io::BufWriter::new(sink);
     for s in &scores {
-        serde_json::to_writer(
-            &mut sink,
-            &serde_json::json!({"line": s.line, "score": s.score, "anomaly": s.anomaly}),
-        )?;
+        let mut line = serde_json::json!({
+            "line": s.line,
+            "score": s.score,
+            "anomaly": s.anomaly,
+            "alert": s.alerts(),
+            "text": texts[s.line as usize - 1],
+        });
+        if let Some(t) = s.threshold {
+            line["threshold"] = serde_json::json!(anomalyd::metrics::decimal_f64(t));
+        }
+        if let Some((first, repeat)) = s.incident {
+            line["incident"] = serde_json::json!(first);
+            line["repeat"] = serde_json::json!(repeat);
+        }
+        if let Some(p) = &s.variable_slots {
+            line["variable_slots"] = serde_json::json!(p);
+        }
+        serde_json::to_writer(&mut sink, &line)?;
         sink.write_all(b"\n")?;
     }
     sink.flush()?;
     let flagged = scores.iter().filter(|s| s.anomaly).count();
+    let alerts = scores.iter().filter(|s| s.alerts()).count();
     eprintln!(
-        "anomalyd score-file: {flagged} of {} lines flagged; threshold at the end {threshold:.4}",
+        "anomalyd score-file: {flagged} of {} lines flagged in {alerts} incidents; threshold at the end {threshold:.4}",
         scores.len()
     );
     Ok(())

@@ -61,6 +61,8 @@ pub struct Metrics {
     pub gaps: GapLedger,
     pub records_written: AtomicU64,
     pub anomalies: AtomicU64,
+    /// Anomalies that opened an incident (alerted); the rest repeated an open one.
+    pub incidents: AtomicU64,
     pub batches: AtomicU64,
     pub embed_errors: AtomicU64,
     /// Texts whose vector came from the embedding cache, and texts that had to be embedded.
@@ -103,6 +105,7 @@ pub struct Snapshot {
     pub events_dropped: u64,
     pub records_written: u64,
     pub anomalies: u64,
+    pub incidents: u64,
     pub batches: u64,
     pub embed_errors: u64,
     pub embed_cache_hits: u64,
@@ -131,6 +134,7 @@ impl Metrics {
             events_dropped: self.events_dropped.load(Relaxed),
             records_written: self.records_written.load(Relaxed),
             anomalies: self.anomalies.load(Relaxed),
+            incidents: self.incidents.load(Relaxed),
             batches: self.batches.load(Relaxed),
             embed_errors: self.embed_errors.load(Relaxed),
             embed_cache_hits: self.embed_cache_hits.load(Relaxed),
@@ -151,7 +155,7 @@ impl Metrics {
 
 impl Snapshot {
     /// Name/value pairs, in the order `Stats` reports them.
-    pub fn pairs(&self) -> [(&'static str, u64); 23] {
+    pub fn pairs(&self) -> [(&'static str, u64); 24] {
         [
             ("EventsReceived", self.events_received),
             ("EventsIgnored", self.events_ignored),
@@ -162,6 +166,7 @@ impl Snapshot {
             ("EventsDropped", self.events_dropped),
             ("RecordsWritten", self.records_written),
             ("Anomalies", self.anomalies),
+            ("Incidents", self.incidents),
             ("Batches", self.batches),
             ("EmbedErrors", self.embed_errors),
             ("EmbedCacheHits", self.embed_cache_hits),

@@ -50,24 +50,24 @@ impl OfflineError {
 }
 
 /// How a line of the input becomes a text.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
-    /// The line is the text (a canonical event text, or any message).
+    /// The line is the text (a canonical event text, or any log message), a leading time stamp and
+    /// volatile values taken out ([`VolatileRules::scrub_message`]).
     Plain,
     /// A Loghub BGL line: `LABEL EPOCH DATE NODE TIME NODE TYPE COMPONENT LEVEL CONTENT…`. The label
     /// and the per-line identifiers (times, node names) stay out; `TYPE COMPONENT LEVEL CONTENT`
-    /// is the text, with the volatile-value rules applied to each word as the daemon's renderers
-    /// apply them to each value.
+    /// is the text, scrubbed as `plain` is.
     Bgl,
-    /// `journalctl -o json` output: `journal IDENTIFIER MESSAGE`, each word of the message
-    /// scrubbed as for `bgl` (IDENTIFIER is `SYSLOG_IDENTIFIER`, else `_COMM`, else `_SYSTEMD_UNIT`).
+    /// `journalctl -o json` output: `journal IDENTIFIER MESSAGE`, the message scrubbed as for
+    /// `plain` (IDENTIFIER is `SYSLOG_IDENTIFIER`, else `_COMM`, else `_SYSTEMD_UNIT`).
     JournalJson,
 }
 
 /// The text of one input line, or why it has none.
 pub fn line_text(format: Format, line: &str, volatile: &VolatileRules) -> Result<String, String> {
     match format {
-        Format::Plain => Ok(line.to_owned()),
+        Format::Plain => Ok(volatile.scrub_message(line)),
         Format::Bgl => {
             let fields: Vec<&str> = line.split_whitespace().collect();
             if fields.len() < 9 {
@@ -77,11 +77,7 @@ pub fn line_text(format: Format, line: &str, volatile: &VolatileRules) -> Result
                     fields.len()
                 ));
             }
-            Ok(fields[6..]
-                .iter()
-                .map(|word| volatile.scrub(word).into_owned())
-                .collect::<Vec<_>>()
-                .join(" "))
+            Ok(volatile.scrub_message(&fields[6..].join(" ")))
         }
         Format::JournalJson => {
             let entry: serde_json::Map<String, serde_json::Value> = serde_json::from_str(line)
@@ -107,11 +103,10 @@ pub fn line_text(format: Format, line: &str, volatile: &VolatileRules) -> Result
                 .or_else(|| field("_COMM"))
                 .or_else(|| field("_SYSTEMD_UNIT"))
                 .unwrap_or_else(|| "unknown".into());
-            let words: Vec<String> = message
-                .split_whitespace()
-                .map(|word| volatile.scrub(word).into_owned())
-                .collect();
-            Ok(format!("journal {identifier} {}", words.join(" ")))
+            Ok(format!(
+                "journal {identifier} {}",
+                volatile.scrub_message(&message)
+            ))
         }
     }
 }
@@ -247,12 +242,27 @@ impl Format {
 }
 
 /// The verdict of one scored line.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct LineScore {
     /// 1-based line number in the scored file.
     pub line: u64,
     pub score: f32,
     pub anomaly: bool,
+    /// What the score was judged against (none during warm-up).
+    pub threshold: Option<f32>,
+    /// For an anomaly, the line that opened its incident (its own when it opened one) and its
+    /// repeat number (0 for the opening line): only an opening line alerts.
+    pub incident: Option<(u64, u64)>,
+    /// The word positions where it differs from its nearest text, when all are variable
+    /// template slots (the reason its threshold was raised).
+    pub variable_slots: Option<Vec<u64>>,
+}
+
+impl LineScore {
+    /// An anomaly that opens an incident: what an operator is asked to look at.
+    pub fn alerts(&self) -> bool {
+        self.anomaly && self.incident.is_some_and(|(_, repeat)| repeat == 0)
+    }
 }
 
 /// Reads `path` as texts in `format`; a line that cannot be read names its number.
@@ -321,6 +331,8 @@ pub fn score_texts(
         progress(done, total);
     }
     let mut scores = Vec::with_capacity(texts.len());
+    // A file has line numbers, not times: incidents stay open to its end.
+    let mut incidents = crate::incident::Incidents::new(0);
     for chunk in texts.chunks(batch) {
         let refs: Vec<&str> = chunk.iter().map(String::as_str).collect();
         let (vectors, _) = cache.embed(embedder, &refs)?;
@@ -330,10 +342,26 @@ pub fn score_texts(
             .collect();
         let judged = detector.judge(events, &vectors).map_err(|u| u.error)?;
         for j in judged {
+            let line = scores.len() as u64 + 1;
+            let anomaly = j.verdict == Verdict::Anomaly;
+            let incident = anomaly.then(|| match incidents.observe(&j.event.text, line, 0) {
+                crate::incident::Alert::Opens => (line, 0),
+                crate::incident::Alert::RepeatOf { first, repeat } => (first, repeat),
+            });
+            let fields = &j.event.fields;
             scores.push(LineScore {
-                line: scores.len() as u64 + 1,
+                line,
                 score: j.score.unwrap_or(f32::NAN),
-                anomaly: j.verdict == Verdict::Anomaly,
+                anomaly,
+                threshold: fields
+                    .get("threshold")
+                    .and_then(serde_json::Value::as_f64)
+                    .map(|t| t as f32),
+                incident,
+                variable_slots: fields
+                    .get("variable_slots")
+                    .and_then(|v| v.get("positions"))
+                    .and_then(|p| serde_json::from_value(p.clone()).ok()),
             });
         }
         done += chunk.len();

@@ -25,6 +25,7 @@ use crate::config::Config;
 use crate::detect::{Detector, DryRun};
 use crate::embed::{Embedder, EmbeddingCache, Embeddings};
 use crate::event::{now_usec, Event, Judged, RecordKind, Source, Verdict};
+use crate::incident::{Alert, Incidents};
 use crate::metrics::Metrics;
 
 /// Batches in flight between two stages: one being worked on, one waiting.
@@ -256,9 +257,16 @@ impl Pipeline {
             );
             f
         };
+        let incidents = audit
+            .open_incidents(config.detector.incident_quiet)
+            .unwrap_or_else(|e| {
+                warn!(error = %e, "could not read the open incidents; starting with none");
+                Incidents::new(config.detector.incident_quiet.as_micros() as u64)
+            });
         threads.push(spawn("audit", move || {
             audit_stage(
                 checkpointer,
+                incidents,
                 audit,
                 &audit_model,
                 start_fields,
@@ -543,6 +551,7 @@ fn unscored(events: Vec<Event>) -> Vec<Judged> {
 #[allow(clippy::too_many_arguments)]
 fn audit_stage(
     mut checkpointer: Checkpointer,
+    mut incidents: Incidents,
     mut audit: AuditWriter,
     model: &str,
     start_fields: Map<String, serde_json::Value>,
@@ -574,7 +583,10 @@ fn audit_stage(
                 let _ = reply.send(());
             }
             Flow::Retrain | Flow::Score(_) => {}
-            Flow::Data(judged) => commit(&mut audit, model, &judged, &notices, metrics),
+            Flow::Data(mut judged) => {
+                attach_incidents(&mut incidents, &mut judged, audit.head().0);
+                commit(&mut audit, model, &judged, &notices, metrics)
+            }
         }
         checkpointer.maybe(head_of(&audit));
     }
@@ -588,6 +600,33 @@ fn audit_stage(
     checkpointer.finish(head_of(&audit));
     let (seq, hash) = audit.head();
     info!(head_seq = seq, head_hash = %hex::encode(hash), "audit log closed");
+}
+
+/// Names each anomaly's incident in its fields before the batch is hashed: `incident` (the seq
+/// of the record that opened it; its own when it opens one) and, for a repeat, `repeat` (1, 2,
+/// …). A benign mark closes the incident of its text. The batch's records take the seqs after
+/// `head_seq`, in order (a failed commit is retried with the same batch and the same seqs).
+fn attach_incidents(incidents: &mut Incidents, batch: &mut [Judged], head_seq: u64) {
+    for (i, judged) in batch.iter_mut().enumerate() {
+        let seq = head_seq + 1 + i as u64;
+        if judged.event.kind == RecordKind::Benign {
+            incidents.close(&judged.event.text);
+            continue;
+        }
+        if judged.verdict != Verdict::Anomaly {
+            continue;
+        }
+        let fields = &mut judged.event.fields;
+        match incidents.observe(&judged.event.text, seq, judged.event.observed_usec) {
+            Alert::Opens => {
+                fields.insert("incident".into(), json!(seq));
+            }
+            Alert::RepeatOf { first, repeat } => {
+                fields.insert("incident".into(), json!(first));
+                fields.insert("repeat".into(), json!(repeat));
+            }
+        }
+    }
 }
 
 fn head_of(audit: &AuditWriter) -> Checkpoint {
@@ -642,7 +681,15 @@ fn commit(
         }
         if record.verdict == Verdict::Anomaly {
             metrics.anomalies.fetch_add(1, Relaxed);
-            warn!(seq = record.seq, source = record.source.as_str(), score, text = %record.text, "anomaly detected");
+            match record.incident {
+                Some((first, repeat)) if repeat > 0 => {
+                    info!(seq = record.seq, source = record.source.as_str(), score, incident = first, repeat, text = %record.text, "anomaly repeated")
+                }
+                _ => {
+                    metrics.incidents.fetch_add(1, Relaxed);
+                    warn!(seq = record.seq, source = record.source.as_str(), score, text = %record.text, "anomaly detected")
+                }
+            }
             if notices.try_send(record).is_err() {
                 debug!("anomaly notice dropped: the API is not keeping up");
             }

@@ -129,6 +129,9 @@ pub struct Committed {
     pub text: String,
     pub score: Option<f32>,
     pub verdict: Verdict,
+    /// For an anomaly: the seq of the record that opened its incident (its own when it opened
+    /// one) and its repeat number (0 for the opening one), from the record's fields.
+    pub incident: Option<(u64, u64)>,
 }
 
 pub struct AuditWriter {
@@ -398,6 +401,7 @@ impl AuditWriter {
                     }
                 }
                 prev = hash;
+                let field = |name: &str| judged.event.fields.get(name).and_then(Value::as_u64);
                 committed.push(Committed {
                     seq,
                     ts_usec: record.ts_usec,
@@ -405,6 +409,7 @@ impl AuditWriter {
                     text: judged.event.text.clone(),
                     score: judged.score,
                     verdict: judged.verdict,
+                    incident: field("incident").map(|first| (first, field("repeat").unwrap_or(0))),
                 });
             }
         }
@@ -413,6 +418,56 @@ impl AuditWriter {
         self.head_hash = prev;
         self.head_ts = last_ts;
         Ok(committed)
+    }
+
+    /// The incidents still open at start-up: every anomaly and benign mark of the last `quiet`
+    /// (all of them when `quiet` is zero) replayed in chain order, each anomaly resuming the
+    /// incident its record names.
+    pub fn open_incidents(
+        &self,
+        quiet: std::time::Duration,
+    ) -> Result<crate::incident::Incidents, AuditError> {
+        let quiet_usec = quiet.as_micros() as u64;
+        let since = if quiet_usec == 0 {
+            0
+        } else {
+            crate::event::now_usec().saturating_sub(quiet_usec)
+        };
+        let sqlite = |source| AuditError::Sqlite {
+            path: self.path.clone(),
+            source,
+        };
+        let mut incidents = crate::incident::Incidents::new(quiet_usec);
+        let mut rows = self
+            .conn
+            .prepare(
+                "SELECT seq, ts_usec, kind, text, json_extract(fields, '$.incident'),
+                        json_extract(fields, '$.repeat')
+                   FROM records
+                  WHERE ts_usec >= ?1 AND (verdict = 'anomaly' OR kind = 'benign')
+                  ORDER BY seq",
+            )
+            .map_err(sqlite)?;
+        let mut query = rows.query([since as i64]).map_err(sqlite)?;
+        while let Some(row) = query.next().map_err(sqlite)? {
+            let seq: i64 = row.get(0).map_err(sqlite)?;
+            let ts: i64 = row.get(1).map_err(sqlite)?;
+            let kind: String = row.get(2).map_err(sqlite)?;
+            let text: String = row.get(3).map_err(sqlite)?;
+            if kind == "benign" {
+                incidents.close(&text);
+                continue;
+            }
+            let first: Option<i64> = row.get(4).map_err(sqlite)?;
+            let repeat: Option<i64> = row.get(5).map_err(sqlite)?;
+            incidents.resume(
+                &text,
+                first.unwrap_or(seq) as u64,
+                repeat.unwrap_or(0) as u64,
+                ts as u64,
+            );
+        }
+        Ok(incidents)
     }
 
     /// A cheap round trip through SQLite, for the pipeline health check.

@@ -9,6 +9,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use super::slots::{SlotIndex, VariableSlots};
 use super::DIM;
 
 /// Vectors per storage chunk. A background retrain borrows the full chunks instead of copying
@@ -66,6 +67,7 @@ pub struct Baseline {
     ids_by_text: HashMap<String, u64>,
     /// Events the baseline stands for, repeats included.
     events: u64,
+    slots: SlotIndex,
 }
 
 impl Baseline {
@@ -131,8 +133,23 @@ impl Baseline {
             }
         }
         self.ids_by_text.insert(text.to_owned(), id);
+        self.slots.insert(text);
         self.events += count;
         id
+    }
+
+    /// How `text` differs from the baseline text `nearest`, when only in variable slots (see
+    /// [`SlotIndex::variable_difference`]).
+    pub fn variable_difference(
+        &self,
+        text: &str,
+        nearest: u64,
+        max_positions: usize,
+        min_values: u32,
+    ) -> Option<VariableSlots> {
+        let near = self.text(nearest)?;
+        self.slots
+            .variable_difference(text, near, max_positions, min_values)
     }
 
     /// Exact distance `‖a − b‖² / 2` between `query` and the vector of `id`.

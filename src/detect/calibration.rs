@@ -1,6 +1,9 @@
-//! The automatic alert threshold: a high quantile of the recent scores of every scored event
-//! (after warm-up, suppressed events aside), never below the configured floor. An operator then
-//! needs no feel for embedding distances: about `1 − quantile` of events score above it.
+//! The automatic alert threshold of one source: a high quantile of the recent scores of its
+//! scored events (after warm-up, suppressed events aside), never below the configured floor and
+//! never above the ceiling. A quiet source (a bus whose normal events repeat texts it has seen)
+//! keeps the floor; a chatty one (a log where normal traffic brings new lines all day) is
+//! raised until about `1 − quantile` of its events score above it, but never past the ceiling,
+//! so a text that far from everything normal always alerts.
 //!
 //! Anomalies' scores stay in the window on purpose. A window of only the events let through is
 //! censored at the threshold, and its quantile can only fall: each recomputation lands below the
@@ -21,6 +24,7 @@ pub struct Calibrator {
     /// 0 turns calibration off: the threshold is `floor`, fixed.
     quantile: f64,
     floor: f32,
+    ceiling: f32,
     capacity: usize,
     window: VecDeque<f32>,
     threshold: f32,
@@ -28,10 +32,11 @@ pub struct Calibrator {
 }
 
 impl Calibrator {
-    pub fn new(quantile: f64, floor: f32, capacity: usize) -> Calibrator {
+    pub fn new(quantile: f64, floor: f32, ceiling: f32, capacity: usize) -> Calibrator {
         Calibrator {
             quantile,
             floor,
+            ceiling: ceiling.max(floor),
             capacity: capacity.max(1),
             window: VecDeque::new(),
             threshold: floor,
@@ -74,7 +79,7 @@ impl Calibrator {
         let mut sorted: Vec<f32> = self.window.iter().copied().collect();
         sorted.sort_by(f32::total_cmp);
         let rank = ((sorted.len() as f64 - 1.0) * self.quantile).ceil() as usize;
-        self.threshold = sorted[rank.min(sorted.len() - 1)].max(self.floor);
+        self.threshold = sorted[rank.min(sorted.len() - 1)].clamp(self.floor, self.ceiling);
     }
 }
 
@@ -84,21 +89,26 @@ mod tests {
 
     #[test]
     fn the_threshold_is_the_quantile_with_a_floor() {
-        let mut c = Calibrator::new(0.99, 0.05, 1000);
+        let mut c = Calibrator::new(0.99, 0.05, 2.0, 1000);
         // A permutation of 0, 0.001, …, 0.999, so every prefix is spread evenly.
         for i in 0..1000 {
             c.observe((i * 37 % 1000) as f32 / 1000.0);
         }
         assert!((c.threshold() - 0.99).abs() < 0.01, "{}", c.threshold());
-        let mut quiet = Calibrator::new(0.99, 0.05, 1000);
+        let mut quiet = Calibrator::new(0.99, 0.05, 2.0, 1000);
         for _ in 0..1000 {
             quiet.observe(0.0);
         }
         assert_eq!(quiet.threshold(), 0.05, "never below the floor");
-        let mut off = Calibrator::new(0.0, 0.2, 1000);
+        let mut off = Calibrator::new(0.0, 0.2, 2.0, 1000);
         for _ in 0..1000 {
             off.observe(0.9);
         }
         assert_eq!(off.threshold(), 0.2, "fixed when calibration is off");
+        let mut chatty = Calibrator::new(0.97, 0.05, 0.25, 1000);
+        for i in 0..1000 {
+            chatty.observe((i * 37 % 1000) as f32 / 1000.0);
+        }
+        assert_eq!(chatty.threshold(), 0.25, "never above the ceiling");
     }
 }

@@ -18,6 +18,7 @@ mod baseline;
 mod calibration;
 pub mod gpu;
 mod index;
+mod slots;
 pub mod snapshot;
 
 pub use baseline::{Baseline, BaselineRow};
@@ -76,7 +77,12 @@ impl DetectError {
 pub struct DryRun {
     pub score: f32,
     pub verdict: Verdict,
+    /// What the score was judged against (see [`Detector::judged_against`]).
     pub threshold: f32,
+    /// The source's own threshold, before any variable-slot allowance.
+    pub source_threshold: f32,
+    /// Word positions where the text differs from its nearest one, all variable slots.
+    pub variable_slots: Option<Vec<usize>>,
     /// Nearest first, exact distances.
     pub neighbours: Vec<DryRunNeighbour>,
 }
@@ -88,6 +94,41 @@ pub struct DryRunNeighbour {
     pub text: String,
     /// Events the text stands for now.
     pub count: u64,
+}
+
+/// What one event was judged against.
+#[derive(Debug, Clone, PartialEq)]
+struct Against {
+    threshold: f32,
+    source_threshold: f32,
+    variable: Option<slots::VariableSlots>,
+}
+
+impl Against {
+    /// Into the record's fields: `threshold` (what the score was compared with), and when it
+    /// differs, `source_threshold` and `variable_slots` (positions, values seen there).
+    fn record(&self, fields: &mut serde_json::Map<String, serde_json::Value>) {
+        fields.insert("threshold".into(), json!(f64::from(self.threshold)));
+        if let Some(v) = &self.variable {
+            fields.insert(
+                "source_threshold".into(),
+                json!(f64::from(self.source_threshold)),
+            );
+            fields.insert(
+                "variable_slots".into(),
+                json!({"positions": v.positions, "values": v.values}),
+            );
+        }
+    }
+}
+
+/// The source a bare text names by its first word (dry runs, imported history); custom when it
+/// names none.
+fn source_of_text(text: &str) -> Source {
+    text.split_whitespace()
+        .next()
+        .and_then(Source::from_name)
+        .unwrap_or(Source::Custom)
 }
 
 /// A batch the detector could not score, handed back whole so the caller can still record it.
@@ -130,7 +171,13 @@ pub struct Detector {
     k: usize,
     rarity_weight: f32,
     join_threshold: f32,
+    /// Each source's own alert threshold: a chatty log and a quiet bus differ in how often
+    /// normal traffic brings a new text, and how far from the baseline it lies.
+    calibrators: HashMap<Source, Calibrator>,
+    /// The calibrator a source gets when its first event arrives.
     calibrator: Calibrator,
+    variable_slot_factor: f32,
+    variable_slot_values: u32,
     warmup_events: u64,
     suppress: Vec<SuppressRule>,
     baseline: Baseline,
@@ -148,11 +195,15 @@ impl Detector {
             k: config.k,
             rarity_weight: config.rarity_weight,
             join_threshold: config.threshold,
+            calibrators: HashMap::new(),
             calibrator: Calibrator::new(
                 config.calibration_quantile,
                 config.threshold,
+                config.alert_ceiling,
                 config.calibration_window,
             ),
+            variable_slot_factor: config.variable_slot_factor,
+            variable_slot_values: config.variable_slot_values,
             warmup_events: config.warmup_events,
             suppress: config.suppress.clone(),
             baseline: Baseline::default(),
@@ -299,9 +350,59 @@ impl Detector {
         self.index.is_training()
     }
 
-    /// The score above which an event is an anomaly, as it stands now.
+    /// The highest of the sources' alert thresholds as they stand now (the floor before any
+    /// source has calibrated one).
     pub fn threshold(&self) -> f32 {
-        self.calibrator.threshold()
+        self.calibrators
+            .values()
+            .map(Calibrator::threshold)
+            .fold(self.calibrator.threshold(), f32::max)
+    }
+
+    /// Each source's alert threshold as it stands now, in source order.
+    pub fn thresholds(&self) -> Vec<(Source, f32)> {
+        let mut out: Vec<(Source, f32)> = self
+            .calibrators
+            .iter()
+            .map(|(s, c)| (*s, c.threshold()))
+            .collect();
+        out.sort_by_key(|(s, _)| s.as_str());
+        out
+    }
+
+    /// The alert threshold of `source` as it stands now.
+    pub fn source_threshold(&self, source: Source) -> f32 {
+        self.calibrators
+            .get(&source)
+            .map_or(self.calibrator.threshold(), Calibrator::threshold)
+    }
+
+    fn calibrator_mut(&mut self, source: Source) -> &mut Calibrator {
+        self.calibrators
+            .entry(source)
+            .or_insert_with(|| self.calibrator.clone())
+    }
+
+    /// What an event of `source` with `text` and these `neighbours` is judged against: its
+    /// source's threshold, raised by `variable_slot_factor` when the text differs from its
+    /// nearest baseline text only in slots where the baseline has shown many values.
+    fn judged_against(&self, source: Source, text: &str, neighbours: &[(u64, f32)]) -> Against {
+        let source_threshold = self.source_threshold(source);
+        let variable = match neighbours.first() {
+            Some(&(id, distance)) if distance > 0.0 && self.variable_slot_factor > 1.0 => self
+                .baseline
+                .variable_difference(text, id, 2, self.variable_slot_values),
+            _ => None,
+        };
+        let threshold = match variable {
+            Some(_) => source_threshold * self.variable_slot_factor,
+            None => source_threshold,
+        };
+        Against {
+            threshold,
+            source_threshold,
+            variable,
+        }
     }
 
     /// Starts a retrain at the next batch (when the index plan is a trained one).
@@ -337,7 +438,8 @@ impl Detector {
             {
                 let found = self.index.search(vector, self.k)?.pop().unwrap_or_default();
                 let neighbours = self.neighbours(text, vector, found);
-                self.calibrator.observe(self.score(&neighbours));
+                let score = self.score(&neighbours);
+                self.calibrator_mut(source_of_text(text)).observe(score);
             }
             ids.push(self.join_baseline(text, vector)?);
         }
@@ -398,12 +500,9 @@ impl Detector {
             .unwrap_or_default();
         let neighbours = self.neighbours(text, vector, found);
         let score = self.score(&neighbours);
-        let threshold = self.calibrator.threshold();
-        let source = text
-            .split_whitespace()
-            .next()
-            .and_then(Source::from_name)
-            .unwrap_or(Source::Custom);
+        let source = source_of_text(text);
+        let against = self.judged_against(source, text, &neighbours);
+        let threshold = against.threshold;
         let probe = Event::observed(source, text.to_owned(), serde_json::Map::new());
         let suppressed = self.suppressed_by(&probe, now_usec()).is_some();
         let verdict = self.verdict(suppressed, score, threshold);
@@ -420,6 +519,8 @@ impl Detector {
             score,
             verdict,
             threshold,
+            source_threshold: against.source_threshold,
+            variable_slots: against.variable.map(|v| v.positions),
             neighbours,
         })
     }
@@ -496,19 +597,17 @@ impl Detector {
             }
             let neighbours = self.neighbours(&event.text, vector, found);
             let score = self.score(&neighbours);
-            let threshold = self.calibrator.threshold();
+            let against = self.judged_against(event.source, &event.text, &neighbours);
             let suppressed = self.suppressed_by(&event, now).map(|r| r.name.clone());
-            let verdict = self.verdict(suppressed.is_some(), score, threshold);
+            let verdict = self.verdict(suppressed.is_some(), score, against.threshold);
             if let Some(rule) = suppressed {
                 event.fields.insert("suppressed_by".into(), json!(rule));
             }
             if verdict != Verdict::Warmup {
-                event
-                    .fields
-                    .insert("threshold".into(), json!(f64::from(threshold)));
+                against.record(&mut event.fields);
             }
             if verdict != Verdict::Suppressed && self.baseline.len() >= CALIBRATION_MIN_BASELINE {
-                self.calibrator.observe(score);
+                self.calibrator_mut(event.source).observe(score);
             }
             let joins = verdict == Verdict::Warmup
                 || (verdict == Verdict::Normal && score <= self.join_threshold);
@@ -664,7 +763,11 @@ mod tests {
             rarity_weight: 0.0,
             calibration_quantile: 0.0,
             calibration_window: 1000,
+            alert_ceiling: 2.0,
             warmup_events: warmup_events as u64,
+            variable_slot_factor: 1.0,
+            variable_slot_values: 3,
+            incident_quiet: Duration::ZERO,
             nprobe: 8,
             train_min_vectors: 1000,
             retrain_growth: 2.0,

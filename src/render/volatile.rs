@@ -65,6 +65,48 @@ pub const DEFAULT_VOLATILE_VALUES: &[(&str, &str)] = &[
     (r"\b[0-9]{5,}\b", "<n>"),
 ];
 
+/// `(pattern, replacement)` for free-text log messages (`score-file`, `baseline import`), applied
+/// in order to the whole message before each word goes through the value rules: what makes a log
+/// line unique only shows in context (the number after `port`, the pid in `sshd[2940]:`, a
+/// duration's unit), where a value rule sees one word at a time. D-Bus values never pass here.
+pub const MESSAGE_RULES: &[(&str, &str)] = &[
+    // A syslog or ISO 8601 time stamp at the start of the line (`Dec  1 14:12:41 `).
+    (
+        r"^(?:[A-Z][a-z]{2} +[0-9]{1,2} [0-9]{2}:[0-9]{2}:[0-9]{2}|[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:.]+(?:Z|[+-][0-9:]+)?) +",
+        "",
+    ),
+    // A program's pid, a kernel timestamp: `sshd[2940]:`, `[12345.678901]`.
+    (r"\[[0-9]+(?:\.[0-9]+)?\]", "[*]"),
+    // Times of day and dates inside a message.
+    (r"\b[0-9]{1,2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]+)?\b", "<time>"),
+    (r"\b[0-9]{4}-[0-9]{2}-[0-9]{2}\b", "<date>"),
+    // Durations and sizes with their unit: `518ms`, `2.104s`, `1min`, `123456kB`, `4.0K`.
+    (
+        r"\b[0-9]+(?:\.[0-9]+)?(?:ns|us|µs|ms|s|min|h|d)\b",
+        "<duration>",
+    ),
+    (
+        r"\b[0-9]+(?:\.[0-9]+)?(?:[kKMGTP]i?B|[kKMGTP]|B|bytes)\b",
+        "<size>",
+    ),
+    // Counters named by the word before them: `port 51234`, `session 412`, `process 23412`.
+    (
+        r"(?i)\b(port|session|process|pid|job|task|conn|connection|request|sector|seq)([ =#:]+)[0-9]+\b",
+        "$1$2<n>",
+    ),
+    // Per-message measurements in key=value form (postfix's `size=2314, nrcpt=1, delay=0.42`).
+    (
+        r"\b(size|nrcpt|delay|delays|len|length|bytes|count|elapsed|duration|rx|tx)=[0-9][0-9./]*",
+        "$1=<n>",
+    ),
+    // Queue, message and object ids in upper-case hex (postfix's `4F2A31C0D9:`), addresses.
+    (r"\b[0-9A-F]{8,15}\b", "<hex>"),
+    (r"\b0x[0-9a-fA-F]+\b", "0x<hex>"),
+    // A counter after a dot: `core.2680`, `tmp.51`. (Letters before the dot: IP addresses keep
+    // their last octet.)
+    (r"\b([A-Za-z][A-Za-z_-]*)\.[0-9]{2,}\b", "$1.<n>"),
+];
+
 /// At most this much of a value is examined by the value rules, so a huge value costs little.
 const MAX_SCRUBBED_BYTES: usize = 4096;
 
@@ -90,6 +132,7 @@ fn key_regex(pattern: &str) -> Result<Regex, VolatileError> {
 pub struct VolatileRules {
     keys: Vec<Regex>,
     values: Vec<(Regex, String)>,
+    message: std::sync::Arc<Vec<(Regex, &'static str)>>,
 }
 
 impl Default for VolatileRules {
@@ -140,7 +183,15 @@ impl VolatileRules {
                     })
             })
             .collect::<Result<_, _>>()?;
-        Ok(VolatileRules { keys, values })
+        let message = MESSAGE_RULES
+            .iter()
+            .map(|(p, r)| (Regex::new(p).expect("the built-in message rules compile"), *r))
+            .collect();
+        Ok(VolatileRules {
+            keys,
+            values,
+            message: std::sync::Arc::new(message),
+        })
     }
 
     /// True when a field of this name must stay out of the embedded text.
@@ -165,6 +216,21 @@ impl VolatileRules {
             }
         }
         value
+    }
+
+    /// A free-text log message as one text: the message rules over the whole line, then the
+    /// value rules over each word, words joined by single spaces.
+    pub fn scrub_message(&self, message: &str) -> String {
+        let mut text: Cow<'_, str> = Cow::Borrowed(message);
+        for (re, replacement) in self.message.iter() {
+            if let Cow::Owned(changed) = re.replace_all(&text, *replacement) {
+                text = Cow::Owned(changed);
+            }
+        }
+        text.split_whitespace()
+            .map(|word| self.scrub(word))
+            .collect::<Vec<_>>()
+            .join(" ")
     }
 }
 
@@ -210,6 +276,42 @@ mod tests {
         ] {
             assert_eq!(rules.scrub(raw), scrubbed, "scrubbing {raw:?}");
         }
+    }
+
+    #[test]
+    fn log_messages_lose_what_differs_between_occurrences() {
+        let rules = VolatileRules::default();
+        for (raw, scrubbed) in [
+            (
+                "Dec  1 14:12:41 mx1 sshd[2940]: Accepted publickey for backup from 10.0.4.7 port 51234 ssh2",
+                "mx1 sshd[*]: Accepted publickey for backup from 10.0.4.7 port <n> ssh2",
+            ),
+            (
+                "systemd[1]: logrotate.service: Consumed 1min 2.104s CPU time.",
+                "systemd[*]: logrotate.service: Consumed <duration> <duration> CPU time.",
+            ),
+            (
+                "postfix/qmgr[812]: 4F2A31C0D9: from=<a@example.org>, size=2314, nrcpt=1",
+                "postfix/qmgr[*]: <hex>: from=<a@example.org>, size=<n>, nrcpt=<n>",
+            ),
+            (
+                "systemd-logind[501]: New session 412 of user alice.",
+                "systemd-logind[*]: New session <n> of user alice.",
+            ),
+            (
+                "kernel: Out of memory: Killed process 23412 (clamd) total-vm:1843212kB",
+                "kernel: Out of memory: Killed process <n> (clamd) total-vm:<size>",
+            ),
+            (
+                "2026-11-02T03:00:01.123456+00:00 CRON[77]: job at 03:00:01 on 2026-11-02",
+                "CRON[*]: job at <time> on <date>",
+            ),
+        ] {
+            assert_eq!(rules.scrub_message(raw), scrubbed, "scrubbing {raw:?}");
+        }
+        // What tells one event from another stays: exit statuses, users, hosts, devices.
+        let kept = "certbot.service: Main process exited, code=exited, status=1/FAILURE sdb1 uid=0";
+        assert_eq!(rules.scrub_message(kept), kept);
     }
 
     #[test]
