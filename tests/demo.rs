@@ -62,7 +62,11 @@ fn demo_detects_every_injected_fault_and_no_normal_traffic() {
             "{fault} injected:\n{stdout}"
         );
     }
-    let anomalies: Vec<&str> = stdout.lines().filter(|l| l.contains("ANOMALY")).collect();
+    // An alert opens an incident (ANOMALY); a repeat of an open one prints as REPEAT.
+    let anomalies: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.contains("ANOMALY") || l.contains("REPEAT"))
+        .collect();
     for line in &anomalies {
         assert!(
             faults
@@ -85,7 +89,20 @@ fn demo_detects_every_injected_fault_and_no_normal_traffic() {
         .count();
     assert_eq!(
         postgres_failures, 2,
-        "the recurring fault alerts both times:\n{stdout}"
+        "the recurring fault is flagged both times:\n{stdout}"
+    );
+    let repeat = anomalies
+        .iter()
+        .find(|l| l.contains("REPEAT") && l.contains("postgresql.service ActiveState=failed"))
+        .unwrap_or_else(|| panic!("the second OOM kill repeats the first one's incident:\n{stdout}"));
+    let first = anomalies
+        .iter()
+        .find(|l| l.contains("ANOMALY") && l.contains("postgresql.service ActiveState=failed"))
+        .unwrap_or_else(|| panic!("the first OOM kill opened an incident:\n{stdout}"));
+    let first_seq = first.split('#').nth(1).unwrap().split_whitespace().next().unwrap();
+    assert!(
+        repeat.contains(&format!("(incident #{first_seq}, repeat 1)")),
+        "{repeat} names {first}"
     );
     assert!(stdout.contains("Try next:"), "{stdout}");
     assert!(stdout.contains("0 dropped"), "{stdout}");

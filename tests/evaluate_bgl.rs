@@ -3,47 +3,15 @@
 //! test = every other line, in file order, streamed through `anomalyd score-file` (the daemon's
 //! own scoring, real MiniLM weights, real FAISS). Side by side, the template-novelty peer: a line
 //! is anomalous when its `EventTemplate` (structured CSV, an idealised parser) never occurred in
-//! the baseline. Prints every figure; fails below ROC-AUC 0.95 or at or below the peer's PR-AUC.
+//! the baseline. Prints every figure, with the shipped defaults and with one fixed threshold;
+//! fails when ranking falls below 0.983 / 0.839 or the peer, or the verdicts below their floors.
 
 use std::collections::HashSet;
 use std::path::Path;
-use std::process::Command;
 
-struct Figures {
-    roc_auc: f64,
-    pr_auc: f64,
-    best_f1: f64,
-}
-
-/// ROC-AUC, PR-AUC (average precision) and the best F1 over every cut, ties taken as one group.
-fn figures(scores: &[f64], labels: &[bool]) -> Figures {
-    let positives = labels.iter().filter(|&&l| l).count() as f64;
-    let negatives = labels.len() as f64 - positives;
-    let mut order: Vec<usize> = (0..scores.len()).collect();
-    order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]));
-    let (mut tp, mut seen) = (0.0, 0.0);
-    let (mut auc, mut ap, mut best_f1) = (0.0, 0.0, 0.0f64);
-    let mut i = 0;
-    while i < order.len() {
-        let mut j = i;
-        while j < order.len() && scores[order[j]] == scores[order[i]] {
-            j += 1;
-        }
-        let group_tp = order[i..j].iter().filter(|&&k| labels[k]).count() as f64;
-        let group_fp = (j - i) as f64 - group_tp;
-        auc += group_fp * (tp + group_tp / 2.0);
-        tp += group_tp;
-        seen += (j - i) as f64;
-        ap += group_tp / positives * tp / seen;
-        best_f1 = best_f1.max(2.0 * tp / (seen + positives));
-        i = j;
-    }
-    Figures {
-        roc_auc: auc / (positives * negatives),
-        pr_auc: ap,
-        best_f1,
-    }
-}
+#[path = "common/evaluation.rs"]
+mod evaluation;
+use evaluation::{figures, score_file, verdicts};
 
 /// The fields of one CSV record (RFC 4180 quoting).
 fn csv_fields(line: &str) -> Vec<String> {
@@ -112,27 +80,33 @@ fn bgl_2k_beats_the_template_novelty_peer() {
         labels.len()
     );
 
+    // The shipped defaults, and the rule before per-source calibration and template slots (one
+    // fixed threshold) for comparison: the figures of both are printed.
     let shipped = root.join("config/anomalyd.toml");
-    let calibrated_config = dir.path().join("calibrated.toml");
+    let fixed_config = dir.path().join("fixed.toml");
     std::fs::write(
-        &calibrated_config,
-        "[detector]\ncalibration_quantile = 0.99\n",
+        &fixed_config,
+        "[detector]\ncalibration_quantile = 0\nvariable_slot_factor = 1\n",
     )
     .unwrap();
-    let run = |config: &Path| score_file(root, dir.path(), "test.log", config, &labels);
-    let (scores, fixed) = run(&shipped);
+    let run = |config: &Path, file: &str| {
+        score_file(
+            config,
+            &dir.path().join(file),
+            "bgl",
+            &dir.path().join("baseline.log"),
+            &dir.path().join("scores.jsonl"),
+        )
+    };
+    let (scored, summary) = run(&shipped, "test.log");
+    let scores: Vec<f64> = scored.iter().map(|s| s.score).collect();
     let ours = figures(&scores, &labels);
-    let (calibrated_scores, calibrated) = run(&calibrated_config);
-    let ours_calibrated = figures(&calibrated_scores, &labels);
+    let shipped_verdicts = verdicts(&scored, &labels);
+    let (fixed_scored, _) = run(&fixed_config, "test.log");
+    let fixed_verdicts = verdicts(&fixed_scored, &labels);
     let normal_labels = vec![false; labels.iter().filter(|&&l| !l).count()];
-    let (_, normal_fixed) = score_file(root, dir.path(), "normal.log", &shipped, &normal_labels);
-    let (_, normal_calibrated) = score_file(
-        root,
-        dir.path(),
-        "normal.log",
-        &calibrated_config,
-        &normal_labels,
-    );
+    let (normal_scored, _) = run(&shipped, "normal.log");
+    let normal_verdicts = verdicts(&normal_scored, &normal_labels);
 
     let baseline_templates: HashSet<&str> = (1..=2000)
         .filter(|&n| in_baseline(n))
@@ -153,129 +127,46 @@ fn bgl_2k_beats_the_template_novelty_peer() {
         "{:<34}{:>9.3}{:>9.3}{:>9.3}",
         "template novelty (peer)", peer.roc_auc, peer.pr_auc, peer.best_f1
     );
-    println!(
-        "{:<34}{:>9.3}{:>9.3}{:>9.3}",
-        "kNN, calibrated threshold (q 0.99)",
-        ours_calibrated.roc_auc,
-        ours_calibrated.pr_auc,
-        ours_calibrated.best_f1
-    );
-    fixed.print("at the shipped fixed threshold");
-    calibrated.print("at the calibrated threshold");
-    normal_fixed.print("normal lines only, fixed threshold");
-    normal_calibrated.print("normal lines only, calibrated threshold");
+    shipped_verdicts.print(&format!("shipped defaults ({summary})"));
+    fixed_verdicts.print("one fixed threshold (0.05), no slot allowance");
+    normal_verdicts.print("normal lines only, shipped defaults");
 
+    // Ranking: not below what the fixed rule reached before the verdict rule changed
+    // (0.983 / 0.839), and ahead of the template peer.
     assert!(
-        ours.roc_auc >= 0.95,
-        "ROC-AUC {:.3} below the 0.95 floor",
+        ours.roc_auc >= 0.983,
+        "ROC-AUC {:.3} below 0.983",
         ours.roc_auc
     );
+    assert!(ours.pr_auc >= 0.839, "PR-AUC {:.3} below 0.839", ours.pr_auc);
     assert!(
         ours.pr_auc > peer.pr_auc,
         "PR-AUC {:.3} does not beat the template-novelty peer's {:.3}",
         ours.pr_auc,
         peer.pr_auc
     );
-    // Calibration moves the alert threshold only; what joins the baseline is unchanged, so
-    // repeated faults do not mask each other.
+    // Verdicts with the shipped defaults. The goal is at most 2% of normal lines at recall 0.9;
+    // these floors are what the rule reaches (benches/README.md, "Verdicts"), so a change that
+    // loses ground fails here.
     assert!(
-        ours_calibrated.roc_auc >= 0.95,
-        "calibrated ROC-AUC {:.3}: faults joined the baseline",
-        ours_calibrated.roc_auc
+        shipped_verdicts.false_alarm_rate <= 0.03,
+        "false alarms {:.2}% of normal lines",
+        shipped_verdicts.false_alarm_rate * 100.0
     );
     assert!(
-        normal_calibrated.false_alarm_rate <= 0.01,
-        "calibrated false alarms on normal traffic: {:.4} of lines",
-        normal_calibrated.false_alarm_rate
+        shipped_verdicts.recall >= 0.75,
+        "recall {:.3}",
+        shipped_verdicts.recall
     );
-}
-
-/// The verdicts at one threshold.
-struct AtThreshold {
-    flagged: usize,
-    precision: f64,
-    recall: f64,
-    f1: f64,
-    /// False alarms per normal line.
-    false_alarm_rate: f64,
-    threshold_line: String,
-}
-
-impl AtThreshold {
-    fn print(&self, what: &str) {
-        println!(
-            "{what}: {} flagged, precision {:.3}, recall {:.3}, F1 {:.3}, false alarms {:.2}% of normal lines ({})",
-            self.flagged,
-            self.precision,
-            self.recall,
-            self.f1,
-            self.false_alarm_rate * 100.0,
-            self.threshold_line
-        );
-    }
-}
-
-/// Runs `anomalyd score-file` on the protocol's files with `config`; the scores and the verdicts.
-fn score_file(
-    root: &Path,
-    dir: &Path,
-    test: &str,
-    config: &Path,
-    labels: &[bool],
-) -> (Vec<f64>, AtThreshold) {
-    let out = Command::new(env!("CARGO_BIN_EXE_anomalyd"))
-        .arg("--config")
-        .arg(config)
-        .arg("--model")
-        .arg(root.join("models/all-MiniLM-L6-v2"))
-        .arg("score-file")
-        .arg(dir.join(test))
-        .args(["--format", "bgl", "--baseline"])
-        .arg(dir.join("baseline.log"))
-        .arg("--out")
-        .arg(dir.join("scores.jsonl"))
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "score-file failed: {stderr}");
-    let (mut scores, mut flagged) = (Vec::new(), Vec::new());
-    for (i, line) in std::fs::read_to_string(dir.join("scores.jsonl"))
-        .unwrap()
-        .lines()
-        .enumerate()
-    {
-        let v: serde_json::Value = serde_json::from_str(line).unwrap();
-        assert_eq!(v["line"], i as u64 + 1, "lines numbered from 1, in order");
-        scores.push(v["score"].as_f64().unwrap());
-        flagged.push(v["anomaly"].as_bool().unwrap());
-    }
-    assert_eq!(scores.len(), labels.len(), "one verdict per test line");
-    let positives = labels.iter().filter(|&&l| l).count() as f64;
-    let count = |want: bool| {
-        flagged
-            .iter()
-            .zip(labels)
-            .filter(|(f, l)| **f && **l == want)
-            .count() as f64
-    };
-    let (tp, fp) = (count(true), count(false));
-    let precision = tp / (tp + fp).max(1.0);
-    let recall = tp / positives.max(1.0);
-    let threshold_line = stderr
-        .lines()
-        .last()
-        .unwrap_or("")
-        .trim_start_matches("anomalyd score-file: ")
-        .to_owned();
-    (
-        scores,
-        AtThreshold {
-            flagged: (tp + fp) as usize,
-            precision,
-            recall,
-            f1: 2.0 * precision * recall / (precision + recall).max(f64::MIN_POSITIVE),
-            false_alarm_rate: fp / (labels.len() as f64 - positives),
-            threshold_line,
-        },
-    )
+    assert!(
+        shipped_verdicts.false_alarm_rate < fixed_verdicts.false_alarm_rate / 2.0,
+        "the shipped rule flags {:.2}% of normal lines, the fixed one {:.2}%",
+        shipped_verdicts.false_alarm_rate * 100.0,
+        fixed_verdicts.false_alarm_rate * 100.0
+    );
+    assert!(
+        normal_verdicts.false_alarm_rate <= 0.03,
+        "false alarms on normal traffic alone: {:.2}% of lines",
+        normal_verdicts.false_alarm_rate * 100.0
+    );
 }

@@ -159,12 +159,29 @@ async fn demo(
     let replayer = replay::Replayer::start(bus.address()).await?;
 
     let proxy = zbus::Proxy::new(&conn, DEFAULT_BUS_NAME, OBJECT_PATH, INTERFACE).await?;
-    let mut anomalies = proxy.receive_signal("AnomalyDetected").await?;
+    // Both signals on one stream, in the order the bus delivers them.
+    let anomalies = proxy.receive_signal("AnomalyDetected").await?;
+    let repeats = proxy.receive_signal("AnomalyRepeated").await?;
+    let mut signals = futures_util::stream::select(anomalies, repeats);
     let printer = tokio::spawn(async move {
         let mut seen = Vec::new();
-        while let Some(msg) = anomalies.next().await {
-            if let Ok((seq, _usec, source, text, score)) =
-                msg.body().deserialize::<(u64, u64, String, String, f64)>()
+        while let Some(msg) = signals.next().await {
+            let body = msg.body();
+            let repeated = msg
+                .header()
+                .member()
+                .is_some_and(|m| m.as_str() == "AnomalyRepeated");
+            if repeated {
+                if let Ok((seq, _usec, source, text, score, incident, repeat)) =
+                    body.deserialize::<(u64, u64, String, String, f64, u64, u64)>()
+                {
+                    println!(
+                        "  ↻ REPEAT   #{seq:<5} score {score:.3}  [{source}] {text} (incident #{incident}, repeat {repeat})"
+                    );
+                    seen.push(text);
+                }
+            } else if let Ok((seq, _usec, source, text, score)) =
+                body.deserialize::<(u64, u64, String, String, f64)>()
             {
                 println!("  ⚠ ANOMALY  #{seq:<5} score {score:.3}  [{source}] {text}");
                 seen.push(text);
@@ -263,13 +280,21 @@ async fn wait_until_recorded(
 ) -> anyhow::Result<HashMap<String, u64>> {
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut last_written = u64::MAX;
+    let mut unchanged_since = Instant::now();
     loop {
         let stats: HashMap<String, OwnedValue> = proxy.call("Stats", &()).await?;
         let counters = crate::api::counters(&stats);
         let get = |k: &str| counters.get(k).copied().unwrap_or(0);
         let seen = get("EventsReceived") + get("EventsIgnored") + get("EventsForged");
         let written = get("RecordsWritten");
-        if (seen >= emitted && written == last_written) || Instant::now() > deadline {
+        if written != last_written {
+            unchanged_since = Instant::now();
+        }
+        // A batch being embedded writes nothing for a while: the queue must be empty and the
+        // count still for longer than a batch takes.
+        let settled = get("QueueDepth") == 0
+            && unchanged_since.elapsed() >= Duration::from_millis(1500);
+        if (seen >= emitted && settled) || Instant::now() > deadline {
             return Ok(counters);
         }
         last_written = written;

@@ -606,7 +606,12 @@ impl Detector {
             if verdict != Verdict::Warmup {
                 against.record(&mut event.fields);
             }
-            if verdict != Verdict::Suppressed && self.baseline.len() >= CALIBRATION_MIN_BASELINE {
+            // Warm-up scores stay out: against a baseline still being learned, every first text
+            // of a kind looks far, and would lift a quiet source's threshold for a long time.
+            if verdict != Verdict::Suppressed
+                && verdict != Verdict::Warmup
+                && self.baseline.len() >= CALIBRATION_MIN_BASELINE
+            {
                 self.calibrator_mut(event.source).observe(score);
             }
             let joins = verdict == Verdict::Warmup

@@ -1,0 +1,144 @@
+//! Detection-quality figures over `anomalyd score-file`'s output, shared by the evaluations.
+#![allow(dead_code)]
+
+use std::path::Path;
+use std::process::Command;
+
+/// Ranking quality of the scores.
+pub struct Figures {
+    pub roc_auc: f64,
+    pub pr_auc: f64,
+    pub best_f1: f64,
+}
+
+/// ROC-AUC, PR-AUC (average precision) and the best F1 over every cut, ties taken as one group.
+pub fn figures(scores: &[f64], labels: &[bool]) -> Figures {
+    let positives = labels.iter().filter(|&&l| l).count() as f64;
+    let negatives = labels.len() as f64 - positives;
+    let mut order: Vec<usize> = (0..scores.len()).collect();
+    order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]));
+    let (mut tp, mut seen) = (0.0, 0.0);
+    let (mut auc, mut ap, mut best_f1) = (0.0, 0.0, 0.0f64);
+    let mut i = 0;
+    while i < order.len() {
+        let mut j = i;
+        while j < order.len() && scores[order[j]] == scores[order[i]] {
+            j += 1;
+        }
+        let group_tp = order[i..j].iter().filter(|&&k| labels[k]).count() as f64;
+        let group_fp = (j - i) as f64 - group_tp;
+        auc += group_fp * (tp + group_tp / 2.0);
+        tp += group_tp;
+        seen += (j - i) as f64;
+        ap += group_tp / positives * tp / seen;
+        best_f1 = best_f1.max(2.0 * tp / (seen + positives));
+        i = j;
+    }
+    Figures {
+        roc_auc: auc / (positives * negatives),
+        pr_auc: ap,
+        best_f1,
+    }
+}
+
+/// One line of `score-file`'s output.
+pub struct Scored {
+    pub score: f64,
+    /// The verdict: flagged as an anomaly.
+    pub anomaly: bool,
+    /// Flagged and the first of its incident: what an operator is asked to look at.
+    pub alert: bool,
+}
+
+/// Runs `anomalyd score-file FILE --format FORMAT --baseline BASELINE` with `config`; each line's
+/// output, and score-file's last stderr line (its summary).
+pub fn score_file(
+    config: &Path,
+    file: &Path,
+    format: &str,
+    baseline: &Path,
+    out: &Path,
+) -> (Vec<Scored>, String) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let run = Command::new(env!("CARGO_BIN_EXE_anomalyd"))
+        .arg("--config")
+        .arg(config)
+        .arg("--model")
+        .arg(root.join("models/all-MiniLM-L6-v2"))
+        .arg("score-file")
+        .arg(file)
+        .args(["--format", format, "--baseline"])
+        .arg(baseline)
+        .arg("--out")
+        .arg(out)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "score-file failed: {stderr}");
+    let mut scored = Vec::new();
+    for (i, line) in std::fs::read_to_string(out).unwrap().lines().enumerate() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert_eq!(v["line"], i as u64 + 1, "lines numbered from 1, in order");
+        let anomaly = v["anomaly"].as_bool().unwrap();
+        let alert = v["alert"].as_bool().unwrap();
+        assert!(!alert || anomaly, "only an anomaly alerts: {line}");
+        scored.push(Scored {
+            score: v["score"].as_f64().unwrap(),
+            anomaly,
+            alert,
+        });
+    }
+    let summary = stderr
+        .lines()
+        .last()
+        .unwrap_or("")
+        .trim_start_matches("anomalyd score-file: ")
+        .to_owned();
+    (scored, summary)
+}
+
+/// The verdicts against the labels.
+pub struct Verdicts {
+    pub flagged: usize,
+    pub precision: f64,
+    /// Anomalous lines flagged.
+    pub recall: f64,
+    /// Normal lines flagged, per normal line.
+    pub false_alarm_rate: f64,
+    /// Normal lines that opened an incident (alerted), per normal line.
+    pub false_alert_rate: f64,
+}
+
+pub fn verdicts(scored: &[Scored], labels: &[bool]) -> Verdicts {
+    assert_eq!(scored.len(), labels.len(), "one verdict per line");
+    let positives = labels.iter().filter(|&&l| l).count() as f64;
+    let negatives = labels.len() as f64 - positives;
+    let count = |pick: &dyn Fn(&Scored) -> bool, want: bool| {
+        scored
+            .iter()
+            .zip(labels)
+            .filter(|(s, l)| pick(s) && **l == want)
+            .count() as f64
+    };
+    let (tp, fp) = (count(&|s| s.anomaly, true), count(&|s| s.anomaly, false));
+    Verdicts {
+        flagged: (tp + fp) as usize,
+        precision: tp / (tp + fp).max(1.0),
+        recall: tp / positives.max(1.0),
+        false_alarm_rate: fp / negatives.max(1.0),
+        false_alert_rate: count(&|s| s.alert, false) / negatives.max(1.0),
+    }
+}
+
+impl Verdicts {
+    pub fn print(&self, what: &str) {
+        println!(
+            "{what}: {} flagged, precision {:.3}, recall {:.3}, false alarms {:.2}% of normal lines ({:.2}% alerting)",
+            self.flagged,
+            self.precision,
+            self.recall,
+            self.false_alarm_rate * 100.0,
+            self.false_alert_rate * 100.0,
+        );
+    }
+}
