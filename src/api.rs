@@ -140,6 +140,10 @@ const SCORE_TIMEOUT: Duration = Duration::from_secs(30);
 /// A listed record: (seq, usec, kind, source, verdict, score or NaN, text).
 pub type RecordRow = (u64, u64, String, String, String, f64, String);
 
+/// One incident as `ListIncidents` returns it: (first seq, first usec, last seq, last usec,
+/// anomalies, source, text, highest score).
+pub type IncidentRow = (u64, u64, u64, u64, u64, String, String, f64);
+
 /// A neighbour as `Score` returns it: (baseline id, distance, text, count now).
 pub type ScoredNeighbour = (u64, f64, String, u64);
 
@@ -223,6 +227,7 @@ fn parse_filter(
             "verdict" => out.verdict = Some(one_of(key, text()?, &VERDICTS)?),
             "kind" => out.kind = Some(one_of(key, text()?, &KINDS)?),
             "source" => out.source = Some(one_of(key, text()?, &SOURCES)?),
+            "incident" => out.incident = Some(seq()?),
             "contains" => {
                 let needle = text()?;
                 if needle.is_empty() || needle.len() > MAX_TEXT_BYTES {
@@ -344,6 +349,12 @@ impl DetectorApi {
             owned(Value::U32(info.hardware.numa_nodes)),
         );
         out.insert("Cpus".into(), owned(Value::U32(info.hardware.cpus)));
+        for (source, threshold) in self.metrics.source_thresholds() {
+            out.insert(
+                format!("Threshold.{}", source.as_str()),
+                owned(Value::F64(threshold)),
+            );
+        }
         // Zero once shutdown has closed the intake.
         let queue_depth = self.intake().map_or(0, |i| i.queue_depth());
         out.insert("QueueDepth".into(), owned(Value::U64(queue_depth as u64)));
@@ -521,10 +532,41 @@ impl DetectorApi {
         self.list(filter, limit).await
     }
 
+    /// The incidents opened at or after `since_usec`, newest first, at most `limit` (1 to 1000).
+    /// Each is (first seq, first usec, last seq, last usec, anomalies in it, source, text, highest
+    /// score): the record that opened it (and was announced by `AnomalyDetected`) and the last of
+    /// its repeats; `ListEvents` with filter `incident` lists them all.
+    async fn list_incidents(
+        &self,
+        since_usec: u64,
+        limit: i32,
+    ) -> Result<Vec<IncidentRow>, ApiError> {
+        let limit = page_limit(limit)?;
+        let incidents = self
+            .read(move |db| crate::audit::query::list_incidents(db, since_usec, limit))
+            .await?;
+        Ok(incidents
+            .into_iter()
+            .map(|i| {
+                (
+                    i.first_seq,
+                    i.first_usec,
+                    i.last_seq,
+                    i.last_usec,
+                    i.events,
+                    i.source,
+                    i.text,
+                    i.max_score,
+                )
+            })
+            .collect())
+    }
+
     /// Records observed at or after `since_usec`, at most `limit` (1 to 1000), filtered by
     /// `filter` (a{sv}; every key optional): verdict (s: normal, anomaly, warmup, suppressed,
     /// none), kind (s: event, benign, import, gap, start, stop, genesis), source (s), contains (s,
-    /// a substring of the text), newest_first (b), after_seq (t) / before_seq (t) (the cursor
+    /// a substring of the text), incident (t: the anomalies of the incident that record opened),
+    /// newest_first (b), after_seq (t) / before_seq (t) (the cursor
     /// of the previous page, oldest-first / newest-first). Returns (rows, cursor) as
     /// ListAnomalies does; the cursor is the last row's seq when more follow, else 0.
     async fn list_events(

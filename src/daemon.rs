@@ -113,10 +113,7 @@ pub async fn run(
         detector.baseline_len(),
         std::sync::atomic::Ordering::Relaxed,
     );
-    metrics.threshold_bits.store(
-        crate::metrics::decimal_f64(detector.threshold()).to_bits(),
-        std::sync::atomic::Ordering::Relaxed,
-    );
+    metrics.store_thresholds(detector.threshold(), &detector.thresholds());
     let (notice_tx, notice_rx) = mpsc::channel::<Committed>(1024);
     let (intake, pipeline) = Pipeline::start(
         &config,

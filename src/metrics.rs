@@ -83,14 +83,51 @@ pub struct Metrics {
     /// Admin calls refused because the caller is neither root, the service user, nor in the
     /// admin group.
     pub access_denied: AtomicU64,
-    /// The alert threshold now, as `f64::to_bits`.
+    /// The alert threshold now (the highest of the sources'), as `f64::to_bits`.
     pub threshold_bits: AtomicU64,
+    /// Each source's own alert threshold now, as `f64::to_bits`, in [`THRESHOLD_SOURCES`]
+    /// order (0 bits: the source has sent nothing yet).
+    pub source_threshold_bits: [AtomicU64; 5],
     pub head_seq: AtomicU64,
     /// Microseconds from observation to commit, for the last batch's oldest event.
     pub last_batch_latency_usec: AtomicU64,
     /// The most events the intake queue has held at once since start (of
     /// `sources.queue_capacity`): how close a burst came to dropping.
     pub queue_depth_peak: AtomicU64,
+}
+
+/// The sources whose thresholds [`Metrics::source_threshold_bits`] holds, in its order.
+pub const THRESHOLD_SOURCES: [crate::event::Source; 5] = [
+    crate::event::Source::Systemd,
+    crate::event::Source::NetworkManager,
+    crate::event::Source::Login1,
+    crate::event::Source::Udisks2,
+    crate::event::Source::Custom,
+];
+
+impl Metrics {
+    /// Stores the alert thresholds as the detector has them now.
+    pub fn store_thresholds(&self, highest: f32, per_source: &[(crate::event::Source, f32)]) {
+        self.threshold_bits
+            .store(decimal_f64(highest).to_bits(), Relaxed);
+        for (source, threshold) in per_source {
+            if let Some(i) = THRESHOLD_SOURCES.iter().position(|s| s == source) {
+                self.source_threshold_bits[i].store(decimal_f64(*threshold).to_bits(), Relaxed);
+            }
+        }
+    }
+
+    /// Each source's alert threshold, for the sources that have one.
+    pub fn source_thresholds(&self) -> Vec<(crate::event::Source, f64)> {
+        THRESHOLD_SOURCES
+            .iter()
+            .zip(&self.source_threshold_bits)
+            .filter_map(|(s, bits)| match bits.load(Relaxed) {
+                0 => None,
+                b => Some((*s, f64::from_bits(b))),
+            })
+            .collect()
+    }
 }
 
 /// A consistent-enough copy of every counter, for `Stats` and tests.

@@ -523,10 +523,7 @@ fn detect_stage(
                     .baseline_size
                     .store(detector.baseline_len(), Relaxed);
                 metrics.index_swaps.store(detector.index_swaps(), Relaxed);
-                metrics.threshold_bits.store(
-                    crate::metrics::decimal_f64(detector.threshold()).to_bits(),
-                    Relaxed,
-                );
+                metrics.store_thresholds(detector.threshold(), &detector.thresholds());
                 metrics
                     .index_drift_permille
                     .store(detector.index_drift_permille(), Relaxed);

@@ -2,6 +2,11 @@
 //! structured entry with its own MESSAGE_ID) and to a checkpoint file, every N records or T seconds.
 //! Whoever can rewrite the database cannot also take back what journald and the file already hold,
 //! so `anomalyctl verify --checkpoints`/`--journal` catches a truncated or re-hashed tail.
+//!
+//! Reading them back, a journal entry counts only when journald's trusted fields attribute it to
+//! the service ([`JournalTrust`]: `_SYSTEMD_UNIT=anomalyd.service`, `_UID` root's or the service
+//! user's), since any local user can log an entry that looks like a checkpoint; the rest are
+//! skipped and counted. One seq with two different hashes is reported as tampering.
 
 use std::fmt;
 use std::io::Write;
@@ -46,38 +51,191 @@ impl std::str::FromStr for Checkpoint {
     }
 }
 
+/// The systemd unit the daemon runs as: journal checkpoints are believed only from it.
+pub const SERVICE_UNIT: &str = "anomalyd.service";
+/// The user the unit runs as (`User=` in `systemd/anomalyd.service`).
+pub const SERVICE_USER: &str = "anomalyd";
+
+/// Whose journal entries are believed. Only journald's trusted fields count, the ones no client
+/// can set: `_SYSTEMD_UNIT` (from the sender's cgroup) and `_UID` (from the socket's
+/// credentials). Anyone can log an entry with the checkpoint's `MESSAGE_ID`, `CHECKPOINT_SEQ` and
+/// `CHECKPOINT_HASH` (`logger --journald`), but journald marks it with the sender's own uid and
+/// unit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JournalTrust {
+    /// The `_SYSTEMD_UNIT` an entry must have.
+    pub unit: String,
+    /// The `_UID`s an entry may have.
+    pub uids: Vec<u32>,
+}
+
+impl JournalTrust {
+    /// The daemon as installed: [`SERVICE_UNIT`], run as root or as [`SERVICE_USER`], whose uid
+    /// is looked up in this machine's user database (when there is no such user, only root's
+    /// entries are believed).
+    pub fn service() -> JournalTrust {
+        let mut uids = vec![0];
+        uids.extend(uid_of(SERVICE_USER).filter(|&uid| uid != 0));
+        JournalTrust {
+            unit: SERVICE_UNIT.to_owned(),
+            uids,
+        }
+    }
+
+    /// Whether journald attributes `entry` to the service.
+    fn trusts(&self, entry: &serde_json::Value) -> bool {
+        let unit = entry["_SYSTEMD_UNIT"].as_str();
+        let uid = entry["_UID"].as_str().and_then(|u| u.parse::<u32>().ok());
+        unit == Some(self.unit.as_str()) && uid.is_some_and(|u| self.uids.contains(&u))
+    }
+}
+
+/// The uid of user `name` in the user database, or `None` when there is no such user.
+fn uid_of(name: &str) -> Option<u32> {
+    let name = std::ffi::CString::new(name).ok()?;
+    // SAFETY: `libc::passwd` is a plain C struct of pointers and integers, for which all-zero
+    // bytes are a valid value; getpwnam_r overwrites it.
+    let mut user: libc::passwd = unsafe { std::mem::zeroed() };
+    let mut found: *mut libc::passwd = std::ptr::null_mut();
+    let mut buffer = vec![0 as libc::c_char; 16 * 1024];
+    // SAFETY: every pointer is valid for the call: `name` is a NUL-terminated string, `user` and
+    // `found` are locals, `buffer` is writable for its stated length; the strings the entry points
+    // into live in `buffer`, which outlives the only read (`pw_uid`, a plain integer).
+    let status = unsafe {
+        libc::getpwnam_r(
+            name.as_ptr(),
+            &mut user,
+            buffer.as_mut_ptr(),
+            buffer.len(),
+            &mut found,
+        )
+    };
+    (status == 0 && !found.is_null()).then_some(user.pw_uid)
+}
+
+/// Checkpoints read from text, and what was left out.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ParsedCheckpoints {
+    /// In the order read, each `(seq, hash)` once.
+    pub checkpoints: Vec<Checkpoint>,
+    /// Journal entries that carried a checkpoint but that journald does not attribute to the
+    /// service (see [`JournalTrust`]): skipped, as anyone could have logged them.
+    pub untrusted: usize,
+}
+
+/// Why checkpoints could not be read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CheckpointError {
+    /// A line is neither `SEQ:HEX` nor a journal JSON entry with a well-formed checkpoint.
+    Parse { line: usize, problem: String },
+    /// One seq with two different hashes: the checkpoints were tampered with (the chain has one
+    /// record per seq, so at most one of them is genuine).
+    Conflict {
+        seq: u64,
+        first: [u8; 32],
+        second: [u8; 32],
+    },
+}
+
+impl fmt::Display for CheckpointError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CheckpointError::Parse { line, problem } => write!(f, "line {line}: {problem}"),
+            CheckpointError::Conflict { seq, first, second } => write!(
+                f,
+                "checkpoint seq {seq} appears with two different hashes ({} and {}): the checkpoints were tampered with",
+                hex::encode(first),
+                hex::encode(second)
+            ),
+        }
+    }
+}
+
+impl std::error::Error for CheckpointError {}
+
 /// Reads checkpoints from text: `SEQ:HEX` lines (the checkpoint file; `#` comments and blank
-/// lines skipped) or `journalctl -o json` lines (their `CHECKPOINT_SEQ`/`CHECKPOINT_HASH`).
-pub fn parse_checkpoints(text: &str) -> Result<Vec<Checkpoint>, String> {
-    let mut out = Vec::new();
+/// lines skipped), trusted as they are, or `journalctl -o json` lines (their
+/// `CHECKPOINT_SEQ`/`CHECKPOINT_HASH`), kept only when `trust` attributes the entry to the
+/// service and counted in [`ParsedCheckpoints::untrusted`] otherwise. An untrusted entry is never
+/// an error, whatever it holds. Two different hashes for one seq are a
+/// [`CheckpointError::Conflict`].
+pub fn parse_checkpoints_trusted(
+    text: &str,
+    trust: &JournalTrust,
+) -> Result<ParsedCheckpoints, CheckpointError> {
+    let mut parsed = ParsedCheckpoints::default();
+    let mut seen: std::collections::HashMap<u64, [u8; 32]> = std::collections::HashMap::new();
     for (n, line) in text.lines().enumerate() {
+        let parse_error = |problem: String| CheckpointError::Parse {
+            line: n + 1,
+            problem,
+        };
         let line = line.trim();
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
-        let checkpoint = if line.starts_with('{') {
+        let checkpoint: Checkpoint = if line.starts_with('{') {
             let entry: serde_json::Value = serde_json::from_str(line)
-                .map_err(|e| format!("line {}: not a journal JSON entry: {e}", n + 1))?;
+                .map_err(|e| parse_error(format!("not a journal JSON entry: {e}")))?;
+            if entry.get("CHECKPOINT_SEQ").is_none() && entry.get("CHECKPOINT_HASH").is_none() {
+                continue;
+            }
+            if !trust.trusts(&entry) {
+                parsed.untrusted += 1;
+                continue;
+            }
             let (Some(seq), Some(hash)) = (
                 entry["CHECKPOINT_SEQ"].as_str(),
                 entry["CHECKPOINT_HASH"].as_str(),
             ) else {
                 continue;
             };
-            format!("{seq}:{hash}").parse()
+            format!("{seq}:{hash}")
+                .parse::<Checkpoint>()
+                .map_err(parse_error)?
         } else {
-            line.parse()
+            line.parse::<Checkpoint>().map_err(parse_error)?
         };
-        out.push(checkpoint.map_err(|e| format!("line {}: {e}", n + 1))?);
+        match seen.get(&checkpoint.seq) {
+            Some(hash) if *hash == checkpoint.hash => {}
+            Some(hash) => {
+                return Err(CheckpointError::Conflict {
+                    seq: checkpoint.seq,
+                    first: *hash,
+                    second: checkpoint.hash,
+                })
+            }
+            None => {
+                seen.insert(checkpoint.seq, checkpoint.hash);
+                parsed.checkpoints.push(checkpoint);
+            }
+        }
     }
-    Ok(out)
+    Ok(parsed)
+}
+
+/// [`parse_checkpoints_trusted`] for the installed service ([`JournalTrust::service`]), without
+/// the count of untrusted entries.
+pub fn parse_checkpoints(text: &str) -> Result<Vec<Checkpoint>, String> {
+    parse_checkpoints_trusted(text, &JournalTrust::service())
+        .map(|parsed| parsed.checkpoints)
+        .map_err(|e| e.to_string())
+}
+
+/// Reads a checkpoint file (see [`parse_checkpoints_trusted`]); errors name the file.
+pub fn read_checkpoint_file_trusted(
+    path: &std::path::Path,
+    trust: &JournalTrust,
+) -> Result<ParsedCheckpoints, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("checkpoint file {}: {e}", path.display()))?;
+    parse_checkpoints_trusted(&text, trust)
+        .map_err(|e| format!("checkpoint file {}: {e}", path.display()))
 }
 
 /// Reads a checkpoint file (see [`parse_checkpoints`]); errors name the file.
 pub fn read_checkpoint_file(path: &std::path::Path) -> Result<Vec<Checkpoint>, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("checkpoint file {}: {e}", path.display()))?;
-    parse_checkpoints(&text).map_err(|e| format!("checkpoint file {}: {e}", path.display()))
+    read_checkpoint_file_trusted(path, &JournalTrust::service()).map(|parsed| parsed.checkpoints)
 }
 
 /// When and where checkpoints go.
@@ -151,11 +309,40 @@ impl Checkpointer {
 mod tests {
     use super::*;
 
+    /// The service as the tests see it: run as root or as uid 998.
+    fn trust() -> JournalTrust {
+        JournalTrust {
+            unit: SERVICE_UNIT.to_owned(),
+            uids: vec![0, 998],
+        }
+    }
+
+    /// A `journalctl -o json` line carrying a checkpoint, with journald's trusted fields `marks`.
+    fn entry(seq: &str, hash: &str, marks: &[(&str, &str)]) -> String {
+        let mut entry = serde_json::json!({
+            "MESSAGE_ID": CHECKPOINT_MESSAGE_ID,
+            "SYSLOG_IDENTIFIER": "anomalyd",
+            "CHECKPOINT_SEQ": seq,
+            "CHECKPOINT_HASH": hash,
+        });
+        for (key, value) in marks {
+            entry[*key] = serde_json::json!(value);
+        }
+        entry.to_string()
+    }
+
+    const GENUINE: &[(&str, &str)] = &[("_UID", "998"), ("_SYSTEMD_UNIT", "anomalyd.service")];
+
     #[test]
     fn checkpoints_parse_from_the_file_and_the_journal() {
         let hash = "ab".repeat(32);
         let text = format!(
-            "# anomalyd checkpoints\n12:{hash}\n\n{{\"MESSAGE_ID\":\"{CHECKPOINT_MESSAGE_ID}\",\"CHECKPOINT_SEQ\":\"40\",\"CHECKPOINT_HASH\":\"{hash}\"}}\n"
+            "# anomalyd checkpoints\n12:{hash}\n\n{}\n",
+            entry(
+                "40",
+                &hash,
+                &[("_UID", "0"), ("_SYSTEMD_UNIT", "anomalyd.service")]
+            )
         );
         let parsed = parse_checkpoints(&text).unwrap();
         assert_eq!(
@@ -174,5 +361,151 @@ mod tests {
         assert_eq!(parsed[0].to_string(), format!("12:{hash}"));
         assert!(parse_checkpoints("12:abc").unwrap_err().contains("line 1"));
         assert!(parse_checkpoints("x:00").is_err());
+    }
+
+    #[test]
+    fn the_service_is_its_unit_run_as_root_or_its_user() {
+        let service = JournalTrust::service();
+        assert_eq!(service.unit, "anomalyd.service");
+        assert_eq!(service.uids[0], 0);
+        assert!(service.uids.len() <= 2, "{service:?}");
+        assert_eq!(uid_of("root"), Some(0));
+        assert_eq!(uid_of("no-such-user-anomalyd-test"), None);
+    }
+
+    #[test]
+    fn forged_journal_entries_are_skipped_and_counted() {
+        let zero = "00".repeat(32);
+        let real = "ab".repeat(32);
+        let text = [
+            // `logger --journald` as an ordinary user: its own uid, no unit.
+            entry("999999999", &zero, &[("_UID", "1000")]),
+            // The unit's name without its user, and its user from another unit.
+            entry(
+                "999999999",
+                &zero,
+                &[("_UID", "1000"), ("_SYSTEMD_UNIT", "anomalyd.service")],
+            ),
+            entry(
+                "999999999",
+                &zero,
+                &[("_UID", "998"), ("_SYSTEMD_UNIT", "user@998.service")],
+            ),
+            // No trusted fields at all; a user unit named like the service.
+            entry("40", &zero, &[]),
+            entry(
+                "40",
+                &zero,
+                &[
+                    ("_UID", "1000"),
+                    ("_SYSTEMD_UNIT", "user@1000.service"),
+                    ("_SYSTEMD_USER_UNIT", "anomalyd.service"),
+                ],
+            ),
+            // Garbage in a forged entry is no error either.
+            entry("not a number", "zz", &[("_UID", "1000")]),
+            // The genuine one.
+            entry("40", &real, GENUINE),
+            // An entry of the service that is no checkpoint is neither kept nor counted.
+            serde_json::json!({"MESSAGE": "audit chain opened", "_UID": "998"}).to_string(),
+        ]
+        .join("\n");
+        let parsed = parse_checkpoints_trusted(&text, &trust()).unwrap();
+        assert_eq!(
+            parsed,
+            ParsedCheckpoints {
+                checkpoints: vec![Checkpoint {
+                    seq: 40,
+                    hash: [0xab; 32]
+                }],
+                untrusted: 6,
+            }
+        );
+        // The installed service's trust never includes uid 1000's own entries.
+        let forged = entry("999999999", &zero, &[("_UID", "1000")]);
+        assert!(parse_checkpoints(&forged).unwrap().is_empty());
+    }
+
+    #[test]
+    fn genuine_journal_entries_are_kept() {
+        let hash = "cd".repeat(32);
+        let text = [
+            entry("20", &hash, GENUINE),
+            entry(
+                "40",
+                &hash,
+                &[("_UID", "0"), ("_SYSTEMD_UNIT", "anomalyd.service")],
+            ),
+        ]
+        .join("\n");
+        let parsed = parse_checkpoints_trusted(&text, &trust()).unwrap();
+        assert_eq!(parsed.untrusted, 0);
+        assert_eq!(
+            parsed.checkpoints,
+            [
+                Checkpoint {
+                    seq: 20,
+                    hash: [0xcd; 32]
+                },
+                Checkpoint {
+                    seq: 40,
+                    hash: [0xcd; 32]
+                }
+            ]
+        );
+        // A malformed checkpoint in a genuine entry is an error, as in the file.
+        let bad = entry("20", "cd", GENUINE);
+        let error = parse_checkpoints_trusted(&bad, &trust()).unwrap_err();
+        assert!(
+            matches!(error, CheckpointError::Parse { line: 1, .. }),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn two_hashes_for_one_seq_are_tampering() {
+        let ab = "ab".repeat(32);
+        let cd = "cd".repeat(32);
+        let conflict = CheckpointError::Conflict {
+            seq: 40,
+            first: [0xab; 32],
+            second: [0xcd; 32],
+        };
+        // Between two journal entries, and between the file and the journal.
+        for text in [
+            format!(
+                "{}\n{}",
+                entry("40", &ab, GENUINE),
+                entry("40", &cd, GENUINE)
+            ),
+            format!("40:{ab}\n{}", entry("40", &cd, GENUINE)),
+            format!("40:{ab}\n40:{cd}"),
+        ] {
+            assert_eq!(
+                parse_checkpoints_trusted(&text, &trust()),
+                Err(conflict.clone()),
+                "{text}"
+            );
+        }
+        let message = conflict.to_string();
+        assert!(
+            message.starts_with("checkpoint seq 40 appears with two different hashes"),
+            "{message}"
+        );
+        assert!(message.contains("tampered"), "{message}");
+        assert!(parse_checkpoints(&format!("40:{ab}\n40:{cd}"))
+            .unwrap_err()
+            .contains("checkpoint seq 40 appears with two different hashes"));
+        // The same checkpoint twice (the file and the journal agree) is kept once.
+        let twice = format!("40:{ab}\n{}", entry("40", &ab, GENUINE));
+        assert_eq!(
+            parse_checkpoints_trusted(&twice, &trust())
+                .unwrap()
+                .checkpoints,
+            [Checkpoint {
+                seq: 40,
+                hash: [0xab; 32]
+            }]
+        );
     }
 }

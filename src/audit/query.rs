@@ -62,6 +62,8 @@ pub struct ListFilter {
     pub kind: Option<String>,
     /// A substring the text must contain.
     pub contains: Option<String>,
+    /// Only the anomalies of this incident (the seq of the record that opened it).
+    pub incident: Option<u64>,
 }
 
 /// Up to `limit` records matching `filter`, in seq order (newest first when asked), and the
@@ -78,6 +80,7 @@ pub fn list_records(
          WHERE seq > ?1 AND (?2 = 0 OR seq < ?2) AND ts_usec >= ?3
            AND (?4 IS NULL OR verdict = ?4) AND (?5 IS NULL OR source = ?5)
            AND (?6 IS NULL OR kind = ?6) AND (?7 IS NULL OR instr(text, ?7) > 0)
+           AND (?9 IS NULL OR json_extract(fields, '$.incident') = ?9)
          ORDER BY seq {order} LIMIT ?8"
     );
     let mut statement = conn.prepare(&sql).map_err(sqlite(path))?;
@@ -93,6 +96,7 @@ pub fn list_records(
                 filter.contains,
                 // One more than asked, to know whether the listing goes on.
                 (limit + 1) as i64,
+                filter.incident.map(|i| i as i64),
             ],
             record_of_row,
         )
@@ -106,6 +110,59 @@ pub fn list_records(
         0
     };
     Ok((records, cursor))
+}
+
+/// One incident: the anomalies of one text from the record that opened it until it closed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IncidentView {
+    /// The seq of the record that opened it (and alerted).
+    pub first_seq: u64,
+    pub first_usec: u64,
+    pub last_seq: u64,
+    pub last_usec: u64,
+    /// Anomalies in it, the opening one included.
+    pub events: u64,
+    pub source: String,
+    pub text: String,
+    /// The highest score among them.
+    pub max_score: f64,
+}
+
+/// The incidents opened at or after `since_usec`, newest first, at most `limit`.
+pub fn list_incidents(
+    path: &Path,
+    since_usec: u64,
+    limit: usize,
+) -> Result<Vec<IncidentView>, AuditError> {
+    let (conn, _) = open_reader(path)?;
+    let mut statement = conn
+        .prepare(
+            "SELECT json_extract(fields, '$.incident') AS incident, MAX(seq),
+                    MIN(ts_usec), MAX(ts_usec), COUNT(*), MIN(source), MIN(text), MAX(score)
+               FROM records
+              WHERE verdict = 'anomaly' AND incident IS NOT NULL
+                AND incident >= (SELECT COALESCE(MIN(seq), 0) FROM records WHERE ts_usec >= ?1)
+              GROUP BY incident ORDER BY incident DESC LIMIT ?2",
+        )
+        .map_err(sqlite(path))?;
+    let rows = statement
+        .query_map(
+            params![since_usec.min(i64::MAX as u64) as i64, limit as i64],
+            |r| {
+                Ok(IncidentView {
+                    first_seq: r.get::<_, i64>(0)? as u64,
+                    last_seq: r.get::<_, i64>(1)? as u64,
+                    first_usec: r.get::<_, i64>(2)? as u64,
+                    last_usec: r.get::<_, i64>(3)? as u64,
+                    events: r.get::<_, i64>(4)? as u64,
+                    source: r.get(5)?,
+                    text: r.get(6)?,
+                    max_score: r.get::<_, Option<f64>>(7)?.unwrap_or(f64::NAN),
+                })
+            },
+        )
+        .map_err(sqlite(path))?;
+    rows.collect::<Result<Vec<_>, _>>().map_err(sqlite(path))
 }
 
 /// A baseline entry named by a verdict, as the baseline table holds it now.

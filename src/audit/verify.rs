@@ -24,6 +24,10 @@ pub enum Problem {
     UnknownEncoding(i64),
     /// Seq 1 is not a genesis record with the all-zero previous hash.
     BadGenesis,
+    /// There is no genesis record: the chain holds no records at all (`first_seq` is `None`), or
+    /// its first record is `first_seq`, not 1. A chain always starts with its genesis record, so
+    /// records were removed.
+    MissingGenesis { first_seq: Option<u64> },
     /// A stored hash is not 32 bytes.
     Malformed(String),
     /// The chain ends before a checkpoint: its tail was cut off.
@@ -43,6 +47,16 @@ impl fmt::Display for Problem {
             }
             Problem::UnknownEncoding(v) => write!(f, "unknown encoding version {v}"),
             Problem::BadGenesis => write!(f, "seq 1 is not a genesis record linked to 32 zero bytes"),
+            Problem::MissingGenesis { first_seq: None } => write!(
+                f,
+                "no genesis record: the chain holds no records, and a chain starts with its genesis record at seq 1"
+            ),
+            Problem::MissingGenesis {
+                first_seq: Some(first),
+            } => write!(
+                f,
+                "no genesis record: the chain starts at seq {first}, not with its genesis record at seq 1"
+            ),
             Problem::Malformed(what) => write!(f, "malformed record: {what}"),
             Problem::Truncated { last_seq } => write!(
                 f,
@@ -74,7 +88,9 @@ impl Report {
     }
 }
 
-/// Opens `path` read-only and verifies it; `expected` are heads the chain must contain.
+/// Opens `path` read-only and verifies it; `expected` are heads the chain must contain (every
+/// one of them: two different hashes expected for one seq cannot both match). A chain with no
+/// records, or whose first record is not seq 1, has lost its genesis record and is broken.
 pub fn verify(path: &Path, expected: &[Checkpoint]) -> Result<Report, AuditError> {
     let display = path.display().to_string();
     let sqlite = |source| AuditError::Sqlite {
@@ -94,7 +110,13 @@ pub fn verify(path: &Path, expected: &[Checkpoint]) -> Result<Report, AuditError
         .map_err(sqlite)?;
     let mut rows = stmt.query([]).map_err(sqlite)?;
 
-    let wanted: HashMap<u64, [u8; 32]> = expected.iter().map(|c| (c.seq, c.hash)).collect();
+    let mut wanted: HashMap<u64, Vec<[u8; 32]>> = HashMap::new();
+    for c in expected {
+        let hashes = wanted.entry(c.seq).or_default();
+        if !hashes.contains(&c.hash) {
+            hashes.push(c.hash);
+        }
+    }
     let mut report = Report {
         records: 0,
         head: None,
@@ -106,6 +128,16 @@ pub fn verify(path: &Path, expected: &[Checkpoint]) -> Result<Report, AuditError
     while let Some(row) = rows.next().map_err(sqlite)? {
         let seq = row.get::<_, i64>(0).map_err(sqlite)? as u64;
         let fail = |problem| Some((seq, problem));
+        if expected_seq == 1 && seq != 1 {
+            // Deleting from the front leaves a chain that links on its own from its first row.
+            report.failure = Some((
+                1,
+                Problem::MissingGenesis {
+                    first_seq: Some(seq),
+                },
+            ));
+            break;
+        }
         if seq != expected_seq {
             report.failure = Some((
                 seq,
@@ -170,11 +202,12 @@ pub fn verify(path: &Path, expected: &[Checkpoint]) -> Result<Report, AuditError
             });
             break;
         }
-        if let Some(hash) = wanted.get(&seq) {
-            if *hash != stored_hash {
-                report.failure = fail(Problem::CheckpointMismatch { expected: *hash });
-                break;
-            }
+        if let Some(other) = wanted
+            .get(&seq)
+            .and_then(|hashes| hashes.iter().find(|h| **h != stored_hash))
+        {
+            report.failure = fail(Problem::CheckpointMismatch { expected: *other });
+            break;
         }
         prev_hash = stored_hash;
         prev_ts = record.ts_usec;
@@ -184,6 +217,9 @@ pub fn verify(path: &Path, expected: &[Checkpoint]) -> Result<Report, AuditError
             hash: stored_hash,
         });
         expected_seq += 1;
+    }
+    if report.failure.is_none() && report.head.is_none() {
+        report.failure = Some((1, Problem::MissingGenesis { first_seq: None }));
     }
     if report.failure.is_none() {
         let last_seq = report.head.map_or(0, |h| h.seq);
@@ -197,4 +233,90 @@ pub fn verify(path: &Path, expected: &[Checkpoint]) -> Result<Report, AuditError
         }
     }
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::AuditWriter;
+    use crate::config::Synchronous;
+    use crate::event::{Event, Judged, RecordKind};
+
+    const MODEL: &str = "test-model";
+
+    /// A chain of `records` records: the genesis, then `start` records.
+    fn chain(dir: &Path, records: usize) -> std::path::PathBuf {
+        let db = dir.join("audit.sqlite");
+        let mut writer = AuditWriter::open(&db, Synchronous::Normal, MODEL).unwrap();
+        for _ in 1..records {
+            let start = Event::daemon(
+                RecordKind::Start,
+                "anomalyd start".into(),
+                serde_json::Map::new(),
+            );
+            writer.append(&[Judged::unscored(start)], MODEL).unwrap();
+        }
+        drop(writer);
+        db
+    }
+
+    fn edit(db: &Path, sql: &str) {
+        rusqlite::Connection::open(db)
+            .unwrap()
+            .execute_batch(sql)
+            .unwrap();
+    }
+
+    #[test]
+    fn a_chain_without_records_is_broken() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = chain(dir.path(), 1);
+        assert!(verify(&db, &[]).unwrap().ok());
+        edit(&db, "DELETE FROM records");
+        let report = verify(&db, &[]).unwrap();
+        assert!(!report.ok());
+        assert_eq!(report.records, 0);
+        assert_eq!(report.head, None);
+        let (seq, problem) = report.failure.unwrap();
+        assert_eq!(
+            (seq, &problem),
+            (1, &Problem::MissingGenesis { first_seq: None })
+        );
+        assert!(
+            problem.to_string().contains("no genesis record"),
+            "{problem}"
+        );
+    }
+
+    #[test]
+    fn a_chain_cut_at_the_front_is_broken() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = chain(dir.path(), 3);
+        edit(&db, "DELETE FROM records WHERE seq = 1");
+        let failure = verify(&db, &[]).unwrap().failure;
+        assert_eq!(
+            failure,
+            Some((1, Problem::MissingGenesis { first_seq: Some(2) }))
+        );
+        assert!(failure.unwrap().1.to_string().contains("starts at seq 2"));
+    }
+
+    #[test]
+    fn every_expected_hash_for_a_seq_is_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = chain(dir.path(), 2);
+        let head = verify(&db, &[]).unwrap().head.unwrap();
+        let forged = Checkpoint {
+            seq: head.seq,
+            hash: [0; 32],
+        };
+        for expected in [[head, forged], [forged, head]] {
+            assert_eq!(
+                verify(&db, &expected).unwrap().failure,
+                Some((head.seq, Problem::CheckpointMismatch { expected: [0; 32] })),
+                "{expected:?}"
+            );
+        }
+        assert!(verify(&db, &[head, head]).unwrap().ok());
+    }
 }

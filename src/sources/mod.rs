@@ -10,12 +10,23 @@
 //! short timeout), renders, and submits to the intake queue, which drops into the same gap ledger
 //! when full.
 //!
-//! A source's signals are accepted only from the current owner of its well-known name: the match
-//! rule names the sender (so the bus routes only the owner's broadcasts), and every message's
-//! unique sender is checked against the owner we track through `NameOwnerChanged` (so a unicast
-//! signal aimed at us by another process is refused too). A source whose service is absent keeps
-//! its subscription and starts working when the service appears; its renderer is told, so it can
-//! subscribe (systemd) or learn the current state (NetworkManager's active connections).
+//! A source's signals are accepted only from the connection that owned its well-known name at
+//! the point in bus order where the signal was sent. The match rule names the sender, so the bus
+//! routes only the owner's broadcasts; and every message's unique sender is checked against the
+//! owner the dispatcher tracks, so a unicast signal aimed at us by another process is refused
+//! and counted in `EventsForged`. The dispatcher follows each watched name's `NameOwnerChanged`
+//! on the same ordered stream as the signals (believing only those the bus itself,
+//! `org.freedesktop.DBus`, sent: a forged one is refused and counted in `EventsForged` too) and
+//! hands each signal to its renderer with the owner as of that signal. There is no shared owner
+//! map and no second look-up: the bus delivers a sender's signals before the `NameOwnerChanged`
+//! that announces its departure, and the one that announces a new owner before that owner's
+//! signals, so the signals of a service that exits at once, or while its renderer's lookups to
+//! it are pending, are all still accepted, and those of a new owner are accepted from the first.
+//!
+//! A source whose service is absent keeps its subscription and starts working when the service
+//! appears. Its renderer is told in the same order (should a full queue hold that notice up, the
+//! renderer acts on the new owner's first signal instead), so it can subscribe (systemd) or learn
+//! the current state (NetworkManager's active connections).
 //!
 //! Bad input (a signature the service never sends, a wrong variant type, an unknown object path)
 //! is skipped, counted in `SignalsMalformed`, and warned about at most every few seconds per source.
@@ -34,7 +45,7 @@ pub use systemd::decode_unit_path;
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
@@ -55,6 +66,8 @@ use crate::render::VolatileRules;
 const RENDER_QUEUE: usize = 1024;
 /// A source warns about bad input at most this often; the rest is counted.
 const WARN_INTERVAL: Duration = Duration::from_secs(10);
+/// The bus itself: the only sender whose `NameOwnerChanged` is believed (its interface, too).
+const BUS_DRIVER: &str = "org.freedesktop.DBus";
 
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
@@ -192,28 +205,6 @@ impl WarnLimiter {
     }
 }
 
-/// Well-known name → its current unique owner.
-#[derive(Clone, Default)]
-struct Owners(Arc<RwLock<HashMap<String, String>>>);
-
-impl Owners {
-    fn set(&self, name: &str, owner: Option<String>) {
-        let mut map = self.0.write().unwrap_or_else(|e| e.into_inner());
-        match owner {
-            Some(o) => map.insert(name.to_owned(), o),
-            None => map.remove(name),
-        };
-    }
-
-    fn is_owner(&self, name: &str, sender: &str) -> bool {
-        self.0
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(name)
-            .is_some_and(|o| o == sender)
-    }
-}
-
 /// Asks a service for what a signal lacks, with a short timeout so a source never waits long.
 #[derive(Clone)]
 pub(crate) struct Lookup {
@@ -267,24 +258,6 @@ impl Lookup {
             }
         }
     }
-
-    /// Asks the bus who owns `name` now, records the answer, and says whether it is `sender`.
-    async fn confirm_owner(&self, name: &str, sender: &str, owners: &Owners) -> bool {
-        let Ok(bus_name) = zbus::names::BusName::try_from(name) else {
-            return false;
-        };
-        let ask = async {
-            let dbus = zbus::fdo::DBusProxy::new(&self.conn).await.ok()?;
-            dbus.get_name_owner(bus_name)
-                .await
-                .ok()
-                .map(|o| o.to_string())
-        };
-        let owner = tokio::time::timeout(self.timeout, ask).await.ok().flatten();
-        let confirmed = owner.as_deref() == Some(sender);
-        owners.set(name, owner);
-        confirmed
-    }
 }
 
 /// What a renderer works with besides the signal.
@@ -327,10 +300,27 @@ impl Renderer {
     }
 }
 
-/// What a source's renderer task receives.
+/// What a source's renderer task receives, in the order the dispatcher read it from the bus.
 enum Inbound {
-    Signal(Message),
-    OwnerAppeared,
+    /// A signal, with the unique name that owned the source's well-known name at that point in
+    /// bus order (`None`: nobody did, or the source names no owner).
+    Signal {
+        msg: Message,
+        owner: Option<Arc<str>>,
+    },
+    /// The source's service appeared on the bus under this unique name.
+    OwnerAppeared(Arc<str>),
+}
+
+/// The dispatcher's view of one watched well-known name.
+struct Watched {
+    /// Its owner as of the last message the dispatcher read.
+    owner: Option<Arc<str>>,
+    /// The renderers to tell when it appears.
+    renderers: Vec<mpsc::Sender<Inbound>>,
+    /// The first source that watches it, for warnings about forged owner changes.
+    source: Source,
+    limiter: WarnLimiter,
 }
 
 struct Subscription {
@@ -458,7 +448,6 @@ async fn subscribe(
     tasks: &mut Vec<tokio::task::JoinHandle<()>>,
 ) -> Result<(), SourceError> {
     let subs = subscriptions(config)?;
-    let owners = Owners::default();
     let lookup = Lookup {
         conn: conn.clone(),
         timeout: config.lookup_timeout,
@@ -470,73 +459,79 @@ async fn subscribe(
             source: Box::new(source),
         })?;
 
-    // Every source's renderer gets its own queue; the owner followers tell them when their
-    // service appears.
-    let mut renderers_of: HashMap<String, Vec<mpsc::Sender<Inbound>>> = HashMap::new();
+    // Every source's renderer gets its own queue; the dispatcher tells them, in bus order, who
+    // owns their service's name and when it appears.
+    let mut renderers_of: HashMap<String, (Source, Vec<mpsc::Sender<Inbound>>)> = HashMap::new();
     let mut started = Vec::new();
     for sub in subs {
         let (tx, rx) = mpsc::channel(RENDER_QUEUE);
         if let Some(owner) = &sub.owner {
             renderers_of
                 .entry(owner.clone())
-                .or_default()
+                .or_insert_with(|| (sub.source, Vec::new()))
+                .1
                 .push(tx.clone());
         }
         started.push((sub, tx, rx));
     }
 
-    let mut watched: Vec<&String> = renderers_of.keys().collect();
-    watched.sort();
-    for name in watched {
-        let name = name.clone();
-        // Follow the owner before asking for it, so no change can slip between the two.
+    // The dispatcher's stream exists before any rule is added, so no signal and no owner change
+    // can slip past it: owner changes and signals reach it in the one order the bus sent them.
+    let stream = MessageStream::from(conn);
+
+    let mut names: Vec<(String, (Source, Vec<mpsc::Sender<Inbound>>))> =
+        renderers_of.into_iter().collect();
+    names.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut watched = HashMap::with_capacity(names.len());
+    for (name, (source, renderers)) in names {
+        // Follow the owner before asking for it, so no change can slip between the two: a
+        // change before the answer reaches the dispatcher after it was applied (and says
+        // nothing new), one after it reaches the dispatcher in bus order.
+        let subscribe_error = |e: zbus::Error| SourceError::Subscribe {
+            what: format!("owner changes of {name}"),
+            source: Box::new(e),
+        };
         let rule = MatchRule::builder()
             .msg_type(Type::Signal)
-            .sender("org.freedesktop.DBus")
+            .sender(BUS_DRIVER)
+            .and_then(|b| b.interface(BUS_DRIVER))
             .and_then(|b| b.member("NameOwnerChanged"))
             .and_then(|b| b.arg(0, name.clone()))
-            .map_err(|source| SourceError::Subscribe {
-                what: format!("owner changes of {name}"),
-                source: Box::new(source),
-            })?
+            .map_err(subscribe_error)?
             .build();
-        let stream = MessageStream::for_match_rule(rule, conn, Some(64))
+        dbus.add_match_rule(rule)
             .await
-            .map_err(|source| SourceError::Subscribe {
-                what: format!("owner changes of {name}"),
-                source: Box::new(source),
-            })?;
+            .map_err(|e| subscribe_error(e.into()))?;
         let current = match zbus::names::BusName::try_from(name.as_str()) {
             Ok(bus_name) => dbus
                 .get_name_owner(bus_name)
                 .await
                 .ok()
-                .map(|o| o.to_string()),
+                .map(|o| Arc::<str>::from(o.to_string())),
             Err(_) => None,
         };
-        let renderers = renderers_of[&name].clone();
         match &current {
             Some(owner) => {
                 info!(service = %name, owner = %owner, "source service present");
                 for r in &renderers {
-                    let _ = r.try_send(Inbound::OwnerAppeared);
+                    tell_appeared(r, owner.clone());
                 }
             }
             None => {
                 info!(service = %name, "source service absent; its subscription stays, waiting for it")
             }
         }
-        owners.set(&name, current);
-        tasks.push(tokio::spawn(follow_owner(
-            stream,
+        watched.insert(
             name,
-            owners.clone(),
-            renderers,
-        )));
+            Watched {
+                owner: current,
+                renderers,
+                source,
+                limiter: WarnLimiter::default(),
+            },
+        );
     }
 
-    // The dispatcher's stream exists before any rule is added, so no signal can slip past it.
-    let stream = MessageStream::from(conn);
     let mut routes = Vec::with_capacity(started.len());
     for (sub, tx, rx) in started {
         for rule in &sub.rules {
@@ -550,6 +545,7 @@ async fn subscribe(
         }
         routes.push(Route {
             source: sub.source,
+            owner: sub.owner.clone(),
             rules: sub.rules,
             renderer: tx,
         });
@@ -563,7 +559,6 @@ async fn subscribe(
             sub.source,
             sub.owner,
             sub.renderer,
-            owners.clone(),
             cx,
             intake.clone(),
         )));
@@ -571,6 +566,7 @@ async fn subscribe(
     tasks.push(tokio::spawn(dispatch(
         stream,
         routes,
+        watched,
         intake,
         metrics,
         config.max_signal_bytes,
@@ -578,25 +574,60 @@ async fn subscribe(
     Ok(())
 }
 
-async fn follow_owner(
-    mut stream: MessageStream,
-    name: String,
-    owners: Owners,
-    renderers: Vec<mpsc::Sender<Inbound>>,
-) {
-    while let Some(Ok(msg)) = stream.next().await {
-        let Ok((_, _, new_owner)) = msg.body().deserialize::<(String, String, String)>() else {
-            continue;
-        };
-        if new_owner.is_empty() {
-            warn!(service = %name, "source service left the bus");
-            owners.set(&name, None);
-        } else {
-            info!(service = %name, owner = %new_owner, "source service appeared");
-            owners.set(&name, Some(new_owner));
-            for r in &renderers {
-                // Waits for room: the renderer must hear of it, and this task holds nothing else.
-                let _ = r.send(Inbound::OwnerAppeared).await;
+/// Tells a renderer its service appeared, in order with its signals when its queue has room.
+/// When it has none, the notice waits for room aside (the renderer must hear of it; the
+/// dispatcher must not wait), and the renderer catches up by itself on the new owner's first
+/// signal, which carries the owner too.
+fn tell_appeared(renderer: &mpsc::Sender<Inbound>, owner: Arc<str>) {
+    match renderer.try_send(Inbound::OwnerAppeared(owner)) {
+        Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => {}
+        Err(mpsc::error::TrySendError::Full(notice)) => {
+            let renderer = renderer.clone();
+            tokio::spawn(async move {
+                let _ = renderer.send(notice).await;
+            });
+        }
+    }
+}
+
+/// Applies a `NameOwnerChanged` for a watched name, at its place in bus order. Only the bus
+/// sends real ones; one from any other sender (a unicast signal another client aimed at us) is
+/// refused, counted in `EventsForged` and warned about.
+fn follow_owner(msg: &Message, watched: &mut HashMap<String, Watched>, metrics: &Metrics) {
+    let header = msg.header();
+    if header.member().map(|m| m.as_str()) != Some("NameOwnerChanged")
+        || header.interface().map(|i| i.as_str()) != Some(BUS_DRIVER)
+    {
+        return;
+    }
+    let Ok((name, _, new_owner)) = msg.body().deserialize::<(String, String, String)>() else {
+        return;
+    };
+    let Some(w) = watched.get_mut(&name) else {
+        return;
+    };
+    let sender = header.sender().map(|s| s.as_str()).unwrap_or("");
+    if sender != BUS_DRIVER {
+        metrics.events_forged.fetch_add(1, Relaxed);
+        w.limiter.warn(
+            w.source,
+            &format_args!(
+                "a NameOwnerChanged for {name} came from {sender}, not from the bus; refused"
+            ),
+        );
+        return;
+    }
+    let new_owner = (!new_owner.is_empty()).then(|| Arc::<str>::from(new_owner));
+    if w.owner == new_owner {
+        return;
+    }
+    w.owner = new_owner.clone();
+    match new_owner {
+        None => warn!(service = %name, "source service left the bus"),
+        Some(owner) => {
+            info!(service = %name, owner = %owner, "source service appeared");
+            for r in &w.renderers {
+                tell_appeared(r, owner.clone());
             }
         }
     }
@@ -605,16 +636,20 @@ async fn follow_owner(
 /// Where the dispatcher sends the signals that match a source's rules.
 struct Route {
     source: Source,
+    /// The well-known name whose owner alone may send these signals.
+    owner: Option<String>,
     rules: Vec<MatchRule<'static>>,
     renderer: mpsc::Sender<Inbound>,
 }
 
-/// Moves every subscribed signal from the connection into its source's queue and does nothing
-/// else, so the connection's reader never waits on us. A full queue drops the signal into the
-/// gap ledger; an oversized one is counted and skipped.
+/// Moves every subscribed signal from the connection into its source's queue, with the owner of
+/// the source's name as of that signal, and does nothing else, so the connection's reader never
+/// waits on us. Owner changes of the watched names are applied as they come, in the same order.
+/// A full queue drops the signal into the gap ledger; an oversized one is counted and skipped.
 async fn dispatch(
     mut stream: MessageStream,
     routes: Vec<Route>,
+    mut watched: HashMap<String, Watched>,
     intake: Intake,
     metrics: Arc<Metrics>,
     max_signal_bytes: usize,
@@ -625,6 +660,7 @@ async fn dispatch(
         if msg.message_type() != Type::Signal {
             continue;
         }
+        follow_owner(&msg, &mut watched, &metrics);
         for (route, limiter) in routes.iter().zip(limiters.iter_mut()) {
             if !route.rules.iter().any(|r| r.matches(&msg).unwrap_or(false)) {
                 continue;
@@ -640,9 +676,16 @@ async fn dispatch(
                 );
                 continue;
             }
-            if let Err(mpsc::error::TrySendError::Full(_)) =
-                route.renderer.try_send(Inbound::Signal(msg.clone()))
-            {
+            let owner = route
+                .owner
+                .as_deref()
+                .and_then(|name| watched.get(name))
+                .and_then(|w| w.owner.clone());
+            let inbound = Inbound::Signal {
+                msg: msg.clone(),
+                owner,
+            };
+            if let Err(mpsc::error::TrySendError::Full(_)) = route.renderer.try_send(inbound) {
                 intake.note_drop(route.source, now_usec());
             }
         }
@@ -654,30 +697,41 @@ async fn render_signals(
     source: Source,
     owner: Option<String>,
     mut renderer: Renderer,
-    owners: Owners,
     cx: Context,
     intake: Intake,
 ) {
     let mut limiter = WarnLimiter::default();
+    // The owner the renderer last started afresh for.
+    let mut appeared: Option<Arc<str>> = None;
     while let Some(inbound) = inbox.recv().await {
-        let msg = match inbound {
-            Inbound::OwnerAppeared => {
-                renderer.owner_appeared(&cx).await;
+        let (msg, owner_then) = match inbound {
+            Inbound::OwnerAppeared(new_owner) => {
+                // Already done if the owner's first signal overtook a held-up notice.
+                if appeared.as_ref() != Some(&new_owner) {
+                    renderer.owner_appeared(&cx).await;
+                    appeared = Some(new_owner);
+                }
                 continue;
             }
-            Inbound::Signal(msg) => msg,
+            Inbound::Signal { msg, owner: then } => (msg, then),
         };
         if let Some(name) = &owner {
             let header = msg.header();
             let sender = header.sender().map(|s| s.as_str()).unwrap_or("");
-            // A signal can outrun the NameOwnerChanged that announces its sender (a service
-            // that just started); ask the bus once before calling it forged.
-            if !owners.is_owner(name, sender)
-                && !cx.lookup.confirm_owner(name, sender, &owners).await
-            {
-                cx.metrics.events_forged.fetch_add(1, Relaxed);
-                warn!(source = source.as_str(), sender, service = %name, "refused a signal from a connection that does not own the service's name");
-                continue;
+            // The owner as of this signal in bus order: a sender that has left since still
+            // owned the name when it sent what is queued here.
+            match &owner_then {
+                Some(o) if &**o == sender => {
+                    if appeared.as_ref() != Some(o) {
+                        renderer.owner_appeared(&cx).await;
+                        appeared = Some(o.clone());
+                    }
+                }
+                _ => {
+                    cx.metrics.events_forged.fetch_add(1, Relaxed);
+                    warn!(source = source.as_str(), sender, service = %name, "refused a signal from a connection that does not own the service's name");
+                    continue;
+                }
             }
         }
         match renderer.render(&msg, &cx).await {

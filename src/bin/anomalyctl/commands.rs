@@ -26,7 +26,7 @@ pub async fn run(daemon: &Daemon, command: Command) -> anyhow::Result<u8> {
             let filter = HashMap::from([("verdict", Value::from("anomaly"))]);
             // Subscribe before listing, so nothing detected in between is missed.
             let signals = if follow {
-                Some(daemon.proxy.receive_signal("AnomalyDetected").await?)
+                Some(anomaly_signals(daemon).await?)
             } else {
                 None
             };
@@ -41,7 +41,7 @@ pub async fn run(daemon: &Daemon, command: Command) -> anyhow::Result<u8> {
             }
         }
         Command::Watch => {
-            let signals = daemon.proxy.receive_signal("AnomalyDetected").await?;
+            let signals = anomaly_signals(daemon).await?;
             eprintln!(
                 "watching {} on the {} bus for anomalies (Ctrl-C to stop)",
                 daemon.name, daemon.target
@@ -55,6 +55,7 @@ pub async fn run(daemon: &Daemon, command: Command) -> anyhow::Result<u8> {
             source,
             kind,
             grep,
+            incident,
         } => {
             let since = super::since_usec(since.as_deref(), daemon.utc)?;
             let mut filter: HashMap<&str, Value<'static>> = HashMap::new();
@@ -68,8 +69,37 @@ pub async fn run(daemon: &Daemon, command: Command) -> anyhow::Result<u8> {
                     filter.insert(key, Value::from(v));
                 }
             }
+            if let Some(seq) = incident {
+                filter.insert("incident", Value::U64(seq));
+            }
             for row in daemon.last_records(since, lines, filter).await? {
                 daemon.print_row(&row);
+            }
+        }
+        Command::Incidents { since, lines } => {
+            let since = super::since_usec(since.as_deref(), daemon.utc)?;
+            let limit = i32::try_from(lines.clamp(1, 1000)).unwrap_or(1000);
+            let rows: Vec<anomalyd::api::IncidentRow> =
+                daemon.call("ListIncidents", &(since, limit)).await?;
+            for (first, first_usec, last, last_usec, events, source, text, score) in rows {
+                if daemon.json {
+                    println!(
+                        "{}",
+                        serde_json::json!({"incident": first, "first_usec": first_usec,
+                            "last_seq": last, "last_usec": last_usec, "events": events,
+                            "source": source, "max_score": score.is_finite().then_some(score),
+                            "text": text})
+                    );
+                } else {
+                    let repeats = match events {
+                        1 => "once".to_owned(),
+                        n => format!("{n} times, last #{last} {}", time::format_usec(last_usec, daemon.utc)),
+                    };
+                    println!(
+                        "{}  #{first:<7} {score:7.4}  [{source}] {text}  ({repeats})",
+                        time::format_usec(first_usec, daemon.utc)
+                    );
+                }
             }
         }
         Command::Show { seq } => show(daemon, seq).await?,
@@ -112,26 +142,47 @@ pub async fn run(daemon: &Daemon, command: Command) -> anyhow::Result<u8> {
     Ok(0)
 }
 
+/// `AnomalyDetected` (a new incident) and `AnomalyRepeated` (a repeat of an open one) on one
+/// stream, in the order the bus delivers them.
+async fn anomaly_signals(
+    daemon: &Daemon,
+) -> anyhow::Result<impl futures_util::Stream<Item = zbus::Message> + Unpin + '_> {
+    let detected = daemon.proxy.receive_signal("AnomalyDetected").await?;
+    let repeated = daemon.proxy.receive_signal("AnomalyRepeated").await?;
+    Ok(futures_util::stream::select(detected, repeated))
+}
+
 async fn follow_anomalies(
     daemon: &Daemon,
-    mut signals: zbus::proxy::SignalStream<'_>,
+    mut signals: impl futures_util::Stream<Item = zbus::Message> + Unpin,
     after_seq: u64,
 ) -> anyhow::Result<()> {
     while let Some(msg) = signals.next().await {
-        let (seq, usec, source, text, score): (u64, u64, String, String, f64) =
-            msg.body().deserialize()?;
+        let repeated = msg
+            .header()
+            .member()
+            .is_some_and(|m| m.as_str() == "AnomalyRepeated");
+        let (seq, usec, source, text, score, verdict) = if repeated {
+            let (seq, usec, source, text, score, incident, repeat): (
+                u64,
+                u64,
+                String,
+                String,
+                f64,
+                u64,
+                u64,
+            ) = msg.body().deserialize()?;
+            let verdict = format!("repeat {repeat} of #{incident}");
+            (seq, usec, source, text, score, verdict)
+        } else {
+            let (seq, usec, source, text, score): (u64, u64, String, String, f64) =
+                msg.body().deserialize()?;
+            (seq, usec, source, text, score, "anomaly".to_owned())
+        };
         if seq <= after_seq {
             continue;
         }
-        let row: RecordRow = (
-            seq,
-            usec,
-            "event".into(),
-            source,
-            "anomaly".into(),
-            score,
-            text,
-        );
+        let row: RecordRow = (seq, usec, "event".into(), source, verdict, score, text);
         daemon.print_row(&row);
         use std::io::Write;
         let _ = std::io::stdout().flush();
@@ -325,6 +376,18 @@ async fn explain(daemon: &Daemon, seq: u64) -> anyhow::Result<()> {
     type Neighbour = (u64, f64, String, u64, u64);
     let (text, verdict, score, threshold, neighbours): (String, String, f64, f64, Vec<Neighbour>) =
         daemon.call("Explain", &(seq,)).await?;
+    // What the verdict was judged against, and its incident, are in the record's fields.
+    let record: HashMap<String, OwnedValue> = daemon.call("GetEvent", &(seq,)).await?;
+    let fields: serde_json::Map<String, serde_json::Value> = record
+        .get("Fields")
+        .and_then(|v| <&str>::try_from(v).ok())
+        .and_then(|f| serde_json::from_str(f).ok())
+        .unwrap_or_default();
+    let number = |k: &str| fields.get(k).and_then(serde_json::Value::as_f64);
+    let source_threshold = number("source_threshold");
+    let slots = fields.get("variable_slots").cloned();
+    let incident = fields.get("incident").and_then(serde_json::Value::as_u64);
+    let repeat = fields.get("repeat").and_then(serde_json::Value::as_u64).unwrap_or(0);
     if daemon.json {
         let neighbours: Vec<_> = neighbours
             .iter()
@@ -337,18 +400,32 @@ async fn explain(daemon: &Daemon, seq: u64) -> anyhow::Result<()> {
             serde_json::json!({"seq": seq, "text": text, "verdict": verdict,
                 "score": score.is_finite().then_some(score),
                 "threshold": threshold.is_finite().then_some(threshold),
+                "source_threshold": source_threshold, "variable_slots": slots,
+                "incident": incident, "repeat": incident.map(|_| repeat),
                 "neighbours": neighbours})
         );
         return Ok(());
     }
     println!("#{seq} {verdict}: {text}");
     if score.is_finite() {
-        let against = if threshold.is_finite() {
-            format!(" (threshold {threshold:.4})")
-        } else {
-            String::new()
+        let against = match (threshold.is_finite(), source_threshold, &slots) {
+            (false, _, _) => String::new(),
+            (true, Some(source), Some(slots)) => format!(
+                " against {threshold:.4}: the source's threshold {source:.4}, raised because the \
+                 text differs from its nearest one only in words {} of its template, where the \
+                 baseline holds {} or more values",
+                slots["positions"], slots["values"]
+            ),
+            (true, _, _) => format!(" against the source's threshold {threshold:.4}"),
         };
         println!("score {score:.4}{against}");
+    }
+    match incident {
+        Some(first) if repeat > 0 => {
+            println!("repeat {repeat} of incident #{first} (`anomalyctl events --incident {first}`)")
+        }
+        Some(_) => println!("opened an incident (`anomalyctl events --incident {seq}`)"),
+        None => {}
     }
     if neighbours.is_empty() {
         println!(

@@ -91,6 +91,19 @@ enum Command {
         /// Only texts containing this string
         #[arg(long, value_name = "TEXT")]
         grep: Option<String>,
+        /// Only the anomalies of the incident record SEQ opened (from `incidents`)
+        #[arg(long, value_name = "SEQ")]
+        incident: Option<u64>,
+    },
+    /// List incidents, newest first: the anomaly that opened each one (and alerted), how many
+    /// repeats followed and when the last one was
+    Incidents {
+        /// Only those opened since: an age (30s, 15m, 1h, 2d), a date-time, or @USEC
+        #[arg(long, value_name = "WHEN")]
+        since: Option<String>,
+        /// Show at most N (1 to 1000)
+        #[arg(short = 'n', long = "lines", default_value_t = 20, value_name = "N")]
+        lines: usize,
     },
     /// Every field of one record: text, verdict, score, neighbours, hashes
     Show { seq: u64 },
