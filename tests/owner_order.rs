@@ -139,7 +139,9 @@ async fn a_service_that_signals_and_exits_at_once_loses_nothing() {
         let (active, sub) = RESTART[i % RESTART.len()];
         assert_eq!(
             *text,
-            format!("systemd unit nginx.service ActiveState={active} SubState={sub} Result=success"),
+            format!(
+                "systemd unit nginx.service ActiveState={active} SubState={sub} Result=success"
+            ),
             "change {i}, in the order sent"
         );
     }
@@ -165,7 +167,7 @@ async fn a_service_that_exits_while_looked_up_loses_nothing() {
     const ROUNDS: u64 = 5;
     const UNITS: usize = 5;
     let dir = tempfile::tempdir().unwrap();
-    let daemon = RunningDaemon::start(dir.path(), "[sources]\nlookup_timeout_ms = 5000\n").await;
+    let daemon = RunningDaemon::start(dir.path(), "[sources]\nlookup_timeout_ms = 2000\n").await;
     let paths: Vec<String> = (0..UNITS)
         .map(|u| format!("/org/freedesktop/systemd1/unit/u{u}_2eservice"))
         .collect();
@@ -232,11 +234,7 @@ async fn unicast_unit_changed(conn: &Connection, destination: &str, unit_path: &
         unit_path,
         "org.freedesktop.DBus.Properties",
         "PropertiesChanged",
-        &(
-            "org.freedesktop.systemd1.Unit",
-            changed,
-            Vec::<&str>::new(),
-        ),
+        &("org.freedesktop.systemd1.Unit", changed, Vec::<&str>::new()),
     )
     .await
     .unwrap();

@@ -77,6 +77,14 @@ pub const MESSAGE_RULES: &[(&str, &str)] = &[
     ),
     // A program's pid, a kernel timestamp: `sshd[2940]:`, `[12345.678901]`.
     (r"\[[0-9]+(?:\.[0-9]+)?\]", "[*]"),
+    // MAC addresses (with a firewall log's ethertype tail) before the times they resemble.
+    (r"\b[0-9a-fA-F]{2}(?::[0-9a-fA-F]{2}){5,}\b", "<mac>"),
+    // Message and session ids in angle brackets: `message-id=<CAx…@mail.gmail.com>`,
+    // `session=<yPY5cwEY4yHTwu7C>`.
+    (r"(?i)\b(message-id|msgid)=<[^>\s]*>", "$1=<id>"),
+    (r"<[A-Za-z0-9+/=_.-]{12,}>", "<id>"),
+    // The port after an address: `10.20.0.70:624`.
+    (r"\b([0-9]{1,3}(?:\.[0-9]{1,3}){3}):[0-9]{1,5}\b", "$1:<n>"),
     // Times of day and dates inside a message.
     (r"\b[0-9]{1,2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]+)?\b", "<time>"),
     (r"\b[0-9]{4}-[0-9]{2}-[0-9]{2}\b", "<date>"),
@@ -99,6 +107,10 @@ pub const MESSAGE_RULES: &[(&str, &str)] = &[
         r"\b(size|nrcpt|delay|delays|len|length|bytes|count|elapsed|duration|rx|tx)=[0-9][0-9./]*",
         "$1=<n>",
     ),
+    // Any other measurement of three or more digits in key=value form (`hdr_bytes=3138`,
+    // `SPT=51234`); short values (`status=1`, `uid=0`, `ehlo=2`) stay.
+    // (Not an address: `rip=176.250.225.92` keeps its value.)
+    (r"\b([A-Za-z_]+)=[0-9]{3,}([^0-9.:/]|$)", "$1=<n>$2"),
     // Queue, message and object ids in upper-case hex (postfix's `4F2A31C0D9:`), addresses.
     (r"\b[0-9A-F]{8,15}\b", "<hex>"),
     (r"\b0x[0-9a-fA-F]+\b", "0x<hex>"),
@@ -228,11 +240,42 @@ impl VolatileRules {
             }
         }
         text.split_whitespace()
-            .map(|word| self.scrub(word))
+            .map(|word| random_tokens(&self.scrub(word)))
             .collect::<Vec<_>>()
             .join(" ")
     }
 }
+
+/// Letters and digits mixed the way generated ids are (`MY7l70VCZYALKUSzqD5dqY`, an SSH key's
+/// `SHA256:7Hc0+ACWsMi91P2…`) replaced with `<id>`: a run of at least 16 of `[A-Za-z0-9+/]` with
+/// at least 3 digits and 3 letters. Words are rarely that long without a separator, and a
+/// version (`6.1.0-28-amd64`) or a cipher name (`TLS_AES_256_GCM_SHA384`) is broken up by one.
+fn random_tokens(word: &str) -> String {
+    let is_token = |c: char| c.is_ascii_alphanumeric() || c == '+' || c == '/';
+    let mut out = String::with_capacity(word.len());
+    let mut run = String::new();
+    let flush = |run: &mut String, out: &mut String| {
+        let digits = run.chars().filter(char::is_ascii_digit).count();
+        let letters = run.chars().filter(char::is_ascii_alphabetic).count();
+        if run.len() >= 16 && digits >= 3 && letters >= 3 {
+            out.push_str("<id>");
+        } else {
+            out.push_str(run);
+        }
+        run.clear();
+    };
+    for c in word.chars() {
+        if is_token(c) {
+            run.push(c);
+        } else {
+            flush(&mut run, &mut out);
+            out.push(c);
+        }
+    }
+    flush(&mut run, &mut out);
+    out
+}
+
 
 #[cfg(test)]
 mod tests {
@@ -305,6 +348,26 @@ mod tests {
             (
                 "2026-11-02T03:00:01.123456+00:00 CRON[77]: job at 03:00:01 on 2026-11-02",
                 "CRON[*]: job at <time> on <date>",
+            ),
+            (
+                "dovecot[1085]: imap-login: Login: user=<dave>, rip=176.250.225.92, mpid=4009163, TLS, session=<I50KKxZUyw/8HHIW>",
+                "dovecot[*]: imap-login: Login: user=<dave>, rip=176.250.225.92, mpid=<n>, TLS, session=<id>",
+            ),
+            (
+                "postfix/cleanup[9]: 4F2A31C0D9: message-id=<CAy7y2hO5HT_K-+yd@mail.gmail.com>",
+                "postfix/cleanup[*]: <hex>: message-id=<id>",
+            ),
+            (
+                "rpc.mountd[71]: authenticated mount request from 10.20.0.70:624 for /srv/nfs/home",
+                "rpc.mountd[*]: authenticated mount request from 10.20.0.70:<n> for /srv/nfs/home",
+            ),
+            (
+                "kernel: [UFW BLOCK] IN=eno1 MAC=0c:c4:7a:f7:ec:56:f4:1e:57:2a:0b:08:00 SRC=189.181.245.182 LEN=40 TTL=247 SPT=51234",
+                "kernel: [UFW BLOCK] IN=eno1 MAC=<mac> SRC=189.181.245.182 LEN=40 TTL=<n> SPT=<n>",
+            ),
+            (
+                "sshd[5]: Accepted publickey for x from 10.0.0.1 port 22 ssh2: ED25519 SHA256:7Hc0+ACWsMi91P2nJGbDEob9Q1sdLTuz4AveR+2bHg4",
+                "sshd[*]: Accepted publickey for x from 10.0.0.1 port <n> ssh2: ED25519 SHA256:<id>",
             ),
         ] {
             assert_eq!(rules.scrub_message(raw), scrubbed, "scrubbing {raw:?}");

@@ -10,7 +10,6 @@ use clap::{CommandFactory, Parser, Subcommand};
 use zbus::zvariant::Value;
 
 use anomalyd::api::{RecordRow, INTERFACE, MAX_PAGE, OBJECT_PATH};
-use anomalyd::audit::checkpoint::{parse_checkpoints, read_checkpoint_file};
 use anomalyd::audit::{Checkpoint, CHECKPOINT_MESSAGE_ID};
 use anomalyd::config::{BusTarget, DEFAULT_BUS_NAME};
 
@@ -214,15 +213,23 @@ fn read_checkpoints(
     files: &[std::path::PathBuf],
     journal: bool,
 ) -> anyhow::Result<Vec<Checkpoint>> {
-    let mut all = Vec::new();
+    use anomalyd::audit::checkpoint::{
+        parse_checkpoints_trusted, read_checkpoint_file_trusted, JournalTrust, SERVICE_UNIT,
+    };
+    // Journal entries count only when journald attributes them to the service (its unit, and
+    // root's or the service user's uid): anyone can write an entry with the checkpoint's fields.
+    let trust = JournalTrust::service();
+    let (mut all, mut untrusted) = (Vec::new(), 0usize);
     for file in files {
-        if file.as_os_str() == "-" {
+        let parsed = if file.as_os_str() == "-" {
             let text = std::io::read_to_string(std::io::stdin())
                 .context("reading checkpoints from stdin")?;
-            all.extend(parse_checkpoints(&text).map_err(|e| anyhow::anyhow!("stdin: {e}"))?);
+            parse_checkpoints_trusted(&text, &trust).map_err(|e| anyhow::anyhow!("stdin: {e}"))?
         } else {
-            all.extend(read_checkpoint_file(file).map_err(anyhow::Error::msg)?);
-        }
+            read_checkpoint_file_trusted(file, &trust).map_err(anyhow::Error::msg)?
+        };
+        untrusted += parsed.untrusted;
+        all.extend(parsed.checkpoints);
     }
     if journal {
         let out = std::process::Command::new("journalctl")
@@ -236,7 +243,15 @@ fn read_checkpoints(
             String::from_utf8_lossy(&out.stderr).trim()
         );
         let text = String::from_utf8_lossy(&out.stdout);
-        all.extend(parse_checkpoints(&text).map_err(|e| anyhow::anyhow!("journal: {e}"))?);
+        let parsed =
+            parse_checkpoints_trusted(&text, &trust).map_err(|e| anyhow::anyhow!("journal: {e}"))?;
+        untrusted += parsed.untrusted;
+        all.extend(parsed.checkpoints);
+    }
+    if untrusted > 0 {
+        eprintln!(
+            "anomalyctl: ignored {untrusted} checkpoint entries that journald does not attribute to {SERVICE_UNIT} (_SYSTEMD_UNIT and _UID)"
+        );
     }
     Ok(all)
 }
