@@ -213,7 +213,7 @@ fn restore_baseline(
     };
     let mut bar = crate::offline::Progress::new("rebuilding the baseline");
     let started = std::time::Instant::now();
-    let (detector, restored) = crate::detect::Detector::restore(
+    let (mut detector, restored) = crate::detect::Detector::restore(
         &config.detector,
         rows,
         policy,
@@ -223,6 +223,13 @@ fn restore_baseline(
             notifier.status(&format!("rebuilding the baseline: {done}/{total} texts"));
         },
     )?;
+    // Each source's threshold as it was calibrated before the restart: the recorded scores of
+    // its last calibration_window scored events.
+    if config.detector.calibration_quantile > 0.0 {
+        let scores =
+            crate::audit::read_recent_scores(audit_path, config.detector.calibration_window)?;
+        detector.seed_calibration(scores);
+    }
     if let Some(problem) = &restored.snapshot_problem {
         warn!(
             snapshot = %config.snapshot_path().display(),

@@ -9,13 +9,17 @@
 //! - [`render`]: canonical-text helpers shared by the sources.
 //! - [`pipeline`]: intake queue → batcher → embed → detect → audit threads, with health probes.
 //! - [`embed`]: the [`embed::Embedder`] trait and its backends.
-//! - [`detect`]: the baseline (texts, counts, vectors), its FAISS index and training, the
-//!   snapshot, the thresholds and the verdict.
+//! - [`detect`]: the baseline (texts, counts, vectors, template slots), its FAISS index and
+//!   training, the snapshot, each source's threshold and the verdict.
+//! - [`incident`]: which anomaly alerts (opens an incident) and which repeats an open one.
 //! - [`offline`]: `anomalyd score-file` and `anomalyd baseline import`.
 //! - [`lock`]: one writer per state directory.
 //! - [`audit`]: the hash-chained SQLite log (one writer).
 //! - [`api`]: the `org.anomalyd.Detector1` D-Bus interface.
-//! - [`hw`]: hwloc topology and CUDA library probe.
+//! - [`access`]: who may call the admin methods.
+//! - [`event`]: what flows through the pipeline: events, record kinds, verdicts.
+//! - [`metrics`]: the atomic counters behind `Stats`.
+//! - [`hw`]: hwloc topology and CUDA library probe; [`numa`]: binding near a GPU.
 //! - [`notify`], [`logging`]: systemd integration.
 //! - [`bus`]: bus connections and a private `dbus-daemon` for the demo and tests.
 //! - [`demo`]: the self-contained demonstration (private bus, replayed infrastructure signals).

@@ -47,7 +47,9 @@ pub struct Metrics {
     pub events_received: AtomicU64,
     /// Signals that matched a subscription but carried nothing worth recording.
     pub events_ignored: AtomicU64,
-    /// Signals refused because their sender does not own the source's well-known name.
+    /// Signals refused because their sender does not own the source's well-known name, and
+    /// `NameOwnerChanged` signals refused because the bus (`org.freedesktop.DBus`) did not send
+    /// them.
     pub events_forged: AtomicU64,
     /// Signals whose shape was not what the service documents (signature, types, paths).
     pub signals_malformed: AtomicU64,

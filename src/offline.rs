@@ -179,7 +179,7 @@ pub fn import_baseline(
         let refs: Vec<&str> = chunk.iter().map(String::as_str).collect();
         let (vectors, _) = cache.embed(embedder, &refs)?;
         let remaining = texts.len() - done - chunk.len();
-        for id in detector.learn(&refs, &vectors, remaining)? {
+        for id in detector.learn(&refs, &vectors, remaining, None)? {
             *counts.entry(id).or_default() += 1;
         }
         done += chunk.len();
@@ -327,7 +327,7 @@ pub fn score_texts(
         let refs: Vec<&str> = chunk.iter().map(String::as_str).collect();
         let (vectors, _) = cache.embed(embedder, &refs)?;
         done += chunk.len();
-        detector.learn(&refs, &vectors, baseline.len() - done)?;
+        detector.learn(&refs, &vectors, baseline.len() - done, Some(Source::Custom))?;
         progress(done, total);
     }
     let mut scores = Vec::with_capacity(texts.len());

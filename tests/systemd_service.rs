@@ -5,65 +5,11 @@
 //!
 //! Needs root (the sandbox uses namespaces and overlayfs), as CI has.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn sandbox_tool() -> PathBuf {
-    root().join("../shared/tools/systemd-sandbox")
-}
-
-fn sandbox(args: &[&str]) -> Output {
-    Command::new(sandbox_tool())
-        .args(args)
-        .output()
-        .expect("systemd-sandbox runs")
-}
-
-/// Runs a shell command inside the sandbox; returns (exit code, stdout+stderr).
-fn inside(script: &str) -> (i32, String) {
-    let out = sandbox(&["exec", "bash", "-c", script]);
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.code().unwrap_or(-1), text)
-}
-
-fn inside_ok(script: &str) -> String {
-    let (code, text) = inside(script);
-    assert_eq!(code, 0, "inside the sandbox: {script}\n{text}");
-    text
-}
-
-fn wait_until(what: &str, timeout: Duration, mut check: impl FnMut() -> Option<String>) -> String {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = check() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(250));
-    }
-}
-
-/// Stops the sandbox (wiping its writable layer) however the test ends.
-struct Booted;
-
-impl Drop for Booted {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            let (_, journal) = inside("journalctl -u anomalyd --no-pager -n 60");
-            eprintln!("anomalyd's journal at failure:\n{journal}");
-        }
-        sandbox(&["stop"]);
-    }
-}
+#[path = "common/sandbox.rs"]
+mod sandbox;
+use sandbox::{boot, inside, inside_ok, prepare, wait_until};
 
 const TEST_CONFIG: &str = r#"# The shipped defaults, with per-record debug lines so the journal shows their fields.
 [daemon]
@@ -379,40 +325,9 @@ fn access_control_holds_on_the_real_system_bus() {
 
 #[test]
 fn runs_as_a_hardened_notify_service_under_real_systemd() {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    let euid = unsafe { libc::geteuid() };
-    assert_eq!(
-        euid, 0,
-        "this test boots systemd in namespaces and needs root (CI runs as root)"
-    );
-    assert!(
-        sandbox_tool().exists(),
-        "{} is missing",
-        sandbox_tool().display()
-    );
-
-    let created = sandbox(&["create"]);
-    assert!(
-        created.status.success(),
-        "systemd-sandbox create: {}",
-        String::from_utf8_lossy(&created.stderr)
-    );
-    sandbox(&["stop"]); // a clean writable layer
-    let upper = PathBuf::from(String::from_utf8(sandbox(&["root"]).stdout).unwrap().trim());
-
-    // Install exactly as a packager would, into the layer that becomes the sandbox's /.
-    let bin_dir = Path::new(env!("CARGO_BIN_EXE_anomalyd")).parent().unwrap();
-    let install = Command::new("bash")
-        .arg(root().join("scripts/install"))
-        .arg(bin_dir)
-        .env("DESTDIR", &upper)
-        .output()
-        .unwrap();
-    assert!(
-        install.status.success(),
-        "scripts/install: {}",
-        String::from_utf8_lossy(&install.stderr)
-    );
+    let mut units: Vec<(&str, &str)> = TEST_UNITS.to_vec();
+    units.push(("anomalyd-test-fail.service", FAILING_UNIT));
+    let upper = prepare(TEST_CONFIG, &units);
     for installed in [
         "usr/bin/anomalyd",
         "usr/bin/anomalyctl",
@@ -427,39 +342,7 @@ fn runs_as_a_hardened_notify_service_under_real_systemd() {
             "scripts/install put {installed} in place"
         );
     }
-    std::fs::write(upper.join("etc/anomalyd/anomalyd.toml"), TEST_CONFIG).unwrap();
-    // The model where the service looks for it by default, as fetch-model would install it.
-    let model = upper.join("var/lib/anomalyd/models/all-MiniLM-L6-v2");
-    std::fs::create_dir_all(&model).unwrap();
-    for file in [
-        "config.json",
-        "sentence_bert_config.json",
-        "tokenizer.json",
-        "model.safetensors",
-    ] {
-        std::fs::copy(
-            root().join("models/all-MiniLM-L6-v2").join(file),
-            model.join(file),
-        )
-        .expect("the model in models/ (scripts/fetch-model installs it)");
-    }
-    std::fs::create_dir_all(upper.join("etc/systemd/system")).unwrap();
-    std::fs::write(
-        upper.join("etc/systemd/system/anomalyd-test-fail.service"),
-        FAILING_UNIT,
-    )
-    .unwrap();
-    for (name, unit) in TEST_UNITS {
-        std::fs::write(upper.join("etc/systemd/system").join(name), unit).unwrap();
-    }
-
-    let booted = sandbox(&["boot"]);
-    assert!(
-        booted.status.success(),
-        "systemd-sandbox boot: {}",
-        String::from_utf8_lossy(&booted.stderr)
-    );
-    let _guard = Booted;
+    let _guard = boot();
 
     // The unit file is accepted by systemd's own checker.
     let (code, verify) =

@@ -217,6 +217,40 @@ pub fn read_baseline(path: &Path) -> Result<Vec<crate::detect::BaselineRow>, Aud
     Ok(rows)
 }
 
+/// The scores of the last `per_source` scored events of each source (normal and anomaly
+/// verdicts: what calibration observed), oldest first, so a restarted daemon judges each source
+/// against the threshold it had calibrated, not the floor.
+pub fn read_recent_scores(
+    path: &Path,
+    per_source: usize,
+) -> Result<Vec<(Source, f32)>, AuditError> {
+    let display = path.display().to_string();
+    let sqlite = |source| AuditError::Sqlite {
+        path: display.clone(),
+        source,
+    };
+    let (conn, _) = open_reader(path)?;
+    let mut out = Vec::new();
+    for source in crate::metrics::THRESHOLD_SOURCES {
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT score FROM records INDEXED BY records_by_source
+                  WHERE source = ?1 AND kind = 'event' AND verdict IN ('normal', 'anomaly')
+                    AND score IS NOT NULL
+                  ORDER BY seq DESC LIMIT ?2",
+            )
+            .map_err(sqlite)?;
+        let mut scores: Vec<f64> = stmt
+            .query_map(params![source.as_str(), per_source as i64], |r| r.get(0))
+            .map_err(sqlite)?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(sqlite)?;
+        scores.reverse();
+        out.extend(scores.into_iter().map(|s| (source, s as f32)));
+    }
+    Ok(out)
+}
+
 impl AuditWriter {
     /// Opens (creating and migrating as needed) the database and finds the chain's head. A new
     /// database starts with a genesis record that binds it to this host and its creation time.

@@ -405,6 +405,14 @@ impl Detector {
         }
     }
 
+    /// Feeds recorded scores (oldest first) to their sources' calibration, as if just observed:
+    /// a restart keeps each source's threshold.
+    pub fn seed_calibration(&mut self, scores: impl IntoIterator<Item = (Source, f32)>) {
+        for (source, score) in scores {
+            self.calibrator_mut(source).observe(score);
+        }
+    }
+
     /// Starts a retrain at the next batch (when the index plan is a trained one).
     pub fn request_retrain(&mut self) {
         self.index.request_retrain();
@@ -415,12 +423,14 @@ impl Detector {
     /// stood just before it (one search per text, so a burst of new texts is not scored against
     /// none of each other), and the score feeds the calibration: the history seeds the threshold
     /// before the first live event. `remaining` is how many history texts follow this call; only
-    /// the last `calibration_window` of them are scored, since the window keeps no more.
+    /// the last `calibration_window` of them are scored, since the window keeps no more. Their
+    /// scores calibrate `source`, or each text's own (the source its first word names).
     pub fn learn(
         &mut self,
         texts: &[&str],
         vectors: &Embeddings,
         remaining: usize,
+        source: Option<Source>,
     ) -> Result<Vec<u64>, DetectError> {
         if texts.len() != vectors.rows() {
             return Err(DetectError::VectorCount {
@@ -439,7 +449,8 @@ impl Detector {
                 let found = self.index.search(vector, self.k)?.pop().unwrap_or_default();
                 let neighbours = self.neighbours(text, vector, found);
                 let score = self.score(&neighbours);
-                self.calibrator_mut(source_of_text(text)).observe(score);
+                let source = source.unwrap_or_else(|| source_of_text(text));
+                self.calibrator_mut(source).observe(score);
             }
             ids.push(self.join_baseline(text, vector)?);
         }
@@ -953,7 +964,7 @@ mod tests {
             dim: DIM,
             data: data[..2500 * DIM].to_vec(),
         };
-        detector.learn(&refs[..2500], &first, 500).unwrap();
+        detector.learn(&refs[..2500], &first, 500, None).unwrap();
         assert!(
             detector.is_training(),
             "training starts at train_min_vectors"
@@ -963,7 +974,7 @@ mod tests {
             dim: DIM,
             data: data[2500 * DIM..].to_vec(),
         };
-        detector.learn(&refs[2500..], &rest, 0).unwrap();
+        detector.learn(&refs[2500..], &rest, 0, None).unwrap();
         detector.finish_training();
         assert_eq!(detector.description(), "IDMap2,IVF16,PQ8");
         assert_eq!(detector.index.len(), 3000);
@@ -1001,7 +1012,7 @@ mod tests {
                 dim: DIM,
                 data: data.to_vec(),
             };
-            detector.learn(&refs, &vectors, 0).unwrap();
+            detector.learn(&refs, &vectors, 0, None).unwrap();
         };
         let familiar = clustered(4500, 7);
         learn(&mut detector, &familiar[..3000 * DIM], 0);

@@ -110,7 +110,7 @@ pub const MESSAGE_RULES: &[(&str, &str)] = &[
     // Any other measurement of three or more digits in key=value form (`hdr_bytes=3138`,
     // `SPT=51234`); short values (`status=1`, `uid=0`, `ehlo=2`) stay.
     // (Not an address: `rip=176.250.225.92` keeps its value.)
-    (r"\b([A-Za-z_]+)=[0-9]{3,}([^0-9.:/]|$)", "$1=<n>$2"),
+    (r"\b([A-Za-z_]+)=[0-9]{3,}([^0-9A-Za-z.:/]|$)", "$1=<n>$2"),
     // Queue, message and object ids in upper-case hex (postfix's `4F2A31C0D9:`), addresses.
     (r"\b[0-9A-F]{8,15}\b", "<hex>"),
     (r"\b0x[0-9a-fA-F]+\b", "0x<hex>"),
@@ -247,11 +247,12 @@ impl VolatileRules {
 }
 
 /// Letters and digits mixed the way generated ids are (`MY7l70VCZYALKUSzqD5dqY`, an SSH key's
-/// `SHA256:7Hc0+ACWsMi91P2…`) replaced with `<id>`: a run of at least 16 of `[A-Za-z0-9+/]` with
-/// at least 3 digits and 3 letters. Words are rarely that long without a separator, and a
-/// version (`6.1.0-28-amd64`) or a cipher name (`TLS_AES_256_GCM_SHA384`) is broken up by one.
+/// `SHA256:7Hc0+ACWsMi91P2…`) replaced with `<id>`: a run of at least 16 of `[A-Za-z0-9+]` with
+/// at least 3 digits and 3 letters. Words are rarely that long without a separator, a version
+/// (`6.1.0-28-amd64`) or a cipher name (`TLS_AES_256_GCM_SHA384`) is broken up by one, and a
+/// path by its slashes (`/p/gb1/stella/RAPTOR/2183` names something).
 fn random_tokens(word: &str) -> String {
-    let is_token = |c: char| c.is_ascii_alphanumeric() || c == '+' || c == '/';
+    let is_token = |c: char| c.is_ascii_alphanumeric() || c == '+';
     let mut out = String::with_capacity(word.len());
     let mut run = String::new();
     let flush = |run: &mut String, out: &mut String| {
