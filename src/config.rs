@@ -600,7 +600,7 @@ impl Default for RawDetector {
             alert_ceiling: 0.25,
             rarity_weight: 0.01,
             warmup_events: 200,
-            variable_slot_factor: 4.0,
+            variable_slot_factor: 8.0,
             variable_slot_values: 3,
             incident_quiet_s: 86_400,
             nprobe: 4,

@@ -51,6 +51,7 @@ fn real_churn_is_normal_and_real_faults_are_flagged() {
     let shipped = std::fs::read_to_string(sandbox::root().join("config/anomalyd.toml")).unwrap();
     prepare(&shipped, &units);
     let _guard = boot();
+    inside_ok("systemctl start anomalyd.service");
     wait_until("the daemon answers", Duration::from_secs(120), || {
         let (code, _) = inside("anomalyctl status >/dev/null 2>&1");
         (code == 0).then(String::new)
@@ -117,8 +118,9 @@ fn real_churn_is_normal_and_real_faults_are_flagged() {
     // The records of the last signals are committed within a batch's wait.
     std::thread::sleep(Duration::from_secs(2));
 
+    // verdict|text|score|threshold, so a false alarm shows what it was judged against.
     let rows = query(&format!(
-        "SELECT verdict, text FROM records WHERE seq >= {first_judged} AND kind = 'event' AND verdict IN ('normal', 'anomaly') ORDER BY seq"
+        "SELECT verdict, text || ' (score ' || round(score, 4) || ', threshold ' || round(json_extract(fields, '$.threshold'), 4) || ')' FROM records WHERE seq >= {first_judged} AND kind = 'event' AND verdict IN ('normal', 'anomaly') ORDER BY seq"
     ));
     let is_fault = |text: &str| {
         faults.iter().any(|f| text.contains(f))
@@ -143,6 +145,8 @@ fn real_churn_is_normal_and_real_faults_are_flagged() {
         100.0 * false_alarms.len() as f64 / normal.max(1) as f64
     );
     println!("flagged: {flagged:#?}");
+    let webapp: Vec<&String> = rows.iter().filter(|r| r.contains("webapp.service")).collect();
+    println!("webapp.service: {webapp:#?}");
     for fault in faults {
         assert!(
             flagged.iter().any(|r| r.contains(fault)),

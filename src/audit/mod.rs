@@ -218,7 +218,7 @@ pub fn read_baseline(path: &Path) -> Result<Vec<crate::detect::BaselineRow>, Aud
 }
 
 /// The scores of the last `per_source` scored events of each source (normal and anomaly
-/// verdicts: what calibration observed), oldest first, so a restarted daemon judges each source
+/// verdicts), on their source's scale as calibration observed them, oldest first, so a restarted daemon judges each source
 /// against the threshold it had calibrated, not the floor.
 pub fn read_recent_scores(
     path: &Path,
@@ -234,7 +234,11 @@ pub fn read_recent_scores(
     for source in crate::metrics::THRESHOLD_SOURCES {
         let mut stmt = conn
             .prepare_cached(
-                "SELECT score FROM records INDEXED BY records_by_source
+                // Scaled as calibration observed them: by the source's threshold over the one
+                // the event was judged against (they differ under a variable-slot allowance).
+                "SELECT score * COALESCE(json_extract(fields, '$.source_threshold')
+                                         / json_extract(fields, '$.threshold'), 1.0)
+                   FROM records INDEXED BY records_by_source
                   WHERE source = ?1 AND kind = 'event' AND verdict IN ('normal', 'anomaly')
                     AND score IS NOT NULL
                   ORDER BY seq DESC LIMIT ?2",

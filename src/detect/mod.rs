@@ -105,6 +105,17 @@ struct Against {
 }
 
 impl Against {
+    /// The score on its source's scale: what calibration observes. An event judged against a
+    /// raised threshold counts as its score divided by the raise, so new values in variable
+    /// slots (a new unit's every state) do not lift the source's threshold over its faults.
+    fn relative(&self, score: f32) -> f32 {
+        if self.threshold > 0.0 {
+            score * self.source_threshold / self.threshold
+        } else {
+            score
+        }
+    }
+
     /// Into the record's fields: `threshold` (what the score was compared with), and when it
     /// differs, `source_threshold` and `variable_slots` (positions, values seen there).
     fn record(&self, fields: &mut serde_json::Map<String, serde_json::Value>) {
@@ -384,14 +395,19 @@ impl Detector {
     }
 
     /// What an event of `source` with `text` and these `neighbours` is judged against: its
-    /// source's threshold, raised by `variable_slot_factor` when the text differs from its
-    /// nearest baseline text only in slots where the baseline has shown many values.
+    /// source's threshold, raised by `variable_slot_factor` when the text differs from one of its
+    /// nearest baseline texts only in slots where the baseline has shown many values.
     fn judged_against(&self, source: Source, text: &str, neighbours: &[(u64, f32)]) -> Against {
         let source_threshold = self.source_threshold(source);
+        // Any of the k nearest will do: the nearest may differ in a fixed word (`unloaded` for
+        // `loaded`) while the next differs only in the unit's name.
         let variable = match neighbours.first() {
-            Some(&(id, distance)) if distance > 0.0 && self.variable_slot_factor > 1.0 => self
-                .baseline
-                .variable_difference(text, id, 2, self.variable_slot_values),
+            Some(&(_, distance)) if distance > 0.0 && self.variable_slot_factor > 1.0 => {
+                neighbours.iter().find_map(|&(id, _)| {
+                    self.baseline
+                        .variable_difference(text, id, 2, self.variable_slot_values)
+                })
+            }
             _ => None,
         };
         let threshold = match variable {
@@ -448,8 +464,9 @@ impl Detector {
             {
                 let found = self.index.search(vector, self.k)?.pop().unwrap_or_default();
                 let neighbours = self.neighbours(text, vector, found);
-                let score = self.score(&neighbours);
                 let source = source.unwrap_or_else(|| source_of_text(text));
+                let against = self.judged_against(source, text, &neighbours);
+                let score = against.relative(self.score(&neighbours));
                 self.calibrator_mut(source).observe(score);
             }
             ids.push(self.join_baseline(text, vector)?);
@@ -623,7 +640,8 @@ impl Detector {
                 && verdict != Verdict::Warmup
                 && self.baseline.len() >= CALIBRATION_MIN_BASELINE
             {
-                self.calibrator_mut(event.source).observe(score);
+                let relative = against.relative(score);
+                self.calibrator_mut(event.source).observe(relative);
             }
             let joins = verdict == Verdict::Warmup
                 || (verdict == Verdict::Normal && score <= self.join_threshold);
