@@ -226,9 +226,10 @@ fn restore_baseline(
     // Each source's threshold as it was calibrated before the restart: the recorded scores of
     // its last calibration_window scored events.
     if config.detector.calibration_quantile > 0.0 {
-        let scores =
-            crate::audit::read_recent_scores(audit_path, config.detector.calibration_window)?;
-        detector.seed_calibration(scores);
+        match crate::audit::read_recent_scores(audit_path, config.detector.calibration_window) {
+            Ok(scores) => detector.seed_calibration(scores),
+            Err(e) => warn!(error = %e, "could not read the recorded scores; thresholds start at the floor"),
+        }
     }
     if let Some(problem) = &restored.snapshot_problem {
         warn!(

@@ -2,8 +2,8 @@
 //! incident and alerts; later anomalies of the same text are repeats of it: each still gets its
 //! own `anomaly` verdict and record in the chain, naming the record that opened the incident
 //! (`incident`) and its place in it (`repeat`), but does not alert again. An incident closes when
-//! its text has been quiet for `quiet` (the next occurrence opens a new one and alerts), when the
-//! text is marked benign, or when the operator acknowledges it.
+//! its text has been quiet for `quiet` (the next occurrence opens a new one and alerts), or when
+//! the text is marked benign.
 //!
 //! Why not let a recurring anomaly join the baseline after a while instead: a fault that recurs
 //! (a nightly OOM kill) would then become normal without anyone deciding so. An open incident
@@ -96,6 +96,12 @@ impl Incidents {
     /// Takes up an incident as the chain recorded it (start-up): `first` opened it, `repeat` is
     /// the repeat recorded last (0 for the opening record), at `usec`.
     pub fn resume(&mut self, text: &str, first: u64, repeat: u64, usec: u64) {
+        if self.open.len() >= MAX_OPEN && !self.open.contains_key(text) {
+            self.expire(usec);
+            if self.open.len() >= MAX_OPEN {
+                return;
+            }
+        }
         self.open.insert(
             text.to_owned(),
             Open {
@@ -106,17 +112,10 @@ impl Incidents {
         );
     }
 
-    /// Closes the incident of `text` (marked benign, or acknowledged): its next anomaly alerts.
+    /// Closes the incident of `text` (marked benign): its next anomaly alerts.
     /// Returns the record that opened it, when one was open.
     pub fn close(&mut self, text: &str) -> Option<u64> {
         self.open.remove(text).map(|o| o.first)
-    }
-
-    /// Closes the incident that record `first` opened, whatever its text.
-    pub fn close_opened_by(&mut self, first: u64) -> bool {
-        let before = self.open.len();
-        self.open.retain(|_, o| o.first != first);
-        self.open.len() != before
     }
 
     /// Drops the incidents quiet for longer than `quiet` at `now_usec`.
@@ -173,11 +172,11 @@ mod tests {
                 repeat: 1
             }
         );
-        // Closing (benign mark, acknowledgement) makes the next one alert.
+        // Closing (a benign mark) makes the next one alert.
         assert_eq!(incidents.close("oom"), Some(40));
         assert_eq!(incidents.observe("oom", 42, 50 * HOUR), Alert::Opens);
-        assert!(incidents.close_opened_by(42));
-        assert!(!incidents.close_opened_by(42));
+        assert_eq!(incidents.close("oom"), Some(42));
+        assert_eq!(incidents.close("oom"), None);
         incidents.expire(100 * HOUR);
         assert!(incidents.is_empty(), "{incidents:?}");
     }

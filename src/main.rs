@@ -48,8 +48,9 @@ enum Command {
     ScoreFile {
         /// The file to score
         file: PathBuf,
-        /// plain: each line is a text (a syslog prefix and volatile values taken out); bgl: a
-        /// Loghub BGL line (label and per-line ids left out); journal-json: `journalctl -o json`
+        /// plain: each line is a log message (a syslog prefix and volatile values taken out);
+        /// canonical: a canonical event text, taken as it is; bgl: a Loghub BGL line (label and
+        /// per-line ids left out); journal-json: `journalctl -o json`
         #[arg(long, default_value = "plain")]
         format: Format,
         /// Known-normal history, learned before the file (same format)
@@ -104,9 +105,10 @@ enum BaselineCommand {
     Import {
         /// The history: one event per line
         file: PathBuf,
-        /// plain: each line is a canonical text; bgl: Loghub BGL (lines labelled anomalous are
-        /// left out); journal-json: `journalctl -o json` output
-        #[arg(long, default_value = "plain")]
+        /// canonical: each line is a canonical event text (as `SELECT text FROM records` gives);
+        /// plain: each line a log message, scrubbed; bgl: Loghub BGL (lines labelled anomalous
+        /// are left out); journal-json: `journalctl -o json` output
+        #[arg(long, default_value = "canonical")]
         format: Format,
     },
 }

@@ -52,9 +52,12 @@ impl OfflineError {
 /// How a line of the input becomes a text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
-    /// The line is the text (a canonical event text, or any log message), a leading time stamp and
-    /// volatile values taken out ([`VolatileRules::scrub_message`]).
+    /// The line is a log message: its text is the line with a leading time stamp and volatile
+    /// values taken out ([`VolatileRules::scrub_message`]).
     Plain,
+    /// The line is a canonical event text as the daemon's renderers write it (its volatile
+    /// values are already out): taken as it is.
+    Canonical,
     /// A Loghub BGL line: `LABEL EPOCH DATE NODE TIME NODE TYPE COMPONENT LEVEL CONTENT…`. The label
     /// and the per-line identifiers (times, node names) stay out; `TYPE COMPONENT LEVEL CONTENT`
     /// is the text, scrubbed as `plain` is.
@@ -68,6 +71,7 @@ pub enum Format {
 pub fn line_text(format: Format, line: &str, volatile: &VolatileRules) -> Result<String, String> {
     match format {
         Format::Plain => Ok(volatile.scrub_message(line)),
+        Format::Canonical => Ok(line.to_owned()),
         Format::Bgl => {
             let fields: Vec<&str> = line.split_whitespace().collect();
             if fields.len() < 9 {
@@ -235,6 +239,7 @@ impl Format {
     pub fn name(self) -> &'static str {
         match self {
             Format::Plain => "plain",
+            Format::Canonical => "canonical",
             Format::Bgl => "bgl",
             Format::JournalJson => "journal-json",
         }

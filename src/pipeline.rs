@@ -617,6 +617,8 @@ fn attach_incidents(incidents: &mut Incidents, batch: &mut [Judged], head_seq: u
         match incidents.observe(&judged.event.text, seq, judged.event.observed_usec) {
             Alert::Opens => {
                 fields.insert("incident".into(), json!(seq));
+                // Whatever the signal carried under that name, this is no repeat.
+                fields.remove("repeat");
             }
             Alert::RepeatOf { first, repeat } => {
                 fields.insert("incident".into(), json!(first));

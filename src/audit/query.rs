@@ -141,7 +141,10 @@ pub fn list_incidents(
                     MIN(ts_usec), MAX(ts_usec), COUNT(*), MIN(source), MIN(text), MAX(score)
                FROM records
               WHERE verdict = 'anomaly' AND incident IS NOT NULL
-                AND incident >= (SELECT COALESCE(MIN(seq), 0) FROM records WHERE ts_usec >= ?1)
+                AND seq >= (SELECT COALESCE(MIN(seq), 9223372036854775807)
+                              FROM records WHERE ts_usec >= ?1)
+                AND incident >= (SELECT COALESCE(MIN(seq), 9223372036854775807)
+                                   FROM records WHERE ts_usec >= ?1)
               GROUP BY incident ORDER BY incident DESC LIMIT ?2",
         )
         .map_err(sqlite(path))?;

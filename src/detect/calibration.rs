@@ -3,7 +3,8 @@
 //! never above the ceiling. A quiet source (a bus whose normal events repeat texts it has seen)
 //! keeps the floor; a chatty one (a log where normal traffic brings new lines all day) is
 //! raised until about `1 − quantile` of its events score above it, but never past the ceiling,
-//! so a text that far from everything normal always alerts.
+//! so a text that far from everything normal alerts (unless it differs from a known one only in
+//! variable template slots, which the detector judges against a raised threshold).
 //!
 //! Anomalies' scores stay in the window on purpose. A window of only the events let through is
 //! censored at the threshold, and its quantile can only fall: each recomputation lands below the

@@ -410,8 +410,9 @@ impl Detector {
             }
             _ => None,
         };
+        // Raised at most to 1 (a text unrelated to its nearest one still alerts).
         let threshold = match variable {
-            Some(_) => source_threshold * self.variable_slot_factor,
+            Some(_) => (source_threshold * self.variable_slot_factor).min(source_threshold.max(1.0)),
             None => source_threshold,
         };
         Against {

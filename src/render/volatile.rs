@@ -107,10 +107,10 @@ pub const MESSAGE_RULES: &[(&str, &str)] = &[
         r"\b(size|nrcpt|delay|delays|len|length|bytes|count|elapsed|duration|rx|tx)=[0-9][0-9./]*",
         "$1=<n>",
     ),
-    // Any other measurement of three or more digits in key=value form (`hdr_bytes=3138`,
-    // `SPT=51234`); short values (`status=1`, `uid=0`, `ehlo=2`) stay.
-    // (Not an address: `rip=176.250.225.92` keeps its value.)
-    (r"\b([A-Za-z_]+)=[0-9]{3,}([^0-9A-Za-z.:/]|$)", "$1=<n>$2"),
+    // Any other measurement of four or more digits in key=value form (`hdr_bytes=3138`,
+    // `SPT=51234`); shorter values (`status=500`, `uid=0`, `ehlo=2`, `type=802-3-ethernet`)
+    // stay, and so does an address (`rip=176.250.225.92`).
+    (r"\b([A-Za-z_]+)=[0-9]{4,}([^0-9A-Za-z.:/]|$)", "$1=<n>$2"),
     // Queue, message and object ids in upper-case hex (postfix's `4F2A31C0D9:`), addresses.
     (r"\b[0-9A-F]{8,15}\b", "<hex>"),
     (r"\b0x[0-9a-fA-F]+\b", "0x<hex>"),
@@ -364,7 +364,7 @@ mod tests {
             ),
             (
                 "kernel: [UFW BLOCK] IN=eno1 MAC=0c:c4:7a:f7:ec:56:f4:1e:57:2a:0b:08:00 SRC=189.181.245.182 LEN=40 TTL=247 SPT=51234",
-                "kernel: [UFW BLOCK] IN=eno1 MAC=<mac> SRC=189.181.245.182 LEN=40 TTL=<n> SPT=<n>",
+                "kernel: [UFW BLOCK] IN=eno1 MAC=<mac> SRC=189.181.245.182 LEN=40 TTL=247 SPT=<n>",
             ),
             (
                 "sshd[5]: Accepted publickey for x from 10.0.0.1 port 22 ssh2: ED25519 SHA256:7Hc0+ACWsMi91P2nJGbDEob9Q1sdLTuz4AveR+2bHg4",
