@@ -954,7 +954,9 @@ impl RawConfig {
                 "must be between 0 and 1",
             ));
         }
-        if !(det.variable_slot_factor.is_finite() && (1.0..=1000.0).contains(&det.variable_slot_factor)) {
+        if !(det.variable_slot_factor.is_finite()
+            && (1.0..=1000.0).contains(&det.variable_slot_factor))
+        {
             return Err(invalid(
                 "detector.variable_slot_factor",
                 &det.variable_slot_factor,

@@ -228,7 +228,9 @@ fn restore_baseline(
     if config.detector.calibration_quantile > 0.0 {
         match crate::audit::read_recent_scores(audit_path, config.detector.calibration_window) {
             Ok(scores) => detector.seed_calibration(scores),
-            Err(e) => warn!(error = %e, "could not read the recorded scores; thresholds start at the floor"),
+            Err(e) => {
+                warn!(error = %e, "could not read the recorded scores; thresholds start at the floor")
+            }
         }
     }
     if let Some(problem) = &restored.snapshot_problem {

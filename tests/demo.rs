@@ -94,12 +94,20 @@ fn demo_detects_every_injected_fault_and_no_normal_traffic() {
     let repeat = anomalies
         .iter()
         .find(|l| l.contains("REPEAT") && l.contains("postgresql.service ActiveState=failed"))
-        .unwrap_or_else(|| panic!("the second OOM kill repeats the first one's incident:\n{stdout}"));
+        .unwrap_or_else(|| {
+            panic!("the second OOM kill repeats the first one's incident:\n{stdout}")
+        });
     let first = anomalies
         .iter()
         .find(|l| l.contains("ANOMALY") && l.contains("postgresql.service ActiveState=failed"))
         .unwrap_or_else(|| panic!("the first OOM kill opened an incident:\n{stdout}"));
-    let first_seq = first.split('#').nth(1).unwrap().split_whitespace().next().unwrap();
+    let first_seq = first
+        .split('#')
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap();
     assert!(
         repeat.contains(&format!("(incident #{first_seq}, repeat 1)")),
         "{repeat} names {first}"

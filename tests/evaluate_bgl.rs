@@ -138,7 +138,11 @@ fn bgl_2k_beats_the_template_novelty_peer() {
         "ROC-AUC {:.3} below 0.983",
         ours.roc_auc
     );
-    assert!(ours.pr_auc >= 0.839, "PR-AUC {:.3} below 0.839", ours.pr_auc);
+    assert!(
+        ours.pr_auc >= 0.839,
+        "PR-AUC {:.3} below 0.839",
+        ours.pr_auc
+    );
     assert!(
         ours.pr_auc > peer.pr_auc,
         "PR-AUC {:.3} does not beat the template-novelty peer's {:.3}",

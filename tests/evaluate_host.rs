@@ -76,7 +76,10 @@ fn a_week_of_a_mail_server_flags_its_faults_and_few_normal_lines() {
     let kinds: BTreeSet<&str> = faults.keys().map(|(k, _)| *k).collect();
     assert_eq!(kinds.len(), host_week::KINDS.len(), "every kind injected");
     let recurring_oom = faults.keys().filter(|(k, _)| *k == "oom").count();
-    assert!(recurring_oom >= 3, "the OOM kill recurs on {recurring_oom} days");
+    assert!(
+        recurring_oom >= 3,
+        "the OOM kill recurs on {recurring_oom} days"
+    );
 
     // Floors: what the shipped rule reaches on this stream (benches/README.md, "Verdicts"). The
     // goal is at most 1% false alarms at recall 0.95.

@@ -12,7 +12,14 @@ use sandbox::{boot, inside, inside_ok, prepare, query, wait_until};
 use std::time::Duration;
 
 /// Oneshot jobs that run all day (each a different program, as a host's timers are).
-const DAILY: [&str; 6] = ["logrotate", "man-db", "apt-daily", "fstrim", "e2scrub", "backup"];
+const DAILY: [&str; 6] = [
+    "logrotate",
+    "man-db",
+    "apt-daily",
+    "fstrim",
+    "e2scrub",
+    "backup",
+];
 /// Benign units installed by the operator after the warm-up, each then run a few times.
 const NEW: [&str; 4] = ["report-export", "cert-sync", "cache-warm", "db-vacuum"];
 
@@ -47,7 +54,10 @@ fn real_churn_is_normal_and_real_faults_are_flagged() {
         "[Unit]\nRequires=nightly-import.service\nAfter=nightly-import.service\n\n[Service]\nType=oneshot\nExecStart=/bin/true\n"
             .into(),
     ));
-    let units: Vec<(&str, &str)> = units.iter().map(|(n, u)| (n.as_str(), u.as_str())).collect();
+    let units: Vec<(&str, &str)> = units
+        .iter()
+        .map(|(n, u)| (n.as_str(), u.as_str()))
+        .collect();
     let shipped = std::fs::read_to_string(sandbox::root().join("config/anomalyd.toml")).unwrap();
     prepare(&shipped, &units);
     let _guard = boot();
@@ -81,11 +91,10 @@ fn real_churn_is_normal_and_real_faults_are_flagged() {
         round(&DAILY);
     }
     assert!(warm_up_over(), "the warm-up ended");
-    let first_judged: u64 = query(
-        "SELECT MIN(seq) FROM records WHERE verdict IN ('normal', 'anomaly')",
-    )[0]
-    .parse()
-    .unwrap();
+    let first_judged: u64 =
+        query("SELECT MIN(seq) FROM records WHERE verdict IN ('normal', 'anomaly')")[0]
+            .parse()
+            .unwrap();
 
     // Normal traffic after the warm-up, with new benign units appearing and recurring.
     for _ in 0..4 {
@@ -145,7 +154,10 @@ fn real_churn_is_normal_and_real_faults_are_flagged() {
         100.0 * false_alarms.len() as f64 / normal.max(1) as f64
     );
     println!("flagged: {flagged:#?}");
-    let webapp: Vec<&String> = rows.iter().filter(|r| r.contains("webapp.service")).collect();
+    let webapp: Vec<&String> = rows
+        .iter()
+        .filter(|r| r.contains("webapp.service"))
+        .collect();
     println!("webapp.service: {webapp:#?}");
     for fault in faults {
         assert!(

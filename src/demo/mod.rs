@@ -292,8 +292,8 @@ async fn wait_until_recorded(
         }
         // A batch being embedded writes nothing for a while: the queue must be empty and the
         // count still for longer than a batch takes.
-        let settled = get("QueueDepth") == 0
-            && unchanged_since.elapsed() >= Duration::from_millis(1500);
+        let settled =
+            get("QueueDepth") == 0 && unchanged_since.elapsed() >= Duration::from_millis(1500);
         if (seen >= emitted && settled) || Instant::now() > deadline {
             return Ok(counters);
         }

@@ -412,7 +412,9 @@ impl Detector {
         };
         // Raised at most to 1 (a text unrelated to its nearest one still alerts).
         let threshold = match variable {
-            Some(_) => (source_threshold * self.variable_slot_factor).min(source_threshold.max(1.0)),
+            Some(_) => {
+                (source_threshold * self.variable_slot_factor).min(source_threshold.max(1.0))
+            }
             None => source_threshold,
         };
         Against {

@@ -197,7 +197,12 @@ impl VolatileRules {
             .collect::<Result<_, _>>()?;
         let message = MESSAGE_RULES
             .iter()
-            .map(|(p, r)| (Regex::new(p).expect("the built-in message rules compile"), *r))
+            .map(|(p, r)| {
+                (
+                    Regex::new(p).expect("the built-in message rules compile"),
+                    *r,
+                )
+            })
             .collect();
         Ok(VolatileRules {
             keys,
@@ -276,7 +281,6 @@ fn random_tokens(word: &str) -> String {
     flush(&mut run, &mut out);
     out
 }
-
 
 #[cfg(test)]
 mod tests {

@@ -93,7 +93,10 @@ pub async fn run(daemon: &Daemon, command: Command) -> anyhow::Result<u8> {
                 } else {
                     let repeats = match events {
                         1 => "once".to_owned(),
-                        n => format!("{n} times, last #{last} {}", time::format_usec(last_usec, daemon.utc)),
+                        n => format!(
+                            "{n} times, last #{last} {}",
+                            time::format_usec(last_usec, daemon.utc)
+                        ),
                     };
                     println!(
                         "{}  #{first:<7} {score:7.4}  [{source}] {text}  ({repeats})",
@@ -387,7 +390,10 @@ async fn explain(daemon: &Daemon, seq: u64) -> anyhow::Result<()> {
     let source_threshold = number("source_threshold");
     let slots = fields.get("variable_slots").cloned();
     let incident = fields.get("incident").and_then(serde_json::Value::as_u64);
-    let repeat = fields.get("repeat").and_then(serde_json::Value::as_u64).unwrap_or(0);
+    let repeat = fields
+        .get("repeat")
+        .and_then(serde_json::Value::as_u64)
+        .unwrap_or(0);
     if daemon.json {
         let neighbours: Vec<_> = neighbours
             .iter()
@@ -422,7 +428,9 @@ async fn explain(daemon: &Daemon, seq: u64) -> anyhow::Result<()> {
     }
     match incident {
         Some(first) if repeat > 0 => {
-            println!("repeat {repeat} of incident #{first} (`anomalyctl events --incident {first}`)")
+            println!(
+                "repeat {repeat} of incident #{first} (`anomalyctl events --incident {first}`)"
+            )
         }
         Some(_) => println!("opened an incident (`anomalyctl events --incident {seq}`)"),
         None => {}

@@ -243,8 +243,8 @@ fn read_checkpoints(
             String::from_utf8_lossy(&out.stderr).trim()
         );
         let text = String::from_utf8_lossy(&out.stdout);
-        let parsed =
-            parse_checkpoints_trusted(&text, &trust).map_err(|e| anyhow::anyhow!("journal: {e}"))?;
+        let parsed = parse_checkpoints_trusted(&text, &trust)
+            .map_err(|e| anyhow::anyhow!("journal: {e}"))?;
         untrusted += parsed.untrusted;
         all.extend(parsed.checkpoints);
     }
