@@ -163,6 +163,8 @@ async fn demo(
     let anomalies = proxy.receive_signal("AnomalyDetected").await?;
     let repeats = proxy.receive_signal("AnomalyRepeated").await?;
     let mut signals = futures_util::stream::select(anomalies, repeats);
+    let printed = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let printed_by_task = printed.clone();
     let printer = tokio::spawn(async move {
         let mut seen = Vec::new();
         while let Some(msg) = signals.next().await {
@@ -179,12 +181,14 @@ async fn demo(
                         "  ↻ REPEAT   #{seq:<5} score {score:.3}  [{source}] {text} (incident #{incident}, repeat {repeat})"
                     );
                     seen.push(text);
+                    printed_by_task.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 }
             } else if let Ok((seq, _usec, source, text, score)) =
                 body.deserialize::<(u64, u64, String, String, f64)>()
             {
                 println!("  ⚠ ANOMALY  #{seq:<5} score {score:.3}  [{source}] {text}");
                 seen.push(text);
+                printed_by_task.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             }
         }
         seen
@@ -219,6 +223,13 @@ async fn demo(
 
     let counters = wait_until_recorded(&proxy, emitted).await?;
     let stat = |k: &str| counters.get(k).copied().unwrap_or(0);
+    // Each anomaly's signal follows its commit: wait (briefly) until every one has been printed.
+    let printing = Instant::now() + Duration::from_secs(5);
+    while printed.load(std::sync::atomic::Ordering::Relaxed) < stat("Anomalies")
+        && Instant::now() < printing
+    {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     println!(
         "\n▶ done in {:.1}s: {} signals, {} records written, {} anomalies, {} dropped",
         started.elapsed().as_secs_f64(),
