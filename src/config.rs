@@ -276,6 +276,17 @@ pub struct ApiConfig {
     pub bus_name: String,
 }
 
+/// The Prometheus exposition: an HTTP endpoint, a node_exporter textfile, both or neither.
+#[derive(Debug, Clone, Default)]
+pub struct MetricsConfig {
+    /// `GET /metrics` served here; `None`: no endpoint.
+    pub listen: Option<std::net::SocketAddr>,
+    /// The textfile collector's file (`*.prom`), replaced atomically; `None`: none.
+    pub textfile: Option<PathBuf>,
+    /// How often the textfile is rewritten.
+    pub textfile_interval: Duration,
+}
+
 #[derive(Debug, Clone)]
 pub struct NumaConfig {
     pub bind: NumaBinding,
@@ -314,6 +325,7 @@ pub struct Config {
     pub detector: DetectorConfig,
     pub audit: AuditConfig,
     pub api: ApiConfig,
+    pub metrics: MetricsConfig,
     pub numa: NumaConfig,
     pub gpu: GpuConfig,
 }
@@ -393,6 +405,7 @@ pub struct RawConfig {
     pub detector: RawDetector,
     pub audit: RawAudit,
     pub api: RawApi,
+    pub metrics: RawMetrics,
     pub numa: RawNuma,
     pub gpu: RawGpu,
 }
@@ -645,6 +658,26 @@ impl Default for RawApi {
     fn default() -> Self {
         RawApi {
             bus_name: DEFAULT_BUS_NAME.into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawMetrics {
+    /// `host:port`; empty: no endpoint.
+    pub listen: String,
+    /// An absolute path ending in `.prom`; empty: none.
+    pub textfile: PathBuf,
+    pub textfile_interval_s: i64,
+}
+
+impl Default for RawMetrics {
+    fn default() -> Self {
+        RawMetrics {
+            listen: String::new(),
+            textfile: PathBuf::new(),
+            textfile_interval_s: 15,
         }
     }
 }
@@ -1096,6 +1129,36 @@ impl RawConfig {
             ));
         }
 
+        // [metrics]
+        let m = &self.metrics;
+        let listen = if m.listen.is_empty() {
+            None
+        } else {
+            Some(m.listen.parse::<std::net::SocketAddr>().map_err(|_| {
+                invalid(
+                    "metrics.listen",
+                    &quoted(&m.listen),
+                    "must be an IP address and port, such as 127.0.0.1:9464 or [::1]:9464",
+                )
+            })?)
+        };
+        let textfile = if m.textfile.as_os_str().is_empty() {
+            None
+        } else if !m.textfile.is_absolute()
+            || m.textfile.extension().and_then(|e| e.to_str()) != Some("prom")
+            || m.textfile.file_name().is_none()
+        {
+            return Err(invalid(
+                "metrics.textfile",
+                &quoted(&m.textfile.display().to_string()),
+                "must be an absolute path ending in .prom (node_exporter's textfile collector reads only *.prom), such as /var/lib/prometheus/node-exporter/anomalyd.prom",
+            ));
+        } else {
+            Some(m.textfile.clone())
+        };
+        let textfile_interval_s =
+            in_range("metrics.textfile_interval_s", m.textfile_interval_s, 1, 3600)? as u64;
+
         // [numa]
         let bind = match &self.numa.bind {
             NameOrIndex::Name(n) if n == "auto" => NumaBinding::Auto,
@@ -1250,6 +1313,11 @@ impl RawConfig {
             },
             api: ApiConfig {
                 bus_name: self.api.bus_name.clone(),
+            },
+            metrics: MetricsConfig {
+                listen,
+                textfile,
+                textfile_interval: Duration::from_secs(textfile_interval_s),
             },
             numa: NumaConfig { bind },
             gpu: GpuConfig {

@@ -51,6 +51,8 @@ pub enum DaemonError {
     },
     #[error("the bus name {0} is owned by another process (is another anomalyd running?)")]
     NameTaken(String),
+    #[error(transparent)]
+    Metrics(#[from] crate::prometheus::PrometheusError),
 }
 
 impl DaemonError {
@@ -87,6 +89,11 @@ pub async fn run(
     })?;
 
     let _lock = crate::lock::StateLock::acquire(state_dir)?;
+    // Bound first, so a port already taken fails the start before any slow work.
+    let metrics_listener = match config.metrics.listen {
+        Some(addr) => Some(crate::prometheus::bind(addr).await?),
+        None => None,
+    };
 
     notifier.status("probing hardware");
     let mut hardware = crate::hw::probe(config.gpu.device, config.numa.bind);
@@ -133,6 +140,18 @@ pub async fn run(
         started_usec: now_usec(),
         hardware,
     });
+
+    let (exporters_stop, exporters) = start_exporters(
+        &config,
+        metrics_listener,
+        &metrics,
+        crate::prometheus::BuildInfo {
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            model: info.model_id.clone(),
+            index: info.index_description.clone(),
+        },
+        &intake,
+    );
 
     let api_intake: crate::api::IntakeSlot = Arc::new(std::sync::Mutex::new(Some(intake.clone())));
     let served = serve(
@@ -183,6 +202,11 @@ pub async fn run(
     // Once the sources and the API's door are gone the pipeline drains.
     api_intake.lock().map(|mut i| i.take()).ok();
     pipeline.finish().await;
+    // After the drain, so the textfile's last write holds the final counts.
+    let _ = exporters_stop.send(true);
+    for exporter in exporters {
+        let _ = exporter.await;
+    }
     let _ = forwarder.await;
     if let Err(e) = conn.release_name(config.api.bus_name.as_str()).await {
         warn!(error = %e, "could not release the bus name");
@@ -195,6 +219,49 @@ pub async fn run(
         "stopped"
     );
     Ok(RunSummary { metrics: snapshot })
+}
+
+/// Starts the Prometheus endpoint and the textfile writer that `[metrics]` asks for; both stop
+/// when `true` is sent on the returned channel.
+fn start_exporters(
+    config: &Config,
+    listener: Option<tokio::net::TcpListener>,
+    metrics: &Arc<Metrics>,
+    build: crate::prometheus::BuildInfo,
+    intake: &crate::pipeline::Intake,
+) -> (
+    tokio::sync::watch::Sender<bool>,
+    Vec<tokio::task::JoinHandle<()>>,
+) {
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let mut tasks = Vec::new();
+    if listener.is_none() && config.metrics.textfile.is_none() {
+        return (stop, tasks);
+    }
+    let exposition = Arc::new(crate::prometheus::Exposition::new(
+        metrics.clone(),
+        build,
+        Arc::new(intake.depth_reader()),
+    ));
+    if let Some(listener) = listener {
+        if let Ok(addr) = listener.local_addr() {
+            info!(%addr, "serving Prometheus metrics at /metrics");
+        }
+        tasks.push(tokio::spawn(crate::prometheus::serve(
+            listener,
+            exposition.clone(),
+            stopped.clone(),
+        )));
+    }
+    if let Some(path) = config.metrics.textfile.clone() {
+        tasks.push(tokio::spawn(crate::prometheus::write_textfile_every(
+            path,
+            config.metrics.textfile_interval,
+            exposition,
+            stopped,
+        )));
+    }
+    (stop, tasks)
 }
 
 /// The baseline the audit database holds, its vectors from the snapshot where it agrees and

@@ -12,13 +12,16 @@
 //! - [`detect`]: the baseline (texts, counts, vectors, template slots), its FAISS index and
 //!   training, the snapshot, each source's threshold and the verdict.
 //! - [`incident`]: which anomaly alerts (opens an incident) and which repeats an open one.
+//! - [`journal`]: the structured journal entries a fleet collects (anomalies, checkpoints,
+//!   start and stop), each under its own `MESSAGE_ID`.
 //! - [`offline`]: `anomalyd score-file` and `anomalyd baseline import`.
 //! - [`lock`]: one writer per state directory.
 //! - [`audit`]: the hash-chained SQLite log (one writer).
 //! - [`api`]: the `org.anomalyd.Detector1` D-Bus interface.
 //! - [`access`]: who may call the admin methods.
 //! - [`event`]: what flows through the pipeline: events, record kinds, verdicts.
-//! - [`metrics`]: the atomic counters behind `Stats`.
+//! - [`metrics`]: the atomic counters behind `Stats`; [`prometheus`]: the same, as Prometheus
+//!   metrics (an HTTP endpoint, a node_exporter textfile).
 //! - [`hw`]: hwloc topology and CUDA library probe; [`numa`]: binding near a GPU.
 //! - [`notify`], [`logging`]: systemd integration.
 //! - [`bus`]: bus connections and a private `dbus-daemon` for the demo and tests.
@@ -36,6 +39,7 @@ pub mod embed;
 pub mod event;
 pub mod hw;
 pub mod incident;
+pub mod journal;
 pub mod lock;
 pub mod logging;
 pub mod metrics;
@@ -43,6 +47,7 @@ pub mod notify;
 pub mod numa;
 pub mod offline;
 pub mod pipeline;
+pub mod prometheus;
 pub mod render;
 pub mod sources;
 

@@ -23,10 +23,14 @@ pub fn init(target: LogTarget, level: &str) -> Result<(), LoggingError> {
         Ok(f) if !f.is_empty() => f,
         _ => level.to_owned(),
     };
-    let filter = EnvFilter::try_new(&filter).map_err(|e| LoggingError::Filter {
-        filter: filter.clone(),
-        message: e.to_string(),
-    })?;
+    let filter = EnvFilter::try_new(&filter)
+        .map_err(|e| LoggingError::Filter {
+            filter: filter.clone(),
+            message: e.to_string(),
+        })?
+        // The journal contract (anomalies, checkpoints, start and stop) goes out whatever the
+        // level: a fleet and `anomalyctl verify --journal` depend on it, not on verbosity.
+        .add_directive(contract_directive());
     let journald = match target {
         LogTarget::Journald => true,
         LogTarget::Stderr => false,
@@ -52,6 +56,13 @@ pub fn init(target: LogTarget, level: &str) -> Result<(), LoggingError> {
             .init();
     }
     Ok(())
+}
+
+/// `anomalyd::journal=info`: lets every contract entry through (they are info and warn).
+fn contract_directive() -> tracing_subscriber::filter::Directive {
+    format!("{}=info", crate::journal::TARGET)
+        .parse()
+        .expect("a target=level directive parses")
 }
 
 /// An error and its causes on one line, `outer: inner: …`, each cause once. Many of our errors

@@ -96,6 +96,33 @@ pub struct Metrics {
     /// The most events the intake queue has held at once since start (of
     /// `sources.queue_capacity`): how close a burst came to dropping.
     pub queue_depth_peak: AtomicU64,
+    /// Events accepted per source, in [`THRESHOLD_SOURCES`] order (others are not counted here).
+    pub events_by_source: [AtomicU64; 5],
+    /// Anomalies committed per source, in [`THRESHOLD_SOURCES`] order.
+    pub anomalies_by_source: [AtomicU64; 5],
+    /// Seconds from an event's observation to its committed record, per scored record.
+    pub commit_latency: SecondsHistogram,
+    /// Seconds to embed one batch (the cache's lookups included).
+    pub embed_duration: SecondsHistogram,
+}
+
+/// A histogram of durations in seconds, 0.5 ms to about 16 s in powers of two: the range from
+/// one cached batch to a stalled commit.
+#[derive(Debug)]
+pub struct SecondsHistogram(pub prometheus_client::metrics::histogram::Histogram);
+
+impl Default for SecondsHistogram {
+    fn default() -> Self {
+        SecondsHistogram(prometheus_client::metrics::histogram::Histogram::new(
+            prometheus_client::metrics::histogram::exponential_buckets(0.0005, 2.0, 16),
+        ))
+    }
+}
+
+impl SecondsHistogram {
+    pub fn observe(&self, seconds: f64) {
+        self.0.observe(seconds);
+    }
 }
 
 /// The sources whose thresholds [`Metrics::source_threshold_bits`] holds, in its order.
@@ -108,6 +135,22 @@ pub const THRESHOLD_SOURCES: [crate::event::Source; 5] = [
 ];
 
 impl Metrics {
+    /// Counts an accepted event under its source.
+    pub fn count_event(&self, source: crate::event::Source) {
+        self.events_received.fetch_add(1, Relaxed);
+        if let Some(i) = THRESHOLD_SOURCES.iter().position(|s| *s == source) {
+            self.events_by_source[i].fetch_add(1, Relaxed);
+        }
+    }
+
+    /// Counts a committed anomaly under its source.
+    pub fn count_anomaly(&self, source: crate::event::Source) {
+        self.anomalies.fetch_add(1, Relaxed);
+        if let Some(i) = THRESHOLD_SOURCES.iter().position(|s| *s == source) {
+            self.anomalies_by_source[i].fetch_add(1, Relaxed);
+        }
+    }
+
     /// Stores the alert thresholds as the detector has them now.
     pub fn store_thresholds(&self, highest: f32, per_source: &[(crate::event::Source, f32)]) {
         self.threshold_bits

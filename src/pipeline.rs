@@ -86,7 +86,7 @@ impl Intake {
     /// Queues an event; when the queue is full the event is dropped, counted, and later reported
     /// by a gap record, so intake never blocks the bus.
     pub fn submit(&self, event: Event) {
-        self.metrics.events_received.fetch_add(1, Relaxed);
+        self.metrics.count_event(event.source);
         match self.tx.try_send(Flow::Data(event)) {
             Ok(()) => self.note_depth(),
             Err(full) => {
@@ -100,6 +100,16 @@ impl Intake {
     /// Events waiting in the intake queue now.
     pub fn queue_depth(&self) -> usize {
         self.tx.max_capacity() - self.tx.capacity()
+    }
+
+    /// Reads the queue's depth without keeping the queue open: the pipeline drains once every
+    /// `Intake` is gone, which a reader (the metrics exposition) must not prevent.
+    pub fn depth_reader(&self) -> impl Fn() -> u64 + Send + Sync + 'static {
+        let weak = self.tx.downgrade();
+        move || {
+            weak.upgrade()
+                .map_or(0, |tx| (tx.max_capacity() - tx.capacity()) as u64)
+        }
     }
 
     fn note_depth(&self) {
@@ -134,9 +144,10 @@ impl Intake {
     /// Queues an event unless the queue is full, handing it back then: for the API's `Submit`,
     /// whose caller is told to retry rather than have the event dropped.
     pub fn try_submit(&self, event: Event) -> Result<(), Event> {
+        let source = event.source;
         match self.tx.try_send(Flow::Data(event)) {
             Ok(()) => {
-                self.metrics.events_received.fetch_add(1, Relaxed);
+                self.metrics.count_event(source);
                 self.note_depth();
                 Ok(())
             }
@@ -456,7 +467,12 @@ fn embed_stage(
                     .filter(|e| e.kind.needs_vector())
                     .map(|e| e.text.as_str())
                     .collect();
-                let vectors = match cache.embed(embedder.as_mut(), &texts) {
+                let started = std::time::Instant::now();
+                let embedded = cache.embed(embedder.as_mut(), &texts);
+                metrics
+                    .embed_duration
+                    .observe(started.elapsed().as_secs_f64());
+                let vectors = match embedded {
                     Ok((v, lookups)) => {
                         metrics.embed_cache_hits.fetch_add(lookups.hits, Relaxed);
                         metrics
@@ -570,6 +586,8 @@ fn audit_stage(
         &notices,
         metrics,
     );
+    let (seq, hash) = audit.head();
+    crate::journal::started(seq, &hash, env!("CARGO_PKG_VERSION"), model);
     for message in input {
         match message {
             Flow::Probe(reply) => {
@@ -596,7 +614,7 @@ fn audit_stage(
     );
     checkpointer.finish(head_of(&audit));
     let (seq, hash) = audit.head();
-    info!(head_seq = seq, head_hash = %hex::encode(hash), "audit log closed");
+    crate::journal::stopped(seq, &hash);
 }
 
 /// Names each anomaly's incident in its fields before the batch is hashed: `incident` (the seq
@@ -666,6 +684,11 @@ fn commit(
             .last_batch_latency_usec
             .store(now.saturating_sub(oldest), Relaxed);
     }
+    for record in committed.iter().filter(|c| c.verdict != Verdict::NotScored) {
+        metrics
+            .commit_latency
+            .observe(now.saturating_sub(record.ts_usec) as f64 / 1e6);
+    }
     metrics.batches.fetch_add(1, Relaxed);
     metrics
         .records_written
@@ -679,16 +702,21 @@ fn commit(
             metrics.suppressed.fetch_add(1, Relaxed);
         }
         if record.verdict == Verdict::Anomaly {
-            metrics.anomalies.fetch_add(1, Relaxed);
-            match record.incident {
-                Some((first, repeat)) if repeat > 0 => {
-                    info!(seq = record.seq, source = record.source.as_str(), score, incident = first, repeat, text = %record.text, "anomaly repeated")
-                }
-                _ => {
-                    metrics.incidents.fetch_add(1, Relaxed);
-                    warn!(seq = record.seq, source = record.source.as_str(), score, text = %record.text, "anomaly detected")
-                }
+            metrics.count_anomaly(record.source);
+            let (incident, repeat) = record.incident.unwrap_or((record.seq, 0));
+            if repeat == 0 {
+                metrics.incidents.fetch_add(1, Relaxed);
             }
+            crate::journal::anomaly(&crate::journal::AnomalyEntry {
+                seq: record.seq,
+                source: record.source.as_str(),
+                text: &record.text,
+                score,
+                threshold: record.threshold,
+                hash: &record.hash,
+                incident,
+                repeat,
+            });
             if notices.try_send(record).is_err() {
                 debug!("anomaly notice dropped: the API is not keeping up");
             }

@@ -46,6 +46,22 @@ fn assert_rule(toml: &str, expected: &str) {
 fn each_rule_names_the_key_the_value_and_the_rule() {
     let cases: &[(&str, &str)] = &[
         (
+            "[metrics]\nlisten = \"localhost:9464\"",
+            "metrics.listen = \"localhost:9464\": must be an IP address and port",
+        ),
+        (
+            "[metrics]\ntextfile = \"anomalyd.prom\"",
+            "metrics.textfile = \"anomalyd.prom\": must be an absolute path ending in .prom",
+        ),
+        (
+            "[metrics]\ntextfile = \"/var/lib/prometheus/node-exporter/anomalyd.txt\"",
+            "must be an absolute path ending in .prom",
+        ),
+        (
+            "[metrics]\ntextfile_interval_s = 0",
+            "metrics.textfile_interval_s = 0: must be between 1 and 3600",
+        ),
+        (
             "[daemon]\nstate_dir = \"\"",
             "daemon.state_dir = \"\": must name a directory",
         ),

@@ -13,10 +13,9 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use tracing::{error, info};
+use tracing::error;
 
-/// MESSAGE_ID of the journal entry that carries a checkpoint (`journalctl MESSAGE_ID=…`).
-pub const CHECKPOINT_MESSAGE_ID: &str = "5b1c0e2a9f7d4e3c8a6b2d1f0e9c8b7a";
+pub use crate::journal::CHECKPOINT_MESSAGE_ID;
 
 /// A head the chain must contain: the record `seq` with this `hash`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -280,13 +279,7 @@ impl Checkpointer {
     }
 
     fn write(&mut self, head: Checkpoint) {
-        let hash = hex::encode(head.hash);
-        info!(
-            message_id = CHECKPOINT_MESSAGE_ID,
-            checkpoint_seq = head.seq,
-            checkpoint_hash = %hash,
-            "audit checkpoint {head}"
-        );
+        crate::journal::checkpoint(head.seq, &head.hash);
         if let Some(path) = &self.policy.file {
             let appended = std::fs::OpenOptions::new()
                 .create(true)

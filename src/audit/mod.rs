@@ -10,7 +10,8 @@ pub mod query;
 pub mod verify;
 
 pub use chain::{record_hash, RecordFields, ENCODING_VERSION, GENESIS_PREV_HASH};
-pub use checkpoint::{Checkpoint, CheckpointPolicy, Checkpointer, CHECKPOINT_MESSAGE_ID};
+pub use checkpoint::{Checkpoint, CheckpointPolicy, Checkpointer};
+pub use crate::journal::CHECKPOINT_MESSAGE_ID;
 pub use verify::{verify, Problem, Report};
 
 use std::path::Path;
@@ -132,6 +133,10 @@ pub struct Committed {
     /// For an anomaly: the seq of the record that opened its incident (its own when it opened
     /// one) and its repeat number (0 for the opening one), from the record's fields.
     pub incident: Option<(u64, u64)>,
+    /// What an anomaly's score was judged against (`fields.threshold`), when recorded.
+    pub threshold: Option<f64>,
+    /// The record's chain hash.
+    pub hash: [u8; 32],
 }
 
 pub struct AuditWriter {
@@ -448,6 +453,8 @@ impl AuditWriter {
                     score: judged.score,
                     verdict: judged.verdict,
                     incident: field("incident").map(|first| (first, field("repeat").unwrap_or(0))),
+                    threshold: judged.event.fields.get("threshold").and_then(Value::as_f64),
+                    hash,
                 });
             }
         }
