@@ -23,7 +23,7 @@
 //! - [`metrics`]: the atomic counters behind `Stats`; [`prometheus`]: the same, as Prometheus
 //!   metrics (an HTTP endpoint, a node_exporter textfile).
 //! - [`hw`]: hwloc topology and CUDA library probe; [`numa`]: binding near a GPU.
-//! - [`notify`], [`logging`]: systemd integration.
+//! - [`notify`], [`logging`]: systemd integration; [`manpages`]: man pages from the command line.
 //! - [`bus`]: bus connections and a private `dbus-daemon` for the demo and tests.
 //! - [`demo`]: the self-contained demonstration (private bus, replayed infrastructure signals).
 
@@ -42,6 +42,7 @@ pub mod incident;
 pub mod journal;
 pub mod lock;
 pub mod logging;
+pub mod manpages;
 pub mod metrics;
 pub mod notify;
 pub mod numa;

@@ -39,6 +39,10 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Print the anomalyd(8) man page (roff); with DIR, write it and one page per subcommand
+    /// there (scripts/install and the package install them)
+    #[command(hide = true)]
+    Man { dir: Option<PathBuf> },
     /// Run a self-contained demonstration: a private bus, the daemon on it, and a replay of
     /// systemd, NetworkManager and login1 signals with injected faults
     Demo(anomalyd::demo::DemoArgs),
@@ -128,6 +132,20 @@ fn main() -> ExitCode {
         log: cli.log.clone(),
         model: cli.model.clone(),
     };
+    if let Some(Command::Man { dir }) = &cli.command {
+        use clap::CommandFactory;
+        let written = match dir {
+            Some(dir) => anomalyd::manpages::write_all(Cli::command(), "8", dir).map(|_| ()),
+            None => anomalyd::manpages::print(Cli::command(), "8"),
+        };
+        return match written {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("anomalyd: writing the man pages: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     if let Some(Command::Demo(args)) = cli.command {
         return report(anomalyd::demo::run(
             args,

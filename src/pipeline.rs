@@ -254,6 +254,10 @@ impl Pipeline {
             let mut f = Map::new();
             f.insert("version".into(), json!(env!("CARGO_PKG_VERSION")));
             f.insert("pid".into(), json!(std::process::id()));
+            // Whose journal entries are this daemon's, for a verifier on another host (a central
+            // journal): uids differ between hosts.
+            // SAFETY: getuid has no preconditions and cannot fail.
+            f.insert("uid".into(), json!(unsafe { libc::getuid() }));
             f.insert("embedder".into(), json!(embedder_backend));
             f.insert("model".into(), json!(model_id));
             f.insert("baseline".into(), json!(baseline_len));

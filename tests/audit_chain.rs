@@ -4,12 +4,15 @@
 //! Also: schema migration from version 1, and offline `anomalyctl head`.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
-use anomalyd::audit::{verify, AuditWriter, Checkpoint, Problem, GENESIS_PREV_HASH};
+use anomalyd::audit::{verify, AuditWriter, Checkpoint, Problem};
 use anomalyd::config::Synchronous;
 use anomalyd::event::{Event, Judged, Source, Verdict};
 use rusqlite::Connection;
+
+#[path = "common/chain.rs"]
+mod chain;
+use chain::{anomalyctl, rehash_from, tampered};
 
 const MODEL: &str = "test-model";
 
@@ -51,76 +54,6 @@ fn build(dir: &Path) -> (PathBuf, Vec<Checkpoint>) {
 }
 
 /// A copy of the reference chain in `dir`, edited by `sql`.
-fn tampered(reference: &Path, name: &str, sql: &str) -> PathBuf {
-    let db = reference.with_file_name(format!("{name}.sqlite"));
-    std::fs::copy(reference, &db).unwrap();
-    let conn = Connection::open(&db).unwrap();
-    conn.execute_batch(sql).unwrap();
-    drop(conn);
-    db
-}
-
-/// Recomputes every hash from seq `from` on, as an attacker covering an edit would.
-fn rehash_from(db: &Path, from: u64) {
-    let conn = Connection::open(db).unwrap();
-    let mut prev: [u8; 32] = if from == 1 {
-        GENESIS_PREV_HASH
-    } else {
-        conn.query_row(
-            "SELECT hash FROM records WHERE seq = ?1",
-            [from as i64 - 1],
-            |r| r.get::<_, Vec<u8>>(0),
-        )
-        .unwrap()
-        .try_into()
-        .unwrap()
-    };
-    type Row = (
-        i64,
-        i64,
-        String,
-        String,
-        String,
-        String,
-        Option<f64>,
-        String,
-        String,
-        String,
-    );
-    let rows: Vec<Row> = conn
-        .prepare("SELECT seq, ts_usec, kind, source, text, fields, score, verdict, neighbours, model FROM records WHERE seq >= ?1 ORDER BY seq")
-        .unwrap()
-        .query_map([from as i64], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?, r.get(8)?, r.get(9)?))
-        })
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
-    for (seq, ts, kind, source, text, fields, score, verdict, neighbours, model) in rows {
-        let hash = anomalyd::audit::record_hash(
-            &prev,
-            &anomalyd::audit::RecordFields {
-                seq: seq as u64,
-                ts_usec: ts as u64,
-                kind: &kind,
-                source: &source,
-                text: &text,
-                fields: &fields,
-                score,
-                verdict: &verdict,
-                neighbours: &neighbours,
-                model: &model,
-            },
-        );
-        conn.execute(
-            "UPDATE records SET prev_hash = ?1, hash = ?2 WHERE seq = ?3",
-            rusqlite::params![&prev[..], &hash[..], seq],
-        )
-        .unwrap();
-        prev = hash;
-    }
-}
-
 fn failure(db: &Path, checkpoints: &[Checkpoint]) -> Option<(u64, Problem)> {
     verify(db, checkpoints).unwrap().failure
 }
@@ -230,21 +163,6 @@ fn every_tampering_is_caught_at_the_right_seq() {
     let Some((33, Problem::TimeReversed { .. })) = failure(&reordered, &[]) else {
         panic!("{:?}", failure(&reordered, &[]));
     };
-}
-
-fn anomalyctl(args: &[&str]) -> (i32, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_anomalyctl"))
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
 }
 
 #[test]

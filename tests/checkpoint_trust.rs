@@ -4,7 +4,6 @@
 //! chain without its genesis record is broken.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use anomalyd::audit::checkpoint::{
     parse_checkpoints_trusted, CheckpointError, JournalTrust, ParsedCheckpoints,
@@ -12,6 +11,10 @@ use anomalyd::audit::checkpoint::{
 use anomalyd::audit::{verify, AuditWriter, Checkpoint, Problem, CHECKPOINT_MESSAGE_ID};
 use anomalyd::config::Synchronous;
 use anomalyd::event::{Event, Judged, RecordKind};
+
+#[path = "common/chain.rs"]
+mod chain;
+use chain::anomalyctl;
 
 const MODEL: &str = "test-model";
 
@@ -49,21 +52,6 @@ fn journal_entry(checkpoint: &Checkpoint, marks: &[(&str, &str)]) -> String {
 const SERVICE: &[(&str, &str)] = &[("_UID", "0"), ("_SYSTEMD_UNIT", "anomalyd.service")];
 /// How journald marks `logger --journald` run by an ordinary user.
 const USER: &[(&str, &str)] = &[("_UID", "1000"), ("_COMM", "logger")];
-
-fn anomalyctl(args: &[&str]) -> (i32, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_anomalyctl"))
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
-}
 
 #[test]
 fn a_checkpoint_forged_by_a_local_user_is_ignored() {

@@ -121,6 +121,53 @@ pub fn read_head(path: &Path) -> Result<Option<Checkpoint>, AuditError> {
     }))
 }
 
+/// The machine the chain was started on: the genesis record's `machine_id` (`None` when the
+/// chain has no genesis record or it names none). A central journal holds many hosts' entries;
+/// this picks the chain's own (their `_MACHINE_ID`).
+pub fn read_machine_id(path: &Path) -> Result<Option<String>, AuditError> {
+    let display = path.display().to_string();
+    let (conn, _) = open_reader(path)?;
+    let fields: Option<String> = conn
+        .query_row(
+            "SELECT fields FROM records WHERE seq = 1 AND kind = 'genesis'",
+            [],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(|source| AuditError::Sqlite {
+            path: display,
+            source,
+        })?;
+    Ok(fields
+        .and_then(|f| serde_json::from_str::<Value>(&f).ok())
+        .and_then(|f| f["machine_id"].as_str().map(str::to_owned))
+        .filter(|id| !id.is_empty()))
+}
+
+/// The uids the daemon ran as, from the chain's start records (`fields.uid`): on another host,
+/// the service user's uid is not that host's.
+pub fn read_service_uids(path: &Path) -> Result<Vec<u32>, AuditError> {
+    let display = path.display().to_string();
+    let sqlite = |source| AuditError::Sqlite {
+        path: display.clone(),
+        source,
+    };
+    let (conn, _) = open_reader(path)?;
+    let mut statement = conn
+        .prepare("SELECT fields FROM records WHERE kind = 'start'")
+        .map_err(sqlite)?;
+    let mut uids: Vec<u32> = statement
+        .query_map([], |r| r.get::<_, String>(0))
+        .map_err(sqlite)?
+        .filter_map(|f| f.ok())
+        .filter_map(|f| serde_json::from_str::<Value>(&f).ok())
+        .filter_map(|f| f["uid"].as_u64().and_then(|u| u32::try_from(u).ok()))
+        .collect();
+    uids.sort_unstable();
+    uids.dedup();
+    Ok(uids)
+}
+
 /// One committed record, as the API reports it.
 #[derive(Debug, Clone)]
 pub struct Committed {

@@ -729,7 +729,12 @@ async fn render_signals(
                 }
                 _ => {
                     cx.metrics.events_forged.fetch_add(1, Relaxed);
-                    warn!(source = source.as_str(), sender, service = %name, "refused a signal from a connection that does not own the service's name");
+                    // Limited like the other skips: a local client flooding forged signals must
+                    // not flood the journal (the unit lifts journald's own rate limit).
+                    limiter.warn(
+                        source,
+                        &format_args!("refused a signal from {sender}, which does not own {name}"),
+                    );
                     continue;
                 }
             }

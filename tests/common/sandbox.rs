@@ -54,6 +54,32 @@ pub fn wait_until(
     }
 }
 
+/// Installs Debian `packages` into the sandbox's pristine root unless `marker` (a path inside it,
+/// e.g. one of their binaries) is already there. Stops the sandbox first: packages go in only
+/// while it is down.
+pub fn ensure_packages(marker: &str, packages: &[&str]) {
+    let created = sandbox(&["create"]);
+    assert!(
+        created.status.success(),
+        "systemd-sandbox create: {}",
+        String::from_utf8_lossy(&created.stderr)
+    );
+    let rootfs = PathBuf::from(String::from_utf8(created.stdout).unwrap().trim());
+    if rootfs.join(marker.trim_start_matches('/')).exists() {
+        return;
+    }
+    sandbox(&["stop"]);
+    let mut args = vec!["create"];
+    args.extend_from_slice(packages);
+    let installed = sandbox(&args);
+    assert!(
+        installed.status.success(),
+        "systemd-sandbox create {}: {}",
+        packages.join(" "),
+        String::from_utf8_lossy(&installed.stderr)
+    );
+}
+
 /// Stops the sandbox (wiping its writable layer) however the test ends.
 pub struct Booted;
 

@@ -135,10 +135,12 @@ pub async fn run(daemon: &Daemon, command: Command) -> anyhow::Result<u8> {
             expect_head,
             checkpoints,
             journal,
+            ..
         } => return verify(daemon, expect_head, &checkpoints, journal).await,
         Command::Verify { db: Some(_), .. }
         | Command::Head { db: Some(_) }
-        | Command::Completions { .. } => {
+        | Command::Completions { .. }
+        | Command::Man { .. } => {
             unreachable!("offline commands returned before connecting")
         }
     }

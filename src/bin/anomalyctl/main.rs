@@ -127,6 +127,15 @@ enum Command {
         /// (`journalctl MESSAGE_ID=…`; needs permission to read it)
         #[arg(long)]
         journal: bool,
+        /// Also hold the chain against the checkpoints collected centrally in this journal
+        /// directory (systemd-journal-remote's output): only the entries of the machine that
+        /// the chain's genesis record names (`_MACHINE_ID`), and only those journald attributes
+        /// to the service; with --db; repeatable
+        #[arg(long, value_name = "DIR", requires = "db")]
+        journal_dir: Vec<std::path::PathBuf>,
+        /// As --journal-dir, for one journal file; with --db; repeatable
+        #[arg(long, value_name = "FILE", requires = "db")]
+        journal_file: Vec<std::path::PathBuf>,
     },
     /// Why an event got its verdict: its score against the threshold, and the nearest baseline
     /// events with their distances and counts
@@ -167,6 +176,10 @@ enum Command {
     },
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
     Completions { shell: clap_complete::Shell },
+    /// Print the anomalyctl(1) man page (roff); with DIR, write it and one page per subcommand
+    /// there (scripts/install and the package install them)
+    #[command(hide = true)]
+    Man { dir: Option<std::path::PathBuf> },
 }
 
 /// Exit status of `verify` when the chain is broken.
@@ -252,6 +265,68 @@ fn read_checkpoints(
         eprintln!(
             "anomalyctl: ignored {untrusted} checkpoint entries that journald does not attribute to {SERVICE_UNIT} (_SYSTEMD_UNIT and _UID)"
         );
+    }
+    Ok(all)
+}
+
+/// The checkpoints of `db`'s machine in central journals (`--journal-dir`, `--journal-file`),
+/// believed only when journald attributes them to the service. Finding none is an error: the
+/// check asked for did not happen (a wrong directory, or a host that never uploaded).
+fn read_central_checkpoints(
+    db: &std::path::Path,
+    dirs: &[std::path::PathBuf],
+    files: &[std::path::PathBuf],
+) -> anyhow::Result<Vec<Checkpoint>> {
+    use anomalyd::audit::checkpoint::{parse_checkpoints_trusted, JournalTrust, SERVICE_UNIT};
+    let journals: Vec<(&str, &std::path::PathBuf)> = dirs
+        .iter()
+        .map(|d| ("--directory", d))
+        .chain(files.iter().map(|f| ("--file", f)))
+        .collect();
+    if journals.is_empty() {
+        return Ok(Vec::new());
+    }
+    let machine = anomalyd::audit::read_machine_id(db)?.ok_or_else(|| {
+        anyhow::anyhow!(
+            "{}: the genesis record names no machine_id, so its entries in a central journal cannot be told apart",
+            db.display()
+        )
+    })?;
+    // The host's service user has its own uid there: take the uids its start records name.
+    let mut trust = JournalTrust::service();
+    trust.uids.extend(anomalyd::audit::read_service_uids(db)?);
+    trust.uids.sort_unstable();
+    trust.uids.dedup();
+    let mut all = Vec::new();
+    for (flag, journal) in journals {
+        let out = std::process::Command::new("journalctl")
+            .args(["--no-pager", "-o", "json"])
+            .arg(format!("{flag}={}", journal.display()))
+            .arg(format!("MESSAGE_ID={CHECKPOINT_MESSAGE_ID}"))
+            .arg(format!("_MACHINE_ID={machine}"))
+            .output()
+            .context("running journalctl")?;
+        anyhow::ensure!(
+            out.status.success(),
+            "journalctl {flag}={}: {}",
+            journal.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+        let parsed = parse_checkpoints_trusted(&String::from_utf8_lossy(&out.stdout), &trust)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", journal.display()))?;
+        if parsed.untrusted > 0 {
+            eprintln!(
+                "anomalyctl: {}: ignored {} checkpoint entries of machine {machine} that journald does not attribute to {SERVICE_UNIT} (_SYSTEMD_UNIT and _UID)",
+                journal.display(),
+                parsed.untrusted
+            );
+        }
+        anyhow::ensure!(
+            !parsed.checkpoints.is_empty(),
+            "{}: no checkpoint of machine {machine} (the genesis record's machine_id) that journald attributes to {SERVICE_UNIT}",
+            journal.display()
+        );
+        all.extend(parsed.checkpoints);
     }
     Ok(all)
 }
@@ -395,9 +470,12 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             expect_head,
             checkpoints,
             journal,
+            journal_dir,
+            journal_file,
         } => {
             let mut expected = expect_head.clone();
             expected.extend(read_checkpoints(checkpoints, *journal)?);
+            expected.extend(read_central_checkpoints(db, journal_dir, journal_file)?);
             let report = anomalyd::audit::verify(db, &expected)?;
             return Ok(print_verdict(
                 report.records,
@@ -419,6 +497,14 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                 "anomalyctl",
                 &mut std::io::stdout(),
             );
+            return Ok(0);
+        }
+        Command::Man { dir } => {
+            match dir {
+                Some(dir) => anomalyd::manpages::write_all(Cli::command(), "1", dir).map(|_| ()),
+                None => anomalyd::manpages::print(Cli::command(), "1"),
+            }
+            .context("writing the man pages")?;
             return Ok(0);
         }
         _ => {}
