@@ -216,12 +216,8 @@ fn boot_with(files: &[(&str, &Path)]) -> sandbox::Booted {
         "{} is missing",
         sandbox_tool().display()
     );
-    let created = sandbox(&["create"]);
-    assert!(
-        created.status.success(),
-        "systemd-sandbox create: {}",
-        String::from_utf8_lossy(&created.stderr)
-    );
+    // man-db, so `man anomalyd` (and systemd-analyze's check of Documentation=) works there.
+    sandbox::ensure_packages("/usr/bin/man", &["man-db"]);
     sandbox(&["stop"]); // a clean writable layer
     let upper = PathBuf::from(String::from_utf8(sandbox(&["root"]).stdout).unwrap().trim());
 
@@ -370,6 +366,13 @@ fn installs_waits_for_the_model_runs_then_removes_and_purges() {
     let (code, verify) =
         inside("systemd-analyze verify /usr/lib/systemd/system/anomalyd.service 2>&1");
     assert_eq!(code, 0, "systemd-analyze verify with the drop-in: {verify}");
+    // The man pages are where man finds them, generated from the binaries' own flags.
+    let page = inside_ok("MANPAGER=cat MANWIDTH=100 man anomalyctl-verify 2>&1");
+    assert!(page.contains("--journal-dir"), "man anomalyctl-verify:\n{page}");
+    for name in ["anomalyd", "anomalyctl", "anomalyd.toml"] {
+        let page = inside_ok(&format!("MANPAGER=cat man {name} 2>&1 | head -n 5"));
+        assert!(page.contains(name), "man {name}:\n{page}");
+    }
     // The journal catalog was compiled: every MESSAGE_ID in config/anomalyd.catalog is known.
     let catalog = std::fs::read_to_string(root().join("config/anomalyd.catalog")).unwrap();
     let listed_catalog = inside_ok("journalctl --list-catalog");
