@@ -38,21 +38,34 @@ fn group_id(name: &str) -> Option<u32> {
     // bytes are a valid value; getgrnam_r overwrites it.
     let mut group: libc::group = unsafe { std::mem::zeroed() };
     let mut found: *mut libc::group = std::ptr::null_mut();
+    // A group's entry holds its member list, which outgrows any fixed buffer on large sites:
+    // on ERANGE the buffer doubles, up to MAX_ENTRY_BUFFER.
     let mut buffer = vec![0 as libc::c_char; 16 * 1024];
-    // SAFETY: every pointer is valid for the call: `name` is a NUL-terminated string, `group`
-    // and `found` are locals, `buffer` is writable for its stated length; the strings the entry
-    // points into live in `buffer`, which outlives the only read (`gr_gid`, a plain integer).
-    let status = unsafe {
-        libc::getgrnam_r(
-            name.as_ptr(),
-            &mut group,
-            buffer.as_mut_ptr(),
-            buffer.len(),
-            &mut found,
-        )
-    };
-    (status == 0 && !found.is_null()).then_some(group.gr_gid)
+    loop {
+        // SAFETY: every pointer is valid for the call: `name` is a NUL-terminated string,
+        // `group` and `found` are locals, `buffer` is writable for its stated length; the
+        // strings the entry points into live in `buffer`, which outlives the only read
+        // (`gr_gid`, a plain integer).
+        let status = unsafe {
+            libc::getgrnam_r(
+                name.as_ptr(),
+                &mut group,
+                buffer.as_mut_ptr(),
+                buffer.len(),
+                &mut found,
+            )
+        };
+        if status == libc::ERANGE && buffer.len() < MAX_ENTRY_BUFFER {
+            buffer = vec![0 as libc::c_char; buffer.len() * 2];
+            continue;
+        }
+        return (status == 0 && !found.is_null()).then_some(group.gr_gid);
+    }
 }
+
+/// The largest buffer a user or group entry is read into (16 MiB: a group of about a million
+/// members).
+const MAX_ENTRY_BUFFER: usize = 16 * 1024 * 1024;
 
 /// The primary and supplementary gids of `uid` in the user database (empty when unknown).
 fn groups_of(uid: u32) -> Vec<u32> {

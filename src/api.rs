@@ -42,6 +42,84 @@ pub struct DetectorApi {
     /// One verification at a time: each reads the whole database.
     pub verifying: Arc<tokio::sync::Semaphore>,
     pub intake: IntakeSlot,
+    /// What readers may take from the pipeline and the machine at once.
+    limits: Arc<ReaderLimits>,
+}
+
+/// Dry runs in flight at once, daemon-wide: each takes a place in the intake queue and cuts a
+/// batch, so their number is bounded well below the queue's and the batches'.
+const MAX_DRY_RUNS: usize = 4;
+/// Database reads at once (listings, explanations, records): each may scan on a blocking thread,
+/// and the pipeline's stages need the cores.
+const MAX_READS: usize = 2;
+/// Calls one caller (one bus connection) may have in flight across `Score` and the reads.
+const MAX_CALLS_PER_CALLER: usize = 2;
+/// How long a read waits for its turn before the caller is told `Busy`.
+const READ_WAIT: Duration = Duration::from_secs(5);
+
+/// The bounds on what the read side of the API can take. Callers beyond them hear `Busy`: the
+/// events the daemon is there to record come first.
+#[derive(Debug)]
+struct ReaderLimits {
+    dry_runs: Arc<tokio::sync::Semaphore>,
+    reads: Arc<tokio::sync::Semaphore>,
+    per_caller: std::sync::Mutex<HashMap<String, usize>>,
+}
+
+/// A caller's place among its in-flight calls; given back when dropped.
+struct CallerSlot {
+    limits: Arc<ReaderLimits>,
+    caller: String,
+}
+
+impl Drop for CallerSlot {
+    fn drop(&mut self) {
+        let mut calls = self
+            .limits
+            .per_caller
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = calls.get_mut(&self.caller) {
+            *n -= 1;
+            if *n == 0 {
+                calls.remove(&self.caller);
+            }
+        }
+    }
+}
+
+impl ReaderLimits {
+    fn new() -> ReaderLimits {
+        ReaderLimits {
+            dry_runs: Arc::new(tokio::sync::Semaphore::new(MAX_DRY_RUNS)),
+            reads: Arc::new(tokio::sync::Semaphore::new(MAX_READS)),
+            per_caller: std::sync::Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// A place for one more call of `caller`, or `Busy` when it has MAX_CALLS_PER_CALLER.
+    fn enter(self: &Arc<Self>, caller: &str) -> Result<CallerSlot, ApiError> {
+        let mut calls = self.per_caller.lock().unwrap_or_else(|e| e.into_inner());
+        let n = calls.entry(caller.to_owned()).or_default();
+        if *n >= MAX_CALLS_PER_CALLER {
+            return Err(ApiError::Busy(format!(
+                "{caller} already has {MAX_CALLS_PER_CALLER} calls in flight; wait for their answers"
+            )));
+        }
+        *n += 1;
+        Ok(CallerSlot {
+            limits: self.clone(),
+            caller: caller.to_owned(),
+        })
+    }
+}
+
+/// The caller's unique bus name, which the per-caller bound counts by.
+fn connection_of(header: &zbus::message::Header<'_>) -> String {
+    header
+        .sender()
+        .map(|s| s.to_string())
+        .unwrap_or_default()
 }
 
 impl DetectorApi {
@@ -51,6 +129,7 @@ impl DetectorApi {
             info,
             verifying: Arc::new(tokio::sync::Semaphore::new(1)),
             intake,
+            limits: Arc::new(ReaderLimits::new()),
         }
     }
 
@@ -116,8 +195,19 @@ impl DetectorApi {
         &self,
         query: impl FnOnce(&std::path::Path) -> Result<T, crate::audit::AuditError> + Send + 'static,
     ) -> Result<T, ApiError> {
+        let permit = tokio::time::timeout(READ_WAIT, self.limits.reads.clone().acquire_owned())
+            .await
+            .map_err(|_| {
+                ApiError::Busy(format!(
+                    "{MAX_READS} reads of the audit log are running; retry shortly"
+                ))
+            })?
+            .map_err(|_| ApiError::Busy("the daemon is shutting down".into()))?;
         let db = std::path::PathBuf::from(&self.info.audit_db);
-        tokio::task::spawn_blocking(move || query(&db))
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            query(&db)
+        })
             .await
             .map_err(|e| ApiError::Internal(e.to_string()))?
             .map_err(|e| ApiError::Internal(e.to_string()))
@@ -574,7 +664,9 @@ impl DetectorApi {
         since_usec: u64,
         limit: i32,
         filter: HashMap<String, OwnedValue>,
+        #[zbus(header)] header: zbus::message::Header<'_>,
     ) -> Result<(Vec<RecordRow>, u64), ApiError> {
+        let _slot = self.limits.enter(&connection_of(&header))?;
         let filter = parse_filter(since_usec, &filter)?;
         self.list(filter, limit).await
     }
@@ -621,8 +713,15 @@ impl DetectorApi {
     async fn score(
         &self,
         text: String,
+        #[zbus(header)] header: zbus::message::Header<'_>,
     ) -> Result<(f64, String, f64, Vec<ScoredNeighbour>), ApiError> {
         check_text(&text)?;
+        let _slot = self.limits.enter(&connection_of(&header))?;
+        let _dry_run = self.limits.dry_runs.clone().try_acquire_owned().map_err(|_| {
+            ApiError::Busy(format!(
+                "{MAX_DRY_RUNS} dry runs are in flight; retry shortly"
+            ))
+        })?;
         let dry = self
             .intake()?
             .score(text, SCORE_TIMEOUT)

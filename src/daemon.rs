@@ -121,6 +121,7 @@ pub async fn run(
         std::sync::atomic::Ordering::Relaxed,
     );
     metrics.store_thresholds(detector.threshold(), &detector.thresholds());
+    let embedding_model = embedder.model_id();
     let (notice_tx, notice_rx) = mpsc::channel::<Committed>(1024);
     let (intake, pipeline) = Pipeline::start(
         &config,
@@ -147,7 +148,7 @@ pub async fn run(
         &metrics,
         crate::prometheus::BuildInfo {
             version: env!("CARGO_PKG_VERSION").to_owned(),
-            model: info.model_id.clone(),
+            model: embedding_model,
             index: info.index_description.clone(),
         },
         &intake,

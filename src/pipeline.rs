@@ -42,6 +42,8 @@ pub enum PipelineError {
         #[source]
         source: std::io::Error,
     },
+    #[error("cannot record the start in the audit log: {0}")]
+    StartRecord(#[source] crate::audit::AuditError),
 }
 
 /// What travels between stages.
@@ -229,27 +231,6 @@ impl Pipeline {
         let index_description = detector.description().to_owned();
         let baseline_len = detector.baseline_len();
         let model_id = format!("{embedder_model}+{index_description}");
-        let detect_metrics = metrics.clone();
-        threads.push(spawn("detect", move || {
-            detect_stage(detector, embedded_rx, judged_tx, &detect_metrics);
-        })?);
-
-        let embed_metrics = metrics.clone();
-        let cache = EmbeddingCache::new(config.embedder.cache_entries);
-        threads.push(spawn("embed", move || {
-            embed_stage(embedder, cache, batch_rx, embedded_tx, &embed_metrics)
-        })?);
-
-        let audit_metrics = metrics.clone();
-        let audit_model = model_id.clone();
-        let checkpointer = Checkpointer::new(
-            CheckpointPolicy {
-                every_records: config.audit.checkpoint_records,
-                interval: config.audit.checkpoint_interval,
-                file: config.checkpoint_path(),
-            },
-            audit.head().0,
-        );
         let start_fields = {
             let mut f = Map::new();
             f.insert("version".into(), json!(env!("CARGO_PKG_VERSION")));
@@ -272,6 +253,42 @@ impl Pipeline {
             );
             f
         };
+        // Committed here, before any stage runs: a chain that cannot take its start record (a
+        // full disk, a read-only file) fails the start, rather than READY followed by a stage
+        // retrying for ever.
+        let mut audit = audit;
+        let started = audit
+            .append(
+                &[Judged::unscored(Event::daemon(
+                    RecordKind::Start,
+                    "anomalyd start".to_owned(),
+                    start_fields,
+                ))],
+                &model_id,
+            )
+            .map_err(PipelineError::StartRecord)?;
+
+        let detect_metrics = metrics.clone();
+        threads.push(spawn("detect", move || {
+            detect_stage(detector, embedded_rx, judged_tx, &detect_metrics);
+        })?);
+
+        let embed_metrics = metrics.clone();
+        let cache = EmbeddingCache::new(config.embedder.cache_entries);
+        threads.push(spawn("embed", move || {
+            embed_stage(embedder, cache, batch_rx, embedded_tx, &embed_metrics)
+        })?);
+
+        let audit_metrics = metrics.clone();
+        let audit_model = model_id.clone();
+        let checkpointer = Checkpointer::new(
+            CheckpointPolicy {
+                every_records: config.audit.checkpoint_records,
+                interval: config.audit.checkpoint_interval,
+                file: config.checkpoint_path(),
+            },
+            audit.head().0,
+        );
         let incidents = audit
             .open_incidents(config.detector.incident_quiet)
             .unwrap_or_else(|e| {
@@ -284,7 +301,7 @@ impl Pipeline {
                 incidents,
                 audit,
                 &audit_model,
-                start_fields,
+                started,
                 judged_rx,
                 notices,
                 &audit_metrics,
@@ -455,6 +472,8 @@ fn embed_stage(
         let forwarded = match message {
             Flow::Probe(p) => Flow::Probe(p),
             Flow::Retrain => Flow::Retrain,
+            // A caller that has gone (timed out, disconnected) gets no work done for it.
+            Flow::Score(request) if request.reply.is_closed() => continue,
             Flow::Score(mut request) => {
                 match cache.embed(embedder.as_mut(), &[request.text.as_str()]) {
                     Ok((v, _)) => request.vector = Some(v.data),
@@ -519,6 +538,7 @@ fn detect_stage(
                 detector.maintain();
                 continue;
             }
+            Flow::Score(request) if request.reply.is_closed() => continue,
             Flow::Score(request) => {
                 let vector = request.vector.unwrap_or_default();
                 let answer = detector
@@ -571,7 +591,7 @@ fn audit_stage(
     mut incidents: Incidents,
     mut audit: AuditWriter,
     model: &str,
-    start_fields: Map<String, serde_json::Value>,
+    started: Vec<Committed>,
     input: std::sync::mpsc::Receiver<Flow<Vec<Judged>>>,
     notices: mpsc::Sender<Committed>,
     metrics: &Metrics,
@@ -579,17 +599,7 @@ fn audit_stage(
     let daemon_record = |kind: RecordKind, text: &str, fields: Map<String, serde_json::Value>| {
         Judged::unscored(Event::daemon(kind, text.to_owned(), fields))
     };
-    commit(
-        &mut audit,
-        model,
-        &[daemon_record(
-            RecordKind::Start,
-            "anomalyd start",
-            start_fields,
-        )],
-        &notices,
-        metrics,
-    );
+    account(started, &notices, metrics);
     let (seq, hash) = audit.head();
     crate::journal::started(seq, &hash, env!("CARGO_PKG_VERSION"), model);
     for message in input {
@@ -677,6 +687,12 @@ fn commit(
             }
         }
     };
+    account(committed, notices, metrics);
+}
+
+/// Everything that follows a commit: counters, latencies, the journal's anomaly entries, the
+/// notices for the API's signals.
+fn account(committed: Vec<Committed>, notices: &mpsc::Sender<Committed>, metrics: &Metrics) {
     let now = now_usec();
     if let Some(oldest) = committed
         .iter()

@@ -123,3 +123,34 @@ fn a_full_disk_is_a_clear_error_and_leaves_no_half_written_chain() {
         }
     }
 }
+
+#[test]
+fn a_start_record_that_cannot_be_committed_fails_the_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("audit.sqlite");
+    // A chain that opens (its genesis is there) but refuses every new record, as a database
+    // whose disk is full or that was remounted read-only does once the daemon is past opening.
+    drop(
+        anomalyd::audit::AuditWriter::open(&db, anomalyd::config::Synchronous::Full, "test-model")
+            .unwrap(),
+    );
+    rusqlite::Connection::open(&db)
+        .unwrap()
+        .execute_batch(
+            "CREATE TRIGGER refuse BEFORE INSERT ON records BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END;",
+        )
+        .unwrap();
+    let before = digest(&db);
+    // Bounded: before the fix the daemon retried the start record for ever.
+    let out = Command::new("timeout")
+        .arg("60")
+        .arg(env!("CARGO_BIN_EXE_anomalyd"))
+        .args(["--log", "stderr", "--bus", "unix:path=/nonexistent/bus", "--model"])
+        .arg(model_dir())
+        .arg("--state-dir")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_refused(&out, &["cannot record the start", "disk is full"]);
+    assert_eq!(digest(&db), before, "the chain was left as it was");
+}

@@ -74,6 +74,7 @@ fn a_checkpoint_forged_by_a_local_user_is_ignored() {
         ParsedCheckpoints {
             checkpoints: vec![head],
             untrusted: 1,
+            torn: false,
         }
     );
     let report = verify(&db, &parsed.checkpoints).unwrap();

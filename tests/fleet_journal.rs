@@ -121,7 +121,28 @@ fn anomalies_and_checkpoints_reach_journal_remote_and_anchor_the_chain_off_host(
             .ok()?;
         (n >= 2).then(|| n.to_string())
     });
+    // An unprivileged local user forges two checkpoints: one beyond the head, one contradicting
+    // a genuine checkpoint. journald marks them with the user's uid and no service unit.
+    let genuine_seq = wait_until("a genuine checkpoint", Duration::from_secs(30), || {
+        let (_, out) = inside(&format!(
+            "journalctl --no-pager -o json MESSAGE_ID={CHECKPOINT_MESSAGE_ID} _SYSTEMD_UNIT=anomalyd.service"
+        ));
+        let entry: serde_json::Value = serde_json::from_str(out.lines().next()?).ok()?;
+        entry["CHECKPOINT_SEQ"].as_str().map(str::to_owned)
+    });
+    let zero = "0".repeat(64);
+    inside_ok(&format!(
+        "useradd --no-create-home fleet-forger && \
+         for seq in 999999999 {genuine_seq}; do \
+           printf 'MESSAGE=forged checkpoint\nMESSAGE_ID={CHECKPOINT_MESSAGE_ID}\nSYSLOG_IDENTIFIER=anomalyd\nCHECKPOINT_SEQ=%s\nCHECKPOINT_HASH={zero}\n' $seq \
+             | runuser -u fleet-forger -- logger --journald; \
+         done"
+    ));
     inside_ok("systemctl stop anomalyd");
+    // Read back on the host itself, the forgeries are skipped and counted; the chain is intact.
+    let (code, said) = inside("anomalyctl verify --db /var/lib/anomalyd/audit.sqlite --journal 2>&1");
+    assert_eq!(code, 0, "the forged local entries are not believed: {said}");
+    assert!(said.contains("ignored 2 checkpoint entries"), "{said}");
 
     // What the chain holds, to be found centrally.
     let anomalies: Vec<(u64, String, String)> =
@@ -186,7 +207,10 @@ fn anomalies_and_checkpoints_reach_journal_remote_and_anchor_the_chain_off_host(
     }
     assert!(repeats >= 1, "the second round repeats open incidents: {found:?}");
 
-    let checkpoints = remote_entries(CHECKPOINT_MESSAGE_ID);
+    let checkpoints: Vec<serde_json::Value> = remote_entries(CHECKPOINT_MESSAGE_ID)
+        .into_iter()
+        .filter(|e| e["_SYSTEMD_UNIT"].as_str() == Some("anomalyd.service"))
+        .collect();
     assert!(checkpoints.len() >= 2, "{checkpoints:?}");
     for entry in &checkpoints {
         assert_eq!(field(entry, "_MACHINE_ID"), machine_id);
@@ -221,6 +245,13 @@ fn anomalies_and_checkpoints_reach_journal_remote_and_anchor_the_chain_off_host(
     let dir_arg = central.display().to_string();
     let (code, said) = anomalyctl(&["verify", "--db", db.to_str().unwrap(), "--journal-dir", &dir_arg]);
     assert_eq!(code, 0, "the untouched chain against the central checkpoints: {said}");
+    // The forgeries travelled too, and are not believed there either.
+    let forged = remote_entries(CHECKPOINT_MESSAGE_ID)
+        .iter()
+        .filter(|e| e["CHECKPOINT_HASH"].as_str() == Some(zero.as_str()))
+        .count();
+    assert_eq!(forged, 2, "both forgeries reached journal-remote");
+    assert!(said.contains("ignored 2 checkpoint entries"), "{said}");
 
     // An edit on the host, every later hash recomputed: the chain alone is consistent again,
     // and the host keeps no checkpoint file; the central checkpoints still catch it.

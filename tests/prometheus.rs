@@ -190,6 +190,16 @@ async fn promtool_accepts_the_metrics_and_a_real_prometheus_scrapes_them() {
         (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned())
     };
     assert!(ok, "promtool check config: {said}");
+    // The shipped alerting rules load.
+    let rules = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/prometheus/anomalyd.rules.yml");
+    let out = Command::new(&promtool).args(["check", "rules"]).arg(&rules).output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool check rules {}: {}{}",
+        rules.display(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     let log = std::fs::File::create(dir.path().join("prometheus.log")).unwrap();
     let _server = Prometheus(
         Command::new(&prometheus)

@@ -20,6 +20,10 @@ warmup_events = 5
 
 [audit]
 checkpoint_records = 20
+
+# An operator's own source, which unprivileged programs on the host broadcast to.
+[[sources.custom]]
+rule = "type='signal',interface='org.example.AnomalydProbe'"
 "#;
 
 const FAILING_UNIT: &str = "[Unit]\nDescription=a unit that fails, for anomalyd's test\n\n[Service]\nExecStart=/bin/false\n";
@@ -269,6 +273,50 @@ fn access_control_holds_on_the_real_system_bus() {
     );
     assert_ne!(code, 0, "{out}");
 
+    // The daemon's signals reach readers, not strangers (an anomaly's text names units, users
+    // and devices): the bus policy's receive rules.
+    inside_ok(
+        "for u in anomalyd-reader anomalyd-stranger; do \
+           runuser -u $u -- timeout 8 dbus-monitor --system \
+             \"type='signal',path='/org/anomalyd/Detector1'\" > /tmp/signals-$u.log 2>&1 & \
+         done; sleep 1",
+    );
+    inside_ok(
+        "systemctl start anomalyd-test-badexec.service; sleep 1; \
+         busctl call org.anomalyd.Detector1 /org/anomalyd/Detector1 org.anomalyd.Detector1 \
+           Submit ss custom 'a novel event for the signal test, 9f3e'",
+    );
+    let reader_saw = wait_until("the reader's monitor", Duration::from_secs(20), || {
+        let (_, log) = inside("cat /tmp/signals-anomalyd-reader.log");
+        log.contains("path=/org/anomalyd/Detector1").then_some(log)
+    });
+    assert!(
+        reader_saw.contains("interface=org.anomalyd.Detector1")
+            || reader_saw.contains("member=PropertiesChanged"),
+        "{reader_saw}"
+    );
+    std::thread::sleep(Duration::from_secs(8));
+    let (_, stranger_saw) = inside("cat /tmp/signals-anomalyd-stranger.log");
+    assert!(
+        !stranger_saw.contains("path=/org/anomalyd/Detector1"),
+        "a user outside the groups received the daemon's signals:\n{stranger_saw}"
+    );
+
+    // An unprivileged program's broadcast reaches a custom source: the policy refuses strangers
+    // the daemon's methods, not the signals it listens to.
+    let (code, out) = as_user(
+        "anomalyd-stranger",
+        "dbus-send --system --type=signal /org/example/AnomalydProbe org.example.AnomalydProbe.Tick string:from-a-stranger",
+    );
+    assert_eq!(code, 0, "{out}");
+    wait_until("the stranger's broadcast recorded", Duration::from_secs(30), || {
+        let (_, rows) = inside(
+            "sqlite3 -readonly /var/lib/anomalyd/audit.sqlite \
+             \"SELECT text FROM records WHERE source = 'custom' AND text LIKE '%AnomalydProbe%'\"",
+        );
+        (!rows.trim().is_empty()).then_some(rows)
+    });
+
     // Administrators call them.
     let (code, out) = as_user("anomalyd-operator", "anomalyctl retrain");
     assert_eq!(code, 0, "{out}");
@@ -317,6 +365,16 @@ fn access_control_holds_on_the_real_system_bus() {
         inside("journalctl -u anomalyd.service --no-pager -o json -g 'admin call refused'");
     assert_eq!(refused.lines().count(), 3, "denials are logged: {refused}");
     assert!(refused.contains("\"METHOD\":\"Retrain\""), "{refused}");
+    // A large admin group, whose entry outgrows a 16 KiB buffer, still admits its members (the
+    // daemon's lookup grows its buffer on ERANGE instead of finding no group).
+    inside_ok(
+        r#"members=$(seq -f 'member%05g' 1 3000 | paste -sd, -) && \
+           awk -v m="$members" -F: 'BEGIN { OFS = ":" } $1 == "anomalyd-admin" { $4 = $4 "," m } { print }' \
+             /etc/group > /tmp/group.new && cat /tmp/group.new > /etc/group && \
+           test "$(getent group anomalyd-admin | wc -c)" -gt 20000"#,
+    );
+    let (code, out) = as_user("anomalyd-operator", "anomalyctl retrain");
+    assert_eq!(code, 0, "a member of a large anomalyd-admin group: {out}");
     inside_ok(
         "rm /etc/dbus-1/system.d/zz-anomalyd-permissive.conf && \
          busctl call org.freedesktop.DBus /org/freedesktop/DBus org.freedesktop.DBus ReloadConfig",
@@ -363,7 +421,8 @@ fn runs_as_a_hardened_notify_service_under_real_systemd() {
     let show = inside_ok(
         "systemctl show anomalyd.service -p Type -p NotifyAccess -p WatchdogUSec -p StatusText -p MainPID \
          -p NoNewPrivileges -p ProtectSystem -p ProtectHome -p PrivateTmp -p RestrictAddressFamilies \
-         -p CapabilityBoundingSet -p RestartPreventExitStatus -p StateDirectory -p User",
+         -p CapabilityBoundingSet -p RestartPreventExitStatus -p StateDirectory -p User \
+         -p IPAddressDeny -p IPAddressAllow -p LogRateLimitIntervalUSec",
     );
     for expected in [
         "Type=notify",
@@ -372,7 +431,11 @@ fn runs_as_a_hardened_notify_service_under_real_systemd() {
         "ProtectSystem=strict",
         "ProtectHome=yes",
         "PrivateTmp=yes",
-        "RestrictAddressFamilies=AF_UNIX",
+        // IP only for the opt-in metrics endpoint, and only to and from this host.
+        "RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX",
+        "IPAddressDeny=0.0.0.0/0 ::/0",
+        "IPAddressAllow=127.0.0.0/8 ::1/128",
+        "LogRateLimitIntervalUSec=0",
         "CapabilityBoundingSet=\n",
         "RestartPreventExitStatus=78",
         "StateDirectory=anomalyd",

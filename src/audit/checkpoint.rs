@@ -120,6 +120,9 @@ pub struct ParsedCheckpoints {
     /// Journal entries that carried a checkpoint but that journald does not attribute to the
     /// service (see [`JournalTrust`]): skipped, as anyone could have logged them.
     pub untrusted: usize,
+    /// The text ended in a part of a `SEQ:HEX` line with no newline (a write cut short by a
+    /// crash or a full disk): skipped, since every complete line before it still counts.
+    pub torn: bool,
 }
 
 /// Why checkpoints could not be read.
@@ -164,6 +167,9 @@ pub fn parse_checkpoints_trusted(
 ) -> Result<ParsedCheckpoints, CheckpointError> {
     let mut parsed = ParsedCheckpoints::default();
     let mut seen: std::collections::HashMap<u64, [u8; 32]> = std::collections::HashMap::new();
+    // The last line, when the text does not end with a newline, may be a torn write.
+    let unterminated_last = (!text.is_empty() && !text.ends_with('\n'))
+        .then(|| text.lines().count().saturating_sub(1));
     for (n, line) in text.lines().enumerate() {
         let parse_error = |problem: String| CheckpointError::Parse {
             line: n + 1,
@@ -193,7 +199,14 @@ pub fn parse_checkpoints_trusted(
                 .parse::<Checkpoint>()
                 .map_err(parse_error)?
         } else {
-            line.parse::<Checkpoint>().map_err(parse_error)?
+            match line.parse::<Checkpoint>() {
+                Ok(checkpoint) => checkpoint,
+                Err(_) if unterminated_last == Some(n) => {
+                    parsed.torn = true;
+                    continue;
+                }
+                Err(problem) => return Err(parse_error(problem)),
+            }
         };
         match seen.get(&checkpoint.seq) {
             Some(hash) if *hash == checkpoint.hash => {}
@@ -281,15 +294,7 @@ impl Checkpointer {
     fn write(&mut self, head: Checkpoint) {
         crate::journal::checkpoint(head.seq, &head.hash);
         if let Some(path) = &self.policy.file {
-            let appended = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)
-                .and_then(|mut f| {
-                    f.write_all(format!("{head}\n").as_bytes())?;
-                    f.sync_data()
-                });
-            if let Err(e) = appended {
+            if let Err(e) = append_line(path, &format!("{head}\n")) {
                 error!(path = %path.display(), error = %e, "cannot write the audit checkpoint file");
             }
         }
@@ -298,9 +303,73 @@ impl Checkpointer {
     }
 }
 
+/// Appends `line` to the checkpoint file, durably: the data is synced, and when the file is new
+/// its directory too (else a crash can lose the file's name with its first checkpoint). A torn
+/// last line left by an earlier crash (no newline) is cut off first: it names no head, and left
+/// in place it would become an unreadable line in the middle.
+fn append_line(path: &std::path::Path, line: &str) -> std::io::Result<()> {
+    use std::io::{Read, Seek, SeekFrom};
+    let existed = path.exists();
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .read(true)
+        .append(true)
+        .open(path)?;
+    let length = file.metadata()?.len();
+    if length > 0 {
+        let mut last = [0u8; 1];
+        file.seek(SeekFrom::Start(length - 1))?;
+        file.read_exact(&mut last)?;
+        if last[0] != b'\n' {
+            let mut text = Vec::new();
+            file.seek(SeekFrom::Start(0))?;
+            file.read_to_end(&mut text)?;
+            let whole = text.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+            file.set_len(whole as u64)?;
+        }
+    }
+    file.write_all(line.as_bytes())?;
+    file.sync_data()?;
+    if !existed {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::File::open(dir)?.sync_all()?;
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_torn_last_line_is_skipped_and_the_next_checkpoint_starts_a_line_of_its_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("checkpoints");
+        let first = Checkpoint {
+            seq: 7,
+            hash: [0x11; 32],
+        };
+        append_line(&path, &format!("{first}\n")).unwrap();
+        // A crash in the middle of the next write.
+        let mut torn = std::fs::OpenOptions::new().append(true).open(&path).unwrap();
+        torn.write_all(b"12:ab").unwrap();
+        drop(torn);
+        let parsed = read_checkpoint_file_trusted(&path, &trust()).unwrap();
+        assert_eq!(parsed.checkpoints, vec![first]);
+        assert!(parsed.torn);
+        // The next write cuts the torn part off: the file is whole lines again.
+        let next = Checkpoint {
+            seq: 20,
+            hash: [0x22; 32],
+        };
+        append_line(&path, &format!("{next}\n")).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text, format!("{first}\n{next}\n"));
+        let parsed = parse_checkpoints_trusted(&text, &trust()).unwrap();
+        assert_eq!(parsed.checkpoints, vec![first, next]);
+        assert!(!parsed.torn);
+    }
 
     /// The service as the tests see it: run as root or as uid 998.
     fn trust() -> JournalTrust {
@@ -412,6 +481,7 @@ mod tests {
                     hash: [0xab; 32]
                 }],
                 untrusted: 6,
+                torn: false,
             }
         );
         // The installed service's trust never includes uid 1000's own entries.

@@ -185,14 +185,24 @@ pub fn read(path: &Path) -> Result<Option<Snapshot>, SnapshotError> {
         )));
     }
     let mut at = header_end;
+    // The header's sizes are checked against the file before anything is allocated by them:
+    // each row takes at least its text's length field and its vector.
+    let room = body.len().saturating_sub(at);
+    if header.rows > room / (4 + DIM * 4) {
+        return Err(invalid(&format!(
+            "header says {} rows, more than the file's {room} bytes can hold",
+            header.rows
+        )));
+    }
     let mut texts = Vec::with_capacity(header.rows);
     for _ in 0..header.rows {
         let len = body
             .get(at..at + 4)
             .map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes")) as usize)
             .ok_or_else(|| invalid("texts run past the end"))?;
-        let text = body
-            .get(at + 4..at + 4 + len)
+        let text = at
+            .checked_add(4 + len)
+            .and_then(|end| body.get(at + 4..end))
             .ok_or_else(|| invalid("texts run past the end"))?;
         texts.push(String::from_utf8(text.to_vec()).map_err(|_| invalid("a text is not UTF-8"))?);
         at += 4 + len;
@@ -209,8 +219,9 @@ pub fn read(path: &Path) -> Result<Option<Snapshot>, SnapshotError> {
         .get(vectors_end..vectors_end + 8)
         .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")) as usize)
         .ok_or_else(|| invalid("index length missing"))?;
-    let index_bytes = body
-        .get(vectors_end + 8..vectors_end + 8 + index_len)
+    let index_bytes = (vectors_end + 8)
+        .checked_add(index_len)
+        .and_then(|end| body.get(vectors_end + 8..end))
         .ok_or_else(|| invalid("index runs past the end"))?;
     let index = if index_len == 0 {
         None
@@ -223,4 +234,38 @@ pub fn read(path: &Path) -> Result<Option<Snapshot>, SnapshotError> {
         vectors,
         index,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A file whose checksum is right but whose header claims more rows than it holds (a bug, or
+    /// a file written by hand): refused by name, before anything is allocated for them.
+    #[test]
+    fn a_header_claiming_more_rows_than_the_file_holds_is_refused_before_allocating() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("baseline.snapshot");
+        let header = Header {
+            model_id: "test".into(),
+            dim: DIM,
+            rows: 1 << 40,
+            index: String::new(),
+            trained_on: 0,
+            drift: None,
+            created_usec: 0,
+        };
+        let json = serde_json::to_vec(&header).unwrap();
+        let mut body = Vec::new();
+        body.extend_from_slice(MAGIC);
+        body.extend_from_slice(&VERSION.to_le_bytes());
+        body.extend_from_slice(&(json.len() as u32).to_le_bytes());
+        body.extend_from_slice(&json);
+        body.extend_from_slice(&0u64.to_le_bytes());
+        let digest = Sha256::digest(&body);
+        body.extend_from_slice(&digest);
+        std::fs::write(&path, &body).unwrap();
+        let error = read(&path).err().expect("refused").to_string();
+        assert!(error.contains("1099511627776 rows"), "{error}");
+    }
 }

@@ -241,6 +241,12 @@ fn read_checkpoints(
         } else {
             read_checkpoint_file_trusted(file, &trust).map_err(anyhow::Error::msg)?
         };
+        if parsed.torn {
+            eprintln!(
+                "anomalyctl: {}: ignored its unfinished last line (a write cut short)",
+                file.display()
+            );
+        }
         untrusted += parsed.untrusted;
         all.extend(parsed.checkpoints);
     }
