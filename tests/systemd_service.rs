@@ -433,8 +433,6 @@ fn runs_as_a_hardened_notify_service_under_real_systemd() {
         "PrivateTmp=yes",
         // IP only for the opt-in metrics endpoint, and only to and from this host.
         "RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX",
-        "IPAddressDeny=0.0.0.0/0 ::/0",
-        "IPAddressAllow=127.0.0.0/8 ::1/128",
         "LogRateLimitIntervalUSec=0",
         "CapabilityBoundingSet=\n",
         "RestartPreventExitStatus=78",
@@ -443,6 +441,21 @@ fn runs_as_a_hardened_notify_service_under_real_systemd() {
         "StatusText=watching system as org.anomalyd.Detector1",
     ] {
         assert!(show.contains(expected), "expected {expected:?} in:\n{show}");
+    }
+    // systemd lists the addresses in no fixed order.
+    for (property, addresses) in [
+        ("IPAddressDeny=", ["0.0.0.0/0", "::/0"]),
+        ("IPAddressAllow=", ["127.0.0.0/8", "::1/128"]),
+    ] {
+        let line = show
+            .lines()
+            .find_map(|l| l.strip_prefix(property))
+            .unwrap_or_else(|| panic!("no {property} in:\n{show}"));
+        let mut listed: Vec<&str> = line.split_whitespace().collect();
+        listed.sort_unstable();
+        let mut expected = addresses.to_vec();
+        expected.sort_unstable();
+        assert_eq!(listed, expected, "{property}");
     }
     let pid: u32 = show
         .lines()
@@ -500,27 +513,40 @@ fn runs_as_a_hardened_notify_service_under_real_systemd() {
         "systemd unit anomalyd-test-fail.service ActiveState=failed SubState=failed Result=exit-code"
     );
 
-    // Its log line is in the journal with the structured fields, not only formatted text.
+    // Its journal entry is the contract's (docs/fleet.md): structured fields under the
+    // anomaly's MESSAGE_ID, at warning priority, not only formatted text.
     let journal = wait_until(
         "the record's journal entry",
         Duration::from_secs(15),
         || {
             let (_, j) = inside(&format!(
-                "journalctl -u anomalyd.service -o json --no-pager SEQ={seq}"
+                "journalctl -u anomalyd.service -o json --no-pager ANOMALYD_SEQ={seq}"
             ));
             (!j.trim().is_empty()).then_some(j)
         },
     );
     let entry: serde_json::Value = serde_json::from_str(journal.lines().next().unwrap()).unwrap();
-    assert_eq!(entry["SEQ"], serde_json::json!(seq));
-    assert_eq!(entry["SOURCE"], "systemd");
+    assert_eq!(entry["ANOMALYD_SEQ"], serde_json::json!(seq));
+    assert_eq!(entry["ANOMALYD_SOURCE"], "systemd");
+    assert_eq!(entry["ANOMALYD_TEXT"], serde_json::json!(text));
+    assert_eq!(
+        entry["MESSAGE_ID"],
+        anomalyd::journal::ANOMALY_DETECTED_MESSAGE_ID,
+        "{entry}"
+    );
+    assert_eq!(entry["PRIORITY"], "4", "{entry}");
     assert!(
-        entry["SCORE"]
+        entry["ANOMALYD_SCORE"]
             .as_str()
             .is_some_and(|s| s.parse::<f64>().is_ok()),
         "{entry}"
     );
     assert_eq!(entry["SYSLOG_IDENTIFIER"], "anomalyd");
+    // journalctl -x explains it from the installed catalog.
+    let explained = inside_ok(&format!(
+        "journalctl --update-catalog && journalctl -x -u anomalyd.service --no-pager ANOMALYD_SEQ={seq}"
+    ));
+    assert!(explained.contains("anomalyctl explain"), "{explained}");
     let (_, watchdog) =
         inside("journalctl -u anomalyd.service --no-pager -g 'feeding the systemd watchdog'");
     assert!(
