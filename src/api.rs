@@ -116,10 +116,7 @@ impl ReaderLimits {
 
 /// The caller's unique bus name, which the per-caller bound counts by.
 fn connection_of(header: &zbus::message::Header<'_>) -> String {
-    header
-        .sender()
-        .map(|s| s.to_string())
-        .unwrap_or_default()
+    header.sender().map(|s| s.to_string()).unwrap_or_default()
 }
 
 impl DetectorApi {
@@ -208,9 +205,9 @@ impl DetectorApi {
             let _permit = permit;
             query(&db)
         })
-            .await
-            .map_err(|e| ApiError::Internal(e.to_string()))?
-            .map_err(|e| ApiError::Internal(e.to_string()))
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?
+        .map_err(|e| ApiError::Internal(e.to_string()))
     }
 }
 
@@ -717,11 +714,16 @@ impl DetectorApi {
     ) -> Result<(f64, String, f64, Vec<ScoredNeighbour>), ApiError> {
         check_text(&text)?;
         let _slot = self.limits.enter(&connection_of(&header))?;
-        let _dry_run = self.limits.dry_runs.clone().try_acquire_owned().map_err(|_| {
-            ApiError::Busy(format!(
-                "{MAX_DRY_RUNS} dry runs are in flight; retry shortly"
-            ))
-        })?;
+        let _dry_run = self
+            .limits
+            .dry_runs
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| {
+                ApiError::Busy(format!(
+                    "{MAX_DRY_RUNS} dry runs are in flight; retry shortly"
+                ))
+            })?;
         let dry = self
             .intake()?
             .score(text, SCORE_TIMEOUT)

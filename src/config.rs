@@ -1156,8 +1156,12 @@ impl RawConfig {
         } else {
             Some(m.textfile.clone())
         };
-        let textfile_interval_s =
-            in_range("metrics.textfile_interval_s", m.textfile_interval_s, 1, 3600)? as u64;
+        let textfile_interval_s = in_range(
+            "metrics.textfile_interval_s",
+            m.textfile_interval_s,
+            1,
+            3600,
+        )? as u64;
 
         // [numa]
         let bind = match &self.numa.bind {

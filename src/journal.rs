@@ -22,6 +22,9 @@ pub const ANOMALY_DETECTED_MESSAGE_ID: &str = "f9cfe82dd25b472085f12ffd3d18cce2"
 pub const ANOMALY_REPEATED_MESSAGE_ID: &str = "e22e06ceb8284f5ca602f4d689e77793";
 /// The chain's head, written outside the database (`PRIORITY=5`).
 pub const CHECKPOINT_MESSAGE_ID: &str = "5b1c0e2a9f7d4e3c8a6b2d1f0e9c8b7a";
+/// An incident closed by a benign mark (`PRIORITY=5`). An incident that closes by staying quiet
+/// (`incident_quiet_s`) has no entry of its own: the text's next anomaly opens a new one.
+pub const INCIDENT_CLOSED_MESSAGE_ID: &str = "378bd813d594413283edbc77f788bf5d";
 /// The daemon started and recorded its start record (`PRIORITY=5`).
 pub const STARTED_MESSAGE_ID: &str = "867858adca9e43e4a727307d4527e557";
 /// The daemon stopped; the head at shutdown (`PRIORITY=5`).
@@ -29,9 +32,10 @@ pub const STOPPED_MESSAGE_ID: &str = "ad1afd7600624656819f9872304e83b6";
 
 /// Every entry type: its `MESSAGE_ID` and the catalog subject's first words (the catalog test
 /// checks each has an entry).
-pub const MESSAGE_IDS: [(&str, &str); 5] = [
+pub const MESSAGE_IDS: [(&str, &str); 6] = [
     (ANOMALY_DETECTED_MESSAGE_ID, "anomaly detected"),
     (ANOMALY_REPEATED_MESSAGE_ID, "anomaly repeated"),
+    (INCIDENT_CLOSED_MESSAGE_ID, "incident closed"),
     (CHECKPOINT_MESSAGE_ID, "audit checkpoint"),
     (STARTED_MESSAGE_ID, "anomalyd started"),
     (STOPPED_MESSAGE_ID, "anomalyd stopped"),
@@ -60,40 +64,51 @@ pub fn anomaly(entry: &AnomalyEntry<'_>) {
     // rather than as a made-up number.
     let threshold = entry.threshold.map_or(String::new(), |t| format!("{t:.6}"));
     let score = format!("{:.6}", entry.score);
-    if entry.repeat == 0 {
-        warn!(
-            target: TARGET,
-            message_id = ANOMALY_DETECTED_MESSAGE_ID,
-            anomalyd_seq = entry.seq,
-            anomalyd_source = entry.source,
-            anomalyd_score = %score,
-            anomalyd_threshold = %threshold,
-            anomalyd_text = entry.text,
-            anomalyd_hash = %hash,
-            anomalyd_incident = entry.incident,
-            "anomaly detected: {} (score {score} above {threshold}, seq {})",
-            entry.text,
-            entry.seq,
-        );
+    let (message_id, summary) = if entry.repeat == 0 {
+        (
+            ANOMALY_DETECTED_MESSAGE_ID,
+            format!("score {score} above {threshold}"),
+        )
     } else {
-        warn!(
-            target: TARGET,
-            message_id = ANOMALY_REPEATED_MESSAGE_ID,
-            anomalyd_seq = entry.seq,
-            anomalyd_source = entry.source,
-            anomalyd_score = %score,
-            anomalyd_threshold = %threshold,
-            anomalyd_text = entry.text,
-            anomalyd_hash = %hash,
-            anomalyd_incident = entry.incident,
-            anomalyd_repeat = entry.repeat,
-            "anomaly repeated: {} (repeat {} of incident {}, score {score}, seq {})",
-            entry.text,
-            entry.repeat,
-            entry.incident,
-            entry.seq,
-        );
-    }
+        (
+            ANOMALY_REPEATED_MESSAGE_ID,
+            format!(
+                "repeat {} of incident {}, score {score}",
+                entry.repeat, entry.incident
+            ),
+        )
+    };
+    // ANOMALYD_REPEAT is 0 on the entry that opened the incident.
+    warn!(
+        target: TARGET,
+        message_id,
+        anomalyd_seq = entry.seq,
+        anomalyd_source = entry.source,
+        anomalyd_score = %score,
+        anomalyd_threshold = %threshold,
+        anomalyd_text = entry.text,
+        anomalyd_hash = %hash,
+        anomalyd_incident = entry.incident,
+        anomalyd_repeat = entry.repeat,
+        "anomaly {}: {} ({summary}, seq {})",
+        if entry.repeat == 0 { "detected" } else { "repeated" },
+        entry.text,
+        entry.seq,
+    );
+}
+
+/// The benign mark recorded at `seq` closed the incident that `incident` opened.
+pub fn incident_closed(seq: u64, hash: &[u8; 32], incident: u64, text: &str) {
+    let hash = hex::encode(hash);
+    info!(
+        target: TARGET,
+        message_id = INCIDENT_CLOSED_MESSAGE_ID,
+        anomalyd_seq = seq,
+        anomalyd_hash = %hash,
+        anomalyd_incident = incident,
+        anomalyd_text = text,
+        "incident {incident} closed: marked benign (seq {seq}): {text}"
+    );
 }
 
 /// A checkpoint: the head `(seq, hash)` a chain must contain.
@@ -145,7 +160,9 @@ mod tests {
         let catalog = include_str!("../config/anomalyd.catalog");
         for (id, subject) in MESSAGE_IDS {
             assert_eq!(id.len(), 32, "{id} is not 128 bits of hex");
-            assert!(id.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
+            assert!(id
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
             let header = format!("-- {id}");
             let at = catalog
                 .find(&header)

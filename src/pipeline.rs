@@ -599,7 +599,7 @@ fn audit_stage(
     let daemon_record = |kind: RecordKind, text: &str, fields: Map<String, serde_json::Value>| {
         Judged::unscored(Event::daemon(kind, text.to_owned(), fields))
     };
-    account(started, &notices, metrics);
+    account(&started, &notices, metrics);
     let (seq, hash) = audit.head();
     crate::journal::started(seq, &hash, env!("CARGO_PKG_VERSION"), model);
     for message in input {
@@ -613,8 +613,13 @@ fn audit_stage(
             }
             Flow::Retrain | Flow::Score(_) => {}
             Flow::Data(mut judged) => {
-                attach_incidents(&mut incidents, &mut judged, audit.head().0);
-                commit(&mut audit, model, &judged, &notices, metrics)
+                let closed = attach_incidents(&mut incidents, &mut judged, audit.head().0);
+                let committed = commit(&mut audit, model, &judged, &notices, metrics);
+                for (seq, first) in closed {
+                    if let Some(record) = committed.iter().find(|c| c.seq == seq) {
+                        crate::journal::incident_closed(seq, &record.hash, first, &record.text);
+                    }
+                }
             }
         }
         checkpointer.maybe(head_of(&audit));
@@ -635,11 +640,19 @@ fn audit_stage(
 /// of the record that opened it; its own when it opens one) and, for a repeat, `repeat` (1, 2,
 /// …). A benign mark closes the incident of its text. The batch's records take the seqs after
 /// `head_seq`, in order (a failed commit is retried with the same batch and the same seqs).
-fn attach_incidents(incidents: &mut Incidents, batch: &mut [Judged], head_seq: u64) {
+/// Returns the benign marks that closed an open incident: (the mark's seq, the incident's).
+fn attach_incidents(
+    incidents: &mut Incidents,
+    batch: &mut [Judged],
+    head_seq: u64,
+) -> Vec<(u64, u64)> {
+    let mut closed = Vec::new();
     for (i, judged) in batch.iter_mut().enumerate() {
         let seq = head_seq + 1 + i as u64;
         if judged.event.kind == RecordKind::Benign {
-            incidents.close(&judged.event.text);
+            if let Some(first) = incidents.close(&judged.event.text) {
+                closed.push((seq, first));
+            }
             continue;
         }
         if judged.verdict != Verdict::Anomaly {
@@ -658,6 +671,7 @@ fn attach_incidents(incidents: &mut Incidents, batch: &mut [Judged], head_seq: u
             }
         }
     }
+    closed
 }
 
 fn head_of(audit: &AuditWriter) -> Checkpoint {
@@ -674,7 +688,7 @@ fn commit(
     batch: &[Judged],
     notices: &mpsc::Sender<Committed>,
     metrics: &Metrics,
-) {
+) -> Vec<Committed> {
     let mut backoff = Duration::from_millis(50);
     let committed = loop {
         match audit.append(batch, model) {
@@ -687,12 +701,13 @@ fn commit(
             }
         }
     };
-    account(committed, notices, metrics);
+    account(&committed, notices, metrics);
+    committed
 }
 
 /// Everything that follows a commit: counters, latencies, the journal's anomaly entries, the
 /// notices for the API's signals.
-fn account(committed: Vec<Committed>, notices: &mpsc::Sender<Committed>, metrics: &Metrics) {
+fn account(committed: &[Committed], notices: &mpsc::Sender<Committed>, metrics: &Metrics) {
     let now = now_usec();
     if let Some(oldest) = committed
         .iter()
@@ -737,7 +752,7 @@ fn account(committed: Vec<Committed>, notices: &mpsc::Sender<Committed>, metrics
                 incident,
                 repeat,
             });
-            if notices.try_send(record).is_err() {
+            if notices.try_send(record.clone()).is_err() {
                 debug!("anomaly notice dropped: the API is not keeping up");
             }
         } else {

@@ -550,8 +550,14 @@ mod tests {
         metrics.commit_latency.observe(0.004);
         let om = exposition.openmetrics();
         assert!(om.ends_with("# EOF\n"), "{om}");
-        assert!(om.contains("anomalyd_events_total{source=\"login1\"} 2"), "{om}");
-        assert!(om.contains("anomalyd_anomalies_total{source=\"systemd\"} 1"), "{om}");
+        assert!(
+            om.contains("anomalyd_events_total{source=\"login1\"} 2"),
+            "{om}"
+        );
+        assert!(
+            om.contains("anomalyd_anomalies_total{source=\"systemd\"} 1"),
+            "{om}"
+        );
         assert!(om.contains("anomalyd_queue_depth 3"), "{om}");
         assert!(
             om.contains(
@@ -559,18 +565,30 @@ mod tests {
             ),
             "{om}"
         );
-        assert!(om.contains("anomalyd_commit_latency_seconds_count 1"), "{om}");
+        assert!(
+            om.contains("anomalyd_commit_latency_seconds_count 1"),
+            "{om}"
+        );
     }
 
     #[test]
     fn the_text_format_names_counter_families_with_total_and_drops_openmetrics_lines() {
         let (_, exposition) = exposition();
         let text = exposition.text();
-        assert!(!text.contains("# EOF") && !text.contains("# UNIT"), "{text}");
-        assert!(text.contains("# TYPE anomalyd_events_total counter"), "{text}");
+        assert!(
+            !text.contains("# EOF") && !text.contains("# UNIT"),
+            "{text}"
+        );
+        assert!(
+            text.contains("# TYPE anomalyd_events_total counter"),
+            "{text}"
+        );
         assert!(text.contains("# HELP anomalyd_events_total "), "{text}");
         assert!(text.contains("# TYPE anomalyd_queue_depth gauge"), "{text}");
-        assert!(text.contains("# TYPE anomalyd_commit_latency_seconds histogram"), "{text}");
+        assert!(
+            text.contains("# TYPE anomalyd_commit_latency_seconds histogram"),
+            "{text}"
+        );
         // Every sample belongs to a family declared before it, under its own name or a
         // histogram's suffix.
         let mut declared = Vec::new();
@@ -584,7 +602,10 @@ mod tests {
                     .find_map(|s| name.strip_suffix(s))
                     .filter(|base| declared.iter().any(|d| d == base))
                     .unwrap_or(name);
-                assert!(declared.iter().any(|d| d == family), "{name} undeclared in\n{text}");
+                assert!(
+                    declared.iter().any(|d| d == family),
+                    "{name} undeclared in\n{text}"
+                );
             }
         }
     }
@@ -597,12 +618,21 @@ mod tests {
         assert!(plain.starts_with("HTTP/1.1 200 OK\r\n"), "{plain}");
         assert!(plain.contains("text/plain; version=0.0.4"), "{plain}");
         let om = text("GET /metrics HTTP/1.1\r\nAccept: application/openmetrics-text;version=1.0.0,text/plain;q=0.5\r\n\r\n");
-        assert!(om.contains("application/openmetrics-text") && om.ends_with("# EOF\n"), "{om}");
+        assert!(
+            om.contains("application/openmetrics-text") && om.ends_with("# EOF\n"),
+            "{om}"
+        );
         assert!(text("GET /nope HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 404"));
         let post = text("POST /metrics HTTP/1.1\r\n\r\n");
-        assert!(post.starts_with("HTTP/1.1 405") && post.contains("Allow: GET, HEAD"), "{post}");
+        assert!(
+            post.starts_with("HTTP/1.1 405") && post.contains("Allow: GET, HEAD"),
+            "{post}"
+        );
         let head = text("HEAD /metrics HTTP/1.1\r\n\r\n");
-        assert!(head.ends_with("\r\n\r\n"), "a HEAD answer has no body: {head}");
+        assert!(
+            head.ends_with("\r\n\r\n"),
+            "a HEAD answer has no body: {head}"
+        );
     }
 
     #[test]
@@ -619,6 +649,9 @@ mod tests {
         assert_eq!(names, vec![std::ffi::OsString::from("anomalyd.prom")]);
         let missing = dir.path().join("no/such/dir/anomalyd.prom");
         let e = write_textfile(&missing, "a 1\n").unwrap_err().to_string();
-        assert!(e.contains("metrics.textfile") && e.contains("no/such/dir"), "{e}");
+        assert!(
+            e.contains("metrics.textfile") && e.contains("no/such/dir"),
+            "{e}"
+        );
     }
 }

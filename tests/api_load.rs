@@ -35,7 +35,12 @@ async fn score_and_list_callers_cannot_make_the_daemon_drop_events() {
     // load is the bus's and the readers', not the model's.
     let units = 12;
     let rounds = 300;
-    let states = [("activating", "start"), ("active", "running"), ("deactivating", "stop-sigterm"), ("inactive", "dead")];
+    let states = [
+        ("activating", "start"),
+        ("active", "running"),
+        ("deactivating", "stop-sigterm"),
+        ("inactive", "dead"),
+    ];
     for (active, sub) in states {
         for u in 0..units {
             let path = format!("/org/freedesktop/systemd1/unit/load{u}_2eservice");
@@ -61,13 +66,18 @@ async fn score_and_list_callers_cannot_make_the_daemon_drop_events() {
                     proxy
                         .call::<_, _, (f64, String, f64, Vec<(u64, f64, String, u64)>)>(
                             "Score",
-                            &(format!("systemd unit reader{i}-{n}.service ActiveState=failed"),),
+                            &(format!(
+                                "systemd unit reader{i}-{n}.service ActiveState=failed"
+                            ),),
                         )
                         .await
                         .map(|_| ())
                 } else {
                     let mut filter: HashMap<&str, zbus::zvariant::Value<'_>> = HashMap::new();
-                    filter.insert("contains", zbus::zvariant::Value::from("nothing-matches-this"));
+                    filter.insert(
+                        "contains",
+                        zbus::zvariant::Value::from("nothing-matches-this"),
+                    );
                     proxy
                         .call::<_, _, (Vec<(u64, u64, String, String, String, f64, String)>, u64)>(
                             "ListEvents",
@@ -78,7 +88,9 @@ async fn score_and_list_callers_cannot_make_the_daemon_drop_events() {
                 };
                 match result {
                     Ok(()) => answered.fetch_add(1, Relaxed),
-                    Err(zbus::Error::MethodError(name, _, _)) if name.as_str() == "org.anomalyd.Error.Busy" => {
+                    Err(zbus::Error::MethodError(name, _, _))
+                        if name.as_str() == "org.anomalyd.Error.Busy" =>
+                    {
                         busy.fetch_add(1, Relaxed)
                     }
                     Err(_) => failed.fetch_add(1, Relaxed),
@@ -122,8 +134,15 @@ async fn score_and_list_callers_cannot_make_the_daemon_drop_events() {
         busy.load(Relaxed),
         failed.load(Relaxed)
     );
-    assert_eq!(stats["EventsDropped"], 0, "events dropped under API load: {stats:?}");
-    assert_eq!(failed.load(Relaxed), 0, "a reader got an error other than Busy");
+    assert_eq!(
+        stats["EventsDropped"], 0,
+        "events dropped under API load: {stats:?}"
+    );
+    assert_eq!(
+        failed.load(Relaxed),
+        0,
+        "a reader got an error other than Busy"
+    );
     assert!(answered.load(Relaxed) > 0, "the readers were served");
     assert!(
         slowest_stats < Duration::from_secs(2),

@@ -145,7 +145,13 @@ fn a_start_record_that_cannot_be_committed_fails_the_start() {
     let out = Command::new("timeout")
         .arg("60")
         .arg(env!("CARGO_BIN_EXE_anomalyd"))
-        .args(["--log", "stderr", "--bus", "unix:path=/nonexistent/bus", "--model"])
+        .args([
+            "--log",
+            "stderr",
+            "--bus",
+            "unix:path=/nonexistent/bus",
+            "--model",
+        ])
         .arg(model_dir())
         .arg("--state-dir")
         .arg(dir.path())

@@ -37,7 +37,11 @@ fn the_layout_lists_every_source_file_and_lib_rs_every_module() {
             if path.extension().and_then(|e| e.to_str()) != Some("rs") {
                 continue;
             }
-            let relative = path.strip_prefix(root).unwrap().to_string_lossy().into_owned();
+            let relative = path
+                .strip_prefix(root)
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
             let parent = path.parent().unwrap().strip_prefix(root).unwrap();
             let name = path.file_name().unwrap().to_string_lossy().into_owned();
             // A top-level file by its path; a file in a module directory by its name under
@@ -52,7 +56,10 @@ fn the_layout_lists_every_source_file_and_lib_rs_every_module() {
             }
         }
     }
-    assert!(missing.is_empty(), "README's Project layout does not name {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "README's Project layout does not name {missing:?}"
+    );
 
     let lib = std::fs::read_to_string(root.join("src/lib.rs")).unwrap();
     for module in lib
@@ -76,7 +83,10 @@ fn relative_links_in_the_documentation_resolve() {
     }
     let link = regex::Regex::new(r"\]\(([^)#\s]+)(#[^)]*)?\)").unwrap();
     let mut broken = Vec::new();
-    for page in pages.iter().filter(|p| p.extension().is_some_and(|e| e == "md")) {
+    for page in pages
+        .iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "md"))
+    {
         let text = std::fs::read_to_string(page).unwrap();
         for captures in link.captures_iter(&text) {
             let target = &captures[1];
@@ -84,7 +94,10 @@ fn relative_links_in_the_documentation_resolve() {
                 continue;
             }
             if !page.parent().unwrap().join(target).exists() {
-                broken.push(format!("{}: {target}", page.strip_prefix(root).unwrap().display()));
+                broken.push(format!(
+                    "{}: {target}",
+                    page.strip_prefix(root).unwrap().display()
+                ));
             }
         }
     }

@@ -21,7 +21,7 @@ use std::time::Duration;
 
 #[path = "common/sandbox.rs"]
 mod sandbox;
-use sandbox::{boot, inside, inside_ok, query, root, sandbox, sandbox_tool, wait_until};
+use sandbox::{boot, inside, inside_ok, query, root, sandbox, wait_until};
 
 /// The sandbox is one per machine: the tests in this binary run one at a time.
 static SANDBOX: Mutex<()> = Mutex::new(());
@@ -205,17 +205,7 @@ fn newer_package(current: &Path, version: &str) -> PathBuf {
 /// checkout's model in STAGE/model as a Hugging Face download would be, and a unit that fails;
 /// then booted. The sandbox stops when the guard drops.
 fn boot_with(files: &[(&str, &Path)]) -> sandbox::Booted {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    let euid = unsafe { libc::geteuid() };
-    assert_eq!(
-        euid, 0,
-        "this test boots systemd in namespaces and needs root (CI runs as root)"
-    );
-    assert!(
-        sandbox_tool().exists(),
-        "{} is missing",
-        sandbox_tool().display()
-    );
+    sandbox::require_root_and_tool();
     // man-db, so `man anomalyd` (and systemd-analyze's check of Documentation=) works there.
     sandbox::ensure_packages("/usr/bin/man", &["man-db"]);
     sandbox(&["stop"]); // a clean writable layer
@@ -368,7 +358,10 @@ fn installs_waits_for_the_model_runs_then_removes_and_purges() {
     assert_eq!(code, 0, "systemd-analyze verify with the drop-in: {verify}");
     // The man pages are where man finds them, generated from the binaries' own flags.
     let page = inside_ok("MANPAGER=cat MANWIDTH=100 man anomalyctl-verify 2>&1");
-    assert!(page.contains("--journal-dir"), "man anomalyctl-verify:\n{page}");
+    assert!(
+        page.contains("--journal-dir"),
+        "man anomalyctl-verify:\n{page}"
+    );
     for name in ["anomalyd", "anomalyctl", "anomalyd.toml"] {
         let page = inside_ok(&format!("MANPAGER=cat man {name} 2>&1 | head -n 5"));
         assert!(page.contains(name), "man {name}:\n{page}");

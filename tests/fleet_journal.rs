@@ -22,7 +22,7 @@ use chain::{anomalyctl, rehash_from, tampered};
 
 use anomalyd::journal::{
     ANOMALY_DETECTED_MESSAGE_ID, ANOMALY_REPEATED_MESSAGE_ID, CHECKPOINT_MESSAGE_ID,
-    STARTED_MESSAGE_ID, STOPPED_MESSAGE_ID,
+    INCIDENT_CLOSED_MESSAGE_ID, STARTED_MESSAGE_ID, STOPPED_MESSAGE_ID,
 };
 
 const CONFIG: &str = r#"# The shipped defaults, but quiet logs: the contract must not depend on them.
@@ -45,7 +45,10 @@ const UNITS: [(&str, &str); 3] = [
         "fleet-badexec.service",
         "[Service]\nExecStart=/nonexistent/fleet-test-binary\n",
     ),
-    ("fleet-sleeps.service", "[Service]\nExecStart=/bin/sleep infinity\n"),
+    (
+        "fleet-sleeps.service",
+        "[Service]\nExecStart=/bin/sleep infinity\n",
+    ),
 ];
 
 const REMOTE_DIR: &str = "/var/log/journal/remote";
@@ -99,7 +102,11 @@ fn anomalies_and_checkpoints_reach_journal_remote_and_anchor_the_chain_off_host(
 
     // The daemon's journald rate limit is lifted for the unit (docs/fleet.md says why).
     let limit = inside_ok("systemctl show anomalyd -p LogRateLimitIntervalUSec --value");
-    assert_eq!(limit.trim(), "0", "LogRateLimitIntervalSec= of anomalyd.service");
+    assert_eq!(
+        limit.trim(),
+        "0",
+        "LogRateLimitIntervalSec= of anomalyd.service"
+    );
 
     inside_ok("systemctl start anomalyd");
     wait_until("anomalyd active", Duration::from_secs(120), || {
@@ -138,9 +145,22 @@ fn anomalies_and_checkpoints_reach_journal_remote_and_anchor_the_chain_off_host(
              | runuser -u fleet-forger -- logger --journald; \
          done"
     ));
+    // An operator marks the first incident's anomaly benign: the incident closes, centrally too.
+    let opened: u64 = query(
+        "SELECT seq FROM records WHERE verdict = 'anomaly' AND json_extract(fields, '$.incident') = seq ORDER BY seq LIMIT 1",
+    )[0]
+    .parse()
+    .unwrap();
+    inside_ok(&format!(
+        "anomalyctl benign {opened} --note 'fleet test: expected'"
+    ));
+    wait_until("the benign mark recorded", Duration::from_secs(30), || {
+        (!query("SELECT seq FROM records WHERE kind = 'benign'").is_empty()).then(String::new)
+    });
     inside_ok("systemctl stop anomalyd");
     // Read back on the host itself, the forgeries are skipped and counted; the chain is intact.
-    let (code, said) = inside("anomalyctl verify --db /var/lib/anomalyd/audit.sqlite --journal 2>&1");
+    let (code, said) =
+        inside("anomalyctl verify --db /var/lib/anomalyd/audit.sqlite --journal 2>&1");
     assert_eq!(code, 0, "the forged local entries are not believed: {said}");
     assert!(said.contains("ignored 2 checkpoint entries"), "{said}");
 
@@ -160,9 +180,11 @@ fn anomalies_and_checkpoints_reach_journal_remote_and_anchor_the_chain_off_host(
     let head: u64 = query("SELECT max(seq) FROM records")[0].parse().unwrap();
 
     // Everything up to the stop entry has arrived once the stop entry has.
-    wait_until("the stop entry at journal-remote", Duration::from_secs(60), || {
-        (!remote_entries(STOPPED_MESSAGE_ID).is_empty()).then(String::new)
-    });
+    wait_until(
+        "the stop entry at journal-remote",
+        Duration::from_secs(60),
+        || (!remote_entries(STOPPED_MESSAGE_ID).is_empty()).then(String::new),
+    );
     let mut found: HashMap<u64, serde_json::Value> = HashMap::new();
     for id in [ANOMALY_DETECTED_MESSAGE_ID, ANOMALY_REPEATED_MESSAGE_ID] {
         for entry in remote_entries(id) {
@@ -205,7 +227,10 @@ fn anomalies_and_checkpoints_reach_journal_remote_and_anchor_the_chain_off_host(
             "prefixed fields: {keys:?}"
         );
     }
-    assert!(repeats >= 1, "the second round repeats open incidents: {found:?}");
+    assert!(
+        repeats >= 1,
+        "the second round repeats open incidents: {found:?}"
+    );
 
     let checkpoints: Vec<serde_json::Value> = remote_entries(CHECKPOINT_MESSAGE_ID)
         .into_iter()
@@ -223,6 +248,14 @@ fn anomalies_and_checkpoints_reach_journal_remote_and_anchor_the_chain_off_host(
         .max()
         .unwrap();
     assert_eq!(last, head, "the checkpoint at stop names the head");
+    let closed = remote_entries(INCIDENT_CLOSED_MESSAGE_ID);
+    assert_eq!(closed.len(), 1, "{closed:?}");
+    assert_eq!(field(&closed[0], "ANOMALYD_INCIDENT"), opened.to_string());
+    assert_eq!(field(&closed[0], "PRIORITY"), "5");
+    let mark: u64 = query("SELECT seq FROM records WHERE kind = 'benign'")[0]
+        .parse()
+        .unwrap();
+    assert_eq!(field(&closed[0], "ANOMALYD_SEQ"), mark.to_string());
     for id in [STARTED_MESSAGE_ID, STOPPED_MESSAGE_ID] {
         let entries = remote_entries(id);
         assert_eq!(entries.len(), 1, "{entries:?}");
@@ -243,8 +276,17 @@ fn anomalies_and_checkpoints_reach_journal_remote_and_anchor_the_chain_off_host(
     let central = work.path().join("remote");
     copy_dir(&upper.join(REMOTE_DIR.trim_start_matches('/')), &central);
     let dir_arg = central.display().to_string();
-    let (code, said) = anomalyctl(&["verify", "--db", db.to_str().unwrap(), "--journal-dir", &dir_arg]);
-    assert_eq!(code, 0, "the untouched chain against the central checkpoints: {said}");
+    let (code, said) = anomalyctl(&[
+        "verify",
+        "--db",
+        db.to_str().unwrap(),
+        "--journal-dir",
+        &dir_arg,
+    ]);
+    assert_eq!(
+        code, 0,
+        "the untouched chain against the central checkpoints: {said}"
+    );
     // The forgeries travelled too, and are not believed there either.
     let forged = remote_entries(CHECKPOINT_MESSAGE_ID)
         .iter()
@@ -271,7 +313,10 @@ fn anomalies_and_checkpoints_reach_journal_remote_and_anchor_the_chain_off_host(
         "--journal-dir",
         &dir_arg,
     ]);
-    assert_eq!(code, 1, "the central checkpoints catch the re-hashed edit: {said}");
+    assert_eq!(
+        code, 1,
+        "the central checkpoints catch the re-hashed edit: {said}"
+    );
     assert!(said.contains("BROKEN"), "{said}");
 
     // A tail cut off on the host.
@@ -280,8 +325,17 @@ fn anomalies_and_checkpoints_reach_journal_remote_and_anchor_the_chain_off_host(
         "cut",
         &format!("DELETE FROM records WHERE seq > {}", head - 3),
     );
-    let (code, said) = anomalyctl(&["verify", "--db", cut.to_str().unwrap(), "--journal-dir", &dir_arg]);
-    assert_eq!(code, 1, "the central checkpoints catch the cut tail: {said}");
+    let (code, said) = anomalyctl(&[
+        "verify",
+        "--db",
+        cut.to_str().unwrap(),
+        "--journal-dir",
+        &dir_arg,
+    ]);
+    assert_eq!(
+        code, 1,
+        "the central checkpoints catch the cut tail: {said}"
+    );
 
     // Another machine's chain finds no checkpoint of its own there: that is an error, not OK.
     let other = tampered(
@@ -290,9 +344,18 @@ fn anomalies_and_checkpoints_reach_journal_remote_and_anchor_the_chain_off_host(
         "UPDATE records SET fields = json_set(fields, '$.machine_id', '0123456789abcdef0123456789abcdef') WHERE seq = 1",
     );
     rehash_from(&other, 1);
-    let (code, said) = anomalyctl(&["verify", "--db", other.to_str().unwrap(), "--journal-dir", &dir_arg]);
+    let (code, said) = anomalyctl(&[
+        "verify",
+        "--db",
+        other.to_str().unwrap(),
+        "--journal-dir",
+        &dir_arg,
+    ]);
     assert_eq!(code, 2, "{said}");
-    assert!(said.contains("no checkpoint of machine 0123456789abcdef"), "{said}");
+    assert!(
+        said.contains("no checkpoint of machine 0123456789abcdef"),
+        "{said}"
+    );
 }
 
 fn copy_dir(from: &Path, to: &Path) {

@@ -35,7 +35,10 @@ fn http_get(port: u16, target: &str, accept: &str) -> (String, String) {
     let mut response = String::new();
     stream.read_to_string(&mut response).unwrap();
     let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
-    (head.lines().next().unwrap_or("").to_owned(), body.to_owned())
+    (
+        head.lines().next().unwrap_or("").to_owned(),
+        body.to_owned(),
+    )
 }
 
 fn tool(name: &str) -> String {
@@ -144,32 +147,51 @@ async fn promtool_accepts_the_metrics_and_a_real_prometheus_scrapes_them() {
     let (status, text) = http_get(port, "/metrics", "text/plain");
     assert!(status.contains("200"), "{status}\n{text}");
     let (ok, said) = promtool_check(&text);
-    assert!(ok, "{promtool} check metrics refused the endpoint's output: {said}\n{text}");
     assert!(
-        text.contains(&format!("anomalyd_events_total{{source=\"systemd\"}} {units}")),
+        ok,
+        "{promtool} check metrics refused the endpoint's output: {said}\n{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "anomalyd_events_total{{source=\"systemd\"}} {units}"
+        )),
         "{text}"
     );
-    assert!(text.contains("# TYPE anomalyd_commit_latency_seconds histogram"), "{text}");
+    assert!(
+        text.contains("# TYPE anomalyd_commit_latency_seconds histogram"),
+        "{text}"
+    );
     // Asked for OpenMetrics (as Prometheus asks), it answers in it.
     let (status, openmetrics) = http_get(
         port,
         "/metrics",
         "application/openmetrics-text;version=1.0.0,text/plain;q=0.5",
     );
-    assert!(status.contains("200") && openmetrics.ends_with("# EOF\n"), "{status}\n{openmetrics}");
+    assert!(
+        status.contains("200") && openmetrics.ends_with("# EOF\n"),
+        "{status}\n{openmetrics}"
+    );
 
     // The textfile is rewritten every second; promtool accepts it too.
     let deadline = Instant::now() + Duration::from_secs(20);
     let written = loop {
         let written = std::fs::read_to_string(&textfile).unwrap_or_default();
-        if written.contains(&format!("anomalyd_events_total{{source=\"systemd\"}} {units}")) {
+        if written.contains(&format!(
+            "anomalyd_events_total{{source=\"systemd\"}} {units}"
+        )) {
             break written;
         }
-        assert!(Instant::now() < deadline, "the textfile never held the counts: {written}");
+        assert!(
+            Instant::now() < deadline,
+            "the textfile never held the counts: {written}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     let (ok, said) = promtool_check(&written);
-    assert!(ok, "promtool check metrics refused the textfile: {said}\n{written}");
+    assert!(
+        ok,
+        "promtool check metrics refused the textfile: {said}\n{written}"
+    );
 
     // A real Prometheus scrapes it and answers for a series.
     let web = free_port();
@@ -187,12 +209,20 @@ async fn promtool_accepts_the_metrics_and_a_real_prometheus_scrapes_them() {
             .arg(&config)
             .output()
             .unwrap();
-        (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned())
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
     };
     assert!(ok, "promtool check config: {said}");
     // The shipped alerting rules load.
-    let rules = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/prometheus/anomalyd.rules.yml");
-    let out = Command::new(&promtool).args(["check", "rules"]).arg(&rules).output().unwrap();
+    let rules = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("config/prometheus/anomalyd.rules.yml");
+    let out = Command::new(&promtool)
+        .args(["check", "rules"])
+        .arg(&rules)
+        .output()
+        .unwrap();
     assert!(
         out.status.success(),
         "promtool check rules {}: {}{}",
@@ -204,7 +234,10 @@ async fn promtool_accepts_the_metrics_and_a_real_prometheus_scrapes_them() {
     let _server = Prometheus(
         Command::new(&prometheus)
             .arg(format!("--config.file={}", config.display()))
-            .arg(format!("--storage.tsdb.path={}", dir.path().join("tsdb").display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("tsdb").display()
+            ))
             .arg(format!("--web.listen-address=127.0.0.1:{web}"))
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -214,7 +247,10 @@ async fn promtool_accepts_the_metrics_and_a_real_prometheus_scrapes_them() {
     let scraped = tokio::task::spawn_blocking(move || {
         (
             query_until_present(web, "up{job=\"anomalyd\"} == 1"),
-            query_until_present(web, "anomalyd_events_total{job=\"anomalyd\",source=\"systemd\"}"),
+            query_until_present(
+                web,
+                "anomalyd_events_total{job=\"anomalyd\",source=\"systemd\"}",
+            ),
             query_until_present(web, "anomalyd_build_info{job=\"anomalyd\"}"),
         )
     })

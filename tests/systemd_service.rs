@@ -309,13 +309,17 @@ fn access_control_holds_on_the_real_system_bus() {
         "dbus-send --system --type=signal /org/example/AnomalydProbe org.example.AnomalydProbe.Tick string:from-a-stranger",
     );
     assert_eq!(code, 0, "{out}");
-    wait_until("the stranger's broadcast recorded", Duration::from_secs(30), || {
-        let (_, rows) = inside(
-            "sqlite3 -readonly /var/lib/anomalyd/audit.sqlite \
+    wait_until(
+        "the stranger's broadcast recorded",
+        Duration::from_secs(30),
+        || {
+            let (_, rows) = inside(
+                "sqlite3 -readonly /var/lib/anomalyd/audit.sqlite \
              \"SELECT text FROM records WHERE source = 'custom' AND text LIKE '%AnomalydProbe%'\"",
-        );
-        (!rows.trim().is_empty()).then_some(rows)
-    });
+            );
+            (!rows.trim().is_empty()).then_some(rows)
+        },
+    );
 
     // Administrators call them.
     let (code, out) = as_user("anomalyd-operator", "anomalyctl retrain");

@@ -168,8 +168,8 @@ pub fn parse_checkpoints_trusted(
     let mut parsed = ParsedCheckpoints::default();
     let mut seen: std::collections::HashMap<u64, [u8; 32]> = std::collections::HashMap::new();
     // The last line, when the text does not end with a newline, may be a torn write.
-    let unterminated_last = (!text.is_empty() && !text.ends_with('\n'))
-        .then(|| text.lines().count().saturating_sub(1));
+    let unterminated_last =
+        (!text.is_empty() && !text.ends_with('\n')).then(|| text.lines().count().saturating_sub(1));
     for (n, line) in text.lines().enumerate() {
         let parse_error = |problem: String| CheckpointError::Parse {
             line: n + 1,
@@ -352,7 +352,10 @@ mod tests {
         };
         append_line(&path, &format!("{first}\n")).unwrap();
         // A crash in the middle of the next write.
-        let mut torn = std::fs::OpenOptions::new().append(true).open(&path).unwrap();
+        let mut torn = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap();
         torn.write_all(b"12:ab").unwrap();
         drop(torn);
         let parsed = read_checkpoint_file_trusted(&path, &trust()).unwrap();
@@ -422,7 +425,9 @@ mod tests {
         );
         assert_eq!(parsed[0].to_string(), format!("12:{hash}"));
         // A complete bad line is an error; the same text without its newline is a torn write.
-        assert!(parse_checkpoints("12:abc\n").unwrap_err().contains("line 1"));
+        assert!(parse_checkpoints("12:abc\n")
+            .unwrap_err()
+            .contains("line 1"));
         assert!(parse_checkpoints("x:00\n").is_err());
         assert_eq!(parse_checkpoints("12:abc"), Ok(Vec::new()));
     }

@@ -9,9 +9,9 @@ pub mod checkpoint;
 pub mod query;
 pub mod verify;
 
+pub use crate::journal::CHECKPOINT_MESSAGE_ID;
 pub use chain::{record_hash, RecordFields, ENCODING_VERSION, GENESIS_PREV_HASH};
 pub use checkpoint::{Checkpoint, CheckpointPolicy, Checkpointer};
-pub use crate::journal::CHECKPOINT_MESSAGE_ID;
 pub use verify::{verify, Problem, Report};
 
 use std::path::Path;

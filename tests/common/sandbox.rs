@@ -54,6 +54,21 @@ pub fn wait_until(
     }
 }
 
+/// The sandbox needs root (namespaces, overlayfs) and the shared tool.
+pub fn require_root_and_tool() {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let euid = unsafe { libc::geteuid() };
+    assert_eq!(
+        euid, 0,
+        "this test boots systemd in namespaces and needs root (CI runs as root)"
+    );
+    assert!(
+        sandbox_tool().exists(),
+        "{} is missing",
+        sandbox_tool().display()
+    );
+}
+
 /// Installs Debian `packages` into the sandbox's pristine root unless `marker` (a path inside it,
 /// e.g. one of their binaries) is already there. Stops the sandbox first: packages go in only
 /// while it is down.
@@ -97,17 +112,7 @@ impl Drop for Booted {
 /// `/etc/anomalyd/anomalyd.toml`, the model where the service looks for it, and `units` in
 /// `/etc/systemd/system`; returns the writable layer (the sandbox's `/` once booted).
 pub fn prepare(config: &str, units: &[(&str, &str)]) -> PathBuf {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    let euid = unsafe { libc::geteuid() };
-    assert_eq!(
-        euid, 0,
-        "this test boots systemd in namespaces and needs root (CI runs as root)"
-    );
-    assert!(
-        sandbox_tool().exists(),
-        "{} is missing",
-        sandbox_tool().display()
-    );
+    require_root_and_tool();
     // man-db: scripts/install installs the man pages, which `systemd-analyze verify` looks up
     // through the unit's Documentation=.
     ensure_packages("/usr/bin/man", &["man-db"]);
