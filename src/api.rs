@@ -54,6 +54,8 @@ const MAX_DRY_RUNS: usize = 4;
 const MAX_READS: usize = 2;
 /// Calls one caller (one bus connection) may have in flight across `Score` and the reads.
 const MAX_CALLS_PER_CALLER: usize = 2;
+/// Most heads one `VerifyChainWith` call holds the chain against.
+const MAX_HEADS: usize = 100_000;
 /// How long a read waits for its turn before the caller is told `Busy`.
 const READ_WAIT: Duration = Duration::from_secs(5);
 
@@ -128,6 +130,48 @@ impl DetectorApi {
             intake,
             limits: Arc::new(ReaderLimits::new()),
         }
+    }
+
+    /// Recomputes every hash and holds the chain against the daemon's checkpoint file and
+    /// `heads`.
+    async fn verify_against(
+        &self,
+        heads: Vec<crate::audit::Checkpoint>,
+    ) -> Result<(bool, u64, u64, String, u64, String), ApiError> {
+        let _permit = self
+            .verifying
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| ApiError::Busy("a verification is already running".into()))?;
+        let db = std::path::PathBuf::from(&self.info.audit_db);
+        let checkpoint_file = self.info.checkpoint_file.clone();
+        let report = tokio::task::spawn_blocking(move || {
+            // No file yet (no checkpoint written so far) holds no expectations.
+            let mut expected = match checkpoint_file.map(std::path::PathBuf::from) {
+                Some(f) if f.exists() => crate::audit::checkpoint::read_checkpoint_file(&f)?,
+                _ => Vec::new(),
+            };
+            expected.extend(heads);
+            crate::audit::verify(&db, &expected).map_err(|e| e.to_string())
+        })
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?
+        .map_err(ApiError::Internal)?;
+        let (head_seq, head_hash) = report
+            .head
+            .map_or((0, String::new()), |h| (h.seq, hex::encode(h.hash)));
+        let (bad_seq, problem) = report
+            .failure
+            .as_ref()
+            .map_or((0, String::new()), |(seq, p)| (*seq, p.to_string()));
+        Ok((
+            report.ok(),
+            report.records,
+            head_seq,
+            head_hash,
+            bad_seq,
+            problem,
+        ))
     }
 
     fn intake(&self) -> Result<Intake, ApiError> {
@@ -460,39 +504,31 @@ impl DetectorApi {
     /// holds it against the daemon's checkpoint file. Returns (ok, records checked, head seq,
     /// head hash hex, first bad seq or 0, what is wrong or "").
     async fn verify_chain(&self) -> Result<(bool, u64, u64, String, u64, String), ApiError> {
-        let _permit = self
-            .verifying
-            .clone()
-            .try_acquire_owned()
-            .map_err(|_| ApiError::Busy("a verification is already running".into()))?;
-        let db = std::path::PathBuf::from(&self.info.audit_db);
-        let checkpoint_file = self.info.checkpoint_file.clone();
-        let report = tokio::task::spawn_blocking(move || {
-            // No file yet (no checkpoint written so far) holds no expectations.
-            let expected = match checkpoint_file.map(std::path::PathBuf::from) {
-                Some(f) if f.exists() => crate::audit::checkpoint::read_checkpoint_file(&f)?,
-                _ => Vec::new(),
-            };
-            crate::audit::verify(&db, &expected).map_err(|e| e.to_string())
-        })
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?
-        .map_err(ApiError::Internal)?;
-        let (head_seq, head_hash) = report
-            .head
-            .map_or((0, String::new()), |h| (h.seq, hex::encode(h.hash)));
-        let (bad_seq, problem) = report
-            .failure
-            .as_ref()
-            .map_or((0, String::new()), |(seq, p)| (*seq, p.to_string()));
-        Ok((
-            report.ok(),
-            report.records,
-            head_seq,
-            head_hash,
-            bad_seq,
-            problem,
-        ))
+        self.verify_against(Vec::new()).await
+    }
+
+    /// As `VerifyChain`, also holding the chain against `heads` (seq, hash hex), every one of
+    /// them, older ones included: heads a client read from the journal or kept from earlier,
+    /// which the daemon's database must contain. At most 100,000 per call.
+    async fn verify_chain_with(
+        &self,
+        heads: Vec<(u64, String)>,
+    ) -> Result<(bool, u64, u64, String, u64, String), ApiError> {
+        if heads.len() > MAX_HEADS {
+            return Err(ApiError::InvalidArgument(format!(
+                "{} heads: at most {MAX_HEADS} per call",
+                heads.len()
+            )));
+        }
+        let heads = heads
+            .into_iter()
+            .map(|(seq, hash)| {
+                format!("{seq}:{hash}")
+                    .parse::<crate::audit::Checkpoint>()
+                    .map_err(ApiError::InvalidArgument)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        self.verify_against(heads).await
     }
 
     /// Why the event `seq` got its verdict: (text, verdict, score or NaN, threshold or NaN,
