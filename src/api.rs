@@ -52,7 +52,9 @@ const MAX_DRY_RUNS: usize = 4;
 /// Database reads at once (listings, explanations, records): each may scan on a blocking thread,
 /// and the pipeline's stages need the cores.
 const MAX_READS: usize = 2;
-/// Calls one caller (one bus connection) may have in flight across `Score` and the reads.
+/// Calls one caller (one bus connection) may have in flight across `Score` and `ListEvents`,
+/// the two a client can make expensive (a dry run, a `contains` scan); every read is also under
+/// MAX_READS.
 const MAX_CALLS_PER_CALLER: usize = 2;
 /// Most heads one `VerifyChainWith` call holds the chain against.
 const MAX_HEADS: usize = 100_000;
@@ -244,14 +246,24 @@ impl DetectorApi {
                 ))
             })?
             .map_err(|_| ApiError::Busy("the daemon is shutting down".into()))?;
-        let db = std::path::PathBuf::from(&self.info.audit_db);
-        tokio::task::spawn_blocking(move || {
+        self.read_unbounded(move |db| {
             let _permit = permit;
-            query(&db)
+            query(db)
         })
         .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?
-        .map_err(|e| ApiError::Internal(e.to_string()))
+    }
+
+    /// A read outside the readers' bound: only for the daemon's own short, indexed lookups that
+    /// must not fail once their work is done (a benign mark's record after its commit).
+    async fn read_unbounded<T: Send + 'static>(
+        &self,
+        query: impl FnOnce(&std::path::Path) -> Result<T, crate::audit::AuditError> + Send + 'static,
+    ) -> Result<T, ApiError> {
+        let db = std::path::PathBuf::from(&self.info.audit_db);
+        tokio::task::spawn_blocking(move || query(&db))
+            .await
+            .map_err(|e| ApiError::Internal(e.to_string()))?
+            .map_err(|e| ApiError::Internal(e.to_string()))
     }
 }
 
@@ -600,8 +612,9 @@ impl DetectorApi {
                 MARK_TIMEOUT.as_secs()
             )));
         }
+        // Committed already: a busy read side must not make the caller retry (and mark twice).
         let mark = self
-            .read(move |db| crate::audit::query::benign_mark_of(db, seq))
+            .read_unbounded(move |db| crate::audit::query::benign_mark_of(db, seq))
             .await?
             .ok_or_else(|| {
                 ApiError::Internal("the benign record is missing after commit".into())

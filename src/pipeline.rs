@@ -235,8 +235,7 @@ impl Pipeline {
             let mut f = Map::new();
             f.insert("version".into(), json!(env!("CARGO_PKG_VERSION")));
             f.insert("pid".into(), json!(std::process::id()));
-            // Whose journal entries are this daemon's, for a verifier on another host (a central
-            // journal): uids differ between hosts.
+            // The uid it ran as, for whoever reads its journal entries on another host.
             // SAFETY: getuid has no preconditions and cannot fail.
             f.insert("uid".into(), json!(unsafe { libc::getuid() }));
             f.insert("embedder".into(), json!(embedder_backend));
@@ -650,6 +649,8 @@ fn attach_incidents(
     for (i, judged) in batch.iter_mut().enumerate() {
         let seq = head_seq + 1 + i as u64;
         if judged.event.kind == RecordKind::Benign {
+            // An incident already closed by staying quiet is not closed again by the mark.
+            incidents.expire(judged.event.observed_usec);
             if let Some(first) = incidents.close(&judged.event.text) {
                 closed.push((seq, first));
             }

@@ -357,12 +357,20 @@ pub async fn serve(
     exposition: Arc<Exposition>,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let connections = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
+                    // Beyond the bound a connection is closed at once: a client that opens many
+                    // and sends nothing must not take the daemon's file descriptors.
+                    let Ok(permit) = connections.clone().try_acquire_owned() else {
+                        debug!(%peer, "metrics endpoint: too many connections; closed one");
+                        continue;
+                    };
                     let exposition = exposition.clone();
                     tokio::spawn(async move {
+                        let _permit = permit;
                         if let Err(e) = answer(stream, &exposition).await {
                             debug!(%peer, error = %e, "metrics request failed");
                         }
@@ -373,14 +381,18 @@ pub async fn serve(
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
             },
-            _ = shutdown.changed() => {
-                if *shutdown.borrow() {
+            // A dropped sender (the daemon's start failed) stops it too.
+            changed = shutdown.changed() => {
+                if changed.is_err() || *shutdown.borrow() {
                     return;
                 }
             }
         }
     }
 }
+
+/// Connections the endpoint serves at once; a scrape needs one.
+const MAX_CONNECTIONS: usize = 16;
 
 /// The largest request head read; a scrape's is a few hundred bytes.
 const MAX_REQUEST_HEAD: usize = 16 * 1024;
@@ -472,17 +484,28 @@ pub fn write_textfile(path: &Path, text: &str) -> Result<(), PrometheusError> {
         source,
     };
     let name = path.file_name().unwrap_or_default().to_string_lossy();
-    // node_exporter reads only `*.prom`: the temporary name must not end so.
-    let temporary = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
+    // node_exporter reads only `*.prom`: the temporary name must not end so. It is unique and
+    // created exclusively (O_EXCL), so a link planted under it by another user of the directory
+    // is refused rather than followed.
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let temporary = path.with_file_name(format!(".{name}.{}.{nanos:09}.tmp", std::process::id()));
     let written = (|| {
         use std::io::Write;
-        let mut file = std::fs::File::create(&temporary)?;
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&temporary)?;
         file.write_all(text.as_bytes())?;
         file.sync_data()?;
         std::fs::rename(&temporary, path)
     })();
-    if written.is_err() {
-        let _ = std::fs::remove_file(&temporary);
+    if let Err(e) = &written {
+        // Not ours when it already existed: leave it.
+        if e.kind() != std::io::ErrorKind::AlreadyExists {
+            let _ = std::fs::remove_file(&temporary);
+        }
     }
     written.map_err(error)
 }
@@ -500,7 +523,7 @@ pub async fn write_textfile_every(
     loop {
         let stopping = tokio::select! {
             _ = tick.tick() => false,
-            _ = shutdown.changed() => *shutdown.borrow(),
+            changed = shutdown.changed() => changed.is_err() || *shutdown.borrow(),
         };
         let text = exposition.text();
         let path = path.clone();

@@ -282,6 +282,8 @@ fn anomalies_and_checkpoints_reach_journal_remote_and_anchor_the_chain_off_host(
         db.to_str().unwrap(),
         "--journal-dir",
         &dir_arg,
+        "--machine-id",
+        &machine_id,
     ]);
     assert_eq!(
         code, 0,
@@ -354,6 +356,22 @@ fn anomalies_and_checkpoints_reach_journal_remote_and_anchor_the_chain_off_host(
     assert_eq!(code, 2, "{said}");
     assert!(
         said.contains("no checkpoint of machine 0123456789abcdef"),
+        "{said}"
+    );
+    // A genesis rewritten to name another machine does not escape the host's own checkpoints
+    // when the operator names the host.
+    let (code, said) = anomalyctl(&[
+        "verify",
+        "--db",
+        other.to_str().unwrap(),
+        "--journal-dir",
+        &dir_arg,
+        "--machine-id",
+        &machine_id,
+    ]);
+    assert_eq!(code, 2, "{said}");
+    assert!(
+        said.contains("the chain's genesis names machine 0123456789abcdef"),
         "{said}"
     );
 }

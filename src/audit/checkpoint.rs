@@ -66,6 +66,10 @@ pub struct JournalTrust {
     pub unit: String,
     /// The `_UID`s an entry may have.
     pub uids: Vec<u32>,
+    /// Any `_UID` will do (the unit still must match): for a central journal of other hosts,
+    /// whose service user has a uid of its own there, and where only root or the service itself
+    /// could have logged from the service's cgroup.
+    pub any_uid: bool,
 }
 
 impl JournalTrust {
@@ -78,6 +82,16 @@ impl JournalTrust {
         JournalTrust {
             unit: SERVICE_UNIT.to_owned(),
             uids,
+            any_uid: false,
+        }
+    }
+
+    /// The service's entries in a central journal: by unit, whatever the uid (see
+    /// [`JournalTrust::any_uid`]).
+    pub fn service_anywhere() -> JournalTrust {
+        JournalTrust {
+            any_uid: true,
+            ..JournalTrust::service()
         }
     }
 
@@ -85,7 +99,8 @@ impl JournalTrust {
     fn trusts(&self, entry: &serde_json::Value) -> bool {
         let unit = entry["_SYSTEMD_UNIT"].as_str();
         let uid = entry["_UID"].as_str().and_then(|u| u.parse::<u32>().ok());
-        unit == Some(self.unit.as_str()) && uid.is_some_and(|u| self.uids.contains(&u))
+        unit == Some(self.unit.as_str())
+            && uid.is_some_and(|u| self.any_uid || self.uids.contains(&u))
     }
 }
 
@@ -325,7 +340,13 @@ fn append_line(path: &std::path::Path, line: &str) -> std::io::Result<()> {
             file.seek(SeekFrom::Start(0))?;
             file.read_to_end(&mut text)?;
             let whole = text.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
-            file.set_len(whole as u64)?;
+            let tail = String::from_utf8_lossy(&text[whole..]);
+            if tail.parse::<Checkpoint>().is_ok() {
+                // Complete but for its newline: a checkpoint worth keeping.
+                file.write_all(b"\n")?;
+            } else {
+                file.set_len(whole as u64)?;
+            }
         }
     }
     file.write_all(line.as_bytes())?;
@@ -361,6 +382,19 @@ mod tests {
         let parsed = read_checkpoint_file_trusted(&path, &trust()).unwrap();
         assert_eq!(parsed.checkpoints, vec![first]);
         assert!(parsed.torn);
+        // A last line complete but for its newline is kept: it ends the line first.
+        let kept_dir = tempfile::tempdir().unwrap();
+        let kept = kept_dir.path().join("checkpoints");
+        std::fs::write(&kept, format!("{first}")).unwrap();
+        let later = Checkpoint {
+            seq: 9,
+            hash: [0x33; 32],
+        };
+        append_line(&kept, &format!("{later}\n")).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&kept).unwrap(),
+            format!("{first}\n{later}\n")
+        );
         // The next write cuts the torn part off: the file is whole lines again.
         let next = Checkpoint {
             seq: 20,
@@ -379,6 +413,7 @@ mod tests {
         JournalTrust {
             unit: SERVICE_UNIT.to_owned(),
             uids: vec![0, 998],
+            any_uid: false,
         }
     }
 

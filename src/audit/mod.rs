@@ -144,30 +144,6 @@ pub fn read_machine_id(path: &Path) -> Result<Option<String>, AuditError> {
         .filter(|id| !id.is_empty()))
 }
 
-/// The uids the daemon ran as, from the chain's start records (`fields.uid`): on another host,
-/// the service user's uid is not that host's.
-pub fn read_service_uids(path: &Path) -> Result<Vec<u32>, AuditError> {
-    let display = path.display().to_string();
-    let sqlite = |source| AuditError::Sqlite {
-        path: display.clone(),
-        source,
-    };
-    let (conn, _) = open_reader(path)?;
-    let mut statement = conn
-        .prepare("SELECT fields FROM records WHERE kind = 'start'")
-        .map_err(sqlite)?;
-    let mut uids: Vec<u32> = statement
-        .query_map([], |r| r.get::<_, String>(0))
-        .map_err(sqlite)?
-        .filter_map(|f| f.ok())
-        .filter_map(|f| serde_json::from_str::<Value>(&f).ok())
-        .filter_map(|f| f["uid"].as_u64().and_then(|u| u32::try_from(u).ok()))
-        .collect();
-    uids.sort_unstable();
-    uids.dedup();
-    Ok(uids)
-}
-
 /// One committed record, as the API reports it.
 #[derive(Debug, Clone)]
 pub struct Committed {

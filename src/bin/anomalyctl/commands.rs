@@ -565,7 +565,12 @@ async fn verify(
         String,
         u64,
         String,
-    ) = daemon.call("VerifyChainWith", &(heads,)).await?;
+    ) = if heads.is_empty() {
+        // The older method, which every daemon version answers.
+        daemon.call("VerifyChain", &()).await?
+    } else {
+        daemon.call("VerifyChainWith", &(heads,)).await?
+    };
     let head = (head_seq > 0).then(|| (head_seq, head_hash.clone()));
     let failure = (!ok).then_some((bad_seq, problem));
     Ok(print_verdict(records, head, failure))

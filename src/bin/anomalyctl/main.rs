@@ -136,6 +136,11 @@ enum Command {
         /// As --journal-dir, for one journal file; with --db; repeatable
         #[arg(long, value_name = "FILE", requires = "db")]
         journal_file: Vec<std::path::PathBuf>,
+        /// The host the database is from (its /etc/machine-id), for --journal-dir/--journal-file:
+        /// its entries are the ones read, and the chain's genesis must name it
+        /// [default: the machine the genesis names]
+        #[arg(long, value_name = "ID")]
+        machine_id: Option<String>,
     },
     /// Why an event got its verdict: its score against the threshold, and the nearest baseline
     /// events with their distances and counts
@@ -280,6 +285,7 @@ fn read_checkpoints(
 /// check asked for did not happen (a wrong directory, or a host that never uploaded).
 fn read_central_checkpoints(
     db: &std::path::Path,
+    machine_id: Option<&str>,
     dirs: &[std::path::PathBuf],
     files: &[std::path::PathBuf],
 ) -> anyhow::Result<Vec<Checkpoint>> {
@@ -292,17 +298,30 @@ fn read_central_checkpoints(
     if journals.is_empty() {
         return Ok(Vec::new());
     }
-    let machine = anomalyd::audit::read_machine_id(db)?.ok_or_else(|| {
-        anyhow::anyhow!(
-            "{}: the genesis record names no machine_id, so its entries in a central journal cannot be told apart",
+    let genesis = anomalyd::audit::read_machine_id(db)?;
+    // The machine is the operator's to name: the genesis record is part of what is checked, and
+    // a rewritten one could name a machine without checkpoints.
+    let machine = match (machine_id, genesis) {
+        (Some(given), Some(recorded)) if given != recorded => anyhow::bail!(
+            "{}: the chain's genesis names machine {recorded}, not {given} (--machine-id): a rewritten genesis, or another host's database",
             db.display()
-        )
-    })?;
-    // The host's service user has its own uid there: take the uids its start records name.
-    let mut trust = JournalTrust::service();
-    trust.uids.extend(anomalyd::audit::read_service_uids(db)?);
-    trust.uids.sort_unstable();
-    trust.uids.dedup();
+        ),
+        (Some(given), _) => given.to_owned(),
+        (None, Some(recorded)) => {
+            eprintln!(
+                "anomalyctl: checking against machine {recorded}, as the chain's genesis names it; --machine-id holds it against the host you mean"
+            );
+            recorded
+        }
+        (None, None) => anyhow::bail!(
+            "{}: the genesis record names no machine_id; say which host it is with --machine-id",
+            db.display()
+        ),
+    };
+    // Believed by unit alone: the host's service user has a uid of its own, and only root or
+    // the service could log from the service's cgroup there. Taking the uids from the chain
+    // would let whoever rewrote it choose them.
+    let trust = JournalTrust::service_anywhere();
     let mut all = Vec::new();
     for (flag, journal) in journals {
         let out = std::process::Command::new("journalctl")
@@ -478,10 +497,16 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             journal,
             journal_dir,
             journal_file,
+            machine_id,
         } => {
             let mut expected = expect_head.clone();
             expected.extend(read_checkpoints(checkpoints, *journal)?);
-            expected.extend(read_central_checkpoints(db, journal_dir, journal_file)?);
+            expected.extend(read_central_checkpoints(
+                db,
+                machine_id.as_deref(),
+                journal_dir,
+                journal_file,
+            )?);
             let report = anomalyd::audit::verify(db, &expected)?;
             return Ok(print_verdict(
                 report.records,
