@@ -276,15 +276,21 @@ fn anomalies_and_checkpoints_reach_journal_remote_and_anchor_the_chain_off_host(
     let central = work.path().join("remote");
     copy_dir(&upper.join(REMOTE_DIR.trim_start_matches('/')), &central);
     let dir_arg = central.display().to_string();
-    let (code, said) = anomalyctl(&[
-        "verify",
-        "--db",
-        db.to_str().unwrap(),
-        "--journal-dir",
-        &dir_arg,
-        "--machine-id",
-        &machine_id,
-    ]);
+    // `anomalyctl verify --db DB --journal-dir <the central copy> [--machine-id ID]`.
+    let verify_centrally = |db: &Path, machine: Option<&str>| {
+        let mut args = vec![
+            "verify",
+            "--db",
+            db.to_str().unwrap(),
+            "--journal-dir",
+            &dir_arg,
+        ];
+        if let Some(id) = machine {
+            args.extend(["--machine-id", id]);
+        }
+        anomalyctl(&args)
+    };
+    let (code, said) = verify_centrally(&db, Some(&machine_id));
     assert_eq!(
         code, 0,
         "the untouched chain against the central checkpoints: {said}"
@@ -308,13 +314,7 @@ fn anomalies_and_checkpoints_reach_journal_remote_and_anchor_the_chain_off_host(
     rehash_from(&edited, edited_seq);
     let (code, said) = anomalyctl(&["verify", "--db", edited.to_str().unwrap()]);
     assert_eq!(code, 0, "re-hashed, the chain alone verifies: {said}");
-    let (code, said) = anomalyctl(&[
-        "verify",
-        "--db",
-        edited.to_str().unwrap(),
-        "--journal-dir",
-        &dir_arg,
-    ]);
+    let (code, said) = verify_centrally(&edited, None);
     assert_eq!(
         code, 1,
         "the central checkpoints catch the re-hashed edit: {said}"
@@ -327,13 +327,7 @@ fn anomalies_and_checkpoints_reach_journal_remote_and_anchor_the_chain_off_host(
         "cut",
         &format!("DELETE FROM records WHERE seq > {}", head - 3),
     );
-    let (code, said) = anomalyctl(&[
-        "verify",
-        "--db",
-        cut.to_str().unwrap(),
-        "--journal-dir",
-        &dir_arg,
-    ]);
+    let (code, said) = verify_centrally(&cut, None);
     assert_eq!(
         code, 1,
         "the central checkpoints catch the cut tail: {said}"
@@ -346,13 +340,7 @@ fn anomalies_and_checkpoints_reach_journal_remote_and_anchor_the_chain_off_host(
         "UPDATE records SET fields = json_set(fields, '$.machine_id', '0123456789abcdef0123456789abcdef') WHERE seq = 1",
     );
     rehash_from(&other, 1);
-    let (code, said) = anomalyctl(&[
-        "verify",
-        "--db",
-        other.to_str().unwrap(),
-        "--journal-dir",
-        &dir_arg,
-    ]);
+    let (code, said) = verify_centrally(&other, None);
     assert_eq!(code, 2, "{said}");
     assert!(
         said.contains("no checkpoint of machine 0123456789abcdef"),
@@ -360,15 +348,7 @@ fn anomalies_and_checkpoints_reach_journal_remote_and_anchor_the_chain_off_host(
     );
     // A genesis rewritten to name another machine does not escape the host's own checkpoints
     // when the operator names the host.
-    let (code, said) = anomalyctl(&[
-        "verify",
-        "--db",
-        other.to_str().unwrap(),
-        "--journal-dir",
-        &dir_arg,
-        "--machine-id",
-        &machine_id,
-    ]);
+    let (code, said) = verify_centrally(&other, Some(&machine_id));
     assert_eq!(code, 2, "{said}");
     assert!(
         said.contains("the chain's genesis names machine 0123456789abcdef"),
