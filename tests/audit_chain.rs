@@ -37,13 +37,31 @@ fn judged(i: u64) -> Judged {
     }
 }
 
-/// A chain of exactly 50 records (genesis + 49), with checkpoints at 20, 40 and 50.
+/// A chain of exactly 50 records (genesis + 49), with checkpoints at 20, 40 and 50; the normal
+/// events join the baseline (ids in the order their texts first joined), the anomalies do not.
 fn build(dir: &Path) -> (PathBuf, Vec<Checkpoint>) {
+    build_with(dir, true)
+}
+
+/// [`build`], its joins recorded or (as before schema 4) not.
+fn build_with(dir: &Path, record_joins: bool) -> (PathBuf, Vec<Checkpoint>) {
     let db = dir.join("audit.sqlite");
     let mut writer = AuditWriter::open(&db, Synchronous::Normal, MODEL).unwrap();
     let mut checkpoints = Vec::new();
+    let mut ids: Vec<String> = Vec::new();
     for i in 0..49u64 {
-        writer.append(&[judged(i)], MODEL).unwrap();
+        let mut judged = judged(i);
+        if record_joins && judged.verdict == Verdict::Normal {
+            let text = &judged.event.text;
+            judged.joined = Some(match ids.iter().position(|t| t == text) {
+                Some(id) => id as u64,
+                None => {
+                    ids.push(text.clone());
+                    ids.len() as u64 - 1
+                }
+            });
+        }
+        writer.append(&[judged], MODEL).unwrap();
         let (seq, hash) = writer.head();
         if [20, 40, 50].contains(&seq) {
             checkpoints.push(Checkpoint { seq, hash });
@@ -68,101 +86,277 @@ fn an_untouched_chain_verifies_with_its_checkpoints() {
     assert_eq!(report.head, checkpoints.last().copied());
 }
 
+/// The reference verifier in ARCHITECTURE.md, as written there.
+fn reference_verifier(dir: &Path) -> PathBuf {
+    let doc = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("ARCHITECTURE.md"))
+        .unwrap();
+    let section = &doc[doc.find("### A reference verifier").expect("the section")..];
+    let body = &section[section.find("```python\n").expect("its code") + 10..];
+    let script = dir.join("reference_verifier.py");
+    std::fs::write(&script, &body[..body.find("```").unwrap()]).unwrap();
+    script
+}
+
+/// One tampering, and what each verifier must say about it.
+struct Tamper {
+    name: &'static str,
+    sql: String,
+    /// Every hash from this seq on recomputed afterwards, as an attacker covering an edit would.
+    rehash_from: Option<u64>,
+    /// `audit::verify` with every checkpoint (and `anomalyctl verify --checkpoints`): the first
+    /// bad seq and what is wrong there.
+    caught: (u64, fn(&Problem) -> bool),
+    /// Only the checkpoints catch it: without them, the chain (and the baseline table) verify.
+    needs_checkpoints: bool,
+    /// Where the reference verifier finds it, which leaves checkpoints, encodings and the
+    /// baseline table to anomalyctl (`None`: it says the chain is intact).
+    reference: Option<u64>,
+}
+
 #[test]
-fn every_tampering_is_caught_at_the_right_seq() {
+fn every_tampering_is_caught_at_the_right_seq_by_every_verifier() {
     let dir = tempfile::tempdir().unwrap();
     let (reference, checkpoints) = build(dir.path());
+    let script = reference_verifier(dir.path());
+    let file = dir.path().join("checkpoints");
+    let lines: Vec<String> = checkpoints.iter().map(|c| c.to_string()).collect();
+    std::fs::write(&file, lines.join("\n") + "\n").unwrap();
     let flip_verdict = |seq: u64| {
         format!("UPDATE records SET verdict = CASE verdict WHEN 'normal' THEN 'anomaly' ELSE 'normal' END WHERE seq = {seq}")
     };
+    let at_40 = checkpoints.iter().find(|c| c.seq == 40).unwrap().hash;
+    let hash_mismatch: fn(&Problem) -> bool = |p| *p == Problem::HashMismatch;
+    let baseline: fn(&Problem) -> bool = |p| matches!(p, Problem::Baseline(_));
+    let cases = vec![
+        Tamper {
+            name: "text",
+            sql: "UPDATE records SET text = 'systemd unit x.service ActiveState=active' WHERE seq = 10".into(),
+            rehash_from: None,
+            caught: (10, hash_mismatch),
+            needs_checkpoints: false,
+            reference: Some(10),
+        },
+        Tamper {
+            name: "score",
+            sql: "UPDATE records SET score = 0.0 WHERE seq = 11".into(),
+            rehash_from: None,
+            caught: (11, hash_mismatch),
+            needs_checkpoints: false,
+            reference: Some(11),
+        },
+        Tamper {
+            name: "verdict",
+            sql: flip_verdict(12),
+            rehash_from: None,
+            caught: (12, hash_mismatch),
+            needs_checkpoints: false,
+            reference: Some(12),
+        },
+        Tamper {
+            name: "deleted",
+            sql: "DELETE FROM records WHERE seq = 20".into(),
+            rehash_from: None,
+            caught: (21, |p| *p == Problem::SeqGap { expected: 20 }),
+            needs_checkpoints: false,
+            reference: Some(21),
+        },
+        Tamper {
+            name: "swapped",
+            // Two rows' contents exchanged under their seqs.
+            sql: "UPDATE records SET seq = -31 WHERE seq = 31;
+                  UPDATE records SET seq = 31 WHERE seq = 30;
+                  UPDATE records SET seq = 30 WHERE seq = -31;"
+                .into(),
+            rehash_from: None,
+            caught: (30, |p| *p == Problem::BrokenLink),
+            needs_checkpoints: false,
+            reference: Some(30),
+        },
+        Tamper {
+            name: "inserted",
+            // A forged row slipped into the middle, the rest renumbered behind it.
+            sql: "UPDATE records SET seq = seq + 1000 WHERE seq >= 25;
+                  UPDATE records SET seq = seq - 999 WHERE seq >= 1025;
+                  INSERT INTO records (seq, ts_usec, kind, source, text, fields, score, verdict, neighbours, model, prev_hash, hash, encoding)
+                    SELECT 25, ts_usec, kind, source, 'forged', fields, score, verdict, neighbours, model, hash, hash, 1 FROM records WHERE seq = 24;"
+                .into(),
+            rehash_from: None,
+            caught: (25, hash_mismatch),
+            needs_checkpoints: false,
+            reference: Some(25),
+        },
+        Tamper {
+            name: "encoding",
+            sql: "UPDATE records SET encoding = 7 WHERE seq = 5".into(),
+            rehash_from: None,
+            caught: (5, |p| *p == Problem::UnknownEncoding(7)),
+            needs_checkpoints: false,
+            reference: None,
+        },
+        Tamper {
+            name: "emptied",
+            sql: "DELETE FROM records".into(),
+            rehash_from: None,
+            caught: (1, |p| *p == Problem::MissingGenesis { first_seq: None }),
+            needs_checkpoints: false,
+            reference: Some(1),
+        },
+        Tamper {
+            name: "front cut",
+            sql: "DELETE FROM records WHERE seq < 4".into(),
+            rehash_from: None,
+            caught: (1, |p| *p == Problem::MissingGenesis { first_seq: Some(4) }),
+            needs_checkpoints: false,
+            reference: Some(1),
+        },
+        Tamper {
+            // A valid chain on its own; the checkpoint at 50 catches it.
+            name: "tail cut",
+            // The baseline's counts made to agree, as a careful attacker would.
+            sql: "DELETE FROM records WHERE seq > 44;
+                  UPDATE baseline SET count = (SELECT COUNT(*) FROM records
+                                                WHERE json_extract(fields, '$.joined') = baseline.id);"
+                .into(),
+            rehash_from: None,
+            caught: (50, |p| *p == Problem::Truncated { last_seq: 44 }),
+            needs_checkpoints: true,
+            reference: None,
+        },
+        Tamper {
+            // Valid on its own; the next checkpoint catches it.
+            name: "edited and rehashed",
+            sql: flip_verdict(27),
+            rehash_from: Some(27),
+            caught: (40, |p| matches!(p, Problem::CheckpointMismatch { .. })),
+            needs_checkpoints: true,
+            reference: None,
+        },
+        Tamper {
+            name: "deleted and rehashed",
+            // An anomaly's record (it joined nothing), the rest renumbered behind it.
+            sql: "DELETE FROM records WHERE seq = 29;
+                  UPDATE records SET seq = seq + 1000 WHERE seq > 29;
+                  UPDATE records SET seq = seq - 1001 WHERE seq > 1000;"
+                .into(),
+            rehash_from: Some(29),
+            caught: (40, |p| matches!(p, Problem::CheckpointMismatch { .. })),
+            needs_checkpoints: true,
+            reference: None,
+        },
+        Tamper {
+            // Records moved back in time, and re-hashed: caught without any checkpoint.
+            name: "reordered",
+            sql: "UPDATE records SET ts_usec = ts_usec - 3600000000 WHERE seq = 33".into(),
+            rehash_from: Some(33),
+            caught: (33, |p| matches!(p, Problem::TimeReversed { .. })),
+            needs_checkpoints: false,
+            reference: Some(33),
+        },
+        Tamper {
+            // The attack the baseline table invited: a fault's text made "normal" by hand.
+            name: "baseline row inserted",
+            sql: "INSERT INTO baseline (id, text, count, first_seq)
+                    SELECT MAX(id) + 1, 'systemd unit evil.service ActiveState=active', 1, 3 FROM baseline"
+                .into(),
+            rehash_from: None,
+            caught: (3, baseline),
+            needs_checkpoints: false,
+            reference: None,
+        },
+        Tamper {
+            // The same, pointed at an anomaly's own record.
+            name: "anomaly made normal",
+            sql: "INSERT INTO baseline (id, text, count, first_seq)
+                    SELECT (SELECT MAX(id) + 1 FROM baseline), text, 1, seq FROM records WHERE seq = 10"
+                .into(),
+            rehash_from: None,
+            caught: (10, baseline),
+            needs_checkpoints: false,
+            reference: None,
+        },
+        Tamper {
+            name: "baseline count raised",
+            sql: "UPDATE baseline SET count = count + 100 WHERE id = 1".into(),
+            rehash_from: None,
+            caught: (first_join(&reference, 1), baseline),
+            needs_checkpoints: false,
+            reference: None,
+        },
+        Tamper {
+            name: "baseline text replaced",
+            sql: "UPDATE baseline SET text = 'systemd unit evil.service ActiveState=active' WHERE id = 2".into(),
+            rehash_from: None,
+            caught: (first_join(&reference, 2), baseline),
+            needs_checkpoints: false,
+            reference: None,
+        },
+        Tamper {
+            name: "baseline row deleted",
+            sql: "DELETE FROM baseline WHERE id = 3".into(),
+            rehash_from: None,
+            caught: (first_join(&reference, 3), baseline),
+            needs_checkpoints: false,
+            reference: None,
+        },
+    ];
+    for case in &cases {
+        let db = tampered(&reference, &case.name.replace(' ', "_"), &case.sql);
+        if let Some(from) = case.rehash_from {
+            rehash_from(&db, from);
+        }
+        let name = case.name;
+        let db_arg = db.to_str().unwrap();
 
-    let text = tampered(
-        &reference,
-        "text",
-        "UPDATE records SET text = 'systemd unit x.service ActiveState=active' WHERE seq = 10",
-    );
-    assert_eq!(failure(&text, &[]), Some((10, Problem::HashMismatch)));
+        let (seq, problem_is) = case.caught;
+        let report = verify(&db, &checkpoints).unwrap();
+        let Some((at, problem)) = report.failure else {
+            panic!("{name}: audit::verify with checkpoints passed it");
+        };
+        assert!(at == seq && problem_is(&problem), "{name}: {at}: {problem:?}");
+        let alone = verify(&db, &[]).unwrap().failure.map(|f| f.0);
+        let expected = (!case.needs_checkpoints).then_some(seq);
+        assert_eq!(alone, expected, "{name}: audit::verify without checkpoints");
 
-    let score = tampered(
-        &reference,
-        "score",
-        "UPDATE records SET score = 0.0 WHERE seq = 11",
-    );
-    assert_eq!(failure(&score, &[]), Some((11, Problem::HashMismatch)));
+        let (code, out) = anomalyctl(&["verify", "--db", db_arg, "--checkpoints", file.to_str().unwrap()]);
+        assert_eq!(code, 1, "{name}: anomalyctl: {out}");
+        assert!(
+            out.starts_with(&format!("chain BROKEN at seq {seq}: {problem}")),
+            "{name}: anomalyctl: {out}"
+        );
 
-    let verdict = tampered(&reference, "verdict", &flip_verdict(12));
-    assert_eq!(failure(&verdict, &[]), Some((12, Problem::HashMismatch)));
-
-    let middle = tampered(&reference, "middle", "DELETE FROM records WHERE seq = 20");
-    assert_eq!(
-        failure(&middle, &[]),
-        Some((21, Problem::SeqGap { expected: 20 }))
-    );
-
-    // Two rows' contents exchanged under their seqs.
-    let swapped = tampered(
-        &reference,
-        "swapped",
-        "UPDATE records SET seq = -31 WHERE seq = 31;
-         UPDATE records SET seq = 31 WHERE seq = 30;
-         UPDATE records SET seq = 30 WHERE seq = -31;",
-    );
-    assert_eq!(failure(&swapped, &[]), Some((30, Problem::BrokenLink)));
-
-    // A forged row slipped into the middle, the rest renumbered behind it.
-    let inserted = tampered(
-        &reference,
-        "inserted",
-        "UPDATE records SET seq = seq + 1000 WHERE seq >= 25;
-         UPDATE records SET seq = seq - 999 WHERE seq >= 1025;
-         INSERT INTO records (seq, ts_usec, kind, source, text, fields, score, verdict, neighbours, model, prev_hash, hash, encoding)
-           SELECT 25, ts_usec, kind, source, 'forged', fields, score, verdict, neighbours, model, hash, hash, 1 FROM records WHERE seq = 24;",
-    );
-    assert_eq!(failure(&inserted, &[]), Some((25, Problem::HashMismatch)));
-
-    let encoding = tampered(
-        &reference,
-        "encoding",
-        "UPDATE records SET encoding = 7 WHERE seq = 5",
-    );
-    assert_eq!(
-        failure(&encoding, &[]),
-        Some((5, Problem::UnknownEncoding(7)))
-    );
-
-    // The tail cut off: a valid chain on its own; the checkpoint at 50 catches it.
-    let tail = tampered(&reference, "tail", "DELETE FROM records WHERE seq > 44");
-    assert_eq!(failure(&tail, &[]), None);
-    assert_eq!(
-        failure(&tail, &checkpoints),
-        Some((50, Problem::Truncated { last_seq: 44 }))
-    );
-
-    // An edit with every later hash recomputed: valid on its own; the next checkpoint catches it.
-    let rehashed = tampered(&reference, "rehashed", &flip_verdict(27));
-    rehash_from(&rehashed, 27);
-    assert_eq!(failure(&rehashed, &[]), None);
-    let at_40 = checkpoints.iter().find(|c| c.seq == 40).unwrap();
-    assert_eq!(
-        failure(&rehashed, &checkpoints),
-        Some((
-            40,
-            Problem::CheckpointMismatch {
-                expected: at_40.hash
+        let run = std::process::Command::new("python3")
+            .arg(&script)
+            .arg(&db)
+            .output()
+            .unwrap();
+        let said = String::from_utf8_lossy(&run.stderr).into_owned()
+            + &String::from_utf8_lossy(&run.stdout);
+        match case.reference {
+            Some(1) => {
+                assert!(!run.status.success() && said.starts_with("no genesis record"), "{name}: reference: {said}")
             }
-        ))
-    );
+            Some(seq) => assert!(
+                !run.status.success() && said.starts_with(&format!("seq {seq}:")),
+                "{name}: reference: {said}"
+            ),
+            None => assert!(run.status.success() && said.starts_with("chain intact"), "{name}: reference: {said}"),
+        }
+    }
 
-    // Records moved back in time (and re-hashed): caught without any checkpoint.
-    let reordered = tampered(
-        &reference,
-        "reordered",
-        "UPDATE records SET ts_usec = ts_usec - 3600000000 WHERE seq = 33",
-    );
-    rehash_from(&reordered, 33);
-    let Some((33, Problem::TimeReversed { .. })) = failure(&reordered, &[]) else {
-        panic!("{:?}", failure(&reordered, &[]));
-    };
+    // And the untouched chain passes all three.
+    let (code, out) = anomalyctl(&["verify", "--db", reference.to_str().unwrap(), "--checkpoints", file.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}");
+    let run = std::process::Command::new("python3").arg(&script).arg(&reference).output().unwrap();
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    assert!(verify(&reference, &checkpoints).unwrap().ok());
+}
+
+/// The seq of the record through which baseline id `id` first joined.
+fn first_join(db: &Path, id: u64) -> u64 {
+    Connection::open(db)
+        .unwrap()
+        .query_row("SELECT first_seq FROM baseline WHERE id = ?1", [id as i64], |r| r.get::<_, i64>(0))
+        .unwrap() as u64
 }
 
 #[test]
@@ -236,11 +430,12 @@ fn anomalyctl_verifies_offline_against_heads_and_checkpoint_files() {
 #[test]
 fn a_version_1_file_is_migrated_and_its_chain_continues() {
     let dir = tempfile::tempdir().unwrap();
-    let (db, checkpoints) = build(dir.path());
+    let (db, checkpoints) = build_with(dir.path(), false);
     {
         let conn = Connection::open(&db).unwrap();
         conn.execute_batch(
-            "ALTER TABLE records DROP COLUMN encoding; DROP TABLE baseline; PRAGMA user_version = 1;",
+            "ALTER TABLE records DROP COLUMN encoding; DROP TABLE baseline; DROP TABLE baseline_imports;
+             PRAGMA user_version = 1;",
         )
             .unwrap();
     }
@@ -256,9 +451,25 @@ fn a_version_1_file_is_migrated_and_its_chain_continues() {
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
     assert_eq!(version, anomalyd::audit::SCHEMA_VERSION);
+    // The baseline rebuilt from the v1 records is adopted through one import record (seq 51),
+    // which the baseline table is then held to.
     let report = verify(&db, &checkpoints).unwrap();
     assert!(report.ok(), "{report:?}");
-    assert_eq!(report.records, 51);
+    assert_eq!(report.records, 52);
+    let (kind, fields): (String, String) = conn
+        .query_row("SELECT kind, fields FROM records WHERE seq = 51", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .unwrap();
+    assert_eq!(kind, "import");
+    assert!(fields.contains("\"adopted\":true") && fields.contains("\"baseline_rows\":7"), "{fields}");
+    conn.execute("UPDATE baseline SET count = count + 1 WHERE id = 0", [])
+        .unwrap();
+    let Some((_, Problem::Baseline(_))) = verify(&db, &checkpoints).unwrap().failure else {
+        panic!("an adopted row changed afterwards is caught");
+    };
+    conn.execute("UPDATE baseline SET count = count - 1 WHERE id = 0", [])
+        .unwrap();
 
     conn.execute_batch("PRAGMA user_version = 99").unwrap();
     let err = AuditWriter::open(&db, Synchronous::Normal, MODEL)

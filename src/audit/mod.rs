@@ -23,7 +23,7 @@ use crate::config::Synchronous;
 use crate::event::{now_usec, Judged, RecordKind, Source, Verdict};
 
 /// The schema version this build writes; older files are migrated at open.
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AuditError {
@@ -212,6 +212,50 @@ INSERT INTO baseline (id, text, count, first_seq)
     FROM records WHERE kind = 'event' AND verdict IN ('normal', 'warmup') GROUP BY text;
 ";
 
+/// Version 4: the rows each import added to the baseline, bound to the chain by the digest its
+/// import record holds (`baseline_sha256`, [`import_digest`]), so that verification can rebuild
+/// the whole baseline table from the chain. A file migrated from an older version adopts its
+/// baseline as it stood through one such record.
+const MIGRATE_V3_TO_V4: &str = "
+CREATE TABLE baseline_imports (
+    seq       INTEGER NOT NULL,
+    id        INTEGER NOT NULL,
+    text      TEXT    NOT NULL,
+    count     INTEGER NOT NULL,
+    first_seq INTEGER NOT NULL,
+    PRIMARY KEY (seq, id)
+);
+";
+
+const INSERT_IMPORTED: &str =
+    "INSERT INTO baseline_imports (seq, id, text, count, first_seq) VALUES (?1, ?2, ?3, ?4, ?5)";
+
+/// One row an import adds to the baseline: `first_seq` is the record through which the text first
+/// joined (the import record itself, or, for a migrated file's adopted baseline, the original one).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImportedRow {
+    pub id: u64,
+    pub text: String,
+    pub count: u64,
+    pub first_seq: u64,
+}
+
+/// The digest an import record holds over the rows it added, in id order: SHA-256 over each row
+/// as id, count and first_seq (u64 big-endian), then the text's length (u32 big-endian) and its
+/// UTF-8 bytes.
+pub fn import_digest<'a>(rows: impl IntoIterator<Item = &'a ImportedRow>) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for row in rows {
+        h.update(row.id.to_be_bytes());
+        h.update(row.count.to_be_bytes());
+        h.update(row.first_seq.to_be_bytes());
+        h.update((row.text.len() as u32).to_be_bytes());
+        h.update(row.text.as_bytes());
+    }
+    h.finalize().into()
+}
+
 const UPSERT_BASELINE: &str =
     "INSERT INTO baseline (id, text, count, first_seq) VALUES (?1, ?2, ?3, ?4)
      ON CONFLICT(id) DO UPDATE SET count = count + excluded.count";
@@ -330,6 +374,12 @@ impl AuditWriter {
             ))
             .map_err(sqlite)?;
         }
+        if version < 4 {
+            conn.execute_batch(&format!(
+                "BEGIN; {MIGRATE_V3_TO_V4} PRAGMA user_version = 4; COMMIT;"
+            ))
+            .map_err(sqlite)?;
+        }
 
         let head: Option<(u64, Vec<u8>, i64)> = conn
             .query_row(
@@ -364,12 +414,53 @@ impl AuditWriter {
                 fields,
             );
             writer.append(&[Judged::unscored(genesis)], model)?;
+        } else if (1..4).contains(&version) {
+            writer.adopt_baseline(model)?;
         }
         Ok(writer)
     }
 
     pub fn head(&self) -> (u64, [u8; 32]) {
         (self.head_seq, self.head_hash)
+    }
+
+    /// A file migrated from before version 4 recorded no joins in its records: its baseline as
+    /// it stands is adopted through one import record, so everything after it can be checked.
+    fn adopt_baseline(&mut self, model: &str) -> Result<(), AuditError> {
+        let sqlite = |source| AuditError::Sqlite {
+            path: self.path.clone(),
+            source,
+        };
+        let rows = self
+            .conn
+            .prepare("SELECT id, text, count, first_seq FROM baseline ORDER BY id")
+            .map_err(sqlite)?
+            .query_map([], |r| {
+                Ok(ImportedRow {
+                    id: r.get::<_, i64>(0)? as u64,
+                    text: r.get(1)?,
+                    count: r.get::<_, i64>(2)? as u64,
+                    first_seq: r.get::<_, i64>(3)? as u64,
+                })
+            })
+            .map_err(sqlite)?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(sqlite)?;
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let mut fields = Map::new();
+        fields.insert("adopted".into(), json!(true));
+        let record = crate::event::Event::daemon(
+            RecordKind::Import,
+            format!(
+                "anomalyd baseline adopted at schema 4: {} texts recorded before joins were",
+                rows.len()
+            ),
+            fields,
+        );
+        self.append_imported(&[Judged::unscored(record)], model, &rows, false)?;
+        Ok(())
     }
 
     /// Appends a batch in one transaction and returns what was committed. Nothing is visible to
@@ -386,6 +477,28 @@ impl AuditWriter {
         batch: &[Judged],
         model: &str,
         imported: &[crate::detect::BaselineRow],
+    ) -> Result<Vec<Committed>, AuditError> {
+        let rows: Vec<ImportedRow> = imported
+            .iter()
+            .map(|row| ImportedRow {
+                id: row.id,
+                text: row.text.clone(),
+                count: row.count,
+                first_seq: 0,
+            })
+            .collect();
+        self.append_imported(batch, model, &rows, true)
+    }
+
+    /// The batch, with `imported` added to the baseline through its last record, which holds
+    /// their digest (`baseline_rows`, `baseline_sha256`). With `first_seq_is_record`, each row's
+    /// first_seq is that record's seq.
+    fn append_imported(
+        &mut self,
+        batch: &[Judged],
+        model: &str,
+        imported: &[ImportedRow],
+        first_seq_is_record: bool,
     ) -> Result<Vec<Committed>, AuditError> {
         let path = self.path.clone();
         let sqlite = |source| AuditError::Sqlite {
@@ -413,11 +526,39 @@ impl AuditWriter {
                 let observed = judged.event.observed_usec;
                 let ts_usec = observed.max(last_ts);
                 last_ts = ts_usec;
-                let fields_json = if ts_usec == observed {
+                let last = std::ptr::eq(judged, batch.last().expect("in the batch"));
+                let imports_here = last && !imported.is_empty();
+                let rows: Vec<ImportedRow> = if imports_here {
+                    imported
+                        .iter()
+                        .map(|row| ImportedRow {
+                            first_seq: if first_seq_is_record { seq } else { row.first_seq },
+                            ..row.clone()
+                        })
+                        .collect()
+                } else {
+                    Vec::new()
+                };
+                // What verification rebuilds the baseline table from: each join and each
+                // import is named in the hashed fields of the record that made it.
+                let fields_json = if ts_usec == observed && judged.joined.is_none() && !imports_here
+                {
                     serde_json::to_string(&judged.event.fields).unwrap_or_else(|_| "{}".into())
                 } else {
                     let mut fields = judged.event.fields.clone();
-                    fields.insert("observed_usec".into(), json!(observed));
+                    if ts_usec != observed {
+                        fields.insert("observed_usec".into(), json!(observed));
+                    }
+                    if let Some(id) = judged.joined {
+                        fields.insert("joined".into(), json!(id));
+                    }
+                    if imports_here {
+                        fields.insert("baseline_rows".into(), json!(rows.len()));
+                        fields.insert(
+                            "baseline_sha256".into(),
+                            json!(hex::encode(import_digest(&rows))),
+                        );
+                    }
                     Value::Object(fields).to_string()
                 };
                 let neighbours_json = neighbours_json(&judged.neighbours);
@@ -455,15 +596,18 @@ impl AuditWriter {
                     join.execute(params![id as i64, record.text, 1i64, seq as i64])
                         .map_err(sqlite)?;
                 }
-                if std::ptr::eq(judged, batch.last().expect("in the batch")) {
-                    for row in imported {
-                        join.execute(params![
-                            row.id as i64,
-                            row.text,
-                            row.count as i64,
-                            seq as i64
-                        ])
-                        .map_err(sqlite)?;
+                if imports_here {
+                    let mut keep = tx.prepare_cached(INSERT_IMPORTED).map_err(sqlite)?;
+                    for row in &rows {
+                        let (id, count, first) =
+                            (row.id as i64, row.count as i64, row.first_seq as i64);
+                        keep.execute(params![seq as i64, id, row.text, count, first])
+                            .map_err(sqlite)?;
+                        // An adopted row is in the table already.
+                        if first_seq_is_record {
+                            join.execute(params![id, row.text, count, first])
+                                .map_err(sqlite)?;
+                        }
                     }
                 }
                 prev = hash;

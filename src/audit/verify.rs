@@ -34,6 +34,9 @@ pub enum Problem {
     Truncated { last_seq: u64 },
     /// The record at a checkpoint's seq has another hash: the chain was rewritten at or before it.
     CheckpointMismatch { expected: [u8; 32] },
+    /// The baseline table (or an import's rows) is not what the chain's joins and imports made
+    /// it: a text was made normal, or forgotten, outside the chain.
+    Baseline(String),
 }
 
 impl fmt::Display for Problem {
@@ -67,6 +70,7 @@ impl fmt::Display for Problem {
                 "checkpoint mismatch: expected hash {}, so the chain was rewritten at or before this record",
                 hex::encode(expected)
             ),
+            Problem::Baseline(what) => write!(f, "baseline table tampered with: {what}"),
         }
     }
 }
@@ -122,6 +126,7 @@ pub fn verify(path: &Path, expected: &[Checkpoint]) -> Result<Report, AuditError
         head: None,
         failure: None,
     };
+    let mut ledger = BaselineLedger::default();
     let mut prev_hash = GENESIS_PREV_HASH;
     let mut prev_ts = 0u64;
     let mut expected_seq = 1u64;
@@ -209,6 +214,12 @@ pub fn verify(path: &Path, expected: &[Checkpoint]) -> Result<Report, AuditError
             report.failure = fail(Problem::CheckpointMismatch { expected: *other });
             break;
         }
+        if version >= 4 {
+            if let Err(problem) = ledger.note(&conn, &record).map_err(sqlite)? {
+                report.failure = fail(problem);
+                break;
+            }
+        }
         prev_hash = stored_hash;
         prev_ts = record.ts_usec;
         report.records += 1;
@@ -232,7 +243,167 @@ pub fn verify(path: &Path, expected: &[Checkpoint]) -> Result<Report, AuditError
             report.failure = Some((beyond, Problem::Truncated { last_seq }));
         }
     }
+    if report.failure.is_none() && version >= 4 {
+        report.failure = ledger.compare(&conn).map_err(sqlite)?;
+    }
     Ok(report)
+}
+
+/// A baseline text as the chain says it must stand.
+struct Admitted {
+    text: String,
+    count: u64,
+    first_seq: u64,
+}
+
+/// The baseline table rebuilt from the chain: each record whose fields name a join
+/// (`joined`), each import record's rows (`baseline_imports`, held to the record's
+/// `baseline_sha256`).
+#[derive(Default)]
+struct BaselineLedger {
+    admitted: HashMap<u64, Admitted>,
+}
+
+/// At most 80 characters of `text`, for a message.
+fn shown(text: &str) -> String {
+    match text.char_indices().nth(80) {
+        Some((cut, _)) => format!("{:?}…", &text[..cut]),
+        None => format!("{text:?}"),
+    }
+}
+
+impl BaselineLedger {
+    fn admit(&mut self, id: u64, text: &str, count: u64, first_seq: u64) -> Result<(), Problem> {
+        match self.admitted.get_mut(&id) {
+            None => {
+                self.admitted.insert(
+                    id,
+                    Admitted {
+                        text: text.to_owned(),
+                        count,
+                        first_seq,
+                    },
+                );
+                Ok(())
+            }
+            Some(known) if known.text == text => {
+                known.count += count;
+                Ok(())
+            }
+            Some(known) => Err(Problem::Baseline(format!(
+                "baseline id {id} is {} here but {} since seq {}",
+                shown(text),
+                shown(&known.text),
+                known.first_seq
+            ))),
+        }
+    }
+
+    /// Takes in what `record` (already verified) adds to the baseline.
+    fn note(
+        &mut self,
+        conn: &rusqlite::Connection,
+        record: &RecordFields<'_>,
+    ) -> rusqlite::Result<Result<(), Problem>> {
+        let imports = record.kind == "import" && record.fields.contains("\"baseline_sha256\"");
+        if !imports && !record.fields.contains("\"joined\"") {
+            return Ok(Ok(()));
+        }
+        let Ok(fields) = serde_json::from_str::<serde_json::Value>(record.fields) else {
+            return Ok(Ok(()));
+        };
+        if let Some(id) = fields["joined"].as_u64() {
+            if let Err(p) = self.admit(id, record.text, 1, record.seq) {
+                return Ok(Err(p));
+            }
+        }
+        let Some(digest) = fields["baseline_sha256"].as_str().filter(|_| imports) else {
+            return Ok(Ok(()));
+        };
+        let rows = conn
+            .prepare_cached(
+                "SELECT id, text, count, first_seq FROM baseline_imports WHERE seq = ?1 ORDER BY id",
+            )?
+            .query_map([record.seq as i64], |r| {
+                Ok(super::ImportedRow {
+                    id: r.get::<_, i64>(0)? as u64,
+                    text: r.get(1)?,
+                    count: r.get::<_, i64>(2)? as u64,
+                    first_seq: r.get::<_, i64>(3)? as u64,
+                })
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        let rows_named = fields["baseline_rows"].as_u64();
+        if hex::encode(super::import_digest(&rows)) != digest
+            || rows_named != Some(rows.len() as u64)
+        {
+            return Ok(Err(Problem::Baseline(format!(
+                "the {} rows kept for this import do not match the {} rows and digest its record holds",
+                rows.len(),
+                rows_named.map_or("unknown".into(), |n| n.to_string())
+            ))));
+        }
+        for row in &rows {
+            if let Err(p) = self.admit(row.id, &row.text, row.count, row.first_seq) {
+                return Ok(Err(p));
+            }
+        }
+        Ok(Ok(()))
+    }
+
+    /// The first row of the baseline table that differs from the chain's, with the seq it
+    /// claims (or the chain gives) as the failing record.
+    fn compare(mut self, conn: &rusqlite::Connection) -> rusqlite::Result<Option<(u64, Problem)>> {
+        let mut stmt = conn.prepare("SELECT id, text, count, first_seq FROM baseline ORDER BY id")?;
+        let mut rows = stmt.query([])?;
+        while let Some(row) = rows.next()? {
+            let id = row.get::<_, i64>(0)? as u64;
+            let text: String = row.get(1)?;
+            let count = row.get::<_, i64>(2)? as u64;
+            let first_seq = row.get::<_, i64>(3)? as u64;
+            let Some(admitted) = self.admitted.remove(&id) else {
+                return Ok(Some((
+                    first_seq,
+                    Problem::Baseline(format!(
+                        "id {id} ({}) was admitted by no record of the chain",
+                        shown(&text)
+                    )),
+                )));
+            };
+            let differs = if admitted.text != text {
+                Some(format!("the chain admitted {}", shown(&admitted.text)))
+            } else if admitted.count != count {
+                Some(format!("the chain records {} joins", admitted.count))
+            } else if admitted.first_seq != first_seq {
+                Some(format!("the chain first admitted it at seq {}", admitted.first_seq))
+            } else {
+                None
+            };
+            if let Some(chain_says) = differs {
+                return Ok(Some((
+                    admitted.first_seq,
+                    Problem::Baseline(format!(
+                        "id {id} is {} with count {count} from seq {first_seq}, but {chain_says}",
+                        shown(&text)
+                    )),
+                )));
+            }
+        }
+        Ok(self
+            .admitted
+            .into_iter()
+            .min_by_key(|(id, _)| *id)
+            .map(|(id, admitted)| {
+                (
+                    admitted.first_seq,
+                    Problem::Baseline(format!(
+                        "id {id} ({}) was admitted at seq {} but is missing from the table",
+                        shown(&admitted.text),
+                        admitted.first_seq
+                    )),
+                )
+            }))
+    }
 }
 
 #[cfg(test)]
