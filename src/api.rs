@@ -427,6 +427,8 @@ async fn caller_of(header: &zbus::message::Header<'_>, conn: &zbus::Connection) 
 
 /// How long `MarkBenign` waits for its record to be committed.
 const MARK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+/// How long `Submit` waits for its event's commit; below the bus clients' usual 25 s call timeout.
+const SUBMIT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
 
 /// A neighbour as `Explain` returns it: (baseline id, distance, text, count now, first seq).
 pub type NeighbourTuple = (u64, f64, String, u64, u64);
@@ -606,7 +608,7 @@ impl DetectorApi {
             .submit_wait(Event::daemon(RecordKind::Benign, record.text, fields))
             .await
             .map_err(|_| ApiError::Busy("the daemon is shutting down".into()))?;
-        if !intake.probe(MARK_TIMEOUT).await {
+        if !intake.committed(MARK_TIMEOUT).await {
             return Err(ApiError::Busy(format!(
                 "the benign mark was queued but not committed within {}s",
                 MARK_TIMEOUT.as_secs()
@@ -821,9 +823,19 @@ impl DetectorApi {
         let mut fields = serde_json::Map::new();
         fields.insert("submitted_by_uid".into(), serde_json::json!(uid));
         fields.insert("submitted_by".into(), serde_json::json!(sender));
-        self.intake()?
+        let intake = self.intake()?;
+        intake
             .try_submit(Event::observed(parsed, canonical, fields))
-            .map_err(|_| ApiError::Busy("the intake queue is full; retry shortly".into()))
+            .map_err(|_| ApiError::Busy("the intake queue is full; retry shortly".into()))?;
+        // Acknowledged once committed: a caller told "done" can rely on the record existing.
+        if !intake.committed(SUBMIT_TIMEOUT).await {
+            return Err(ApiError::Busy(format!(
+                "the event was queued but not committed within {}s; it may still be: look for it \
+                 (ListEvents) before submitting it again",
+                SUBMIT_TIMEOUT.as_secs()
+            )));
+        }
+        Ok(())
     }
 
     #[zbus(property)]

@@ -77,11 +77,28 @@ pub struct ScoreRequest {
     reply: oneshot::Sender<Result<DryRun, String>>,
 }
 
+/// How long one shared commit probe may take before its waiters are told it did not come back.
+const COMMIT_PROBE_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// The door into the pipeline; sources and the API hold clones. Never blocks.
 #[derive(Clone)]
 pub struct Intake {
     tx: mpsc::Sender<Flow<Event>>,
     metrics: Arc<Metrics>,
+    commits: Arc<CommitWaiters>,
+}
+
+/// Callers waiting for what they queued to be committed, served by one probe for all of them:
+/// a probe cuts the batch being filled, so one per caller would shrink batches under load.
+#[derive(Default)]
+struct CommitWaiters {
+    state: std::sync::Mutex<CommitState>,
+}
+
+#[derive(Default)]
+struct CommitState {
+    waiting: Vec<oneshot::Sender<bool>>,
+    probing: bool,
 }
 
 impl Intake {
@@ -134,7 +151,14 @@ impl Intake {
         metrics: Arc<Metrics>,
     ) -> (Intake, mpsc::Receiver<Flow<Event>>) {
         let (tx, rx) = mpsc::channel(capacity);
-        (Intake { tx, metrics }, rx)
+        (
+            Intake {
+                tx,
+                metrics,
+                commits: Arc::default(),
+            },
+            rx,
+        )
     }
 
     /// Queues an event, waiting for room: for the API's own records (a benign mark), which must
@@ -186,6 +210,43 @@ impl Intake {
     /// Asks the detector to retrain its index. Fails only when the pipeline is gone.
     pub async fn retrain(&self) -> Result<(), ()> {
         self.tx.send(Flow::Retrain).await.map_err(|_| ())
+    }
+
+    /// Waits until everything this caller queued before the call has been committed; false when
+    /// that is not known within `timeout` (it may still commit). Callers waiting at once share
+    /// one probe: each joins the waiters after queuing its event, and a probe serves only the
+    /// waiters that were there before it was sent.
+    pub async fn committed(&self, timeout: Duration) -> bool {
+        let (reply, answer) = oneshot::channel();
+        let start_prober = {
+            let Ok(mut state) = self.commits.state.lock() else {
+                return false;
+            };
+            state.waiting.push(reply);
+            !std::mem::replace(&mut state.probing, true)
+        };
+        if start_prober {
+            let intake = self.clone();
+            tokio::spawn(async move {
+                loop {
+                    let waiting = match intake.commits.state.lock() {
+                        Ok(mut state) if state.waiting.is_empty() => {
+                            state.probing = false;
+                            break;
+                        }
+                        Ok(mut state) => std::mem::take(&mut state.waiting),
+                        Err(_) => break,
+                    };
+                    let done = intake.probe(COMMIT_PROBE_TIMEOUT).await;
+                    for reply in waiting {
+                        let _ = reply.send(done);
+                    }
+                }
+            });
+        }
+        tokio::time::timeout(timeout, answer)
+            .await
+            .is_ok_and(|done| done.unwrap_or(false))
     }
 
     /// Sends a probe through every stage; true when it comes back within `timeout`.
@@ -318,6 +379,7 @@ impl Pipeline {
             Intake {
                 tx: intake_tx,
                 metrics,
+                commits: Arc::default(),
             },
             Pipeline {
                 batcher,

@@ -238,7 +238,8 @@ async fn every_method_answers_through_zbus_busctl_gdbus_and_anomalyctl() {
         "Score wrote nothing"
     );
 
-    // ---- Submit: judged and recorded like an observed event, with the caller.
+    // ---- Submit: judged and recorded like an observed event, with the caller, and answered
+    // only once committed: the record is there the moment the call returns.
     let () = api
         .call(
             "Submit",
@@ -246,6 +247,11 @@ async fn every_method_answers_through_zbus_busctl_gdbus_and_anomalyctl() {
         )
         .await
         .unwrap();
+    let submitted = read_rows(&daemon.db()).pop().unwrap();
+    assert_eq!(
+        submitted.text, "custom disk sda1 SMART reallocated sectors 512",
+        "committed before Submit answered"
+    );
     for (source, text) in [
         ("kernel", "anything"),
         ("custom", ""),
@@ -254,10 +260,7 @@ async fn every_method_answers_through_zbus_busctl_gdbus_and_anomalyctl() {
         let answer: zbus::Result<()> = api.call("Submit", &(source, text)).await;
         assert_eq!(error_name(answer), "org.anomalyd.Error.InvalidArgument");
     }
-    daemon
-        .wait_for("the submitted event", |s| s["HeadSeq"] > head_before)
-        .await;
-    let submitted = read_rows(&daemon.db()).pop().unwrap();
+    assert!(daemon.stats().await["HeadSeq"] > head_before);
     assert_eq!(submitted.source, "custom");
     assert_eq!(
         submitted.text,
