@@ -233,25 +233,14 @@ fn score_file(
     out: Option<&std::path::Path>,
 ) -> anyhow::Result<()> {
     use std::io::Write;
-    let volatile = &config.render.volatile;
-    let texts = offline::read_texts(file, format, volatile)?;
-    let baseline = match baseline {
-        Some(b) => offline::read_texts(b, format, volatile)?,
-        None => Vec::new(),
-    };
     let mut embedder = anomalyd::embed::build(config)?.embedder;
     eprintln!(
-        "anomalyd score-file: {} baseline lines, then {} lines; {} on {}",
-        baseline.len(),
-        texts.len(),
+        "anomalyd score-file: {}{}; {} on {}",
+        file.display(),
+        baseline.map_or(String::new(), |b| format!(" after the baseline {}", b.display())),
         embedder.model_id(),
         embedder.backend()
     );
-    let mut progress = offline::Progress::new("scoring");
-    let (scores, threshold) =
-        offline::score_texts(config, embedder.as_mut(), &baseline, &texts, |d, t| {
-            progress.update(d, t)
-        })?;
     let sink: Box<dyn Write> = match out {
         Some(path) => Box::new(
             std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?,
@@ -259,35 +248,53 @@ fn score_file(
         None => Box::new(std::io::stdout().lock()),
     };
     let mut sink = std::io::BufWriter::new(sink);
-    for s in &scores {
-        let mut line = serde_json::json!({
-            "line": s.line,
-            "score": s.score,
-            "anomaly": s.anomaly,
-            "alert": s.alerts(),
-            "text": texts[s.line as usize - 1],
-        });
-        if let Some(t) = s.threshold {
-            line["threshold"] = serde_json::json!(anomalyd::metrics::decimal_f64(t));
-        }
-        if let Some((first, repeat)) = s.incident {
-            line["incident"] = serde_json::json!(first);
-            line["repeat"] = serde_json::json!(repeat);
-        }
-        if let Some(p) = &s.variable_slots {
-            line["variable_slots"] = serde_json::json!(p);
-        }
-        serde_json::to_writer(&mut sink, &line)?;
-        sink.write_all(b"\n")?;
-    }
+    let mut bars: Vec<(&'static str, offline::Progress)> = Vec::new();
+    let summary = offline::score_file(
+        config,
+        embedder.as_mut(),
+        file,
+        format,
+        baseline,
+        |s, text| {
+            let mut line = serde_json::json!({
+                "line": s.line,
+                "score": s.score,
+                "anomaly": s.anomaly,
+                "alert": s.alerts(),
+                "text": text,
+            });
+            if let Some(t) = s.threshold {
+                line["threshold"] = serde_json::json!(anomalyd::metrics::decimal_f64(t));
+            }
+            if let Some((first, repeat)) = s.incident {
+                line["incident"] = serde_json::json!(first);
+                line["repeat"] = serde_json::json!(repeat);
+            }
+            if let Some(p) = &s.variable_slots {
+                line["variable_slots"] = serde_json::json!(p);
+            }
+            serde_json::to_writer(&mut sink, &line)?;
+            sink.write_all(b"\n")
+        },
+        |what, done, total| progress_of(&mut bars, what).update_maybe(done, total),
+    )?;
     sink.flush()?;
-    let flagged = scores.iter().filter(|s| s.anomaly).count();
-    let alerts = scores.iter().filter(|s| s.alerts()).count();
     eprintln!(
-        "anomalyd score-file: {flagged} of {} lines flagged in {alerts} incidents; threshold at the end {threshold:.4}",
-        scores.len()
+        "anomalyd score-file: {} baseline lines, then {} lines; {} of {} lines flagged in {} incidents; threshold at the end {:.4}",
+        summary.baseline_lines, summary.lines, summary.flagged, summary.lines, summary.alerts, summary.threshold
     );
     Ok(())
+}
+
+/// The progress bar for `what`, a new one when the work moved on to another stage.
+fn progress_of<'a>(
+    bars: &'a mut Vec<(&'static str, offline::Progress)>,
+    what: &'static str,
+) -> &'a mut offline::Progress {
+    if bars.last().is_none_or(|(w, _)| *w != what) {
+        bars.push((what, offline::Progress::new(what)));
+    }
+    &mut bars.last_mut().expect("just pushed").1
 }
 
 /// `anomalyd baseline import`.
@@ -296,12 +303,7 @@ fn import_baseline(config: &Config, file: &std::path::Path, format: Format) -> a
     let mut bars: Vec<(&'static str, offline::Progress)> = Vec::new();
     let summary =
         offline::import_baseline(config, file, format, embedder.as_mut(), |what, d, t| {
-            if bars.last().is_none_or(|(w, _)| *w != what) {
-                bars.push((what, offline::Progress::new(what)));
-            }
-            if let Some((_, bar)) = bars.last_mut() {
-                bar.update(d, t);
-            }
+            progress_of(&mut bars, what).update_maybe(d, t)
         })?;
     println!(
         "imported {} events ({} distinct, {} new to the baseline) from {} lines of {}; {} skipped",

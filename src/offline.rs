@@ -1,7 +1,9 @@
 //! Offline scoring (`anomalyd score-file`): a log file scored line by line exactly as the daemon
 //! would have scored it live — streamed in `embedder.batch_size` batches through the embedding
 //! cache and [`Detector::judge`], so each line is judged against the baseline and the earlier
-//! lines only, with the same rule for what joins the index — for evaluation and backfill.
+//! lines only, with the same rule for what joins the index — for evaluation and backfill. Also
+//! `anomalyd baseline import`. Neither holds its input whole: lines are read one batch at a time
+//! ([`LineReader`]), and a line over [`MAX_LINE_BYTES`] is refused by number.
 
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -36,6 +38,11 @@ pub enum OfflineError {
     Lock(#[from] crate::lock::LockError),
     #[error("{}: no line to import", path.display())]
     Empty { path: PathBuf },
+    #[error("writing the scores: {source}")]
+    Output {
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 impl OfflineError {
@@ -139,27 +146,16 @@ pub fn import_baseline(
     path: &Path,
     format: Format,
     embedder: &mut dyn Embedder,
-    mut progress: impl FnMut(&'static str, usize, usize),
+    mut progress: impl FnMut(&'static str, usize, Option<usize>),
 ) -> Result<ImportSummary, OfflineError> {
-    use sha2::{Digest, Sha256};
     std::fs::create_dir_all(&config.daemon.state_dir).map_err(|source| OfflineError::Io {
         path: config.daemon.state_dir.clone(),
         source,
     })?;
     let _lock = crate::lock::StateLock::acquire(&config.daemon.state_dir)?;
-    let bytes = std::fs::read(path).map_err(|source| OfflineError::Io {
-        path: path.to_owned(),
-        source,
-    })?;
-    let file_sha256 = hex::encode(Sha256::digest(&bytes));
-    let (texts, lines) = texts_of(path, &bytes, format, &config.render.volatile, |line| {
-        !line.trim().is_empty() && (format != Format::Bgl || line.starts_with("- "))
-    })?;
-    if texts.is_empty() {
-        return Err(OfflineError::Empty {
-            path: path.to_owned(),
-        });
-    }
+    let keep = |line: &str| !line.trim().is_empty() && (format != Format::Bgl || line.starts_with("- "));
+    // Bad input is refused before the audit database is opened (or created).
+    let total = count_kept(path, format, &config.render.volatile, &keep)?;
 
     let audit_path = config.audit_db_path();
     let model_id = embedder.model_id();
@@ -172,23 +168,37 @@ pub fn import_baseline(
         model_id: model_id.clone(),
     };
     let (mut detector, _) = Detector::restore(&config.detector, rows, policy, embedder, |d, t| {
-        progress("rebuilding the baseline", d, t)
+        progress("rebuilding the baseline", d, Some(t))
     })?;
     let before = detector.baseline_len();
 
     let mut cache = EmbeddingCache::new(config.embedder.cache_entries);
     let mut counts: std::collections::BTreeMap<u64, u64> = Default::default();
-    let mut done = 0;
-    for chunk in texts.chunks(config.embedder.batch_size) {
-        let refs: Vec<&str> = chunk.iter().map(String::as_str).collect();
-        let (vectors, _) = cache.embed(embedder, &refs)?;
-        let remaining = texts.len() - done - chunk.len();
-        for id in detector.learn(&refs, &vectors, remaining, None)? {
-            *counts.entry(id).or_default() += 1;
-        }
-        done += chunk.len();
-        progress("importing", done, texts.len());
+    let (reader, events) = learn_file(
+        path,
+        format,
+        &config.render.volatile,
+        &keep,
+        total,
+        None,
+        &mut detector,
+        embedder,
+        &mut cache,
+        config.embedder.batch_size,
+        |ids, done, total| {
+            for &id in ids {
+                *counts.entry(id).or_default() += 1;
+            }
+            progress("importing", done, total);
+        },
+    )?;
+    if events == 0 {
+        return Err(OfflineError::Empty {
+            path: path.to_owned(),
+        });
     }
+    let lines = reader.lines();
+    let file_sha256 = reader.sha256_hex();
     let imported: Vec<crate::detect::BaselineRow> = counts
         .iter()
         .map(|(&id, &count)| crate::detect::BaselineRow {
@@ -207,7 +217,7 @@ pub fn import_baseline(
     fields.insert("file_sha256".into(), serde_json::json!(file_sha256));
     fields.insert("format".into(), serde_json::json!(format.name()));
     fields.insert("lines".into(), serde_json::json!(lines));
-    fields.insert("events".into(), serde_json::json!(texts.len()));
+    fields.insert("events".into(), serde_json::json!(events));
     fields.insert("distinct".into(), serde_json::json!(imported.len()));
     fields.insert("new_texts".into(), serde_json::json!(new_texts));
     let record = Event::daemon(
@@ -215,7 +225,7 @@ pub fn import_baseline(
         format!(
             "anomalyd baseline import {} events={} new_texts={new_texts}",
             path.display(),
-            texts.len()
+            events
         ),
         fields,
     );
@@ -227,8 +237,8 @@ pub fn import_baseline(
     Ok(ImportSummary {
         seq: committed.last().map_or(0, |c| c.seq),
         lines,
-        events: texts.len() as u64,
-        skipped: lines - texts.len() as u64,
+        events: events as u64,
+        skipped: lines - events as u64,
         distinct: imported.len() as u64,
         new_texts,
         file_sha256,
@@ -270,91 +280,283 @@ impl LineScore {
     }
 }
 
-/// Reads `path` as texts in `format`; a line that cannot be read names its number.
-pub fn read_texts(
-    path: &Path,
-    format: Format,
-    volatile: &VolatileRules,
-) -> Result<Vec<String>, OfflineError> {
-    let bytes = std::fs::read(path).map_err(|source| OfflineError::Io {
-        path: path.to_owned(),
-        source,
-    })?;
-    Ok(texts_of(path, &bytes, format, volatile, |_| true)?.0)
+/// An input line longer than this is refused, by number: a log line, even a journal entry in
+/// JSON, is far shorter, and a text is cut at 2048 bytes anyway. It bounds what one line can make
+/// the reader hold.
+pub const MAX_LINE_BYTES: usize = 1 << 20;
+
+/// The lines of an input file, read one at a time (the whole file is never held), each checked
+/// for length and UTF-8, with the SHA-256 of every byte read.
+pub struct LineReader {
+    reader: std::io::BufReader<std::fs::File>,
+    path: PathBuf,
+    number: u64,
+    buf: Vec<u8>,
+    digest: sha2::Sha256,
 }
 
-/// The texts of the lines of `bytes` (the contents of `path`) that `keep` accepts, and how many
-/// lines there were; a line that cannot be read names its number.
-fn texts_of(
-    path: &Path,
-    bytes: &[u8],
-    format: Format,
-    volatile: &VolatileRules,
-    keep: impl Fn(&str) -> bool,
-) -> Result<(Vec<String>, u64), OfflineError> {
-    let mut texts = Vec::new();
-    let mut lines = 0u64;
-    if bytes.is_empty() {
-        return Ok((texts, lines));
-    }
-    let body = bytes.strip_suffix(b"\n").unwrap_or(bytes);
-    for (i, raw) in body.split(|&b| b == b'\n').enumerate() {
-        lines += 1;
-        let bad = |reason: String| OfflineError::BadLine {
+impl LineReader {
+    pub fn open(path: &Path) -> Result<LineReader, OfflineError> {
+        let file = std::fs::File::open(path).map_err(|source| OfflineError::Io {
             path: path.to_owned(),
-            line: i as u64 + 1,
-            reason,
+            source,
+        })?;
+        Ok(LineReader {
+            reader: std::io::BufReader::with_capacity(1 << 16, file),
+            path: path.to_owned(),
+            number: 0,
+            buf: Vec::new(),
+            digest: Default::default(),
+        })
+    }
+
+    /// The next line, without its line end (`\n`, or `\r\n`), and its 1-based number; `None`
+    /// at the end of the file.
+    pub fn next_line(&mut self) -> Result<Option<(u64, &str)>, OfflineError> {
+        use sha2::Digest;
+        use std::io::{BufRead, Read};
+        self.buf.clear();
+        let read = (&mut self.reader)
+            .take(MAX_LINE_BYTES as u64 + 1)
+            .read_until(b'\n', &mut self.buf)
+            .map_err(|source| OfflineError::Io {
+                path: self.path.clone(),
+                source,
+            })?;
+        if read == 0 {
+            return Ok(None);
+        }
+        self.number += 1;
+        self.digest.update(&self.buf);
+        let line = match self.buf.strip_suffix(b"\n") {
+            Some(line) => line,
+            None if self.buf.len() > MAX_LINE_BYTES => {
+                return Err(self.bad(format!(
+                    "longer than {MAX_LINE_BYTES} bytes; is this a log file?"
+                )))
+            }
+            None => &self.buf[..],
         };
-        let line = std::str::from_utf8(raw).map_err(|_| bad("not UTF-8 text".into()))?;
-        let line = line.strip_suffix('\r').unwrap_or(line);
-        if keep(line) {
-            texts.push(line_text(format, line, volatile).map_err(bad)?);
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        match std::str::from_utf8(line) {
+            Ok(text) => Ok(Some((self.number, text))),
+            Err(_) => Err(self.bad("not UTF-8 text".into())),
         }
     }
-    Ok((texts, lines))
+
+    /// Line `number` (the last one read) is bad for `reason`.
+    fn bad(&self, reason: String) -> OfflineError {
+        self.bad_line(self.number, reason)
+    }
+
+    fn bad_line(&self, line: u64, reason: String) -> OfflineError {
+        OfflineError::BadLine {
+            path: self.path.clone(),
+            line,
+            reason,
+        }
+    }
+
+    /// Lines read so far.
+    pub fn lines(&self) -> u64 {
+        self.number
+    }
+
+    /// The SHA-256 of everything read, as hex.
+    pub fn sha256_hex(self) -> String {
+        use sha2::Digest;
+        hex::encode(self.digest.finalize())
+    }
+
+    /// The next line's text in `format` among the lines `keep` accepts; `None` at the end.
+    fn next_text(
+        &mut self,
+        format: Format,
+        volatile: &VolatileRules,
+        keep: &impl Fn(&str) -> bool,
+    ) -> Result<Option<(u64, String)>, OfflineError> {
+        loop {
+            let Some((number, line)) = self.next_line()? else {
+                return Ok(None);
+            };
+            if keep(line) {
+                return match line_text(format, line, volatile) {
+                    Ok(text) => Ok(Some((number, text))),
+                    Err(reason) => Err(self.bad_line(number, reason)),
+                };
+            }
+        }
+    }
+
+    /// Up to `n` texts (with their line numbers) of the lines `keep` accepts; empty at the end.
+    fn next_texts(
+        &mut self,
+        n: usize,
+        format: Format,
+        volatile: &VolatileRules,
+        keep: &impl Fn(&str) -> bool,
+    ) -> Result<Vec<(u64, String)>, OfflineError> {
+        let mut out = Vec::with_capacity(n);
+        while out.len() < n {
+            match self.next_text(format, volatile, keep)? {
+                Some(numbered) => out.push(numbered),
+                None => break,
+            }
+        }
+        Ok(out)
+    }
 }
 
-/// Streams `texts` through the embedder and the detector as the daemon would, after `baseline`
-/// (known-normal texts) has been learned. `progress(done, total)` is called after each batch.
-pub fn score_texts(
+/// How many lines of `path` `keep` accepts, counted in a first pass that holds one line at a
+/// time and checks each as the second will (length, UTF-8, its text in `format`), so bad input
+/// fails before anything is embedded or written; `None` for what can be read only once (a
+/// pipe), whose lines are checked as they come.
+fn count_kept(
+    path: &Path,
+    format: Format,
+    volatile: &VolatileRules,
+    keep: &impl Fn(&str) -> bool,
+) -> Result<Option<usize>, OfflineError> {
+    let regular = std::fs::metadata(path)
+        .map_err(|source| OfflineError::Io {
+            path: path.to_owned(),
+            source,
+        })?
+        .is_file();
+    if !regular {
+        return Ok(None);
+    }
+    let mut reader = LineReader::open(path)?;
+    let mut kept = 0;
+    while reader.next_text(format, volatile, keep)?.is_some() {
+        kept += 1;
+    }
+    Ok(Some(kept))
+}
+
+/// Learns the texts of `path` (known-normal history, `total` of them as [`count_kept`] found)
+/// into `detector` in `batch` batches, as [`Detector::learn`] does; `each(ids, done, total)` sees
+/// each batch's baseline ids. Returns the reader, at the end of the file, and the number of
+/// texts learned.
+#[allow(clippy::too_many_arguments)]
+fn learn_file(
+    path: &Path,
+    format: Format,
+    volatile: &VolatileRules,
+    keep: &impl Fn(&str) -> bool,
+    total: Option<usize>,
+    source: Option<Source>,
+    detector: &mut Detector,
+    embedder: &mut dyn Embedder,
+    cache: &mut EmbeddingCache,
+    batch: usize,
+    mut each: impl FnMut(&[u64], usize, Option<usize>),
+) -> Result<(LineReader, usize), OfflineError> {
+    // Calibration scores only the history's last window of texts, so it needs to know where the
+    // end is; without a count (a pipe) every text is scored, to the same result.
+    let mut reader = LineReader::open(path)?;
+    let mut done = 0;
+    loop {
+        let texts = reader.next_texts(batch, format, volatile, keep)?;
+        if texts.is_empty() {
+            return Ok((reader, done));
+        }
+        let refs: Vec<&str> = texts.iter().map(|(_, t)| t.as_str()).collect();
+        let (vectors, _) = cache.embed(embedder, &refs)?;
+        done += texts.len();
+        let remaining = total.map_or(0, |t| t.saturating_sub(done));
+        let ids = detector.learn(&refs, &vectors, remaining, source)?;
+        each(&ids, done, total);
+    }
+}
+
+/// What [`score_file`] found, over the whole file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScoreSummary {
+    /// Known-normal history lines learned first, and the file's lines scored.
+    pub baseline_lines: u64,
+    pub lines: u64,
+    pub flagged: u64,
+    pub alerts: u64,
+    /// The highest source threshold at the end.
+    pub threshold: f32,
+}
+
+/// Streams the lines of `path` through the embedder and the detector as the daemon would, after
+/// `baseline` (known-normal history, same format) has been learned, one batch at a time:
+/// `each(score, text)` sees each line's verdict in order, as soon as its batch is judged, so
+/// neither file is ever held whole. `progress(what, done, total)` follows both files (`total`
+/// unknown for a pipe).
+pub fn score_file(
     config: &Config,
     embedder: &mut dyn Embedder,
-    baseline: &[String],
-    texts: &[String],
-    mut progress: impl FnMut(usize, usize),
-) -> Result<(Vec<LineScore>, f32), OfflineError> {
+    path: &Path,
+    format: Format,
+    baseline: Option<&Path>,
+    mut each: impl FnMut(&LineScore, &str) -> std::io::Result<()>,
+    mut progress: impl FnMut(&'static str, usize, Option<usize>),
+) -> Result<ScoreSummary, OfflineError> {
+    let volatile = &config.render.volatile;
     let mut detector = Detector::new(&config.detector)?;
     let mut cache = EmbeddingCache::new(config.embedder.cache_entries);
     let batch = config.embedder.batch_size;
-    let total = baseline.len() + texts.len();
-    let mut done = 0;
-    for chunk in baseline.chunks(batch) {
-        let refs: Vec<&str> = chunk.iter().map(String::as_str).collect();
-        let (vectors, _) = cache.embed(embedder, &refs)?;
-        done += chunk.len();
-        detector.learn(&refs, &vectors, baseline.len() - done, Some(Source::Custom))?;
-        progress(done, total);
-    }
-    let mut scores = Vec::with_capacity(texts.len());
+    let all = |_: &str| true;
+    // Both files checked before anything is embedded.
+    let history_total = match baseline {
+        Some(history) => count_kept(history, format, volatile, &all)?,
+        None => None,
+    };
+    let total = count_kept(path, format, volatile, &all)?;
+    let baseline_lines = match baseline {
+        Some(history) => {
+            learn_file(
+                history,
+                format,
+                volatile,
+                &all,
+                history_total,
+                Some(Source::Custom),
+                &mut detector,
+                embedder,
+                &mut cache,
+                batch,
+                |_, done, total| progress("learning the baseline", done, total),
+            )?
+            .1 as u64
+        }
+        None => 0,
+    };
+    let mut reader = LineReader::open(path)?;
+    let mut summary = ScoreSummary {
+        baseline_lines,
+        lines: 0,
+        flagged: 0,
+        alerts: 0,
+        threshold: 0.0,
+    };
     // A file has line numbers, not times: incidents stay open to its end.
     let mut incidents = crate::incident::Incidents::new(0);
-    for chunk in texts.chunks(batch) {
-        let refs: Vec<&str> = chunk.iter().map(String::as_str).collect();
+    loop {
+        let chunk = reader.next_texts(batch, format, volatile, &all)?;
+        if chunk.is_empty() {
+            break;
+        }
+        let refs: Vec<&str> = chunk.iter().map(|(_, t)| t.as_str()).collect();
         let (vectors, _) = cache.embed(embedder, &refs)?;
         let events = chunk
             .iter()
-            .map(|t| Event::observed(Source::Custom, t.clone(), Default::default()))
+            .map(|(_, t)| Event::observed(Source::Custom, t.clone(), Default::default()))
             .collect();
         let judged = detector.judge(events, &vectors).map_err(|u| u.error)?;
-        for j in judged {
-            let line = scores.len() as u64 + 1;
+        for (j, (line, text)) in judged.into_iter().zip(&chunk) {
+            let line = *line;
             let anomaly = j.verdict == Verdict::Anomaly;
             let incident = anomaly.then(|| match incidents.observe(&j.event.text, line, 0) {
                 crate::incident::Alert::Opens => (line, 0),
                 crate::incident::Alert::RepeatOf { first, repeat } => (first, repeat),
             });
             let fields = &j.event.fields;
-            scores.push(LineScore {
+            let score = LineScore {
                 line,
                 score: j.score.unwrap_or(f32::NAN),
                 anomaly,
@@ -367,12 +569,16 @@ pub fn score_texts(
                     .get("variable_slots")
                     .and_then(|v| v.get("positions"))
                     .and_then(|p| serde_json::from_value(p.clone()).ok()),
-            });
+            };
+            summary.lines += 1;
+            summary.flagged += u64::from(score.anomaly);
+            summary.alerts += u64::from(score.alerts());
+            each(&score, text).map_err(|source| OfflineError::Output { source })?;
         }
-        done += chunk.len();
-        progress(done, total);
+        progress("scoring", summary.lines as usize, total);
     }
-    Ok((scores, detector.threshold()))
+    summary.threshold = detector.threshold();
+    Ok(summary)
 }
 
 /// A progress line on stderr: redrawn in place on a terminal, every 10% otherwise.
@@ -388,6 +594,25 @@ impl Progress {
             what,
             terminal: std::io::stderr().is_terminal(),
             last_decile: 0,
+        }
+    }
+
+    /// Where it stands when the total is not known beforehand (input from a pipe).
+    pub fn update_open(&mut self, done: usize) {
+        let mut err = std::io::stderr().lock();
+        if self.terminal {
+            let _ = write!(err, "\r{} {done}", self.what);
+        } else if done / 10_000 > self.last_decile {
+            self.last_decile = done / 10_000;
+            let _ = writeln!(err, "{}: {done}", self.what);
+        }
+    }
+
+    /// [`Progress::update`] or, without a total, [`Progress::update_open`].
+    pub fn update_maybe(&mut self, done: usize, total: Option<usize>) {
+        match total {
+            Some(total) => self.update(done, total),
+            None => self.update_open(done),
         }
     }
 

@@ -286,6 +286,39 @@ async fn baseline_import_is_one_chained_record_and_trains_the_index() {
     );
     assert!(!state.join("audit.sqlite").exists(), "nothing was written");
 
+    // Input is streamed, never held whole: a line over the bound (1 MiB) is refused by number
+    // (for import and score-file alike), as is one that is not UTF-8, before anything is written.
+    let long = dir.path().join("long.txt");
+    let mut bytes = b"custom fine\ncustom also fine\n".to_vec();
+    bytes.extend(std::iter::repeat_n(b'x', anomalyd::offline::MAX_LINE_BYTES + 1));
+    bytes.extend(b"\ncustom never read\n");
+    std::fs::write(&long, &bytes).unwrap();
+    let not_utf8 = dir.path().join("latin1.txt");
+    std::fs::write(&not_utf8, b"custom fine\ncustom caf\xe9 ouvert\n").unwrap();
+    let out_file = dir.path().join("scores.jsonl");
+    for (file, said) in [
+        (&long, "long.txt: line 3: longer than 1048576 bytes"),
+        (&not_utf8, "latin1.txt: line 2: not UTF-8 text"),
+    ] {
+        let out = import(&[file.to_str().unwrap()]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && err.contains(said), "import: {err}");
+        assert!(!state.join("audit.sqlite").exists(), "nothing was written");
+        let out = anomalyd(
+            &state,
+            &["score-file", file.to_str().unwrap(), "--out", out_file.to_str().unwrap()],
+        );
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && err.contains(said), "score-file: {err}");
+        assert_eq!(std::fs::read(&out_file).unwrap(), b"", "no line scored before the refusal");
+        let out = anomalyd(
+            &state,
+            &["score-file", not_utf8.to_str().unwrap(), "--baseline", file.to_str().unwrap()],
+        );
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && err.contains(said), "score-file --baseline: {err}");
+    }
+
     let out = import(&[file.to_str().unwrap()]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
