@@ -265,6 +265,10 @@ fn start_exporters(
     (stop, tasks)
 }
 
+/// How long systemd is asked to wait for the next step of a baseline rebuild (256 texts, about a
+/// second on two cores).
+const REBUILD_STEP_ALLOWANCE: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// The baseline the audit database holds, its vectors from the snapshot where it agrees and
 /// embedded again after that (a missing or damaged snapshot is rebuilt, never fatal).
 fn restore_baseline(
@@ -288,7 +292,13 @@ fn restore_baseline(
         embedder,
         |done, total| {
             bar.update(done, total);
-            notifier.status(&format!("rebuilding the baseline: {done}/{total} texts"));
+            // Each step asks systemd for more time to start: a big baseline takes longer than
+            // TimeoutStartSec, and a timeout would restart the rebuild for ever. One that stops
+            // making progress still times out.
+            notifier.notify(&format!(
+                "STATUS=rebuilding the baseline: {done}/{total} texts\nEXTEND_TIMEOUT_USEC={}",
+                REBUILD_STEP_ALLOWANCE.as_micros()
+            ));
         },
     )?;
     // Each source's threshold as it was calibrated before the restart: the recorded scores of

@@ -170,6 +170,11 @@ pub struct Restored {
     pub snapshot_problem: Option<String>,
 }
 
+/// While the baseline is being embedded again at start-up, the snapshot is saved at least this
+/// often (or every `snapshot_interval_s`, when shorter), so that a start cut short (a crash, a
+/// kill, a timeout) resumes from what was done instead of starting over.
+const REBUILD_SAVE_EVERY: Duration = Duration::from_secs(30);
+
 /// Where and how often the baseline is snapshotted.
 #[derive(Debug, Clone)]
 pub struct SnapshotPolicy {
@@ -305,6 +310,15 @@ impl Detector {
         }
         let start = restored.from_snapshot;
         let total = rows.len() - start;
+        let save_every = match policy.interval {
+            Duration::ZERO => REBUILD_SAVE_EVERY,
+            interval => interval.min(REBUILD_SAVE_EVERY),
+        };
+        detector.snapshot = Some(policy);
+        let mut last_save = Instant::now();
+        if total > 0 {
+            progress(0, total);
+        }
         for chunk in rows[start..].chunks(REBUILD_BATCH) {
             let texts: Vec<&str> = chunk.iter().map(|r| r.text.as_str()).collect();
             let vectors = embedder.embed(&texts)?;
@@ -316,13 +330,24 @@ impl Detector {
             }
             restored.embedded += chunk.len();
             progress(restored.embedded, total);
+            if restored.embedded < total && last_save.elapsed() >= save_every {
+                // The texts so far agree with the table's first rows: the next start keeps them.
+                match detector.save_snapshot() {
+                    Ok(()) => info!(
+                        texts = detector.baseline.len(),
+                        of = rows.len(),
+                        "baseline rebuild progress saved"
+                    ),
+                    Err(e) => warn!(error = %e, "could not save the baseline rebuild's progress"),
+                }
+                last_save = Instant::now();
+            }
         }
         detector.snapshot_state = if restored.embedded == 0 && restored.snapshot_problem.is_none() {
             (detector.baseline.len(), 0)
         } else {
             (usize::MAX, 0)
         };
-        detector.snapshot = Some(policy);
         Ok((detector, restored))
     }
 
