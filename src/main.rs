@@ -237,7 +237,10 @@ fn score_file(
     eprintln!(
         "anomalyd score-file: {}{}; {} on {}",
         file.display(),
-        baseline.map_or(String::new(), |b| format!(" after the baseline {}", b.display())),
+        baseline.map_or(String::new(), |b| format!(
+            " after the baseline {}",
+            b.display()
+        )),
         embedder.model_id(),
         embedder.backend()
     );

@@ -153,7 +153,8 @@ pub fn import_baseline(
         source,
     })?;
     let _lock = crate::lock::StateLock::acquire(&config.daemon.state_dir)?;
-    let keep = |line: &str| !line.trim().is_empty() && (format != Format::Bgl || line.starts_with("- "));
+    let keep =
+        |line: &str| !line.trim().is_empty() && (format != Format::Bgl || line.starts_with("- "));
     // Bad input is refused before the audit database is opened (or created).
     let total = count_kept(path, format, &config.render.volatile, &keep)?;
 

@@ -77,6 +77,11 @@ pub struct ScoreRequest {
     reply: oneshot::Sender<Result<DryRun, String>>,
 }
 
+/// Messages waiting in a queue.
+fn depth<T>(tx: &mpsc::Sender<T>) -> usize {
+    tx.max_capacity() - tx.capacity()
+}
+
 /// How long one shared commit probe may take before its waiters are told it did not come back.
 const COMMIT_PROBE_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -118,17 +123,14 @@ impl Intake {
 
     /// Events waiting in the intake queue now.
     pub fn queue_depth(&self) -> usize {
-        self.tx.max_capacity() - self.tx.capacity()
+        depth(&self.tx)
     }
 
     /// Reads the queue's depth without keeping the queue open: the pipeline drains once every
     /// `Intake` is gone, which a reader (the metrics exposition) must not prevent.
     pub fn depth_reader(&self) -> impl Fn() -> u64 + Send + Sync + 'static {
         let weak = self.tx.downgrade();
-        move || {
-            weak.upgrade()
-                .map_or(0, |tx| (tx.max_capacity() - tx.capacity()) as u64)
-        }
+        move || weak.upgrade().map_or(0, |tx| depth(&tx) as u64)
     }
 
     fn note_depth(&self) {

@@ -1,8 +1,9 @@
 //! Readers must not make the daemon drop real events: a steady stream of unit changes goes on
 //! while many clients call `Score` (dry runs) and `ListEvents` with a `contains` filter (full
 //! scans) as fast as they are answered. Every event is committed (no drops, no gap record), the
-//! daemon keeps answering `Stats` promptly, and the callers hear `Busy` rather than queueing
-//! without bound.
+//! daemon keeps answering `Stats` promptly, its systemd watchdog keeps being fed (the pings a
+//! real `$NOTIFY_SOCKET` receives never stop for as long as `WatchdogSec`), and the callers hear
+//! `Busy` rather than queueing without bound.
 
 mod common;
 
@@ -16,6 +17,33 @@ use common::{api_proxy, fake_systemd, unit_changed, RunningDaemon};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn score_and_list_callers_cannot_make_the_daemon_drop_events() {
     let dir = tempfile::tempdir().unwrap();
+    // systemd's side of the watchdog: a notify socket, and the pings' arrival times. 6 s, so the
+    // daemon probes its pipeline every 2 s and must get through within that.
+    let watchdog = Duration::from_secs(6);
+    let socket = std::os::unix::net::UnixDatagram::bind(dir.path().join("notify")).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    // Set before the daemon starts, while nothing else in this test binary (one test) reads
+    // the environment.
+    std::env::set_var("NOTIFY_SOCKET", dir.path().join("notify"));
+    std::env::set_var("WATCHDOG_USEC", watchdog.as_micros().to_string());
+    let listening = Arc::new(AtomicBool::new(true));
+    let pings = {
+        let listening = listening.clone();
+        std::thread::spawn(move || {
+            let mut pings = Vec::new();
+            let mut buf = [0u8; 4096];
+            while listening.load(Relaxed) {
+                if let Ok(n) = socket.recv(&mut buf) {
+                    if String::from_utf8_lossy(&buf[..n]).contains("WATCHDOG=1") {
+                        pings.push(Instant::now());
+                    }
+                }
+            }
+            pings
+        })
+    };
     // A small intake queue, so that anything the readers take from the events shows as drops.
     let daemon = RunningDaemon::start(
         dir.path(),
@@ -128,6 +156,22 @@ async fn score_and_list_callers_cannot_make_the_daemon_drop_events() {
         reader.await.unwrap();
     }
     let elapsed = started.elapsed();
+    listening.store(false, Relaxed);
+    let pings = pings.join().unwrap();
+    let during: Vec<Instant> = pings.iter().copied().filter(|p| *p >= started).collect();
+    let mut widest = during.first().map_or(elapsed, |first| *first - started);
+    for pair in during.windows(2) {
+        widest = widest.max(pair[1] - pair[0]);
+    }
+    eprintln!(
+        "watchdog: {} pings under load, widest gap {widest:?}",
+        during.len()
+    );
+    assert!(
+        widest < watchdog && during.len() as u32 >= (elapsed.as_secs() / 3) as u32,
+        "the watchdog would have tripped under API load: {} pings in {elapsed:?}, widest gap {widest:?}",
+        during.len()
+    );
     eprintln!(
         "{sent} changes in {elapsed:?}; readers: {} answered, {} busy, {} failed; slowest Stats {slowest_stats:?}; {stats:?}",
         answered.load(Relaxed),

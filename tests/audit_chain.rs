@@ -83,8 +83,9 @@ fn an_untouched_chain_verifies_with_its_checkpoints() {
 
 /// The reference verifier in ARCHITECTURE.md, as written there.
 fn reference_verifier(dir: &Path) -> PathBuf {
-    let doc = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("ARCHITECTURE.md"))
-        .unwrap();
+    let doc =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("ARCHITECTURE.md"))
+            .unwrap();
     let section = &doc[doc.find("### A reference verifier").expect("the section")..];
     let body = &section[section.find("```python\n").expect("its code") + 10..];
     let script = dir.join("reference_verifier.py");
@@ -306,12 +307,21 @@ fn every_tampering_is_caught_at_the_right_seq_by_every_verifier() {
         let Some((at, problem)) = report.failure else {
             panic!("{name}: audit::verify with checkpoints passed it");
         };
-        assert!(at == seq && problem_is(&problem), "{name}: {at}: {problem:?}");
+        assert!(
+            at == seq && problem_is(&problem),
+            "{name}: {at}: {problem:?}"
+        );
         let alone = verify(&db, &[]).unwrap().failure.map(|f| f.0);
         let expected = (!case.needs_checkpoints).then_some(seq);
         assert_eq!(alone, expected, "{name}: audit::verify without checkpoints");
 
-        let (code, out) = anomalyctl(&["verify", "--db", db_arg, "--checkpoints", file.to_str().unwrap()]);
+        let (code, out) = anomalyctl(&[
+            "verify",
+            "--db",
+            db_arg,
+            "--checkpoints",
+            file.to_str().unwrap(),
+        ]);
         assert_eq!(code, 1, "{name}: anomalyctl: {out}");
         assert!(
             out.starts_with(&format!("chain BROKEN at seq {seq}: {problem}")),
@@ -327,21 +337,41 @@ fn every_tampering_is_caught_at_the_right_seq_by_every_verifier() {
             + &String::from_utf8_lossy(&run.stdout);
         match case.reference {
             Some(1) => {
-                assert!(!run.status.success() && said.starts_with("no genesis record"), "{name}: reference: {said}")
+                assert!(
+                    !run.status.success() && said.starts_with("no genesis record"),
+                    "{name}: reference: {said}"
+                )
             }
             Some(seq) => assert!(
                 !run.status.success() && said.starts_with(&format!("seq {seq}:")),
                 "{name}: reference: {said}"
             ),
-            None => assert!(run.status.success() && said.starts_with("chain intact"), "{name}: reference: {said}"),
+            None => assert!(
+                run.status.success() && said.starts_with("chain intact"),
+                "{name}: reference: {said}"
+            ),
         }
     }
 
     // And the untouched chain passes all three.
-    let (code, out) = anomalyctl(&["verify", "--db", reference.to_str().unwrap(), "--checkpoints", file.to_str().unwrap()]);
+    let (code, out) = anomalyctl(&[
+        "verify",
+        "--db",
+        reference.to_str().unwrap(),
+        "--checkpoints",
+        file.to_str().unwrap(),
+    ]);
     assert_eq!(code, 0, "{out}");
-    let run = std::process::Command::new("python3").arg(&script).arg(&reference).output().unwrap();
-    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let run = std::process::Command::new("python3")
+        .arg(&script)
+        .arg(&reference)
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
     assert!(verify(&reference, &checkpoints).unwrap().ok());
 }
 
@@ -349,7 +379,11 @@ fn every_tampering_is_caught_at_the_right_seq_by_every_verifier() {
 fn first_join(db: &Path, id: u64) -> u64 {
     Connection::open(db)
         .unwrap()
-        .query_row("SELECT first_seq FROM baseline WHERE id = ?1", [id as i64], |r| r.get::<_, i64>(0))
+        .query_row(
+            "SELECT first_seq FROM baseline WHERE id = ?1",
+            [id as i64],
+            |r| r.get::<_, i64>(0),
+        )
         .unwrap() as u64
 }
 
@@ -456,7 +490,10 @@ fn a_version_1_file_is_migrated_and_its_chain_continues() {
         })
         .unwrap();
     assert_eq!(kind, "import");
-    assert!(fields.contains("\"adopted\":true") && fields.contains("\"baseline_rows\":7"), "{fields}");
+    assert!(
+        fields.contains("\"adopted\":true") && fields.contains("\"baseline_rows\":7"),
+        "{fields}"
+    );
     conn.execute("UPDATE baseline SET count = count + 1 WHERE id = 0", [])
         .unwrap();
     let Some((_, Problem::Baseline(_))) = verify(&db, &checkpoints).unwrap().failure else {

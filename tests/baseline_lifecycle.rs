@@ -290,7 +290,10 @@ async fn baseline_import_is_one_chained_record_and_trains_the_index() {
     // (for import and score-file alike), as is one that is not UTF-8, before anything is written.
     let long = dir.path().join("long.txt");
     let mut bytes = b"custom fine\ncustom also fine\n".to_vec();
-    bytes.extend(std::iter::repeat_n(b'x', anomalyd::offline::MAX_LINE_BYTES + 1));
+    bytes.extend(std::iter::repeat_n(
+        b'x',
+        anomalyd::offline::MAX_LINE_BYTES + 1,
+    ));
     bytes.extend(b"\ncustom never read\n");
     std::fs::write(&long, &bytes).unwrap();
     let not_utf8 = dir.path().join("latin1.txt");
@@ -306,17 +309,37 @@ async fn baseline_import_is_one_chained_record_and_trains_the_index() {
         assert!(!state.join("audit.sqlite").exists(), "nothing was written");
         let out = anomalyd(
             &state,
-            &["score-file", file.to_str().unwrap(), "--out", out_file.to_str().unwrap()],
+            &[
+                "score-file",
+                file.to_str().unwrap(),
+                "--out",
+                out_file.to_str().unwrap(),
+            ],
         );
         let err = String::from_utf8_lossy(&out.stderr);
-        assert!(!out.status.success() && err.contains(said), "score-file: {err}");
-        assert_eq!(std::fs::read(&out_file).unwrap(), b"", "no line scored before the refusal");
+        assert!(
+            !out.status.success() && err.contains(said),
+            "score-file: {err}"
+        );
+        assert_eq!(
+            std::fs::read(&out_file).unwrap(),
+            b"",
+            "no line scored before the refusal"
+        );
         let out = anomalyd(
             &state,
-            &["score-file", not_utf8.to_str().unwrap(), "--baseline", file.to_str().unwrap()],
+            &[
+                "score-file",
+                not_utf8.to_str().unwrap(),
+                "--baseline",
+                file.to_str().unwrap(),
+            ],
         );
         let err = String::from_utf8_lossy(&out.stderr);
-        assert!(!out.status.success() && err.contains(said), "score-file --baseline: {err}");
+        assert!(
+            !out.status.success() && err.contains(said),
+            "score-file --baseline: {err}"
+        );
     }
 
     let out = import(&[file.to_str().unwrap()]);

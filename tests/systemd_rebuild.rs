@@ -55,9 +55,11 @@ fn import_baseline(upper: &Path) {
 
 /// A property of the service, as `systemctl show` gives it.
 fn property(name: &str) -> String {
-    inside_ok(&format!("systemctl show anomalyd.service -p {name} --value"))
-        .trim()
-        .to_owned()
+    inside_ok(&format!(
+        "systemctl show anomalyd.service -p {name} --value"
+    ))
+    .trim()
+    .to_owned()
 }
 
 /// The `FIELD` of each journal entry of the service whose message is `message`, oldest first.
@@ -102,11 +104,15 @@ fn a_big_baseline_rebuild_extends_the_start_timeout_and_resumes_after_a_kill() {
     // 2. Cut short by a kill after it saved some progress: the restart keeps what was done.
     inside_ok("systemctl stop anomalyd.service && rm /var/lib/anomalyd/baseline.snapshot");
     inside_ok("systemctl start --no-block anomalyd.service");
-    let saved = wait_until("the rebuild to save progress", Duration::from_secs(120), || {
-        logged("baseline rebuild progress saved", "TEXTS")
-            .get(saves_before)
-            .map(u64::to_string)
-    })
+    let saved = wait_until(
+        "the rebuild to save progress",
+        Duration::from_secs(120),
+        || {
+            logged("baseline rebuild progress saved", "TEXTS")
+                .get(saves_before)
+                .map(u64::to_string)
+        },
+    )
     .parse::<u64>()
     .unwrap();
     assert!(saved > 0 && saved < TEXTS as u64, "{saved}");
@@ -116,7 +122,11 @@ fn a_big_baseline_rebuild_extends_the_start_timeout_and_resumes_after_a_kill() {
     });
     let from_snapshot = logged("baseline loaded", "FROM_SNAPSHOT");
     let embedded = logged("baseline loaded", "EMBEDDED");
-    assert_eq!(from_snapshot.len(), 2, "two complete starts: {from_snapshot:?}");
+    assert_eq!(
+        from_snapshot.len(),
+        2,
+        "two complete starts: {from_snapshot:?}"
+    );
     assert!(
         from_snapshot[1] >= saved && from_snapshot[1] + embedded[1] == TEXTS as u64,
         "the restart resumed from the saved {saved}: from_snapshot {from_snapshot:?}, embedded {embedded:?}"

@@ -532,7 +532,11 @@ impl AuditWriter {
                     imported
                         .iter()
                         .map(|row| ImportedRow {
-                            first_seq: if first_seq_is_record { seq } else { row.first_seq },
+                            first_seq: if first_seq_is_record {
+                                seq
+                            } else {
+                                row.first_seq
+                            },
                             ..row.clone()
                         })
                         .collect()

@@ -354,7 +354,8 @@ impl BaselineLedger {
     /// The first row of the baseline table that differs from the chain's, with the seq it
     /// claims (or the chain gives) as the failing record.
     fn compare(mut self, conn: &rusqlite::Connection) -> rusqlite::Result<Option<(u64, Problem)>> {
-        let mut stmt = conn.prepare("SELECT id, text, count, first_seq FROM baseline ORDER BY id")?;
+        let mut stmt =
+            conn.prepare("SELECT id, text, count, first_seq FROM baseline ORDER BY id")?;
         let mut rows = stmt.query([])?;
         while let Some(row) = rows.next()? {
             let id = row.get::<_, i64>(0)? as u64;
@@ -375,7 +376,10 @@ impl BaselineLedger {
             } else if admitted.count != count {
                 Some(format!("the chain records {} joins", admitted.count))
             } else if admitted.first_seq != first_seq {
-                Some(format!("the chain first admitted it at seq {}", admitted.first_seq))
+                Some(format!(
+                    "the chain first admitted it at seq {}",
+                    admitted.first_seq
+                ))
             } else {
                 None
             };
