@@ -830,8 +830,9 @@ impl DetectorApi {
         // Acknowledged once committed: a caller told "done" can rely on the record existing.
         if !intake.committed(SUBMIT_TIMEOUT).await {
             return Err(ApiError::Busy(format!(
-                "the event was queued but not committed within {}s; it may still be: look for it \
-                 (ListEvents) before submitting it again",
+                "the event was queued, but its commit was not confirmed within {}s (the pipeline \
+                 is slow or stuck); it may still be committed: look for it (ListEvents) before \
+                 submitting it again",
                 SUBMIT_TIMEOUT.as_secs()
             )));
         }

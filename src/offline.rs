@@ -317,8 +317,9 @@ impl LineReader {
         use sha2::Digest;
         use std::io::{BufRead, Read};
         self.buf.clear();
+        // Room for the longest line allowed and its `\r\n`.
         let read = (&mut self.reader)
-            .take(MAX_LINE_BYTES as u64 + 1)
+            .take(MAX_LINE_BYTES as u64 + 2)
             .read_until(b'\n', &mut self.buf)
             .map_err(|source| OfflineError::Io {
                 path: self.path.clone(),
@@ -329,16 +330,13 @@ impl LineReader {
         }
         self.number += 1;
         self.digest.update(&self.buf);
-        let line = match self.buf.strip_suffix(b"\n") {
-            Some(line) => line,
-            None if self.buf.len() > MAX_LINE_BYTES => {
-                return Err(self.bad(format!(
-                    "longer than {MAX_LINE_BYTES} bytes; is this a log file?"
-                )))
-            }
-            None => &self.buf[..],
-        };
+        let line = self.buf.strip_suffix(b"\n").unwrap_or(&self.buf);
         let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.len() > MAX_LINE_BYTES {
+            return Err(self.bad(format!(
+                "longer than {MAX_LINE_BYTES} bytes; is this a log file?"
+            )));
+        }
         match std::str::from_utf8(line) {
             Ok(text) => Ok(Some((self.number, text))),
             Err(_) => Err(self.bad("not UTF-8 text".into())),
@@ -454,7 +452,8 @@ fn learn_file(
     mut each: impl FnMut(&[u64], usize, Option<usize>),
 ) -> Result<(LineReader, usize), OfflineError> {
     // Calibration scores only the history's last window of texts, so it needs to know where the
-    // end is; without a count (a pipe) every text is scored, to the same result.
+    // end is; without a count (a pipe) every text is scored, a search each, and the threshold
+    // can come out slightly different (calibration recomputes its quantile every so many scores).
     let mut reader = LineReader::open(path)?;
     let mut done = 0;
     loop {

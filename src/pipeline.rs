@@ -82,8 +82,10 @@ fn depth<T>(tx: &mpsc::Sender<T>) -> usize {
     tx.max_capacity() - tx.capacity()
 }
 
-/// How long one shared commit probe may take before its waiters are told it did not come back.
-const COMMIT_PROBE_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long one shared commit probe may take before its waiters are told it did not come back:
+/// a caller may wait for two (the one in flight when it joined, then its own), well within the
+/// API's timeouts.
+const COMMIT_PROBE_TIMEOUT: Duration = Duration::from_secs(9);
 
 /// The door into the pipeline; sources and the API hold clones. Never blocks.
 #[derive(Clone)]

@@ -68,7 +68,7 @@ fn a_schema_from_the_future_is_refused_untouched() {
     let out = run_daemon(dir.path(), "");
     assert_refused(
         &out,
-        &["schema version 99 is newer than this build understands (3)"],
+        &["schema version 99 is newer than this build understands (4)"],
     );
     assert_eq!(digest(&db), before, "the file was not touched");
 }

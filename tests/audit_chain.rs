@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 
 use anomalyd::audit::{verify, AuditWriter, Checkpoint, Problem};
 use anomalyd::config::Synchronous;
-use anomalyd::event::{Event, Judged, Source, Verdict};
+use anomalyd::detect::BaselineRow;
+use anomalyd::event::{Event, Judged, RecordKind, Source, Verdict};
 use rusqlite::Connection;
 
 #[path = "common/chain.rs"]
@@ -50,6 +51,24 @@ fn build_with(dir: &Path, record_joins: bool) -> (PathBuf, Vec<Checkpoint>) {
     let mut checkpoints = Vec::new();
     let mut ids: Vec<String> = Vec::new();
     for i in 0..49u64 {
+        if record_joins && i == 13 {
+            // Seq 15: an import, adding to a text already known and a new one.
+            ids.push("custom imported history line".into());
+            let rows = [(0, 5), (ids.len() as u64 - 1, 3)].map(|(id, count)| BaselineRow {
+                id,
+                text: ids[id as usize].clone(),
+                count,
+            });
+            let import = Event::daemon(
+                RecordKind::Import,
+                "anomalyd baseline import history.txt events=8 new_texts=1".into(),
+                serde_json::Map::new(),
+            );
+            writer
+                .append_with_baseline(&[Judged::unscored(import)], MODEL, &rows)
+                .unwrap();
+            continue;
+        }
         let mut judged = judged(i);
         if record_joins && judged.verdict == Verdict::Normal {
             let text = &judged.event.text;
@@ -209,8 +228,10 @@ fn every_tampering_is_caught_at_the_right_seq_by_every_verifier() {
             name: "tail cut",
             // The baseline's counts made to agree, as a careful attacker would.
             sql: "DELETE FROM records WHERE seq > 44;
-                  UPDATE baseline SET count = (SELECT COUNT(*) FROM records
-                                                WHERE json_extract(fields, '$.joined') = baseline.id);"
+                  UPDATE baseline SET count =
+                      (SELECT COUNT(*) FROM records WHERE json_extract(fields, '$.joined') = baseline.id)
+                    + (SELECT COALESCE(SUM(count), 0) FROM baseline_imports WHERE id = baseline.id);
+                  DELETE FROM baseline WHERE count = 0;"
                 .into(),
             rehash_from: None,
             caught: (50, |p| *p == Problem::Truncated { last_seq: 44 }),
@@ -293,6 +314,46 @@ fn every_tampering_is_caught_at_the_right_seq_by_every_verifier() {
             needs_checkpoints: false,
             reference: None,
         },
+        Tamper {
+            // An import's kept rows no longer what its record's digest covers.
+            name: "import row edited",
+            sql: "UPDATE baseline_imports SET count = count + 1 WHERE id = 0;
+                  UPDATE baseline SET count = count + 1 WHERE id = 0;"
+                .into(),
+            rehash_from: None,
+            caught: (15, baseline),
+            needs_checkpoints: false,
+            reference: None,
+        },
+        Tamper {
+            name: "import row added",
+            sql: "INSERT INTO baseline_imports (seq, id, text, count, first_seq)
+                    VALUES (15, 99, 'systemd unit evil.service ActiveState=active', 1, 15);
+                  INSERT INTO baseline (id, text, count, first_seq)
+                    VALUES (99, 'systemd unit evil.service ActiveState=active', 1, 15);"
+                .into(),
+            rehash_from: None,
+            caught: (15, baseline),
+            needs_checkpoints: false,
+            reference: None,
+        },
+        Tamper {
+            name: "import rows dropped",
+            sql: "DELETE FROM baseline_imports".into(),
+            rehash_from: None,
+            caught: (15, baseline),
+            needs_checkpoints: false,
+            reference: None,
+        },
+        Tamper {
+            // Which would have the next start adopt whatever the table then holds.
+            name: "schema version lowered",
+            sql: "PRAGMA user_version = 3".into(),
+            rehash_from: None,
+            caught: (3, baseline),
+            needs_checkpoints: false,
+            reference: None,
+        },
     ];
     for case in &cases {
         let db = tampered(&reference, &case.name.replace(' ', "_"), &case.sql);
@@ -332,7 +393,7 @@ fn every_tampering_is_caught_at_the_right_seq_by_every_verifier() {
             .arg(&script)
             .arg(&db)
             .output()
-            .unwrap();
+            .expect("python3 runs the reference verifier (scripts/setup installs it)");
         let said = String::from_utf8_lossy(&run.stderr).into_owned()
             + &String::from_utf8_lossy(&run.stdout);
         match case.reference {
@@ -352,6 +413,13 @@ fn every_tampering_is_caught_at_the_right_seq_by_every_verifier() {
             ),
         }
     }
+
+    // A lowered version is refused by the writer too: it would adopt a forged baseline.
+    let lowered = reference.with_file_name("schema_version_lowered.sqlite");
+    let err = AuditWriter::open(&lowered, Synchronous::Normal, MODEL)
+        .err()
+        .expect("a lowered schema version is refused");
+    assert!(err.to_string().contains("its version was lowered"), "{err}");
 
     // And the untouched chain passes all three.
     let (code, out) = anomalyctl(&[
@@ -510,4 +578,33 @@ fn a_version_1_file_is_migrated_and_its_chain_continues() {
         err.to_string().contains("schema version 99 is newer"),
         "{err}"
     );
+}
+
+#[test]
+fn an_observed_field_named_like_a_join_is_kept_aside_and_not_believed() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("audit.sqlite");
+    let mut writer = AuditWriter::open(&db, Synchronous::Normal, MODEL).unwrap();
+    // A custom signal's arguments are the sender's to choose, keys included.
+    let mut fields = serde_json::Map::new();
+    fields.insert("joined".into(), serde_json::json!(0));
+    fields.insert("baseline_sha256".into(), serde_json::json!("00"));
+    let forged = Judged {
+        event: Event::observed(Source::Custom, "custom Probe.Ping arg0=x".into(), fields),
+        score: Some(0.9),
+        verdict: Verdict::Anomaly,
+        neighbours: vec![],
+        joined: None,
+    };
+    writer.append(&[forged], MODEL).unwrap();
+    drop(writer);
+    let report = verify(&db, &[]).unwrap();
+    assert!(report.ok(), "{report:?}");
+    let fields: String = Connection::open(&db)
+        .unwrap()
+        .query_row("SELECT fields FROM records WHERE seq = 2", [], |r| r.get(0))
+        .unwrap();
+    let fields: serde_json::Value = serde_json::from_str(&fields).unwrap();
+    assert_eq!(fields.get("joined"), None, "{fields}");
+    assert_eq!(fields["observed_reserved"]["joined"], 0, "{fields}");
 }

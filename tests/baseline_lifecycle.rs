@@ -286,6 +286,32 @@ async fn baseline_import_is_one_chained_record_and_trains_the_index() {
     );
     assert!(!state.join("audit.sqlite").exists(), "nothing was written");
 
+    // A line of exactly the bound is read, with either line end.
+    let widest = dir.path().join("widest.txt");
+    let mut bytes = vec![b'x'; anomalyd::offline::MAX_LINE_BYTES];
+    bytes.extend(b"\r\n");
+    bytes.extend(std::iter::repeat_n(b'y', anomalyd::offline::MAX_LINE_BYTES));
+    bytes.extend(b"\n");
+    std::fs::write(&widest, &bytes).unwrap();
+    let scores = dir.path().join("widest.jsonl");
+    let out = anomalyd(
+        &state,
+        &[
+            "score-file",
+            widest.to_str().unwrap(),
+            "--format",
+            "canonical",
+            "--out",
+            scores.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(std::fs::read_to_string(&scores).unwrap().lines().count(), 2);
+
     // Input is streamed, never held whole: a line over the bound (1 MiB) is refused by number
     // (for import and score-file alike), as is one that is not UTF-8, before anything is written.
     let long = dir.path().join("long.txt");

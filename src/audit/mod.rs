@@ -35,6 +35,8 @@ pub enum AuditError {
     },
     #[error("audit database {path}: schema version {found} is newer than this build understands ({SCHEMA_VERSION})")]
     NewerSchema { path: String, found: i64 },
+    #[error("audit database {path}: it says schema version 3 or older, but record {seq} names a baseline join or import, which only version 4 writes: its version was lowered (tampering?); check it with anomalyctl verify")]
+    LoweredSchema { path: String, seq: u64 },
     #[error("audit database {path} does not exist")]
     Missing { path: String },
     #[error("audit database {path}: cannot create its directory: {source}")]
@@ -256,6 +258,10 @@ pub fn import_digest<'a>(rows: impl IntoIterator<Item = &'a ImportedRow>) -> [u8
     h.finalize().into()
 }
 
+/// The fields through which records name what they added to the baseline; set only by the
+/// writer (verification trusts them).
+const RESERVED_FIELDS: &[&str] = &["joined", "baseline_rows", "baseline_sha256", "adopted"];
+
 const UPSERT_BASELINE: &str =
     "INSERT INTO baseline (id, text, count, first_seq) VALUES (?1, ?2, ?3, ?4)
      ON CONFLICT(id) DO UPDATE SET count = count + excluded.count";
@@ -374,13 +380,6 @@ impl AuditWriter {
             ))
             .map_err(sqlite)?;
         }
-        if version < 4 {
-            conn.execute_batch(&format!(
-                "BEGIN; {MIGRATE_V3_TO_V4} PRAGMA user_version = 4; COMMIT;"
-            ))
-            .map_err(sqlite)?;
-        }
-
         let head: Option<(u64, Vec<u8>, i64)> = conn
             .query_row(
                 "SELECT seq, hash, ts_usec FROM records ORDER BY seq DESC LIMIT 1",
@@ -400,6 +399,9 @@ impl AuditWriter {
             head_hash,
             head_ts,
         };
+        if version < 4 {
+            writer.migrate_to_v4(model)?;
+        }
         if head_seq == 0 {
             let machine_id = std::fs::read_to_string("/etc/machine-id")
                 .unwrap_or_default()
@@ -414,8 +416,6 @@ impl AuditWriter {
                 fields,
             );
             writer.append(&[Judged::unscored(genesis)], model)?;
-        } else if (1..4).contains(&version) {
-            writer.adopt_baseline(model)?;
         }
         Ok(writer)
     }
@@ -424,13 +424,41 @@ impl AuditWriter {
         (self.head_seq, self.head_hash)
     }
 
-    /// A file migrated from before version 4 recorded no joins in its records: its baseline as
-    /// it stands is adopted through one import record, so everything after it can be checked.
-    fn adopt_baseline(&mut self, model: &str) -> Result<(), AuditError> {
+    /// Version 4. A file that has records adopts its baseline as it stands through one import
+    /// record, since its records named no joins, in the same transaction as the new table, so no
+    /// crash can leave a version-4 file whose table no record vouches for. A file that says it is
+    /// older but holds records only version 4 writes had its version lowered, which would have
+    /// this adopt a forged baseline: it is refused.
+    fn migrate_to_v4(&mut self, model: &str) -> Result<(), AuditError> {
+        let migration = format!("{MIGRATE_V3_TO_V4} PRAGMA user_version = 4;");
         let sqlite = |source| AuditError::Sqlite {
             path: self.path.clone(),
             source,
         };
+        if self.head_seq == 0 {
+            return self
+                .conn
+                .execute_batch(&format!("BEGIN; {migration} COMMIT;"))
+                .map_err(sqlite);
+        }
+        let lowered: Option<i64> = self
+            .conn
+            .query_row(
+                "SELECT seq FROM records
+                  WHERE (kind IN ('event', 'benign') AND json_extract(fields, '$.joined') IS NOT NULL)
+                     OR (kind = 'import' AND json_extract(fields, '$.baseline_sha256') IS NOT NULL)
+                  ORDER BY seq LIMIT 1",
+                [],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(sqlite)?;
+        if let Some(seq) = lowered {
+            return Err(AuditError::LoweredSchema {
+                path: self.path.clone(),
+                seq: seq as u64,
+            });
+        }
         let rows = self
             .conn
             .prepare("SELECT id, text, count, first_seq FROM baseline ORDER BY id")
@@ -447,7 +475,10 @@ impl AuditWriter {
             .collect::<Result<Vec<_>, _>>()
             .map_err(sqlite)?;
         if rows.is_empty() {
-            return Ok(());
+            return self
+                .conn
+                .execute_batch(&format!("BEGIN; {migration} COMMIT;"))
+                .map_err(sqlite);
         }
         let mut fields = Map::new();
         fields.insert("adopted".into(), json!(true));
@@ -459,7 +490,7 @@ impl AuditWriter {
             ),
             fields,
         );
-        self.append_imported(&[Judged::unscored(record)], model, &rows, false)?;
+        self.append_imported(&[Judged::unscored(record)], model, &rows, Some(&migration))?;
         Ok(())
     }
 
@@ -487,25 +518,30 @@ impl AuditWriter {
                 first_seq: 0,
             })
             .collect();
-        self.append_imported(batch, model, &rows, true)
+        self.append_imported(batch, model, &rows, None)
     }
 
     /// The batch, with `imported` added to the baseline through its last record, which holds
-    /// their digest (`baseline_rows`, `baseline_sha256`). With `first_seq_is_record`, each row's
-    /// first_seq is that record's seq.
+    /// their digest (`baseline_rows`, `baseline_sha256`); each row's first_seq is that record's
+    /// seq. With `adopting` (the version-4 migration, run first in the same transaction), the
+    /// rows are the table's own, first_seq and all, and only their digest is added.
     fn append_imported(
         &mut self,
         batch: &[Judged],
         model: &str,
         imported: &[ImportedRow],
-        first_seq_is_record: bool,
+        adopting: Option<&str>,
     ) -> Result<Vec<Committed>, AuditError> {
+        let first_seq_is_record = adopting.is_none();
         let path = self.path.clone();
         let sqlite = |source| AuditError::Sqlite {
             path: path.clone(),
             source,
         };
         let tx = self.conn.transaction().map_err(sqlite)?;
+        if let Some(migration) = adopting {
+            tx.execute_batch(migration).map_err(sqlite)?;
+        }
         let mut seq = self.head_seq;
         let mut prev = self.head_hash;
         let mut last_ts = self.head_ts;
@@ -545,11 +581,29 @@ impl AuditWriter {
                 };
                 // What verification rebuilds the baseline table from: each join and each
                 // import is named in the hashed fields of the record that made it.
-                let fields_json = if ts_usec == observed && judged.joined.is_none() && !imports_here
+                let foreign = judged.event.kind == RecordKind::Event
+                    && RESERVED_FIELDS
+                        .iter()
+                        .any(|k| judged.event.fields.contains_key(*k));
+                let fields_json = if ts_usec == observed
+                    && judged.joined.is_none()
+                    && !imports_here
+                    && !foreign
                 {
                     serde_json::to_string(&judged.event.fields).unwrap_or_else(|_| "{}".into())
                 } else {
                     let mut fields = judged.event.fields.clone();
+                    // Only this writer names joins and imports: the same keys observed on the
+                    // bus (a custom signal's argument, a property) are kept aside.
+                    let mut shadowed = Map::new();
+                    for key in RESERVED_FIELDS.iter().filter(|_| foreign) {
+                        if let Some(value) = fields.remove(*key) {
+                            shadowed.insert((*key).to_owned(), value);
+                        }
+                    }
+                    if !shadowed.is_empty() {
+                        fields.insert("observed_reserved".into(), Value::Object(shadowed));
+                    }
                     if ts_usec != observed {
                         fields.insert("observed_usec".into(), json!(observed));
                     }

@@ -214,8 +214,8 @@ pub fn verify(path: &Path, expected: &[Checkpoint]) -> Result<Report, AuditError
             report.failure = fail(Problem::CheckpointMismatch { expected: *other });
             break;
         }
-        if version >= 4 {
-            if let Err(problem) = ledger.note(&conn, &record).map_err(sqlite)? {
+        if version >= 3 {
+            if let Err(problem) = ledger.note(&conn, &record, version).map_err(sqlite)? {
                 report.failure = fail(problem);
                 break;
             }
@@ -262,6 +262,8 @@ struct Admitted {
 #[derive(Default)]
 struct BaselineLedger {
     admitted: HashMap<u64, Admitted>,
+    /// A record so far named a join or an import (only schema 4 writes them).
+    recorded: bool,
 }
 
 /// At most 80 characters of `text`, for a message.
@@ -299,25 +301,48 @@ impl BaselineLedger {
         }
     }
 
-    /// Takes in what `record` (already verified) adds to the baseline.
+    /// Takes in what `record` (already verified) adds to the baseline, in a file of schema
+    /// `version`.
     fn note(
         &mut self,
         conn: &rusqlite::Connection,
         record: &RecordFields<'_>,
+        version: i64,
     ) -> rusqlite::Result<Result<(), Problem>> {
+        let joins =
+            matches!(record.kind, "event" | "benign") && record.fields.contains("\"joined\"");
         let imports = record.kind == "import" && record.fields.contains("\"baseline_sha256\"");
-        if !imports && !record.fields.contains("\"joined\"") {
+        if !joins && !imports {
             return Ok(Ok(()));
         }
         let Ok(fields) = serde_json::from_str::<serde_json::Value>(record.fields) else {
             return Ok(Ok(()));
         };
-        if let Some(id) = fields["joined"].as_u64() {
+        let joined = fields["joined"].as_u64().filter(|_| joins);
+        let digest = fields["baseline_sha256"].as_str().filter(|_| imports);
+        if joined.is_none() && digest.is_none() {
+            return Ok(Ok(()));
+        }
+        if version < 4 {
+            return Ok(Err(Problem::Baseline(format!(
+                "this record names a baseline join or import, which only schema 4 writes, but the \
+                 file says schema {version}: its version was lowered"
+            ))));
+        }
+        if fields["adopted"] == true && self.recorded {
+            return Ok(Err(Problem::Baseline(
+                "a baseline adopted as if from an older schema, after records had named their \
+                 joins: the version was lowered to slip a baseline in"
+                    .into(),
+            )));
+        }
+        self.recorded = true;
+        if let Some(id) = joined {
             if let Err(p) = self.admit(id, record.text, 1, record.seq) {
                 return Ok(Err(p));
             }
         }
-        let Some(digest) = fields["baseline_sha256"].as_str().filter(|_| imports) else {
+        let Some(digest) = digest else {
             return Ok(Ok(()));
         };
         let rows = conn
