@@ -4,7 +4,8 @@
 //! (`sched_yield`) between calls and, on a two-core machine, measured 12% of the time stolen from
 //! the non-GEMM steps. [`super::MiniLm`] gives each core its own backend and a share of the texts;
 //! a batch of one text instead gets one backend with [`Backend::set_threads`] > 1, which splits
-//! each product's output columns and each row-wise step over scoped threads.
+//! each product's output columns and each row-wise step over helper threads it keeps (a rayon
+//! pool).
 
 use std::ops::Range;
 
@@ -18,36 +19,73 @@ pub struct HostMatrix {
     pub data: Vec<f32>,
 }
 
-/// Below this many elements a row-wise operation runs on the calling thread: spawning costs more.
-const PARALLEL_MIN_ELEMENTS: usize = 64 * 1024;
+/// Below this many output elements a product runs on the calling thread: handing a band to a
+/// helper costs more. A lone text of 18 tokens has 6,912 in its smallest product.
+const PARALLEL_MIN_PRODUCT: usize = 2 * 1024;
+/// The same for a row-wise step (GELU's `erf` is the one that matters: 27,648 values a layer
+/// for that text).
+const PARALLEL_MIN_ROWWISE: usize = 8 * 1024;
 
 pub struct CpuBackend {
     threads: usize,
+    /// `threads - 1` helper threads, kept between calls, for a lone text's products and
+    /// row-wise steps (the calling thread does one share). rayon's pool, not threads started
+    /// per product: a pass has 24 products and as many row-wise steps, and starting a thread
+    /// for each cost more than splitting them gained at this size.
+    helpers: Option<rayon::ThreadPool>,
 }
 
 impl CpuBackend {
     /// A backend splitting its work over `threads` (at least 1). OpenBLAS itself must run
     /// single-threaded: see [`blas::set_threads`].
     pub fn new(threads: usize) -> CpuBackend {
-        CpuBackend {
-            threads: threads.max(1),
-        }
+        let mut backend = CpuBackend {
+            threads: 1,
+            helpers: None,
+        };
+        backend.set_threads(threads);
+        backend
+    }
+
+    /// Runs `tasks[i]()` for every task, the first on the calling thread and the others on the
+    /// helpers, and returns when all are done.
+    fn run_all<T: Send>(&self, tasks: Vec<Box<dyn FnOnce() -> T + Send + '_>>) -> Vec<T> {
+        let mut results: Vec<Option<T>> = (0..tasks.len()).map(|_| None).collect();
+        let helpers = self.helpers.as_ref().expect("run_all needs helpers");
+        helpers.in_place_scope(|scope| {
+            let mut slots = results.iter_mut();
+            let mut tasks = tasks.into_iter();
+            let (Some(first_slot), Some(first)) = (slots.next(), tasks.next()) else {
+                return;
+            };
+            for (slot, task) in slots.zip(tasks) {
+                scope.spawn(move |_| *slot = Some(task()));
+            }
+            *first_slot = Some(first());
+        });
+        results
+            .into_iter()
+            .map(|r| r.expect("every task ran"))
+            .collect()
     }
 
     /// Runs `f(first_row, rows)` over chunks of whole rows of `data`, in parallel when it is large.
     fn par_rows(&self, data: &mut [f32], cols: usize, f: impl Fn(usize, &mut [f32]) + Sync) {
         let rows = data.len() / cols.max(1);
-        if self.threads <= 1 || data.len() < PARALLEL_MIN_ELEMENTS || rows < 2 {
+        if self.threads <= 1 || data.len() < PARALLEL_MIN_ROWWISE || rows < 2 {
             f(0, data);
             return;
         }
         let per_thread = rows.div_ceil(self.threads);
-        std::thread::scope(|scope| {
-            for (i, chunk) in data.chunks_mut(per_thread * cols).enumerate() {
-                let f = &f;
-                scope.spawn(move || f(i * per_thread, chunk));
-            }
-        });
+        let f = &f;
+        let tasks: Vec<Box<dyn FnOnce() + Send + '_>> = data
+            .chunks_mut(per_thread * cols)
+            .enumerate()
+            .map(|(i, chunk)| {
+                Box::new(move || f(i * per_thread, chunk)) as Box<dyn FnOnce() + Send>
+            })
+            .collect();
+        self.run_all(tasks);
     }
 }
 
@@ -56,7 +94,26 @@ impl Backend for CpuBackend {
     type Param = Vec<f32>;
 
     fn set_threads(&mut self, threads: usize) {
-        self.threads = threads.max(1);
+        let threads = threads.max(1);
+        let helpers = self.helpers.as_ref().map_or(0, |p| p.current_num_threads());
+        // Kept while the backend works alone (threads = 1 between lone texts): idle rayon
+        // threads sleep.
+        if threads > 1 && helpers != threads - 1 {
+            let built = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads - 1)
+                .thread_name(|i| format!("anomalyd-embed-helper{i}"))
+                .build();
+            match built {
+                Ok(pool) => self.helpers = Some(pool),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot start the embedding helper threads; one text is embedded on one thread");
+                    self.helpers = None;
+                    self.threads = 1;
+                    return;
+                }
+            }
+        }
+        self.threads = threads;
     }
 
     fn param(
@@ -115,7 +172,7 @@ impl Backend for CpuBackend {
             blas::gemm_nt(rows, width, inputs, &x.data, weight, 1.0, &mut part);
             part
         };
-        let data = if self.threads <= 1 || rows * outputs < PARALLEL_MIN_ELEMENTS {
+        let data = if self.threads <= 1 || rows * outputs < PARALLEL_MIN_PRODUCT {
             product(0..outputs)
         } else {
             // Each thread computes a band of output columns (multiples of 16, the kernel's
@@ -125,19 +182,16 @@ impl Backend for CpuBackend {
                 .step_by(band)
                 .map(|start| start..(start + band).min(outputs))
                 .collect();
-            let parts: Vec<Vec<f32>> = std::thread::scope(|scope| {
-                let handles: Vec<_> = bands
+            let product = &product;
+            let parts = self.run_all(
+                bands
                     .iter()
                     .map(|cols| {
-                        let product = &product;
-                        scope.spawn(move || product(cols.clone()))
+                        Box::new(move || product(cols.clone()))
+                            as Box<dyn FnOnce() -> Vec<f32> + Send>
                     })
-                    .collect();
-                handles
-                    .into_iter()
-                    .map(|h| h.join().expect("a GEMM band panicked"))
-                    .collect()
-            });
+                    .collect(),
+            );
             let mut data = Vec::with_capacity(rows * outputs);
             for r in 0..rows {
                 for (cols, part) in bands.iter().zip(&parts) {
