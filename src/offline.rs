@@ -155,8 +155,14 @@ pub fn import_baseline(
     let _lock = crate::lock::StateLock::acquire(&config.daemon.state_dir)?;
     let keep =
         |line: &str| !line.trim().is_empty() && (format != Format::Bgl || line.starts_with("- "));
-    // Bad input is refused before the audit database is opened (or created).
+    // Bad input, and a file with nothing to import, are refused before the audit database is
+    // opened (or created).
     let total = count_kept(path, format, &config.render.volatile, &keep)?;
+    if total == Some(0) {
+        return Err(OfflineError::Empty {
+            path: path.to_owned(),
+        });
+    }
 
     let audit_path = config.audit_db_path();
     let model_id = embedder.model_id();
@@ -194,6 +200,7 @@ pub fn import_baseline(
         },
     )?;
     if events == 0 {
+        // From a pipe, known only now.
         return Err(OfflineError::Empty {
             path: path.to_owned(),
         });

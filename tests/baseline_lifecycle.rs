@@ -286,6 +286,17 @@ async fn baseline_import_is_one_chained_record_and_trains_the_index() {
     );
     assert!(!state.join("audit.sqlite").exists(), "nothing was written");
 
+    // Nothing to import (blank lines only) is refused before anything is written, too.
+    let blank = dir.path().join("blank.txt");
+    std::fs::write(&blank, "\n  \n").unwrap();
+    let out = import(&[blank.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("blank.txt: no line to import"),
+        "{err}"
+    );
+    assert!(!state.join("audit.sqlite").exists(), "nothing was written");
+
     // A line of exactly the bound is read, with either line end.
     let widest = dir.path().join("widest.txt");
     let mut bytes = vec![b'x'; anomalyd::offline::MAX_LINE_BYTES];
