@@ -53,6 +53,8 @@ pub enum DaemonError {
     NameTaken(String),
     #[error(transparent)]
     Metrics(#[from] crate::prometheus::PrometheusError),
+    #[error("cannot start the async runtime: {0}")]
+    Runtime(#[source] std::io::Error),
 }
 
 impl DaemonError {
@@ -65,6 +67,37 @@ impl DaemonError {
             DaemonError::Detect(e) => e.is_setup_error(),
             _ => false,
         }
+    }
+}
+
+/// Serves `config` on its own runtime until SIGTERM (`systemctl stop`) or SIGINT: what the
+/// `anomalyd` service runs. Tests call [`run`] with their own bus and shutdown instead.
+pub fn serve(config: Config) -> Result<RunSummary, DaemonError> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("anomalyd-io")
+        .enable_all()
+        .build()
+        .map_err(DaemonError::Runtime)?;
+    runtime.block_on(async {
+        let bus = config.bus.clone();
+        run(config, &bus, termination()).await
+    })
+}
+
+/// Resolves on SIGTERM (systemctl stop) or SIGINT (Ctrl-C).
+async fn termination() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        error!("cannot install signal handlers; stopping");
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => info!("SIGTERM received"),
+        _ = int.recv() => info!("SIGINT received"),
     }
 }
 
@@ -155,7 +188,7 @@ pub async fn run(
     );
 
     let api_intake: crate::api::IntakeSlot = Arc::new(std::sync::Mutex::new(Some(intake.clone())));
-    let served = serve(
+    let served = serve_on_bus(
         &config,
         bus,
         &notifier,
@@ -333,7 +366,7 @@ fn restore_baseline(
 
 /// Serves the API object, subscribes the sources, and only then takes the bus name, so a client
 /// that sees the name finds every object in place.
-async fn serve(
+async fn serve_on_bus(
     config: &Config,
     bus: &BusTarget,
     notifier: &Notifier,

@@ -3,7 +3,9 @@
 //! verdict to a SHA-256 hash-chained audit log in SQLite, and answers queries on D-Bus.
 //!
 //! # Layout
-//! - [`config`]: the TOML file → validated, immutable [`config::Config`].
+//! - [`config`]: the TOML file → validated, immutable [`config::Config`], one module per section;
+//!   [`load_config`] adds the detector's own checks.
+//! - [`error`]: what the `anomalyd` command fails with, and its exit status.
 //! - [`daemon`]: start-up order, serving, shutdown; [`daemon::run`] is what `main` and tests call.
 //! - [`sources`]: bus subscriptions per service, sender-checked, rendered to [`event::Event`]s.
 //! - [`render`]: canonical-text helpers shared by the sources.
@@ -36,6 +38,7 @@ pub mod daemon;
 pub mod demo;
 pub mod detect;
 pub mod embed;
+pub mod error;
 pub mod event;
 pub mod hw;
 pub mod incident;
@@ -52,6 +55,16 @@ pub mod prometheus;
 pub mod render;
 pub mod sources;
 
-/// The exit status for configuration errors (sysexits.h EX_CONFIG); the unit's
-/// `RestartPreventExitStatus=` names it so systemd does not restart into the same error.
-pub const EXIT_CONFIG: i32 = 78;
+pub use error::{Error, EXIT_CONFIG};
+
+/// The configuration the daemon and its subcommands run with: `path` (or the default file) with
+/// `overrides` applied, validated by [`config`], then checked by the detector for what only it
+/// knows ([`detect::check`]: what FAISS can build, what fits a GPU).
+pub fn load_config(
+    path: Option<&std::path::Path>,
+    overrides: &config::Overrides,
+) -> Result<config::Config, config::ConfigError> {
+    let config = config::Config::load(path, overrides)?;
+    detect::check(&config)?;
+    Ok(config)
+}

@@ -74,25 +74,39 @@ pub enum Format {
     JournalJson,
 }
 
+/// Why an input line has no text in its format.
+#[derive(Debug, thiserror::Error)]
+pub enum LineError {
+    #[error(
+        "a BGL line has at least 9 fields (label, epoch, date, node, time, node, type, \
+         component, level); this one has {0}"
+    )]
+    BglFields(usize),
+    #[error("not a journal JSON object: {0}")]
+    NotJournalJson(serde_json::Error),
+    #[error("the entry has no MESSAGE field")]
+    NoMessage,
+}
+
 /// The text of one input line, or why it has none.
-pub fn line_text(format: Format, line: &str, volatile: &VolatileRules) -> Result<String, String> {
+pub fn line_text(
+    format: Format,
+    line: &str,
+    volatile: &VolatileRules,
+) -> Result<String, LineError> {
     match format {
         Format::Plain => Ok(volatile.scrub_message(line)),
         Format::Canonical => Ok(line.to_owned()),
         Format::Bgl => {
             let fields: Vec<&str> = line.split_whitespace().collect();
             if fields.len() < 9 {
-                return Err(format!(
-                    "a BGL line has at least 9 fields (label, epoch, date, node, time, node, type, \
-                     component, level); this one has {}",
-                    fields.len()
-                ));
+                return Err(LineError::BglFields(fields.len()));
             }
             Ok(volatile.scrub_message(&fields[6..].join(" ")))
         }
         Format::JournalJson => {
             let entry: serde_json::Map<String, serde_json::Value> = serde_json::from_str(line)
-                .map_err(|e| format!("not a journal JSON object: {e}"))?;
+                .map_err(LineError::NotJournalJson)?;
             let field = |name: &str| -> Option<String> {
                 match entry.get(name)? {
                     serde_json::Value::String(s) => Some(s.clone()),
@@ -109,7 +123,7 @@ pub fn line_text(format: Format, line: &str, volatile: &VolatileRules) -> Result
                     _ => None,
                 }
             };
-            let message = field("MESSAGE").ok_or("the entry has no MESSAGE field")?;
+            let message = field("MESSAGE").ok_or(LineError::NoMessage)?;
             let identifier = field("SYSLOG_IDENTIFIER")
                 .or_else(|| field("_COMM"))
                 .or_else(|| field("_SYSTEMD_UNIT"))
@@ -388,7 +402,7 @@ impl LineReader {
             if keep(line) {
                 return match line_text(format, line, volatile) {
                     Ok(text) => Ok(Some((number, text))),
-                    Err(reason) => Err(self.bad_line(number, reason)),
+                    Err(reason) => Err(self.bad_line(number, reason.to_string())),
                 };
             }
         }
@@ -644,4 +658,112 @@ impl Progress {
             let _ = writeln!(err, "{}: {done}/{total} ({percent}%)", self.what);
         }
     }
+}
+
+/// The progress bar for `what`, a new one when the work moved on to another stage.
+fn progress_of<'a>(
+    bars: &'a mut Vec<(&'static str, Progress)>,
+    what: &'static str,
+) -> &'a mut Progress {
+    if bars.last().is_none_or(|(w, _)| *w != what) {
+        bars.push((what, Progress::new(what)));
+    }
+    &mut bars.last_mut().expect("just pushed").1
+}
+
+/// `anomalyd score-file`: [`score_file`] with one JSON line per input line written to `out`
+/// (stdout when `None`), progress and a summary on stderr.
+pub fn score_file_command(
+    config: &Config,
+    path: &Path,
+    format: Format,
+    baseline: Option<&Path>,
+    out: Option<&Path>,
+) -> Result<ScoreSummary, OfflineError> {
+    let mut embedder = crate::embed::build(config)?.embedder;
+    eprintln!(
+        "anomalyd score-file: {}{}; {} on {}",
+        path.display(),
+        baseline.map_or(String::new(), |b| format!(
+            " after the baseline {}",
+            b.display()
+        )),
+        embedder.model_id(),
+        embedder.backend()
+    );
+    let sink: Box<dyn Write> = match out {
+        Some(out) => Box::new(std::fs::File::create(out).map_err(|source| OfflineError::Io {
+            path: out.to_owned(),
+            source,
+        })?),
+        None => Box::new(std::io::stdout().lock()),
+    };
+    let mut sink = std::io::BufWriter::new(sink);
+    let mut bars: Vec<(&'static str, Progress)> = Vec::new();
+    let summary = score_file(
+        config,
+        embedder.as_mut(),
+        path,
+        format,
+        baseline,
+        |s, text| {
+            let mut line = serde_json::json!({
+                "line": s.line,
+                "score": s.score,
+                "anomaly": s.anomaly,
+                "alert": s.alerts(),
+                "text": text,
+            });
+            if let Some(t) = s.threshold {
+                line["threshold"] = serde_json::json!(crate::metrics::decimal_f64(t));
+            }
+            if let Some((first, repeat)) = s.incident {
+                line["incident"] = serde_json::json!(first);
+                line["repeat"] = serde_json::json!(repeat);
+            }
+            if let Some(p) = &s.variable_slots {
+                line["variable_slots"] = serde_json::json!(p);
+            }
+            serde_json::to_writer(&mut sink, &line)?;
+            sink.write_all(b"\n")
+        },
+        |what, done, total| progress_of(&mut bars, what).update_maybe(done, total),
+    )?;
+    sink.flush()
+        .map_err(|source| OfflineError::Output { source })?;
+    eprintln!(
+        "anomalyd score-file: {} baseline lines, then {} lines; {} of {} lines flagged in {} incidents; threshold at the end {:.4}",
+        summary.baseline_lines, summary.lines, summary.flagged, summary.lines, summary.alerts, summary.threshold
+    );
+    Ok(summary)
+}
+
+/// `anomalyd baseline import`: [`import_baseline`] with progress on stderr and what was
+/// recorded on stdout.
+pub fn import_command(
+    config: &Config,
+    path: &Path,
+    format: Format,
+) -> Result<ImportSummary, OfflineError> {
+    let mut embedder = crate::embed::build(config)?.embedder;
+    let mut bars: Vec<(&'static str, Progress)> = Vec::new();
+    let summary = import_baseline(config, path, format, embedder.as_mut(), |what, d, t| {
+        progress_of(&mut bars, what).update_maybe(d, t)
+    })?;
+    println!(
+        "imported {} events ({} distinct, {} new to the baseline) from {} lines of {}; {} skipped",
+        summary.events,
+        summary.distinct,
+        summary.new_texts,
+        summary.lines,
+        path.display(),
+        summary.skipped
+    );
+    println!(
+        "recorded as seq {} (file sha256 {}) in {}",
+        summary.seq,
+        summary.file_sha256,
+        config.audit_db_path().display()
+    );
+    Ok(summary)
 }

@@ -19,12 +19,15 @@ fn shipped_file_validates_and_states_every_default() {
         RawConfig::default(),
         "config/anomalyd.toml must hold exactly the built-in defaults"
     );
-    Config::load(Some(&shipped()), &Overrides::default()).unwrap();
+    anomalyd::load_config(Some(&shipped()), &Overrides::default()).unwrap();
 }
 
-/// Validates `toml` and returns the error message, which must name the origin.
+/// Validates `toml` as `--check-config` does (the file's rules, then the detector's own checks)
+/// and returns the error message, which must name the origin.
 fn error_of(toml: &str) -> String {
-    match Config::from_toml(toml, "test.toml") {
+    let checked = Config::from_toml(toml, "test.toml")
+        .and_then(|config| anomalyd::detect::check(&config).map(|()| config));
+    match checked {
         Ok(_) => panic!("expected {toml:?} to be rejected"),
         Err(e) => {
             let msg = e.to_string();

@@ -13,13 +13,45 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context};
 use futures_util::StreamExt;
 use zbus::zvariant::OwnedValue;
 
 use crate::api::{INTERFACE, OBJECT_PATH};
-use crate::bus::PrivateBus;
+use crate::bus::{BusError, PrivateBus};
 use crate::config::DEFAULT_BUS_NAME;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DemoError {
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Bus(#[from] BusError),
+    #[error("the demo's bus: {0}")]
+    ZBus(#[from] zbus::Error),
+    #[error("the demo's bus: {0}")]
+    Fdo(#[from] zbus::fdo::Error),
+    #[error("bus name {name:?}: {source}")]
+    BadName {
+        name: String,
+        #[source]
+        source: zbus::names::Error,
+    },
+    #[error("the daemon did not take {name} within {timeout:?}; its log:\n{log}")]
+    NoDaemon {
+        name: String,
+        timeout: Duration,
+        log: String,
+    },
+}
+
+fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> DemoError {
+    let what = what.into();
+    move |source| DemoError::Io { what, source }
+}
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct DemoArgs {
@@ -52,12 +84,12 @@ pub fn run(
     config: Option<&Path>,
     state_dir: Option<PathBuf>,
     model: Option<PathBuf>,
-) -> anyhow::Result<()> {
+) -> Result<(), DemoError> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
-        .context("cannot start the async runtime")?;
+        .map_err(io("cannot start the async runtime"))?;
     runtime.block_on(demo(args, config, state_dir, model))
 }
 
@@ -73,9 +105,11 @@ impl DaemonProcess {
         model: Option<&Path>,
         state_dir: &Path,
         log: &Path,
-    ) -> anyhow::Result<DaemonProcess> {
-        let out =
-            std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
+    ) -> Result<DaemonProcess, DemoError> {
+        let out = std::fs::File::create(log).map_err(io(format!("creating {}", log.display())))?;
+        let err = out
+            .try_clone()
+            .map_err(io(format!("opening {}", log.display())))?;
         let child = Command::new(exe)
             .arg("--config")
             .arg(config)
@@ -89,10 +123,10 @@ impl DaemonProcess {
             .arg("--state-dir")
             .arg(state_dir)
             .stdin(Stdio::null())
-            .stdout(out.try_clone()?)
-            .stderr(out)
+            .stdout(out)
+            .stderr(err)
             .spawn()
-            .with_context(|| format!("cannot start the daemon {}", exe.display()))?;
+            .map_err(io(format!("cannot start the daemon {}", exe.display())))?;
         Ok(DaemonProcess(child))
     }
 }
@@ -115,7 +149,7 @@ async fn demo(
     config: Option<&Path>,
     state_dir: Option<PathBuf>,
     model: Option<PathBuf>,
-) -> anyhow::Result<()> {
+) -> Result<(), DemoError> {
     // The project-local model that scripts/fetch-model installs, when run from a checkout.
     let model = model.or_else(|| {
         let local = PathBuf::from(PROJECT_MODEL_DIR);
@@ -123,8 +157,10 @@ async fn demo(
     });
     let state_dir = state_dir.unwrap_or_else(|| PathBuf::from("state/demo"));
     std::fs::create_dir_all(&state_dir)
-        .with_context(|| format!("creating {}", state_dir.display()))?;
-    let state_dir = state_dir.canonicalize()?;
+        .map_err(io(format!("creating {}", state_dir.display())))?;
+    let state_dir = state_dir
+        .canonicalize()
+        .map_err(io(format!("resolving {}", state_dir.display())))?;
     for stale in ["audit.sqlite", "audit.sqlite-wal", "audit.sqlite-shm"] {
         let _ = std::fs::remove_file(state_dir.join(stale));
     }
@@ -132,7 +168,7 @@ async fn demo(
         Some(c) => c.to_path_buf(),
         None => {
             let p = state_dir.join("anomalyd.toml");
-            std::fs::write(&p, DEMO_CONFIG)?;
+            std::fs::write(&p, DEMO_CONFIG).map_err(io(format!("writing {}", p.display())))?;
             p
         }
     };
@@ -140,8 +176,9 @@ async fn demo(
     let bus = PrivateBus::spawn(&state_dir.join("bus"))?;
     println!("▶ private bus         {}", bus.address());
     let log_path = state_dir.join("anomalyd.log");
+    let anomalyd = std::env::current_exe().map_err(io("finding this executable"))?;
     let daemon = DaemonProcess::spawn(
-        &std::env::current_exe()?,
+        &anomalyd,
         &config_path,
         bus.address(),
         model.as_deref(),
@@ -239,7 +276,6 @@ async fn demo(
         stat("EventsDropped"),
     );
     let db = state_dir.join("audit.sqlite");
-    let anomalyd = std::env::current_exe()?;
     let anomalyctl = anomalyd.with_file_name("anomalyctl");
     let (anomalyd, anomalyctl) = (anomalyd.display(), anomalyctl.display());
     println!("\nTry next:");
@@ -270,10 +306,13 @@ pub async fn wait_for_name(
     name: &str,
     timeout: Duration,
     log: &Path,
-) -> anyhow::Result<()> {
+) -> Result<(), DemoError> {
     let dbus = zbus::fdo::DBusProxy::new(conn).await?;
     let deadline = Instant::now() + timeout;
-    let name = zbus::names::BusName::try_from(name)?;
+    let name = zbus::names::BusName::try_from(name).map_err(|source| DemoError::BadName {
+        name: name.to_owned(),
+        source,
+    })?;
     while Instant::now() < deadline {
         if dbus.name_has_owner(name.clone()).await.unwrap_or(false) {
             return Ok(());
@@ -281,14 +320,18 @@ pub async fn wait_for_name(
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let tail = std::fs::read_to_string(log).unwrap_or_default();
-    bail!("the daemon did not take {name} within {timeout:?}; its log:\n{tail}")
+    Err(DemoError::NoDaemon {
+        name: name.to_string(),
+        timeout,
+        log: tail,
+    })
 }
 
 /// Waits until the daemon has taken in every emitted signal and its pipeline has gone quiet.
 async fn wait_until_recorded(
     proxy: &zbus::Proxy<'_>,
     emitted: u64,
-) -> anyhow::Result<HashMap<String, u64>> {
+) -> Result<HashMap<String, u64>, DemoError> {
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut last_written = u64::MAX;
     let mut unchanged_since = Instant::now();

@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use tracing::{info, warn};
 
-use crate::config::{DetectorConfig, SuppressRule};
+use crate::config::{Config, ConfigError, DetectorConfig, IndexPlacement, SuppressRule};
 use crate::embed::{EmbedError, Embedder, Embeddings};
 use crate::event::{now_usec, Event, Judged, RecordKind, Source, Verdict};
 use index::SearchIndex;
@@ -155,6 +155,39 @@ const CALIBRATION_MIN_BASELINE: usize = 32;
 
 /// Candidates per neighbour asked of a trained (approximate) index.
 pub(crate) const CANDIDATE_FACTOR: usize = 4;
+
+/// Whether `rule` (still in force at `now_usec`) covers `event`.
+fn suppresses(rule: &SuppressRule, event: &Event, now_usec: u64) -> bool {
+    rule.until_usec.is_none_or(|until| now_usec < until)
+        && rule.source.is_none_or(|s| s == event.source)
+        && rule.pattern.is_match(&event.text)
+}
+
+/// What only the detector can judge in a configuration the config module has already validated:
+/// whether FAISS can build `detector.index`, and, with `gpu.index = "gpu"`, whether the index,
+/// `detector.k` and `detector.nprobe` fit FAISS's GPU limits. [`crate::load_config`] runs it after
+/// loading, so `--check-config` catches these as it catches every other rule.
+pub fn check(config: &Config) -> Result<(), ConfigError> {
+    let det = &config.detector;
+    let rules = crate::config::Rules {
+        origin: &config.origin,
+    };
+    let quoted = crate::config::quoted;
+    check_factory(&det.index)
+        .map_err(|why| rules.invalid("detector.index", &quoted(&det.index), &why.to_string()))?;
+    if det.gpu_search.placement == IndexPlacement::Gpu {
+        if let Err(limit) = gpu::gpu_plan(&det.index, det.k * CANDIDATE_FACTOR, det.nprobe) {
+            let value = match limit.key {
+                "detector.k" => det.k.to_string(),
+                "detector.nprobe" => det.nprobe.to_string(),
+                _ => quoted(&det.index),
+            };
+            let rule = format!("with gpu.index = \"gpu\": {}", limit.why);
+            return Err(rules.invalid(limit.key, &value, &rule));
+        }
+    }
+    Ok(())
+}
 
 /// Texts re-embedded per batch when the baseline is rebuilt at start-up.
 const REBUILD_BATCH: usize = 256;
@@ -606,7 +639,7 @@ impl Detector {
     }
 
     fn suppressed_by(&self, event: &Event, now: u64) -> Option<&SuppressRule> {
-        self.suppress.iter().find(|r| r.matches(event, now))
+        self.suppress.iter().find(|r| suppresses(r, event, now))
     }
 
     /// Judges a batch. `vectors` holds one row per event that needs one (observed events and

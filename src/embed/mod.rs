@@ -16,6 +16,7 @@ mod hashing;
 pub mod minilm;
 pub mod model;
 pub mod tokenize;
+pub mod tools;
 
 use std::path::PathBuf;
 
