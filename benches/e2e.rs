@@ -1,5 +1,5 @@
 //! End to end: the real `anomalyd` binary runs as its own process on a private dbus-daemon while
-//! a load generator (`anomalyd::demo::load`) sends what systemd and NetworkManager send for a busy
+//! a load generator (`anomalyd::emulate::load`) sends what systemd and NetworkManager send for a busy
 //! fleet: unit state changes, finished jobs and device transitions, nearly all repeating texts
 //! seen before and `--novel` of the unit changes naming a unit never seen. Each unit change carries
 //! its emission time in `StateChangeTimestamp` and each job its id, which the daemon keeps in the
@@ -21,10 +21,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anomalyd::bus::PrivateBus;
-use anomalyd::demo::load::Load;
-use anomalyd::demo::replay::Replayer;
-use anomalyd::demo::scenario::Signal;
-use anomalyd::demo::{wait_for_name, DaemonProcess};
+use anomalyd::emulate::load::Load;
+use anomalyd::emulate::replay::Replayer;
+use anomalyd::emulate::scenario::Signal;
+use anomalyd::emulate::{wait_for_name, DaemonProcess};
 use anomalyd::event::now_usec;
 use anyhow::{ensure, Context};
 use clap::Parser;

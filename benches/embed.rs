@@ -15,7 +15,7 @@ use anyhow::Context;
 fn main() -> anyhow::Result<()> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let mut threads = 2usize;
-    let mut model = root.join(anomalyd::demo::PROJECT_MODEL_DIR);
+    let mut model = root.join(anomalyd::emulate::PROJECT_MODEL_DIR);
     let mut json_out: Option<PathBuf> = None;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {

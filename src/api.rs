@@ -6,8 +6,9 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
 use zbus::object_server::SignalEmitter;
-use zbus::zvariant::{OwnedValue, Value};
+use zbus::zvariant::{OwnedValue, Type, Value};
 
 use crate::access::ADMIN_GROUP;
 use crate::audit::query::{ListFilter, RecordView};
@@ -139,7 +140,7 @@ impl DetectorApi {
     async fn verify_against(
         &self,
         heads: Vec<crate::audit::Checkpoint>,
-    ) -> Result<(bool, u64, u64, String, u64, String), ApiError> {
+    ) -> Result<ChainReport, ApiError> {
         let _permit = self
             .verifying
             .clone()
@@ -150,7 +151,9 @@ impl DetectorApi {
         let report = tokio::task::spawn_blocking(move || {
             // No file yet (no checkpoint written so far) holds no expectations.
             let mut expected = match checkpoint_file.map(std::path::PathBuf::from) {
-                Some(f) if f.exists() => crate::audit::checkpoint::read_checkpoint_file(&f)?,
+                Some(f) if f.exists() => {
+                    crate::audit::checkpoint::read_checkpoint_file(&f).map_err(|e| e.to_string())?
+                }
                 _ => Vec::new(),
             };
             expected.extend(heads);
@@ -159,21 +162,19 @@ impl DetectorApi {
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))?
         .map_err(ApiError::Internal)?;
-        let (head_seq, head_hash) = report
-            .head
-            .map_or((0, String::new()), |h| (h.seq, hex::encode(h.hash)));
+        let head = ChainHead::of(report.head.as_ref());
         let (bad_seq, problem) = report
             .failure
             .as_ref()
             .map_or((0, String::new()), |(seq, p)| (*seq, p.to_string()));
-        Ok((
-            report.ok(),
-            report.records,
-            head_seq,
-            head_hash,
+        Ok(ChainReport {
+            ok: report.ok(),
+            records: report.records,
+            head_seq: head.seq,
+            head_hash: head.hash,
             bad_seq,
             problem,
-        ))
+        })
     }
 
     fn intake(&self) -> Result<Intake, ApiError> {
@@ -222,16 +223,15 @@ impl DetectorApi {
     }
 
     /// One page of a listing, for `ListAnomalies` and `ListEvents`.
-    async fn list(
-        &self,
-        filter: ListFilter,
-        limit: i32,
-    ) -> Result<(Vec<RecordRow>, u64), ApiError> {
+    async fn list(&self, filter: ListFilter, limit: i32) -> Result<Page, ApiError> {
         let limit = page_limit(limit)?;
         let (records, cursor) = self
             .read(move |db| crate::audit::query::list_records(db, &filter, limit))
             .await?;
-        Ok((records.into_iter().map(row_of).collect(), cursor))
+        Ok(Page {
+            rows: records.into_iter().map(RecordRow::from).collect(),
+            cursor,
+        })
     }
 
     async fn read<T: Send + 'static>(
@@ -280,15 +280,274 @@ pub const MAX_TEXT_BYTES: usize = 4096;
 /// How long `Score` waits for its place in the pipeline and its answer.
 const SCORE_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// A listed record: (seq, usec, kind, source, verdict, score or NaN, text).
-pub type RecordRow = (u64, u64, String, String, String, f64, String);
+// The types on the wire. Each derives `Type` as a D-Bus struct of its fields in declaration
+// order, so the order of the fields *is* the signature: moving one changes the wire format
+// (the tests at the end of this file pin every signature).
+//
+// Two kinds:
+// - Elements (`RecordRow`, `IncidentRow`, `ScoredNeighbour`, `ExplainNeighbour`, `ChainHead`
+//   in `VerifyChainWith`): D-Bus structs inside arrays.
+// - Replies of several out arguments (`Page`, `ScoreReply`, `ExplainReply`, `ChainReport`,
+//   `ChainHead` from `Head`) and signal bodies (`AnomalyDetectedArgs`, `AnomalyRepeatedArgs`):
+//   a message body is the fields of its top-level struct, so a client deserialises a reply of
+//   signature `a(ttsssds)t` straight into a `Page`. The interface methods still return a
+//   literal tuple (through `From`): zbus introspects a tuple return type as one out argument per
+//   element, but any other type as a single `(...)` argument, which would misdescribe the reply.
 
-/// One incident as `ListIncidents` returns it: (first seq, first usec, last seq, last usec,
-/// anomalies, source, text, highest score).
-pub type IncidentRow = (u64, u64, u64, u64, u64, String, String, f64);
+/// A listed record, as `ListAnomalies` and `ListEvents` return it: D-Bus `(ttsssds)`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Type)]
+pub struct RecordRow {
+    /// The record's place in the chain.
+    pub seq: u64,
+    /// When it was observed, µs since the epoch.
+    pub usec: u64,
+    /// genesis, start, stop, event, gap, benign or import.
+    pub kind: String,
+    /// systemd, networkmanager, login1, udisks2, custom, or anomalyd for the daemon's own.
+    pub source: String,
+    /// normal, anomaly, warmup, suppressed, or none for records that are not judged.
+    pub verdict: String,
+    /// The score; NaN when the record was not scored (D-Bus has no optional values).
+    pub score: f64,
+    /// The canonical text.
+    pub text: String,
+}
 
-/// A neighbour as `Score` returns it: (baseline id, distance, text, count now).
-pub type ScoredNeighbour = (u64, f64, String, u64);
+impl From<RecordView> for RecordRow {
+    fn from(r: RecordView) -> RecordRow {
+        RecordRow {
+            seq: r.seq,
+            usec: r.ts_usec,
+            kind: r.kind,
+            source: r.source,
+            verdict: r.verdict,
+            score: r.score.unwrap_or(f64::NAN),
+            text: r.text,
+        }
+    }
+}
+
+/// One page of a listing, the reply of `ListAnomalies` and `ListEvents`: two out arguments,
+/// `a(ttsssds) rows, t cursor`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Type)]
+pub struct Page {
+    /// The records of this page, in the listing's order.
+    pub rows: Vec<RecordRow>,
+    /// The last row's seq when more follow, else 0: `after_seq` (oldest first) or `before_seq`
+    /// (newest first) of the next page.
+    pub cursor: u64,
+}
+
+impl From<Page> for (Vec<RecordRow>, u64) {
+    fn from(p: Page) -> Self {
+        (p.rows, p.cursor)
+    }
+}
+
+/// One incident as `ListIncidents` returns it: D-Bus `(tttttssd)`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Type)]
+pub struct IncidentRow {
+    /// The record that opened it, the one `AnomalyDetected` announced.
+    pub first_seq: u64,
+    /// When that record was observed, µs since the epoch.
+    pub first_usec: u64,
+    /// Its last repeat (`first_seq` when it has none).
+    pub last_seq: u64,
+    /// When the last repeat was observed, µs since the epoch.
+    pub last_usec: u64,
+    /// Anomalies in it, the opening one included.
+    pub anomalies: u64,
+    /// The source of its records.
+    pub source: String,
+    /// The text of the record that opened it.
+    pub text: String,
+    /// The highest score among its anomalies.
+    pub max_score: f64,
+}
+
+impl From<crate::audit::query::IncidentView> for IncidentRow {
+    fn from(i: crate::audit::query::IncidentView) -> IncidentRow {
+        IncidentRow {
+            first_seq: i.first_seq,
+            first_usec: i.first_usec,
+            last_seq: i.last_seq,
+            last_usec: i.last_usec,
+            anomalies: i.events,
+            source: i.source,
+            text: i.text,
+            max_score: i.max_score,
+        }
+    }
+}
+
+/// A neighbour as `Score` returns it: D-Bus `(tdst)`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Type)]
+pub struct ScoredNeighbour {
+    /// Its id in the baseline.
+    pub id: u64,
+    /// Its distance from the scored text.
+    pub distance: f64,
+    /// Its text.
+    pub text: String,
+    /// Events the text stands for now.
+    pub count: u64,
+}
+
+/// The reply of `Score`, a dry run: four out arguments, `d score, s verdict, d threshold,
+/// a(tdst) neighbours`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Type)]
+pub struct ScoreReply {
+    /// The score the text would get now.
+    pub score: f64,
+    /// The verdict it would get (normal, anomaly, warmup, suppressed).
+    pub verdict: String,
+    /// What the score is judged against.
+    pub threshold: f64,
+    /// Its nearest baseline texts, nearest first.
+    pub neighbours: Vec<ScoredNeighbour>,
+}
+
+impl From<ScoreReply> for (f64, String, f64, Vec<ScoredNeighbour>) {
+    fn from(r: ScoreReply) -> Self {
+        (r.score, r.verdict, r.threshold, r.neighbours)
+    }
+}
+
+/// A neighbour as `Explain` returns it: D-Bus `(tdstt)`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Type)]
+pub struct ExplainNeighbour {
+    /// Its id in the baseline.
+    pub id: u64,
+    /// Its distance from the record's text.
+    pub distance: f64,
+    /// Its text; "" when the baseline table has no such id.
+    pub text: String,
+    /// Events the text stands for now.
+    pub count: u64,
+    /// The record through which it joined the baseline (an event, a benign mark or an import);
+    /// 0 when unknown.
+    pub first_seq: u64,
+}
+
+/// The reply of `Explain`: five out arguments, `s text, s verdict, d score, d threshold,
+/// a(tdstt) neighbours`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Type)]
+pub struct ExplainReply {
+    /// The record's text.
+    pub text: String,
+    /// Its verdict.
+    pub verdict: String,
+    /// Its score; NaN when not scored.
+    pub score: f64,
+    /// What the score was judged against; NaN when not scored.
+    pub threshold: f64,
+    /// The baseline texts it was judged against, nearest first.
+    pub neighbours: Vec<ExplainNeighbour>,
+}
+
+impl From<ExplainReply> for (String, String, f64, f64, Vec<ExplainNeighbour>) {
+    fn from(r: ExplainReply) -> Self {
+        (r.text, r.verdict, r.score, r.threshold, r.neighbours)
+    }
+}
+
+/// A head of the chain: the record `seq` and its hash in hex. The reply of `Head` (two out
+/// arguments, `t seq, s hash`; seq 0 and "" while the log holds no records) and an element of
+/// `VerifyChainWith`'s `a(ts) heads`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Type)]
+pub struct ChainHead {
+    /// The record's seq; 0 for none.
+    pub seq: u64,
+    /// Its hash, 64 hex digits; "" for none.
+    pub hash: String,
+}
+
+impl ChainHead {
+    /// The head `head` on the wire, or seq 0 and "" for none.
+    fn of(head: Option<&crate::audit::Checkpoint>) -> ChainHead {
+        head.map_or(
+            ChainHead {
+                seq: 0,
+                hash: String::new(),
+            },
+            |h| ChainHead {
+                seq: h.seq,
+                hash: hex::encode(h.hash),
+            },
+        )
+    }
+}
+
+impl From<ChainHead> for (u64, String) {
+    fn from(h: ChainHead) -> Self {
+        (h.seq, h.hash)
+    }
+}
+
+/// The reply of `VerifyChain` and `VerifyChainWith`: six out arguments, `b ok, t records,
+/// t head_seq, s head_hash, t bad_seq, s problem`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Type)]
+pub struct ChainReport {
+    /// Whether every hash, link and expected head holds.
+    pub ok: bool,
+    /// Records whose hashes were checked (up to the first bad one).
+    pub records: u64,
+    /// The last good record's seq; 0 for none.
+    pub head_seq: u64,
+    /// The last good record's hash in hex; "" for none.
+    pub head_hash: String,
+    /// The first bad record's seq; 0 when `ok`.
+    pub bad_seq: u64,
+    /// What is wrong with it; "" when `ok`.
+    pub problem: String,
+}
+
+impl From<ChainReport> for (bool, u64, u64, String, u64, String) {
+    fn from(r: ChainReport) -> Self {
+        (
+            r.ok,
+            r.records,
+            r.head_seq,
+            r.head_hash,
+            r.bad_seq,
+            r.problem,
+        )
+    }
+}
+
+/// The body of the `AnomalyDetected` signal, for clients: D-Bus `ttssd`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Type)]
+pub struct AnomalyDetectedArgs {
+    /// The anomaly's record, which opens an incident.
+    pub seq: u64,
+    /// When it was observed, µs since the epoch.
+    pub usec: u64,
+    /// Its source.
+    pub source: String,
+    /// Its text.
+    pub text: String,
+    /// Its score.
+    pub score: f64,
+}
+
+/// The body of the `AnomalyRepeated` signal, for clients: D-Bus `ttssdtt`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Type)]
+pub struct AnomalyRepeatedArgs {
+    /// The repeat's record.
+    pub seq: u64,
+    /// When it was observed, µs since the epoch.
+    pub usec: u64,
+    /// Its source.
+    pub source: String,
+    /// Its text.
+    pub text: String,
+    /// Its score.
+    pub score: f64,
+    /// The record that opened the incident (the one `AnomalyDetected` announced).
+    pub incident: u64,
+    /// Which repeat of the incident this is, from 1.
+    pub repeat: u64,
+}
 
 /// The verdicts a listing can filter on.
 const VERDICTS: [&str; 5] = ["normal", "anomaly", "warmup", "suppressed", "none"];
@@ -305,18 +564,6 @@ const SOURCES: [&str; 6] = [
     "custom",
     "anomalyd",
 ];
-
-fn row_of(r: RecordView) -> RecordRow {
-    (
-        r.seq,
-        r.ts_usec,
-        r.kind,
-        r.source,
-        r.verdict,
-        r.score.unwrap_or(f64::NAN),
-        r.text,
-    )
-}
 
 fn page_limit(limit: i32) -> Result<usize, ApiError> {
     if (1..=MAX_PAGE).contains(&limit) {
@@ -430,9 +677,6 @@ const MARK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 /// How long `Submit` waits for its event's commit; below the bus clients' usual 25 s call timeout.
 const SUBMIT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
 
-/// A neighbour as `Explain` returns it: (baseline id, distance, text, count now, first seq).
-pub type NeighbourTuple = (u64, f64, String, u64, u64);
-
 /// Errors as D-Bus error names under `org.anomalyd.Error`.
 #[derive(Debug, zbus::DBusError)]
 #[zbus(prefix = "org.anomalyd.Error")]
@@ -515,18 +759,20 @@ impl DetectorApi {
     }
 
     /// Recomputes every hash of the audit chain from a read-only connection (appends go on) and
-    /// holds it against the daemon's checkpoint file. Returns (ok, records checked, head seq,
-    /// head hash hex, first bad seq or 0, what is wrong or "").
+    /// holds it against the daemon's checkpoint file. Returns a [`ChainReport`]: (ok, records
+    /// checked, head seq, head hash hex, first bad seq or 0, what is wrong or "").
+    #[zbus(out_args("ok", "records", "head_seq", "head_hash", "bad_seq", "problem"))]
     async fn verify_chain(&self) -> Result<(bool, u64, u64, String, u64, String), ApiError> {
-        self.verify_against(Vec::new()).await
+        Ok(self.verify_against(Vec::new()).await?.into())
     }
 
     /// As `VerifyChain`, also holding the chain against `heads` (seq, hash hex), every one of
     /// them, older ones included: heads a client read from the journal or kept from earlier,
     /// which the daemon's database must contain. At most 100,000 per call.
+    #[zbus(out_args("ok", "records", "head_seq", "head_hash", "bad_seq", "problem"))]
     async fn verify_chain_with(
         &self,
-        heads: Vec<(u64, String)>,
+        heads: Vec<ChainHead>,
     ) -> Result<(bool, u64, u64, String, u64, String), ApiError> {
         if heads.len() > MAX_HEADS {
             return Err(ApiError::InvalidArgument(format!(
@@ -536,22 +782,24 @@ impl DetectorApi {
         }
         let heads = heads
             .into_iter()
-            .map(|(seq, hash)| {
+            .map(|ChainHead { seq, hash }| {
                 format!("{seq}:{hash}")
                     .parse::<crate::audit::Checkpoint>()
-                    .map_err(ApiError::InvalidArgument)
+                    .map_err(|e| ApiError::InvalidArgument(e.to_string()))
             })
             .collect::<Result<Vec<_>, _>>()?;
-        self.verify_against(heads).await
+        Ok(self.verify_against(heads).await?.into())
     }
 
-    /// Why the event `seq` got its verdict: (text, verdict, score or NaN, threshold or NaN,
-    /// neighbours). Each neighbour is (baseline id, distance, text, how many events the text
-    /// stands for now, seq of the record through which it joined the baseline), nearest first.
+    /// Why the event `seq` got its verdict: an [`ExplainReply`], (text, verdict, score or NaN,
+    /// threshold or NaN, neighbours). Each neighbour is an [`ExplainNeighbour`], (baseline id,
+    /// distance, text, how many events the text stands for now, seq of the record through which
+    /// it joined the baseline), nearest first.
+    #[zbus(out_args("text", "verdict", "score", "threshold", "neighbours"))]
     async fn explain(
         &self,
         seq: u64,
-    ) -> Result<(String, String, f64, f64, Vec<NeighbourTuple>), ApiError> {
+    ) -> Result<(String, String, f64, f64, Vec<ExplainNeighbour>), ApiError> {
         let explained = self
             .read(move |db| crate::audit::query::explain(db, seq))
             .await?
@@ -559,15 +807,22 @@ impl DetectorApi {
         let neighbours = explained
             .neighbours
             .into_iter()
-            .map(|n| (n.id, n.distance, n.text, n.count, n.first_seq))
+            .map(|n| ExplainNeighbour {
+                id: n.id,
+                distance: n.distance,
+                text: n.text,
+                count: n.count,
+                first_seq: n.first_seq,
+            })
             .collect();
-        Ok((
-            explained.record.text,
-            explained.record.verdict,
-            explained.record.score.unwrap_or(f64::NAN),
-            explained.threshold.unwrap_or(f64::NAN),
+        Ok(ExplainReply {
+            text: explained.record.text,
+            verdict: explained.record.verdict,
+            score: explained.record.score.unwrap_or(f64::NAN),
+            threshold: explained.threshold.unwrap_or(f64::NAN),
             neighbours,
-        ))
+        }
+        .into())
     }
 
     /// Marks the event `seq` benign: its text joins the baseline, so it and texts like it stop
@@ -643,20 +898,23 @@ impl DetectorApi {
             .map_err(|_| ApiError::Busy("the daemon is shutting down".into()))
     }
 
-    /// The chain's head as committed: (seq, hash hex).
+    /// The chain's head as committed: a [`ChainHead`], (seq, hash hex); 0 and "" while the log
+    /// holds no records.
+    #[zbus(out_args("seq", "hash"))]
     async fn head(&self) -> Result<(u64, String), ApiError> {
         let db = std::path::PathBuf::from(&self.info.audit_db);
         let head = tokio::task::spawn_blocking(move || crate::audit::read_head(&db))
             .await
             .map_err(|e| ApiError::Internal(e.to_string()))?
             .map_err(|e| ApiError::Internal(e.to_string()))?;
-        Ok(head.map_or((0, String::new()), |h| (h.seq, hex::encode(h.hash))))
+        Ok(ChainHead::of(head.as_ref()).into())
     }
 
     /// Anomalies observed at or after `since_usec` (µs since the epoch), oldest first, at most
-    /// `limit` (1 to 1000). Returns (rows, cursor); each row is (seq, usec, kind, source,
-    /// verdict, score, text). A cursor other than 0 means more follow: continue with
-    /// `ListEvents(since_usec, limit, {"verdict": "anomaly", "after_seq": cursor})`.
+    /// `limit` (1 to 1000). Returns a [`Page`], (rows, cursor); each row is a [`RecordRow`],
+    /// (seq, usec, kind, source, verdict, score, text). A cursor other than 0 means more follow:
+    /// continue with `ListEvents(since_usec, limit, {"verdict": "anomaly", "after_seq": cursor})`.
+    #[zbus(out_args("rows", "cursor"))]
     async fn list_anomalies(
         &self,
         since_usec: u64,
@@ -667,13 +925,14 @@ impl DetectorApi {
             verdict: Some("anomaly".into()),
             ..ListFilter::default()
         };
-        self.list(filter, limit).await
+        Ok(self.list(filter, limit).await?.into())
     }
 
     /// The incidents opened at or after `since_usec`, newest first, at most `limit` (1 to 1000).
-    /// Each is (first seq, first usec, last seq, last usec, anomalies in it, source, text, highest
-    /// score): the record that opened it (and was announced by `AnomalyDetected`) and the last of
-    /// its repeats; `ListEvents` with filter `incident` lists them all.
+    /// Each is an [`IncidentRow`], (first seq, first usec, last seq, last usec, anomalies in it,
+    /// source, text, highest score): the record that opened it (and was announced by
+    /// `AnomalyDetected`) and the last of its repeats; `ListEvents` with filter `incident` lists
+    /// them all.
     async fn list_incidents(
         &self,
         since_usec: u64,
@@ -683,21 +942,7 @@ impl DetectorApi {
         let incidents = self
             .read(move |db| crate::audit::query::list_incidents(db, since_usec, limit))
             .await?;
-        Ok(incidents
-            .into_iter()
-            .map(|i| {
-                (
-                    i.first_seq,
-                    i.first_usec,
-                    i.last_seq,
-                    i.last_usec,
-                    i.events,
-                    i.source,
-                    i.text,
-                    i.max_score,
-                )
-            })
-            .collect())
+        Ok(incidents.into_iter().map(IncidentRow::from).collect())
     }
 
     /// Records observed at or after `since_usec`, at most `limit` (1 to 1000), filtered by
@@ -705,8 +950,9 @@ impl DetectorApi {
     /// none), kind (s: event, benign, import, gap, start, stop, genesis), source (s), contains (s,
     /// a substring of the text), incident (t: the anomalies of the incident that record opened),
     /// newest_first (b), after_seq (t) / before_seq (t) (the cursor
-    /// of the previous page, oldest-first / newest-first). Returns (rows, cursor) as
+    /// of the previous page, oldest-first / newest-first). Returns a [`Page`], (rows, cursor), as
     /// ListAnomalies does; the cursor is the last row's seq when more follow, else 0.
+    #[zbus(out_args("rows", "cursor"))]
     async fn list_events(
         &self,
         since_usec: u64,
@@ -716,7 +962,7 @@ impl DetectorApi {
     ) -> Result<(Vec<RecordRow>, u64), ApiError> {
         let _slot = self.limits.enter(&connection_of(&header))?;
         let filter = parse_filter(since_usec, &filter)?;
-        self.list(filter, limit).await
+        Ok(self.list(filter, limit).await?.into())
     }
 
     /// Every field of the record `seq` as a{sv}: Seq, Usec, Kind, Source, Text, Verdict, Score
@@ -755,9 +1001,10 @@ impl DetectorApi {
     }
 
     /// Dry run: how `text` would be judged now, against the baseline as it stands. Records,
-    /// learns and calibrates nothing. Returns (score, verdict, threshold, neighbours), each
-    /// neighbour (baseline id, distance, text, count). Suppression rules apply to the source
-    /// the text's first word names.
+    /// learns and calibrates nothing. Returns a [`ScoreReply`], (score, verdict, threshold,
+    /// neighbours), each neighbour a [`ScoredNeighbour`], (baseline id, distance, text, count).
+    /// Suppression rules apply to the source the text's first word names.
+    #[zbus(out_args("score", "verdict", "threshold", "neighbours"))]
     async fn score(
         &self,
         text: String,
@@ -775,22 +1022,30 @@ impl DetectorApi {
                     "{MAX_DRY_RUNS} dry runs are in flight; retry shortly"
                 ))
             })?;
+        // Every failure is Busy: the pipeline is stopping, slow, or could not embed or score this
+        // one text, and a later call may well be answered.
         let dry = self
             .intake()?
             .score(text, SCORE_TIMEOUT)
             .await
-            .map_err(ApiError::Busy)?;
+            .map_err(|e| ApiError::Busy(e.to_string()))?;
         let neighbours = dry
             .neighbours
             .into_iter()
-            .map(|n| (n.id, f64::from(n.distance), n.text, n.count))
+            .map(|n| ScoredNeighbour {
+                id: n.id,
+                distance: f64::from(n.distance),
+                text: n.text,
+                count: n.count,
+            })
             .collect();
-        Ok((
-            f64::from(dry.score),
-            dry.verdict.as_str().to_owned(),
-            f64::from(dry.threshold),
+        Ok(ScoreReply {
+            score: f64::from(dry.score),
+            verdict: dry.verdict.as_str().to_owned(),
+            threshold: f64::from(dry.threshold),
             neighbours,
-        ))
+        }
+        .into())
     }
 
     /// Ingests an event from another agent: `source` (systemd, networkmanager, login1, udisks2,
@@ -908,7 +1163,6 @@ impl DetectorApi {
     /// Emitted once per anomaly that repeats an open incident, after its record is committed:
     /// `incident` is the seq of the record that opened it (and announced it with
     /// `AnomalyDetected`), `repeat` counts its repeats from 1.
-    #[allow(clippy::too_many_arguments)]
     #[zbus(signal)]
     pub async fn anomaly_repeated(
         emitter: &SignalEmitter<'_>,
@@ -959,5 +1213,193 @@ pub async fn publish_property_changes(conn: zbus::Connection, period: Duration) 
             tracing::warn!(error = %e, "could not emit PropertiesChanged");
         }
         last = now;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A method call whose body is `body`, serialised as a reply's would be.
+    fn message_of<B: Serialize + Type>(body: &B) -> zbus::Message {
+        zbus::Message::method_call(OBJECT_PATH, "Test")
+            .unwrap()
+            .build(body)
+            .unwrap()
+    }
+
+    /// `reply`, sent as the tuple `W` the interface returns, has the body signature `signature`
+    /// (as docs/dbus-api.md documents it), and a client reads that body back as the named type.
+    fn round_trip<T, W>(reply: T, signature: &str)
+    where
+        T: Clone + std::fmt::Debug + PartialEq + Into<W> + for<'d> Deserialize<'d> + Type,
+        W: Serialize + Type,
+    {
+        let wire: W = reply.clone().into();
+        let msg = message_of(&wire);
+        let body = msg.body();
+        assert_eq!(body.signature().to_string_no_parens(), signature);
+        let back: T = body.deserialize().unwrap();
+        assert_eq!(back, reply);
+    }
+
+    fn row(seq: u64) -> RecordRow {
+        RecordRow {
+            seq,
+            usec: 1_700_000_000_000_000 + seq,
+            kind: "event".into(),
+            source: "systemd".into(),
+            verdict: "anomaly".into(),
+            score: 0.25,
+            text: format!("systemd unit u{seq}.service ActiveState=failed"),
+        }
+    }
+
+    #[test]
+    fn element_types_keep_their_struct_signatures() {
+        // The signatures the tuples these types replaced had: the wire format is unchanged.
+        for (named, tuple, wire) in [
+            (
+                RecordRow::SIGNATURE,
+                <(u64, u64, String, String, String, f64, String)>::SIGNATURE,
+                "(ttsssds)",
+            ),
+            (
+                IncidentRow::SIGNATURE,
+                <(u64, u64, u64, u64, u64, String, String, f64)>::SIGNATURE,
+                "(tttttssd)",
+            ),
+            (
+                ScoredNeighbour::SIGNATURE,
+                <(u64, f64, String, u64)>::SIGNATURE,
+                "(tdst)",
+            ),
+            (
+                ExplainNeighbour::SIGNATURE,
+                <(u64, f64, String, u64, u64)>::SIGNATURE,
+                "(tdstt)",
+            ),
+            (ChainHead::SIGNATURE, <(u64, String)>::SIGNATURE, "(ts)"),
+        ] {
+            assert_eq!(named.to_string(), wire);
+            assert_eq!(tuple.to_string(), wire);
+        }
+        // VerifyChainWith's argument.
+        assert_eq!(<Vec<ChainHead>>::SIGNATURE.to_string(), "a(ts)");
+    }
+
+    #[test]
+    fn replies_are_several_out_arguments_that_read_back_as_named_structs() {
+        round_trip::<Page, (Vec<RecordRow>, u64)>(
+            Page {
+                rows: vec![row(7), row(9)],
+                cursor: 9,
+            },
+            "a(ttsssds)t",
+        );
+        round_trip::<ScoreReply, (f64, String, f64, Vec<ScoredNeighbour>)>(
+            ScoreReply {
+                score: 0.5,
+                verdict: "anomaly".into(),
+                threshold: 0.1,
+                neighbours: vec![ScoredNeighbour {
+                    id: 3,
+                    distance: 0.5,
+                    text: "systemd unit nginx.service ActiveState=active".into(),
+                    count: 12,
+                }],
+            },
+            "dsda(tdst)",
+        );
+        round_trip::<ExplainReply, (String, String, f64, f64, Vec<ExplainNeighbour>)>(
+            ExplainReply {
+                text: "systemd unit cron.service ActiveState=failed".into(),
+                verdict: "anomaly".into(),
+                score: 0.4,
+                threshold: 0.05,
+                neighbours: vec![ExplainNeighbour {
+                    id: 1,
+                    distance: 0.4,
+                    text: "systemd unit cron.service ActiveState=active".into(),
+                    count: 2,
+                    first_seq: 5,
+                }],
+            },
+            "ssdda(tdstt)",
+        );
+        round_trip::<ChainReport, (bool, u64, u64, String, u64, String)>(
+            ChainReport {
+                ok: false,
+                records: 41,
+                head_seq: 41,
+                head_hash: "ab".repeat(32),
+                bad_seq: 42,
+                problem: "the hash does not match".into(),
+            },
+            "bttsts",
+        );
+        round_trip::<ChainHead, (u64, String)>(
+            ChainHead {
+                seq: 41,
+                hash: "cd".repeat(32),
+            },
+            "ts",
+        );
+        // ListIncidents' reply is one array.
+        let incidents = vec![IncidentRow {
+            first_seq: 10,
+            first_usec: 1,
+            last_seq: 12,
+            last_usec: 3,
+            anomalies: 3,
+            source: "systemd".into(),
+            text: "systemd unit cron.service ActiveState=failed".into(),
+            max_score: 0.75,
+        }];
+        let msg = message_of(&incidents);
+        let body = msg.body();
+        assert_eq!(body.signature().to_string_no_parens(), "a(tttttssd)");
+        assert_eq!(body.deserialize::<Vec<IncidentRow>>().unwrap(), incidents);
+    }
+
+    #[test]
+    fn signal_bodies_read_back_as_named_structs() {
+        // What the signal methods send: their arguments after the emitter, in order.
+        let detected = message_of(&(7u64, 100u64, "systemd", "systemd unit x failed", 0.5f64));
+        let detected_body = detected.body();
+        assert_eq!(detected_body.signature().to_string_no_parens(), "ttssd");
+        assert_eq!(
+            detected_body.deserialize::<AnomalyDetectedArgs>().unwrap(),
+            AnomalyDetectedArgs {
+                seq: 7,
+                usec: 100,
+                source: "systemd".into(),
+                text: "systemd unit x failed".into(),
+                score: 0.5,
+            }
+        );
+        let repeated = message_of(&(
+            9u64,
+            200u64,
+            "systemd",
+            "systemd unit x failed",
+            0.6f64,
+            7u64,
+            2u64,
+        ));
+        let repeated_body = repeated.body();
+        assert_eq!(repeated_body.signature().to_string_no_parens(), "ttssdtt");
+        assert_eq!(
+            repeated_body.deserialize::<AnomalyRepeatedArgs>().unwrap(),
+            AnomalyRepeatedArgs {
+                seq: 9,
+                usec: 200,
+                source: "systemd".into(),
+                text: "systemd unit x failed".into(),
+                score: 0.6,
+                incident: 7,
+                repeat: 2,
+            }
+        );
     }
 }

@@ -43,11 +43,12 @@ pub enum DaemonError {
     Bus(#[from] BusError),
     #[error(transparent)]
     Sources(#[from] SourceError),
+    // Boxed: zbus::Error is large, and every Result of the daemon carries this enum.
     #[error("cannot serve {what}: {source}")]
     Serve {
         what: String,
         #[source]
-        source: zbus::Error,
+        source: Box<zbus::Error>,
     },
     #[error("the bus name {0} is owned by another process (is another anomalyd running?)")]
     NameTaken(String),
@@ -381,7 +382,7 @@ async fn serve_on_bus(
         .serve_at(OBJECT_PATH, api)
         .map_err(|source| DaemonError::Serve {
             what: OBJECT_PATH.into(),
-            source,
+            source: Box::new(source),
         })?
         .build()
         .await
@@ -412,7 +413,7 @@ async fn serve_on_bus(
         // Typically AccessDenied: the bus policy (config/dbus/) is not installed or names another user.
         Err(source) => DaemonError::Serve {
             what: format!("the bus name {name}"),
-            source,
+            source: Box::new(source),
         },
     };
     crate::sources::stop(tasks).await;

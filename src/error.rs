@@ -29,8 +29,6 @@ pub enum Error {
     Tool(#[from] ToolError),
     #[error("writing the man pages: {0}")]
     ManPages(#[source] std::io::Error),
-    #[error(transparent)]
-    Demo(#[from] crate::demo::DemoError),
 }
 
 impl From<ConfigError> for Error {
@@ -48,7 +46,7 @@ impl Error {
             Error::Daemon(e) => e.is_setup_error(),
             Error::Offline(e) => e.is_setup_error(),
             Error::Tool(e) => e.is_setup_error(),
-            Error::Logging(_) | Error::ManPages(_) | Error::Demo(_) => false,
+            Error::Logging(_) | Error::ManPages(_) => false,
         }
     }
 }

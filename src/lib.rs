@@ -27,7 +27,9 @@
 //! - [`hw`]: hwloc topology and CUDA library probe; [`numa`]: binding near a GPU.
 //! - [`notify`], [`logging`]: systemd integration; [`manpages`]: man pages from the command line.
 //! - [`bus`]: bus connections and a private `dbus-daemon` for the demo and tests.
-//! - [`demo`]: the self-contained demonstration (private bus, replayed infrastructure signals).
+//! - [`emulate`]: stand-ins for systemd, NetworkManager and login1 on a bus (replayed and generated
+//!   signals, fleet load) and the daemon as a child process, for the demo (part of the `anomalyd`
+//!   binary), the tests and the benchmarks.
 
 pub mod access;
 pub mod api;
@@ -35,9 +37,9 @@ pub mod audit;
 pub mod bus;
 pub mod config;
 pub mod daemon;
-pub mod demo;
 pub mod detect;
 pub mod embed;
+pub mod emulate;
 pub mod error;
 pub mod event;
 pub mod hw;

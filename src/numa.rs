@@ -127,7 +127,7 @@ fn nodes_within(topology: &Topology, near: &NodeSet) -> Vec<u32> {
 /// The CPUs and NUMA nodes closest to the PCI device `pci_bus_id`.
 pub fn locality_of(topology: &Topology, pci_bus_id: &str) -> Result<Locality, NumaError> {
     let (device, ancestor) = closest_object(topology, pci_bus_id)?;
-    let cpuset = ancestor.cpuset().map(|c| cpu_list(&*c)).unwrap_or_default();
+    let cpuset = ancestor.cpuset().map(|c| cpu_list(&c)).unwrap_or_default();
     let nodes = ancestor
         .nodeset()
         .map(|near| nodes_within(topology, &near))

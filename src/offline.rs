@@ -105,8 +105,8 @@ pub fn line_text(
             Ok(volatile.scrub_message(&fields[6..].join(" ")))
         }
         Format::JournalJson => {
-            let entry: serde_json::Map<String, serde_json::Value> = serde_json::from_str(line)
-                .map_err(LineError::NotJournalJson)?;
+            let entry: serde_json::Map<String, serde_json::Value> =
+                serde_json::from_str(line).map_err(LineError::NotJournalJson)?;
             let field = |name: &str| -> Option<String> {
                 match entry.get(name)? {
                     serde_json::Value::String(s) => Some(s.clone()),
@@ -692,10 +692,12 @@ pub fn score_file_command(
         embedder.backend()
     );
     let sink: Box<dyn Write> = match out {
-        Some(out) => Box::new(std::fs::File::create(out).map_err(|source| OfflineError::Io {
-            path: out.to_owned(),
-            source,
-        })?),
+        Some(out) => Box::new(
+            std::fs::File::create(out).map_err(|source| OfflineError::Io {
+                path: out.to_owned(),
+                source,
+            })?,
+        ),
         None => Box::new(std::io::stdout().lock()),
     };
     let mut sink = std::io::BufWriter::new(sink);

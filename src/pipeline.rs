@@ -46,6 +46,27 @@ pub enum PipelineError {
     StartRecord(#[source] crate::audit::AuditError),
 }
 
+/// Why a dry run ([`Intake::score`]) has no answer. Kept apart from [`PipelineError`] (starting),
+/// so that each caller matches only what its own call can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum ScoreError {
+    /// The intake is closed: the daemon is stopping.
+    #[error("the daemon is shutting down")]
+    ShuttingDown,
+    /// A stage let go of the request unanswered: it stopped on the way.
+    #[error("the pipeline dropped the request")]
+    Dropped,
+    /// No answer within the caller's timeout (the request is skipped once reached).
+    #[error("no answer within {}s", .0.as_secs())]
+    TimedOut(Duration),
+    /// The text could not be embedded.
+    #[error("embedding failed: {0}")]
+    Embed(#[source] crate::embed::EmbedError),
+    /// The detector could not score it.
+    #[error(transparent)]
+    Detect(#[from] crate::detect::DetectError),
+}
+
 /// What travels between stages.
 pub enum Flow<T> {
     Data(T),
@@ -74,7 +95,7 @@ impl<T> Flow<T> {
 pub struct ScoreRequest {
     pub text: String,
     vector: Option<Vec<f32>>,
-    reply: oneshot::Sender<Result<DryRun, String>>,
+    reply: oneshot::Sender<Result<DryRun, ScoreError>>,
 }
 
 /// Messages waiting in a queue.
@@ -190,7 +211,7 @@ impl Intake {
 
     /// Scores `text` as the detector would judge it now, recording and learning nothing. It
     /// queues behind the events before it; `Err` says why there is no answer.
-    pub async fn score(&self, text: String, timeout: Duration) -> Result<DryRun, String> {
+    pub async fn score(&self, text: String, timeout: Duration) -> Result<DryRun, ScoreError> {
         let (reply, answer) = oneshot::channel();
         let request = ScoreRequest {
             text,
@@ -201,14 +222,12 @@ impl Intake {
             self.tx
                 .send(Flow::Score(request))
                 .await
-                .map_err(|_| "the daemon is shutting down".to_owned())?;
-            answer
-                .await
-                .map_err(|_| "the pipeline dropped the request".to_owned())?
+                .map_err(|_| ScoreError::ShuttingDown)?;
+            answer.await.map_err(|_| ScoreError::Dropped)?
         };
         tokio::time::timeout(timeout, round_trip)
             .await
-            .map_err(|_| format!("no answer within {}s", timeout.as_secs()))?
+            .map_err(|_| ScoreError::TimedOut(timeout))?
     }
 
     /// Asks the detector to retrain its index. Fails only when the pipeline is gone.
@@ -543,7 +562,7 @@ fn embed_stage(
                 match cache.embed(embedder.as_mut(), &[request.text.as_str()]) {
                     Ok((v, _)) => request.vector = Some(v.data),
                     Err(e) => {
-                        let _ = request.reply.send(Err(format!("embedding failed: {e}")));
+                        let _ = request.reply.send(Err(ScoreError::Embed(e)));
                         continue;
                     }
                 }
@@ -608,7 +627,7 @@ fn detect_stage(
                 let vector = request.vector.unwrap_or_default();
                 let answer = detector
                     .dry_run(&request.text, &vector)
-                    .map_err(|e| e.to_string());
+                    .map_err(ScoreError::Detect);
                 let _ = request.reply.send(answer);
                 continue;
             }

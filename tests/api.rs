@@ -13,11 +13,9 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use zbus::zvariant::{OwnedValue, Value};
 
-use anomalyd::demo::replay::unit_path;
+use anomalyd::api::{ChainReport, Page, ScoreReply};
+use anomalyd::emulate::replay::unit_path;
 use common::{api_proxy, fake_systemd, read_rows, unit_changed, RunningDaemon};
-
-type RecordRow = (u64, u64, String, String, String, f64, String);
-type Page = (Vec<RecordRow>, u64);
 
 const WARMUP: &str = "[detector]\nwarmup_events = 4\n";
 
@@ -85,10 +83,13 @@ async fn every_method_answers_through_zbus_busctl_gdbus_and_anomalyctl() {
     assert_eq!(anomalies.len(), faults.len(), "each fault is an anomaly");
 
     // ---- ListAnomalies pages through a cursor, continued with ListEvents.
-    let (first, cursor): Page = api.call("ListAnomalies", &(0u64, 4i32)).await.unwrap();
+    let Page {
+        rows: first,
+        cursor,
+    } = api.call("ListAnomalies", &(0u64, 4i32)).await.unwrap();
     assert_eq!(first.len(), 4);
     assert_eq!(
-        cursor, first[3].0,
+        cursor, first[3].seq,
         "the cursor is the last seq when more follow"
     );
     let rest: Page = api
@@ -105,19 +106,19 @@ async fn every_method_answers_through_zbus_busctl_gdbus_and_anomalyctl() {
         )
         .await
         .unwrap();
-    assert_eq!(rest.1, 0, "the last page has no cursor");
-    let listed: Vec<u64> = first.iter().chain(&rest.0).map(|r| r.0).collect();
+    assert_eq!(rest.cursor, 0, "the last page has no cursor");
+    let listed: Vec<u64> = first.iter().chain(&rest.rows).map(|r| r.seq).collect();
     let expected: Vec<u64> = anomalies.iter().map(|r| r.seq).collect();
     assert_eq!(listed, expected);
     let row = &first[0];
     let stored = anomalies[0];
     assert_eq!(
         (
-            row.1,
-            row.2.as_str(),
-            row.3.as_str(),
-            row.4.as_str(),
-            row.6.as_str()
+            row.usec,
+            row.kind.as_str(),
+            row.source.as_str(),
+            row.verdict.as_str(),
+            row.text.as_str()
         ),
         (
             stored.ts_usec,
@@ -127,7 +128,7 @@ async fn every_method_answers_through_zbus_busctl_gdbus_and_anomalyctl() {
             stored.text.as_str()
         )
     );
-    assert!((row.5 - stored.score.unwrap()).abs() < 1e-9);
+    assert!((row.score - stored.score.unwrap()).abs() < 1e-9);
 
     // ---- ListEvents: everything, newest first, by text, by time.
     let all: Page = api
@@ -137,8 +138,8 @@ async fn every_method_answers_through_zbus_busctl_gdbus_and_anomalyctl() {
         )
         .await
         .unwrap();
-    assert_eq!(all.0.len(), rows.len());
-    assert_eq!(all.1, 0);
+    assert_eq!(all.rows.len(), rows.len());
+    assert_eq!(all.cursor, 0);
     let newest: Page = api
         .call(
             "ListEvents",
@@ -151,7 +152,7 @@ async fn every_method_answers_through_zbus_busctl_gdbus_and_anomalyctl() {
         .await
         .unwrap();
     let last3: Vec<u64> = rows.iter().rev().take(3).map(|r| r.seq).collect();
-    assert_eq!(newest.0.iter().map(|r| r.0).collect::<Vec<_>>(), last3);
+    assert_eq!(newest.rows.iter().map(|r| r.seq).collect::<Vec<_>>(), last3);
     let postgres: Page = api
         .call(
             "ListEvents",
@@ -163,12 +164,12 @@ async fn every_method_answers_through_zbus_busctl_gdbus_and_anomalyctl() {
         )
         .await
         .unwrap();
-    assert_eq!(postgres.0.len(), 1);
-    assert!(postgres.0[0].6.contains("postgresql.service"));
+    assert_eq!(postgres.rows.len(), 1);
+    assert!(postgres.rows[0].text.contains("postgresql.service"));
     let since = anomalies[2].ts_usec;
     let recent: Page = api.call("ListAnomalies", &(since, 100i32)).await.unwrap();
-    assert!(recent.0.iter().all(|r| r.1 >= since));
-    assert!(recent.0.len() >= 4 && recent.0.len() < faults.len() + 1);
+    assert!(recent.rows.iter().all(|r| r.usec >= since));
+    assert!(recent.rows.len() >= 4 && recent.rows.len() < faults.len() + 1);
 
     // ---- Bad listings.
     for limit in [-1i32, 0, 1001, i32::MAX] {
@@ -213,14 +214,17 @@ async fn every_method_answers_through_zbus_busctl_gdbus_and_anomalyctl() {
         .unwrap()
         .text
         .clone();
-    type Scored = (f64, String, f64, Vec<(u64, f64, String, u64)>);
-    let (score, verdict, threshold, neighbours): Scored =
-        api.call("Score", &(normal_text.as_str(),)).await.unwrap();
+    let ScoreReply {
+        score,
+        verdict,
+        threshold,
+        neighbours,
+    } = api.call("Score", &(normal_text.as_str(),)).await.unwrap();
     assert_eq!(verdict, "normal");
     assert!(score < threshold, "{score} < {threshold}");
-    assert_eq!(neighbours[0].2, normal_text);
-    assert!(neighbours[0].3 >= 100, "the count of a repeated text");
-    let (score, verdict, _, _): Scored = api
+    assert_eq!(neighbours[0].text, normal_text);
+    assert!(neighbours[0].count >= 100, "the count of a repeated text");
+    let ScoreReply { score, verdict, .. } = api
         .call(
             "Score",
             &("systemd unit nfs-server.service ActiveState=failed SubState=failed Result=exit-code",),
@@ -229,7 +233,7 @@ async fn every_method_answers_through_zbus_busctl_gdbus_and_anomalyctl() {
         .unwrap();
     assert_eq!(verdict, "anomaly", "score {score}");
     for bad in [String::new(), "x".repeat(10 * 1024 * 1024)] {
-        let answer: zbus::Result<Scored> = api.call("Score", &(bad.as_str(),)).await;
+        let answer: zbus::Result<ScoreReply> = api.call("Score", &(bad.as_str(),)).await;
         assert_eq!(error_name(answer), "org.anomalyd.Error.InvalidArgument");
     }
     assert_eq!(
@@ -586,8 +590,7 @@ async fn every_method_answers_through_zbus_busctl_gdbus_and_anomalyctl() {
     let _ = follow.wait();
 
     // Still healthy after all of it, and the chain intact.
-    let (ok, ..): (bool, u64, u64, String, u64, String) =
-        api.call("VerifyChain", &()).await.unwrap();
+    let ChainReport { ok, .. } = api.call("VerifyChain", &()).await.unwrap();
     assert!(ok);
     drop(api);
     let summary = daemon.stop().await;

@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use anomalyd::api::{Page, ScoreReply};
 use common::{api_proxy, fake_systemd, unit_changed, RunningDaemon};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -92,7 +93,7 @@ async fn score_and_list_callers_cannot_make_the_daemon_drop_events() {
                 n += 1;
                 let result: zbus::Result<()> = if i < 12 {
                     proxy
-                        .call::<_, _, (f64, String, f64, Vec<(u64, f64, String, u64)>)>(
+                        .call::<_, _, ScoreReply>(
                             "Score",
                             &(format!(
                                 "systemd unit reader{i}-{n}.service ActiveState=failed"
@@ -107,10 +108,7 @@ async fn score_and_list_callers_cannot_make_the_daemon_drop_events() {
                         zbus::zvariant::Value::from("nothing-matches-this"),
                     );
                     proxy
-                        .call::<_, _, (Vec<(u64, u64, String, String, String, f64, String)>, u64)>(
-                            "ListEvents",
-                            &(0u64, 1000i32, filter),
-                        )
+                        .call::<_, _, Page>("ListEvents", &(0u64, 1000i32, filter))
                         .await
                         .map(|_| ())
                 };

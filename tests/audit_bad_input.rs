@@ -3,21 +3,19 @@
 //! naming the file and exit status 1, and leaves the file as it was. Read-only and full disks are
 //! real: tmpfs mounts in a private mount namespace (`unshare -m`), so this needs root, as CI has.
 
+mod common;
+
 use std::path::Path;
 use std::process::{Command, Output};
 
 use sha2::{Digest, Sha256};
-
-fn model_dir() -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("models/all-MiniLM-L6-v2")
-}
 
 /// Runs the daemon on `state_dir`; `mounts` is shell run first in a private mount namespace.
 fn run_daemon(state_dir: &Path, mounts: &str) -> Output {
     let daemon = env!("CARGO_BIN_EXE_anomalyd");
     let script = format!(
         "{mounts}\nexec {daemon} --log stderr --bus unix:path=/nonexistent/bus --model {} --state-dir {}",
-        model_dir().display(),
+        common::model_dir().display(),
         state_dir.display()
     );
     Command::new("unshare")
@@ -110,7 +108,7 @@ fn a_full_disk_is_a_clear_error_and_leaves_no_half_written_chain() {
             state = state.display(),
             copy = copy.display(),
             daemon = env!("CARGO_BIN_EXE_anomalyd"),
-            model = model_dir().display(),
+            model = common::model_dir().display(),
         ),
     );
     assert_refused(&out, &["audit database", "full"]);
@@ -152,7 +150,7 @@ fn a_start_record_that_cannot_be_committed_fails_the_start() {
             "unix:path=/nonexistent/bus",
             "--model",
         ])
-        .arg(model_dir())
+        .arg(common::model_dir())
         .arg("--state-dir")
         .arg(dir.path())
         .output()

@@ -10,6 +10,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
+use anomalyd::api::{ExplainNeighbour, ExplainReply};
 use common::{api_proxy, fake_systemd, read_rows, unit_changed, RunningDaemon};
 
 const NGINX: &str = "/org/freedesktop/systemd1/unit/nginx_2eservice";
@@ -100,17 +101,31 @@ async fn explain_and_mark_benign_over_dbus() {
         .unwrap();
 
     let api = api_proxy(&daemon.conn).await;
-    type Neighbour = (u64, f64, String, u64, u64);
-    let (text, verdict, score, threshold, neighbours): (String, String, f64, f64, Vec<Neighbour>) =
-        api.call("Explain", &(fault_seq,)).await.unwrap();
+    let ExplainReply {
+        text,
+        verdict,
+        score,
+        threshold,
+        neighbours,
+    } = api.call("Explain", &(fault_seq,)).await.unwrap();
     assert_eq!(
         (text.as_str(), verdict.as_str()),
         (fault_text.as_str(), "anomaly")
     );
     assert!(score > threshold, "score {score} threshold {threshold}");
     assert_eq!(neighbours.len(), 2, "both baseline texts: {neighbours:?}");
-    assert!(neighbours[0].1 <= neighbours[1].1, "nearest first");
-    for (_, distance, text, count, first_seq) in &neighbours {
+    assert!(
+        neighbours[0].distance <= neighbours[1].distance,
+        "nearest first"
+    );
+    for ExplainNeighbour {
+        distance,
+        text,
+        count,
+        first_seq,
+        ..
+    } in &neighbours
+    {
         assert!(text.starts_with("systemd unit nginx.service"), "{text}");
         assert_eq!(*count, 3);
         assert!(*first_seq > 0 && *first_seq < fault_seq);
@@ -138,7 +153,7 @@ async fn explain_and_mark_benign_over_dbus() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("no record has seq 999999"));
 
     let missing = api
-        .call::<_, _, (String, String, f64, f64, Vec<Neighbour>)>("Explain", &(999_999u64,))
+        .call::<_, _, ExplainReply>("Explain", &(999_999u64,))
         .await
         .unwrap_err();
     assert!(

@@ -150,8 +150,8 @@ async fn systemd_signals_become_chained_records_counted_over_dbus() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn network_manager_and_login1_signals_are_rendered_with_what_their_services_answer() {
-    use anomalyd::demo::replay::Replayer;
-    use anomalyd::demo::scenario::Signal;
+    use anomalyd::emulate::replay::Replayer;
+    use anomalyd::emulate::scenario::Signal;
 
     let dir = tempfile::tempdir().unwrap();
     let daemon = RunningDaemon::start(dir.path(), "").await;

@@ -4,9 +4,12 @@
 //! must verify, contain that acknowledged record with the same hash, and the next run must
 //! continue the chain.
 
+mod common;
+
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use anomalyd::api::ChainHead;
 use anomalyd::audit::{read_head, verify};
 use anomalyd::bus::PrivateBus;
 
@@ -17,7 +20,7 @@ fn spawn_daemon(config: &std::path::Path, bus: &str, state: &std::path::Path) ->
         .args(["--config"])
         .arg(config)
         .arg("--model")
-        .arg(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models/all-MiniLM-L6-v2"))
+        .arg(common::model_dir())
         .args(["--bus", bus, "--log", "stderr", "--state-dir"])
         .arg(state)
         .stdout(Stdio::null())
@@ -99,7 +102,10 @@ async fn sigkill_at_any_moment_loses_no_acknowledged_record() {
         )
         .await
         .unwrap();
-        let (acked_seq, acked_hash): (u64, String) = proxy.call("Head", &()).await.unwrap();
+        let ChainHead {
+            seq: acked_seq,
+            hash: acked_hash,
+        } = proxy.call("Head", &()).await.unwrap();
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
 

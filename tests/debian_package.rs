@@ -21,6 +21,7 @@ use std::time::Duration;
 
 #[path = "common/sandbox.rs"]
 mod sandbox;
+use sandbox::common;
 use sandbox::{boot, inside, inside_ok, query, root, sandbox, wait_until};
 
 /// The sandbox is one per machine: the tests in this binary run one at a time.
@@ -217,12 +218,7 @@ fn boot_with(files: &[(&str, &Path)]) -> sandbox::Booted {
         std::fs::copy(source, stage.join(name))
             .unwrap_or_else(|e| panic!("staging {}: {e}", source.display()));
     }
-    let model = root().join("models/all-MiniLM-L6-v2");
-    assert!(
-        model.join("model.safetensors").is_file(),
-        "{} has no model: run scripts/fetch-model (scripts/setup does)",
-        model.display()
-    );
+    let model = common::model_dir();
     let copied = Command::new("cp")
         .arg("-a")
         .arg(&model)

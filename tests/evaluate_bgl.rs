@@ -48,7 +48,7 @@ fn bgl_2k_beats_the_template_novelty_peer() {
     assert_eq!(templates.len(), 2000);
 
     let anomalous = |line: &str| !line.starts_with("- ");
-    let in_baseline = |n: usize| n % 3 == 0 && !anomalous(lines[n - 1]);
+    let in_baseline = |n: usize| n.is_multiple_of(3) && !anomalous(lines[n - 1]);
     let dir = tempfile::tempdir().unwrap();
     let (mut baseline, mut test, mut labels, mut test_numbers) =
         (String::new(), String::new(), Vec::new(), Vec::new());

@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 
 #[path = "common/sandbox.rs"]
 mod sandbox;
-use sandbox::{boot, inside, inside_ok, prepare, root, wait_until};
+use sandbox::common;
+use sandbox::{boot, inside, inside_ok, prepare, wait_until};
 
 /// Snapshots every 2 s, so the rebuild saves its progress often enough to be cut short after.
 const CONFIG: &str = "[detector]\nsnapshot_interval_s = 2\n";
@@ -39,7 +40,7 @@ fn import_baseline(upper: &Path) {
         .arg("--state-dir")
         .arg(&state)
         .arg("--model")
-        .arg(root().join("models/all-MiniLM-L6-v2"))
+        .arg(common::model_dir())
         .args(["baseline", "import"])
         .arg(&file)
         .output()

@@ -31,21 +31,23 @@ impl fmt::Display for Checkpoint {
 }
 
 impl std::str::FromStr for Checkpoint {
-    type Err = String;
+    type Err = CheckpointError;
 
     /// `SEQ:HEX`, the form `anomalyctl head` prints and the checkpoint file holds.
-    fn from_str(s: &str) -> Result<Checkpoint, String> {
+    fn from_str(s: &str) -> Result<Checkpoint, CheckpointError> {
+        let text = || s.to_owned();
         let (seq, hash) = s
             .trim()
             .split_once(':')
-            .ok_or_else(|| format!("{s:?} is not SEQ:HEX"))?;
-        let seq: u64 = seq
-            .parse()
-            .map_err(|_| format!("{s:?}: {seq:?} is not a record number"))?;
-        let bytes = hex::decode(hash).map_err(|_| format!("{s:?}: the hash is not hex"))?;
+            .ok_or_else(|| CheckpointError::NotSeqHex { text: text() })?;
+        let seq: u64 = seq.parse().map_err(|_| CheckpointError::SeqNotNumber {
+            text: text(),
+            seq: seq.to_owned(),
+        })?;
+        let bytes = hex::decode(hash).map_err(|_| CheckpointError::HashNotHex { text: text() })?;
         let hash: [u8; 32] = bytes
             .try_into()
-            .map_err(|_| format!("{s:?}: the hash is not 32 bytes (64 hex digits)"))?;
+            .map_err(|_| CheckpointError::HashNot32Bytes { text: text() })?;
         Ok(Checkpoint { seq, hash })
     }
 }
@@ -140,13 +142,32 @@ pub struct ParsedCheckpoints {
     pub torn: bool,
 }
 
-/// Why checkpoints could not be read.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Why a checkpoint, or checkpoints read from text, could not be read. The first four are a
+/// malformed `SEQ:HEX` ([`Checkpoint`]'s `FromStr`), each naming the text as given.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CheckpointError {
+    /// No `:` between the seq and the hash.
+    #[error("{text:?} is not SEQ:HEX")]
+    NotSeqHex { text: String },
+    /// The part before the `:` is not a record number (a u64).
+    #[error("{text:?}: {seq:?} is not a record number")]
+    SeqNotNumber { text: String, seq: String },
+    /// The part after the `:` is not hex.
+    #[error("{text:?}: the hash is not hex")]
+    HashNotHex { text: String },
+    /// The hash is hex, but not of a SHA-256 hash's 32 bytes.
+    #[error("{text:?}: the hash is not 32 bytes (64 hex digits)")]
+    HashNot32Bytes { text: String },
     /// A line is neither `SEQ:HEX` nor a journal JSON entry with a well-formed checkpoint.
+    #[error("line {line}: {problem}")]
     Parse { line: usize, problem: String },
     /// One seq with two different hashes: the checkpoints were tampered with (the chain has one
     /// record per seq, so at most one of them is genuine).
+    #[error(
+        "checkpoint seq {seq} appears with two different hashes ({} and {}): the checkpoints were tampered with",
+        hex::encode(first),
+        hex::encode(second)
+    )]
     Conflict {
         seq: u64,
         first: [u8; 32],
@@ -154,21 +175,25 @@ pub enum CheckpointError {
     },
 }
 
-impl fmt::Display for CheckpointError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            CheckpointError::Parse { line, problem } => write!(f, "line {line}: {problem}"),
-            CheckpointError::Conflict { seq, first, second } => write!(
-                f,
-                "checkpoint seq {seq} appears with two different hashes ({} and {}): the checkpoints were tampered with",
-                hex::encode(first),
-                hex::encode(second)
-            ),
-        }
-    }
+/// Why a checkpoint file could not be read; both name the file. Apart from [`CheckpointError`]
+/// because an I/O error can be neither cloned nor compared, which that one's users rely on.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointFileError {
+    /// The file cannot be read (missing, unreadable, not UTF-8).
+    #[error("checkpoint file {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// Its text holds a malformed line or two hashes for one seq.
+    #[error("checkpoint file {}: {source}", path.display())]
+    Checkpoints {
+        path: PathBuf,
+        #[source]
+        source: CheckpointError,
+    },
 }
-
-impl std::error::Error for CheckpointError {}
 
 /// Reads checkpoints from text: `SEQ:HEX` lines (the checkpoint file; `#` comments and blank
 /// lines skipped), trusted as they are, or `journalctl -o json` lines (their
@@ -212,7 +237,7 @@ pub fn parse_checkpoints_trusted(
             };
             format!("{seq}:{hash}")
                 .parse::<Checkpoint>()
-                .map_err(parse_error)?
+                .map_err(|problem| parse_error(problem.to_string()))?
         } else {
             match line.parse::<Checkpoint>() {
                 Ok(checkpoint) => checkpoint,
@@ -220,7 +245,7 @@ pub fn parse_checkpoints_trusted(
                     parsed.torn = true;
                     continue;
                 }
-                Err(problem) => return Err(parse_error(problem)),
+                Err(problem) => return Err(parse_error(problem.to_string())),
             }
         };
         match seen.get(&checkpoint.seq) {
@@ -243,25 +268,29 @@ pub fn parse_checkpoints_trusted(
 
 /// [`parse_checkpoints_trusted`] for the installed service ([`JournalTrust::service`]), without
 /// the count of untrusted entries.
-pub fn parse_checkpoints(text: &str) -> Result<Vec<Checkpoint>, String> {
-    parse_checkpoints_trusted(text, &JournalTrust::service())
-        .map(|parsed| parsed.checkpoints)
-        .map_err(|e| e.to_string())
+pub fn parse_checkpoints(text: &str) -> Result<Vec<Checkpoint>, CheckpointError> {
+    parse_checkpoints_trusted(text, &JournalTrust::service()).map(|parsed| parsed.checkpoints)
 }
 
 /// Reads a checkpoint file (see [`parse_checkpoints_trusted`]); errors name the file.
 pub fn read_checkpoint_file_trusted(
     path: &std::path::Path,
     trust: &JournalTrust,
-) -> Result<ParsedCheckpoints, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("checkpoint file {}: {e}", path.display()))?;
-    parse_checkpoints_trusted(&text, trust)
-        .map_err(|e| format!("checkpoint file {}: {e}", path.display()))
+) -> Result<ParsedCheckpoints, CheckpointFileError> {
+    let text = std::fs::read_to_string(path).map_err(|source| CheckpointFileError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    parse_checkpoints_trusted(&text, trust).map_err(|source| CheckpointFileError::Checkpoints {
+        path: path.to_owned(),
+        source,
+    })
 }
 
 /// Reads a checkpoint file (see [`parse_checkpoints`]); errors name the file.
-pub fn read_checkpoint_file(path: &std::path::Path) -> Result<Vec<Checkpoint>, String> {
+pub fn read_checkpoint_file(
+    path: &std::path::Path,
+) -> Result<Vec<Checkpoint>, CheckpointFileError> {
     read_checkpoint_file_trusted(path, &JournalTrust::service()).map(|parsed| parsed.checkpoints)
 }
 
@@ -462,6 +491,7 @@ mod tests {
         // A complete bad line is an error; the same text without its newline is a torn write.
         assert!(parse_checkpoints("12:abc\n")
             .unwrap_err()
+            .to_string()
             .contains("line 1"));
         assert!(parse_checkpoints("x:00\n").is_err());
         assert_eq!(parse_checkpoints("12:abc"), Ok(Vec::new()));
@@ -600,6 +630,7 @@ mod tests {
         assert!(message.contains("tampered"), "{message}");
         assert!(parse_checkpoints(&format!("40:{ab}\n40:{cd}"))
             .unwrap_err()
+            .to_string()
             .contains("checkpoint seq 40 appears with two different hashes"));
         // The same checkpoint twice (the file and the journal agree) is kept once.
         let twice = format!("40:{ab}\n{}", entry("40", &ab, GENUINE));

@@ -38,13 +38,10 @@ impl BusTarget {
             "system" => Ok(BusTarget::System),
             "session" => Ok(BusTarget::Session),
             address if address.contains(':') => {
-                zbus::Address::try_from(address)
-                    .map_err(BusTargetError::Address)?;
+                zbus::Address::try_from(address).map_err(BusTargetError::Address)?;
                 Ok(BusTarget::Address(address.to_owned()))
             }
-            _ => {
-                Err(BusTargetError::Unknown)
-            }
+            _ => Err(BusTargetError::Unknown),
         }
     }
 }
@@ -107,11 +104,7 @@ impl RawDaemon {
         let d = self;
 
         if d.state_dir.as_os_str().is_empty() {
-            return Err(rules.invalid(
-                "daemon.state_dir",
-                &quoted(""),
-                "must name a directory",
-            ));
+            return Err(rules.invalid("daemon.state_dir", &quoted(""), "must name a directory"));
         }
         let state_dir = if d.state_dir.is_absolute() {
             d.state_dir.clone()

@@ -255,11 +255,7 @@ impl RawDetector {
         for (i, rule) in det.suppress.iter().enumerate() {
             let key = |field: &str| format!("detector.suppress[{i}].{field}");
             if rule.name.trim().is_empty() {
-                return Err(rules.invalid(
-                    &key("name"),
-                    &quoted(&rule.name),
-                    "must not be empty",
-                ));
+                return Err(rules.invalid(&key("name"), &quoted(&rule.name), "must not be empty"));
             }
             let source = match rule.source.as_deref() {
                 None => None,
@@ -280,7 +276,9 @@ impl RawDetector {
             })?;
             let until_usec = match &rule.until {
                 None => None,
-                Some(dt) => Some(datetime_usec(dt).map_err(|why| rules.invalid(&key("until"), dt, why))?),
+                Some(dt) => {
+                    Some(datetime_usec(dt).map_err(|why| rules.invalid(&key("until"), dt, why))?)
+                }
             };
             suppress.push(SuppressRule {
                 name: rule.name.clone(),

@@ -33,7 +33,6 @@ impl GpuConfig {
     }
 }
 
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NumaBinding {
     /// The node local to the GPU in use; no binding when there is no GPU.
@@ -130,7 +129,9 @@ impl RawNuma {
         let bind = match &self.bind {
             NameOrIndex::Name(n) if n == "auto" => NumaBinding::Auto,
             NameOrIndex::Name(n) if n == "off" => NumaBinding::Off,
-            NameOrIndex::Index(i) => NumaBinding::Node(rules.in_range("numa.bind", *i, 0, 1023)? as u32),
+            NameOrIndex::Index(i) => {
+                NumaBinding::Node(rules.in_range("numa.bind", *i, 0, 1023)? as u32)
+            }
             other => {
                 return Err(rules.invalid(
                     "numa.bind",

@@ -196,7 +196,6 @@ impl RawConfig {
         self
     }
 
-
     /// Validates every section in the file's order, so the first broken rule is the one reported.
     pub fn validate(self, origin: &str) -> Result<Config, ConfigError> {
         let rules = Rules { origin };

@@ -163,6 +163,33 @@ pub fn gpu_plan(index: &str, candidates: usize, nprobe: usize) -> Result<GpuPlan
     Ok(plan)
 }
 
+/// Why search cannot go to a GPU, or a GPU mirror could not be made.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum GpuError {
+    /// The index, `detector.k` or `detector.nprobe` exceeds what FAISS does on a GPU.
+    #[error("{}: {}", limit.key, limit.why)]
+    Unfit { limit: GpuLimit },
+    /// Built without cargo feature `faiss-gpu`.
+    #[error("this build has no FAISS GPU support (cargo feature faiss-gpu)")]
+    NoFaissGpu,
+    /// `gpu.device` names a GPU FAISS does not see.
+    #[error("GPU {device} does not exist ({visible} visible)")]
+    NoSuchDevice { device: u32, visible: usize },
+    /// The NVIDIA driver library cannot be loaded.
+    #[error("libcuda (the NVIDIA driver) not found on the library path")]
+    NoDriver,
+    /// `faiss_get_num_gpus` returned error `code`.
+    #[error("FAISS could not count GPUs (error {code})")]
+    CountFailed { code: std::ffi::c_int },
+    /// A FAISS C API call made for the mirror returned `code`, with FAISS's last error message.
+    #[error("{call} failed ({code}): {message}")]
+    FaissCall {
+        call: &'static str,
+        code: std::ffi::c_int,
+        message: String,
+    },
+}
+
 /// Where search runs, and why, for the log and `IndexDescription`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SearchPlace {
@@ -185,11 +212,11 @@ pub fn choose(
     placement: IndexPlacement,
     device: u32,
     fits: &Result<GpuPlan, GpuLimit>,
-) -> Result<SearchPlace, String> {
-    let cpu = |why: String| -> Result<SearchPlace, String> {
+) -> Result<SearchPlace, GpuError> {
+    let cpu = |why: GpuError| -> Result<SearchPlace, GpuError> {
         match placement {
             IndexPlacement::Gpu => Err(why),
-            _ => Ok(SearchPlace::Cpu(why)),
+            _ => Ok(SearchPlace::Cpu(why.to_string())),
         }
     };
     match placement {
@@ -199,15 +226,17 @@ pub fn choose(
         }
         IndexPlacement::Auto | IndexPlacement::Gpu => {}
     }
-    if let Err(l) = fits {
-        return cpu(format!("{}: {}", l.key, l.why));
+    if let Err(limit) = fits {
+        return cpu(GpuError::Unfit {
+            limit: limit.clone(),
+        });
     }
     if !cfg!(feature = "faiss-gpu") {
-        return cpu("this build has no FAISS GPU support (cargo feature faiss-gpu)".into());
+        return cpu(GpuError::NoFaissGpu);
     }
     match gpu_count() {
         Ok(n) if (device as usize) < n => Ok(SearchPlace::Gpu(device)),
-        Ok(n) => cpu(format!("GPU {device} does not exist ({n} visible)")),
+        Ok(n) => cpu(GpuError::NoSuchDevice { device, visible: n }),
         Err(why) => cpu(why),
     }
 }
@@ -215,22 +244,22 @@ pub fn choose(
 /// GPUs FAISS sees. The driver is probed first: FAISS aborts the process on a CUDA error other
 /// than "no device".
 #[cfg(feature = "faiss-gpu")]
-fn gpu_count() -> Result<usize, String> {
+fn gpu_count() -> Result<usize, GpuError> {
     let (driver, _, _) = crate::embed::cuda::library_presence();
     if !driver {
-        return Err("libcuda (the NVIDIA driver) not found on the library path".into());
+        return Err(GpuError::NoDriver);
     }
     let mut n: std::ffi::c_int = 0;
     // SAFETY: writes one int through a valid pointer; the driver is known to load.
     let code = unsafe { faiss_sys::faiss_get_num_gpus(&mut n) };
     if code != 0 {
-        return Err(format!("FAISS could not count GPUs (error {code})"));
+        return Err(GpuError::CountFailed { code });
     }
     Ok(n.max(0) as usize)
 }
 
 #[cfg(not(feature = "faiss-gpu"))]
-fn gpu_count() -> Result<usize, String> {
+fn gpu_count() -> Result<usize, GpuError> {
     Ok(0)
 }
 
@@ -241,10 +270,11 @@ pub use mirror::GpuMirror;
 mod mirror {
     use faiss::index::{FromInnerPtr, IndexImpl};
 
-    use super::GpuPlan;
+    use super::{GpuError, GpuPlan};
 
-    /// The last FAISS error message, after a call returned non-zero.
-    fn last_error(what: &str, code: std::ffi::c_int) -> String {
+    /// The failure of FAISS call `call`, with this thread's last FAISS error message, after it
+    /// returned `code`.
+    fn last_error(call: &'static str, code: std::ffi::c_int) -> GpuError {
         // SAFETY: faiss_get_last_error returns this thread's last message or null.
         let msg = unsafe {
             let p = faiss_sys::faiss_get_last_error();
@@ -254,7 +284,11 @@ mod mirror {
                 std::ffi::CStr::from_ptr(p).to_string_lossy().into_owned()
             }
         };
-        format!("{what} failed ({code}): {}", msg.trim())
+        GpuError::FaissCall {
+            call,
+            code,
+            message: msg.trim().to_owned(),
+        }
     }
 
     /// FAISS's per-GPU resources (streams, cuBLAS handle, scratch memory).
@@ -287,7 +321,7 @@ mod mirror {
             device: u32,
             temp_memory_bytes: usize,
             plan: GpuPlan,
-        ) -> Result<GpuMirror, String> {
+        ) -> Result<GpuMirror, GpuError> {
             let mut res = std::ptr::null_mut();
             // SAFETY: out-pointer to a fresh object; checked for failure below.
             let code = unsafe { faiss_sys::faiss_StandardGpuResources_new(&mut res) };
@@ -447,10 +481,14 @@ mod tests {
             choose(IndexPlacement::Auto, 0, &too_big),
             Ok(SearchPlace::Cpu("detector.k: too many".into()))
         );
+        let refused = choose(IndexPlacement::Gpu, 0, &too_big).unwrap_err();
         assert_eq!(
-            choose(IndexPlacement::Gpu, 0, &too_big),
-            Err("detector.k: too many".into())
+            refused,
+            GpuError::Unfit {
+                limit: too_big.clone().unwrap_err()
+            }
         );
+        assert_eq!(refused.to_string(), "detector.k: too many");
         assert_eq!(
             choose(IndexPlacement::Off, 0, &fits),
             Ok(SearchPlace::Cpu("gpu.device = \"off\"".into()))
@@ -461,7 +499,11 @@ mod tests {
                 choose(IndexPlacement::Auto, 0, &fits),
                 Ok(SearchPlace::Cpu(why.into()))
             );
-            assert_eq!(choose(IndexPlacement::Gpu, 0, &fits), Err(why.into()));
+            assert_eq!(
+                choose(IndexPlacement::Gpu, 0, &fits),
+                Err(GpuError::NoFaissGpu)
+            );
+            assert_eq!(GpuError::NoFaissGpu.to_string(), why);
         }
     }
 }

@@ -75,19 +75,45 @@ pub fn auto_description(n: usize) -> String {
     format!("IVF{nlist},SQ8")
 }
 
+/// Why a `detector.index` value is refused, or why a background training failed. The messages
+/// name no key: config validation puts them after `detector.index = …`, the training log after
+/// the index's factory string.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum IndexError {
+    /// `detector.index` is empty or blank.
+    #[error("must be \"auto\" or a FAISS factory string such as Flat or IVF1024,SQ8")]
+    Blank,
+    /// FAISS's `index_factory` refuses the configured factory string.
+    #[error("FAISS cannot build it: {source}")]
+    Unbuildable { source: faiss::error::Error },
+    /// The training thread could not build the index it was to train.
+    #[error("cannot build it: {source}")]
+    Build { source: faiss::error::Error },
+    /// FAISS failed to train the index on the sample of `vectors` vectors.
+    #[error("training on {vectors} vectors: {source}")]
+    Train {
+        vectors: usize,
+        source: faiss::error::Error,
+    },
+    /// FAISS failed to fill the trained index with the baseline's vectors.
+    #[error("adding vectors: {source}")]
+    Fill { source: faiss::error::Error },
+    /// The training thread ended without sending its result (it panicked).
+    #[error("the training thread died")]
+    ThreadDied,
+}
+
 /// Checks a `detector.index` value: `auto`, or a factory string FAISS builds for 384-d vectors.
 /// Returns whether the index needs training.
-pub fn check_factory(index: &str) -> Result<bool, String> {
+pub fn check_factory(index: &str) -> Result<bool, IndexError> {
     if index == AUTO {
         return Ok(true);
     }
     if index.trim().is_empty() {
-        return Err(
-            "must be \"auto\" or a FAISS factory string such as Flat or IVF1024,SQ8".into(),
-        );
+        return Err(IndexError::Blank);
     }
     let built = index_factory(EMBEDDING_DIM, full_description(index), MetricType::L2)
-        .map_err(|e| format!("FAISS cannot build it: {e}"))?;
+        .map_err(|source| IndexError::Unbuildable { source })?;
     Ok(!built.is_trained())
 }
 
@@ -131,7 +157,7 @@ struct Training {
     covers: usize,
     reason: &'static str,
     started: Instant,
-    result: Receiver<Result<Trained, String>>,
+    result: Receiver<Result<Trained, IndexError>>,
 }
 
 pub struct SearchIndex {
@@ -167,7 +193,7 @@ impl SearchIndex {
         let needs_training =
             check_factory(&config.index).map_err(|reason| DetectError::Config {
                 key: "detector.index",
-                reason,
+                reason: reason.to_string(),
             })?;
         let description = if needs_training {
             EXACT.to_owned()
@@ -544,7 +570,7 @@ impl SearchIndex {
         let result = training
             .result
             .recv()
-            .unwrap_or_else(|_| Err("the training thread died".into()));
+            .unwrap_or_else(|_| Err(IndexError::ThreadDied));
         let (tx, rx) = std::sync::mpsc::channel();
         let _ = tx.send(result);
         self.training = Some(Training {
@@ -557,10 +583,10 @@ impl SearchIndex {
 
 /// Builds, trains and fills an index over `rows` (ids = row numbers), and measures its drift
 /// reference on a sample of them.
-fn train(description: &str, rows: &SharedRows) -> Result<Trained, String> {
+fn train(description: &str, rows: &SharedRows) -> Result<Trained, IndexError> {
     faiss_on_this_thread_only();
     let mut index = index_factory(EMBEDDING_DIM, description, MetricType::L2)
-        .map_err(|e| format!("cannot build it: {e}"))?;
+        .map_err(|source| IndexError::Build { source })?;
     let nlist = description
         .split(',')
         .find_map(|part| part.strip_prefix("IVF"))
@@ -569,16 +595,17 @@ fn train(description: &str, rows: &SharedRows) -> Result<Trained, String> {
     let wanted = (nlist * TRAIN_POINTS_PER_LIST).max(TRAIN_MIN_POINTS);
     let step = (rows.rows() / wanted).max(1);
     let sample = rows.sample(step);
-    index
-        .train(&sample)
-        .map_err(|e| format!("training on {} vectors: {e}", sample.len() / DIM))?;
+    index.train(&sample).map_err(|source| IndexError::Train {
+        vectors: sample.len() / DIM,
+        source,
+    })?;
     let mut id = 0u64;
     for slice in rows.slices() {
         let n = slice.len() / DIM;
         let ids: Vec<Idx> = (id..id + n as u64).map(Idx::new).collect();
         index
             .add_with_ids(slice, &ids)
-            .map_err(|e| format!("adding vectors: {e}"))?;
+            .map_err(|source| IndexError::Fill { source })?;
         id += n as u64;
     }
     let probe = rows.sample(rows.rows() / DRIFT_REFERENCE_POINTS);

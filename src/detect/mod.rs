@@ -23,7 +23,7 @@ pub mod snapshot;
 
 pub use baseline::{Baseline, BaselineRow};
 pub use calibration::Calibrator;
-pub use index::{auto_description, check_factory, full_description, AUTO, EXACT};
+pub use index::{auto_description, check_factory, full_description, IndexError, AUTO, EXACT};
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -1134,7 +1134,10 @@ mod tests {
         assert_eq!(check_factory("Flat"), Ok(false));
         assert_eq!(check_factory("auto"), Ok(true));
         assert_eq!(check_factory("IVF16,PQ8"), Ok(true));
-        assert!(check_factory("NoSuchIndex").unwrap_err().contains("FAISS"));
+        assert!(check_factory("NoSuchIndex")
+            .unwrap_err()
+            .to_string()
+            .contains("FAISS"));
         assert!(check_factory("").is_err());
         assert_eq!(auto_description(50_000), "IVF1024,SQ8");
         assert_eq!(auto_description(1_000_000), "IVF4096,SQ8");

@@ -95,6 +95,10 @@ impl EmbeddingCache {
         self.entries.as_ref().map_or(0, |e| e.len())
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     /// Hits over lookups since start; 0 before the first lookup.
     pub fn hit_rate(&self) -> f64 {
         let total = self.hits + self.misses;

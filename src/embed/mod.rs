@@ -353,6 +353,6 @@ fn warm_up_mismatch(expected: &Embeddings, got: &Embeddings) -> Option<(f32, &'s
             .zip(got.row(i))
             .map(|(a, b)| a * b)
             .sum();
-        (!(cosine >= MIN_WARM_UP_COSINE)).then_some((cosine, WARM_UP_TEXTS[i]))
+        (cosine.is_nan() || cosine < MIN_WARM_UP_COSINE).then_some((cosine, WARM_UP_TEXTS[i]))
     })
 }

@@ -180,8 +180,8 @@ pub fn compile_kernels(
     println!("NVRTC {major}.{minor}");
     let sources: Vec<(String, String, Vec<&str>)> = match source {
         Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .map_err(io(format!("reading {}", path.display())))?;
+            let text =
+                std::fs::read_to_string(path).map_err(io(format!("reading {}", path.display())))?;
             let name = path
                 .file_name()
                 .unwrap_or_default()
@@ -212,8 +212,7 @@ pub fn compile_kernels(
             if let Some(dir) = out {
                 let path: PathBuf =
                     dir.join(format!("{}-{arch}.cubin", file.trim_end_matches(".cu")));
-                std::fs::write(&path, &cubin)
-                    .map_err(io(format!("writing {}", path.display())))?;
+                std::fs::write(&path, &cubin).map_err(io(format!("writing {}", path.display())))?;
             }
         }
     }

@@ -479,8 +479,7 @@ async fn subscribe(
     // can slip past it: owner changes and signals reach it in the one order the bus sent them.
     let stream = MessageStream::from(conn);
 
-    let mut names: Vec<(String, (Source, Vec<mpsc::Sender<Inbound>>))> =
-        renderers_of.into_iter().collect();
+    let mut names: Vec<_> = renderers_of.into_iter().collect();
     names.sort_by(|a, b| a.0.cmp(&b.0));
     let mut watched = HashMap::with_capacity(names.len());
     for (name, (source, renderers)) in names {

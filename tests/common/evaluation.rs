@@ -4,6 +4,10 @@
 use std::path::Path;
 use std::process::Command;
 
+// For `common::model_dir()`, the one place that says where the checkout's model is.
+#[path = "mod.rs"]
+mod common;
+
 /// Ranking quality of the scores.
 pub struct Figures {
     pub roc_auc: f64,
@@ -59,12 +63,11 @@ pub fn score_file(
     baseline: &Path,
     out: &Path,
 ) -> (Vec<Scored>, String) {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let run = Command::new(env!("CARGO_BIN_EXE_anomalyd"))
         .arg("--config")
         .arg(config)
         .arg("--model")
-        .arg(root.join("models/all-MiniLM-L6-v2"))
+        .arg(common::model_dir())
         .arg("score-file")
         .arg(file)
         .args(["--format", format, "--baseline"])

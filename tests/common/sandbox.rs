@@ -5,7 +5,14 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
+
+// For `common::model_dir()`, the one place that says where the checkout's model is. The tests
+// that include this file reach it as `sandbox::common`: their own `mod common` would load
+// tests/common/mod.rs into the crate a second time.
+#[path = "mod.rs"]
+pub mod common;
 
 pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -13,6 +20,19 @@ pub fn root() -> PathBuf {
 
 pub fn sandbox_tool() -> PathBuf {
     root().join("../shared/tools/systemd-sandbox")
+}
+
+/// There is one sandbox per machine: one `SANDBOX_DIR`, whose root is debootstrapped once and
+/// cached (another directory would debootstrap its own, from the network), and a booted systemd
+/// takes the host's whole cgroup tree as its own (no cgroup namespace), so two at once would
+/// fight over it. The tests of one binary take turns; cargo runs the binaries one at a time.
+static TURN: Mutex<()> = Mutex::new(());
+
+/// This test's turn at the sandbox: take it before `prepare` and drop it after the `Booted`, once
+/// the sandbox has stopped.
+pub fn take_turn() -> MutexGuard<'static, ()> {
+    // A test that failed while holding the turn poisons it; the next still gets a clean sandbox.
+    TURN.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 pub fn sandbox(args: &[&str]) -> Output {
@@ -134,6 +154,7 @@ pub fn prepare(config: &str, units: &[(&str, &str)]) -> PathBuf {
     );
     std::fs::write(upper.join("etc/anomalyd/anomalyd.toml"), config).unwrap();
     // The model where the service looks for it by default, as fetch-model would install it.
+    let checkout_model = common::model_dir();
     let model = upper.join("var/lib/anomalyd/models/all-MiniLM-L6-v2");
     std::fs::create_dir_all(&model).unwrap();
     for file in [
@@ -142,11 +163,8 @@ pub fn prepare(config: &str, units: &[(&str, &str)]) -> PathBuf {
         "tokenizer.json",
         "model.safetensors",
     ] {
-        std::fs::copy(
-            root().join("models/all-MiniLM-L6-v2").join(file),
-            model.join(file),
-        )
-        .expect("the model in models/ (scripts/fetch-model installs it)");
+        std::fs::copy(checkout_model.join(file), model.join(file))
+            .expect("the model in models/ (scripts/fetch-model installs it)");
     }
     std::fs::create_dir_all(upper.join("etc/systemd/system")).unwrap();
     for (name, unit) in units {

@@ -8,7 +8,10 @@ use futures_util::StreamExt;
 use zbus::zvariant::{OwnedValue, Value};
 
 use super::{print_verdict, read_checkpoints, time, Command, Daemon};
-use anomalyd::api::{RecordRow, ScoredNeighbour};
+use anomalyd::api::{
+    AnomalyDetectedArgs, AnomalyRepeatedArgs, ChainHead, ChainReport, ExplainNeighbour,
+    ExplainReply, IncidentRow, RecordRow, ScoreReply, ScoredNeighbour,
+};
 
 /// How long `replay` waits before retrying a Submit the daemon answered Busy.
 const BUSY_BACKOFF: Duration = Duration::from_millis(50);
@@ -34,7 +37,7 @@ pub async fn run(daemon: &Daemon, command: Command) -> anyhow::Result<u8> {
             let mut last_seq = 0;
             for row in &backlog {
                 daemon.print_row(row);
-                last_seq = row.0;
+                last_seq = row.seq;
             }
             if let Some(signals) = signals {
                 follow_anomalies(daemon, signals, last_seq).await?;
@@ -79,9 +82,18 @@ pub async fn run(daemon: &Daemon, command: Command) -> anyhow::Result<u8> {
         Command::Incidents { since, lines } => {
             let since = super::since_usec(since.as_deref(), daemon.utc)?;
             let limit = i32::try_from(lines.clamp(1, 1000)).unwrap_or(1000);
-            let rows: Vec<anomalyd::api::IncidentRow> =
-                daemon.call("ListIncidents", &(since, limit)).await?;
-            for (first, first_usec, last, last_usec, events, source, text, score) in rows {
+            let rows: Vec<IncidentRow> = daemon.call("ListIncidents", &(since, limit)).await?;
+            for IncidentRow {
+                first_seq: first,
+                first_usec,
+                last_seq: last,
+                last_usec,
+                anomalies: events,
+                source,
+                text,
+                max_score: score,
+            } in rows
+            {
                 if daemon.json {
                     println!(
                         "{}",
@@ -126,7 +138,7 @@ pub async fn run(daemon: &Daemon, command: Command) -> anyhow::Result<u8> {
         }
         Command::Replay { file, source, rate } => replay(daemon, &file, &source, rate).await?,
         Command::Head { db: None } => {
-            let (seq, hash): (u64, String) = daemon.call("Head", &()).await?;
+            let ChainHead { seq, hash } = daemon.call("Head", &()).await?;
             anyhow::ensure!(seq > 0, "the daemon's audit log holds no records");
             println!("{seq}:{hash}");
         }
@@ -167,27 +179,47 @@ async fn follow_anomalies(
             .header()
             .member()
             .is_some_and(|m| m.as_str() == "AnomalyRepeated");
-        let (seq, usec, source, text, score, verdict) = if repeated {
-            let (seq, usec, source, text, score, incident, repeat): (
-                u64,
-                u64,
-                String,
-                String,
-                f64,
-                u64,
-                u64,
-            ) = msg.body().deserialize()?;
-            let verdict = format!("repeat {repeat} of #{incident}");
-            (seq, usec, source, text, score, verdict)
+        // Either signal prints as the row its record is, with what it says in the verdict.
+        let row = if repeated {
+            let AnomalyRepeatedArgs {
+                seq,
+                usec,
+                source,
+                text,
+                score,
+                incident,
+                repeat,
+            } = msg.body().deserialize()?;
+            RecordRow {
+                seq,
+                usec,
+                kind: "event".into(),
+                source,
+                verdict: format!("repeat {repeat} of #{incident}"),
+                score,
+                text,
+            }
         } else {
-            let (seq, usec, source, text, score): (u64, u64, String, String, f64) =
-                msg.body().deserialize()?;
-            (seq, usec, source, text, score, "anomaly".to_owned())
+            let AnomalyDetectedArgs {
+                seq,
+                usec,
+                source,
+                text,
+                score,
+            } = msg.body().deserialize()?;
+            RecordRow {
+                seq,
+                usec,
+                kind: "event".into(),
+                source,
+                verdict: "anomaly".into(),
+                score,
+                text,
+            }
         };
-        if seq <= after_seq {
+        if row.seq <= after_seq {
             continue;
         }
-        let row: RecordRow = (seq, usec, "event".into(), source, verdict, score, text);
         daemon.print_row(&row);
         use std::io::Write;
         let _ = std::io::stdout().flush();
@@ -246,7 +278,10 @@ async fn status(daemon: &Daemon) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("GetAll on {} ({} bus)", daemon.name, daemon.target))?;
     let stats: HashMap<String, OwnedValue> = daemon.call("Stats", &()).await?;
-    let (head_seq, head_hash): (u64, String) = daemon.call("Head", &()).await?;
+    let ChainHead {
+        seq: head_seq,
+        hash: head_hash,
+    } = daemon.call("Head", &()).await?;
     let recent = daemon
         .last_records(0, 5, HashMap::from([("verdict", Value::from("anomaly"))]))
         .await?;
@@ -378,9 +413,13 @@ async fn show(daemon: &Daemon, seq: u64) -> anyhow::Result<()> {
 }
 
 async fn explain(daemon: &Daemon, seq: u64) -> anyhow::Result<()> {
-    type Neighbour = (u64, f64, String, u64, u64);
-    let (text, verdict, score, threshold, neighbours): (String, String, f64, f64, Vec<Neighbour>) =
-        daemon.call("Explain", &(seq,)).await?;
+    let ExplainReply {
+        text,
+        verdict,
+        score,
+        threshold,
+        neighbours,
+    } = daemon.call("Explain", &(seq,)).await?;
     // What the verdict was judged against, and its incident, are in the record's fields.
     let record: HashMap<String, OwnedValue> = daemon.call("GetEvent", &(seq,)).await?;
     let fields: serde_json::Map<String, serde_json::Value> = record
@@ -399,8 +438,9 @@ async fn explain(daemon: &Daemon, seq: u64) -> anyhow::Result<()> {
     if daemon.json {
         let neighbours: Vec<_> = neighbours
             .iter()
-            .map(|(id, d, t, n, first)| {
-                serde_json::json!({"id": id, "distance": d, "text": t, "count": n, "first_seq": first})
+            .map(|n| {
+                serde_json::json!({"id": n.id, "distance": n.distance, "text": n.text,
+                    "count": n.count, "first_seq": n.first_seq})
             })
             .collect();
         println!(
@@ -443,22 +483,34 @@ async fn explain(daemon: &Daemon, seq: u64) -> anyhow::Result<()> {
         );
     } else {
         println!("{:>9} {:>8} {:>8}  TEXT", "DISTANCE", "COUNT", "FIRST");
-        for (_, distance, text, count, first) in &neighbours {
-            println!("{distance:>9.4} {count:>8} {first:>8}  {text}");
+        for ExplainNeighbour {
+            distance,
+            text,
+            count,
+            first_seq,
+            ..
+        } in &neighbours
+        {
+            println!("{distance:>9.4} {count:>8} {first_seq:>8}  {text}");
         }
     }
     Ok(())
 }
 
 async fn score(daemon: &Daemon, text: &str) -> anyhow::Result<()> {
-    let (score, verdict, threshold, neighbours): (f64, String, f64, Vec<ScoredNeighbour>) =
-        daemon.call("Score", &(text,)).await?;
+    let ScoreReply {
+        score,
+        verdict,
+        threshold,
+        neighbours,
+    } = daemon.call("Score", &(text,)).await?;
     if daemon.json {
         let neighbours: Vec<_> = neighbours
             .iter()
-            .map(
-                |(id, d, t, n)| serde_json::json!({"id": id, "distance": d, "text": t, "count": n}),
-            )
+            .map(|n| {
+                serde_json::json!({"id": n.id, "distance": n.distance, "text": n.text,
+                    "count": n.count})
+            })
             .collect();
         println!(
             "{}",
@@ -470,7 +522,13 @@ async fn score(daemon: &Daemon, text: &str) -> anyhow::Result<()> {
     println!("{verdict}: score {score:.4} (threshold {threshold:.4}), not recorded");
     if !neighbours.is_empty() {
         println!("{:>9} {:>8}  TEXT", "DISTANCE", "COUNT");
-        for (_, distance, text, count) in &neighbours {
+        for ScoredNeighbour {
+            distance,
+            text,
+            count,
+            ..
+        } in &neighbours
+        {
             println!("{distance:>9.4} {count:>8}  {text}");
         }
     }
@@ -554,18 +612,21 @@ async fn verify(
     // checkpoint file.
     let mut expected = expect_head;
     expected.extend(read_checkpoints(checkpoints, journal)?);
-    let heads: Vec<(u64, String)> = expected
+    let heads: Vec<ChainHead> = expected
         .iter()
-        .map(|c| (c.seq, hex::encode(c.hash)))
+        .map(|c| ChainHead {
+            seq: c.seq,
+            hash: hex::encode(c.hash),
+        })
         .collect();
-    let (ok, records, head_seq, head_hash, bad_seq, problem): (
-        bool,
-        u64,
-        u64,
-        String,
-        u64,
-        String,
-    ) = if heads.is_empty() {
+    let ChainReport {
+        ok,
+        records,
+        head_seq,
+        head_hash,
+        bad_seq,
+        problem,
+    }: ChainReport = if heads.is_empty() {
         // The older method, which every daemon version answers.
         daemon.call("VerifyChain", &()).await?
     } else {

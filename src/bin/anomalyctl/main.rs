@@ -9,7 +9,7 @@ use anyhow::Context;
 use clap::{CommandFactory, Parser, Subcommand};
 use zbus::zvariant::Value;
 
-use anomalyd::api::{RecordRow, INTERFACE, MAX_PAGE, OBJECT_PATH};
+use anomalyd::api::{Page, RecordRow, INTERFACE, MAX_PAGE, OBJECT_PATH};
 use anomalyd::audit::{Checkpoint, CHECKPOINT_MESSAGE_ID};
 use anomalyd::config::{BusTarget, DEFAULT_BUS_NAME};
 
@@ -420,7 +420,7 @@ impl Daemon {
         since_usec: u64,
         limit: usize,
         filter: &HashMap<&str, Value<'_>>,
-    ) -> anyhow::Result<(Vec<RecordRow>, u64)> {
+    ) -> anyhow::Result<Page> {
         self.call("ListEvents", &(since_usec, limit as i32, filter))
             .await
     }
@@ -435,7 +435,8 @@ impl Daemon {
         let mut rows = Vec::new();
         if lines == 0 {
             loop {
-                let (page, cursor) = self.page(since_usec, MAX_PAGE as usize, &filter).await?;
+                let Page { rows: page, cursor } =
+                    self.page(since_usec, MAX_PAGE as usize, &filter).await?;
                 rows.extend(page);
                 if cursor == 0 {
                     return Ok(rows);
@@ -446,7 +447,7 @@ impl Daemon {
         filter.insert("newest_first", Value::Bool(true));
         while rows.len() < lines {
             let want = (lines - rows.len()).min(MAX_PAGE as usize);
-            let (page, cursor) = self.page(since_usec, want, &filter).await?;
+            let Page { rows: page, cursor } = self.page(since_usec, want, &filter).await?;
             rows.extend(page);
             if cursor == 0 {
                 break;
@@ -458,7 +459,15 @@ impl Daemon {
     }
 
     fn print_row(&self, row: &RecordRow) {
-        let (seq, usec, kind, source, verdict, score, text) = row;
+        let RecordRow {
+            seq,
+            usec,
+            kind,
+            source,
+            verdict,
+            score,
+            text,
+        } = row;
         if self.json {
             println!(
                 "{}",

@@ -370,6 +370,8 @@ impl Embedder for GpuPool {
         }
         // Each share's first row's index in the batch, so the shares can be put back in order.
         let mut results: Vec<(usize, Embeddings)> = Vec::new();
+        // A work list of row ranges: it starts as the whole batch and grows as shares fail over.
+        #[allow(clippy::single_range_in_vec_init)]
         let mut pending: Vec<std::ops::Range<usize>> = vec![0..texts.len()];
         while let Some(range) = pending.pop() {
             if self.healthy() == 0 {

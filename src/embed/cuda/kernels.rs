@@ -159,11 +159,14 @@ pub fn compile_cubin(file: &str, source: &str, arch: &str) -> Result<Vec<u8>, Cu
 /// `program` must be a live, successfully compiled NVRTC program.
 unsafe fn cubin_of(program: cudarc::nvrtc::sys::nvrtcProgram) -> Result<Vec<u8>, CudaError> {
     let mut size = 0usize;
-    cudarc::nvrtc::sys::nvrtcGetCUBINSize(program, &mut size)
+    // SAFETY: `program` is live and compiled (the caller's contract); `size` is a valid out
+    // pointer for the call.
+    unsafe { cudarc::nvrtc::sys::nvrtcGetCUBINSize(program, &mut size) }
         .result()
         .map_err(|e| CudaError::Nvrtc(format!("nvrtcGetCUBINSize: {e}")))?;
     let mut cubin = vec![0u8; size];
-    cudarc::nvrtc::sys::nvrtcGetCUBIN(program, cubin.as_mut_ptr().cast())
+    // SAFETY: as above; `cubin` holds the `size` bytes NVRTC said it writes.
+    unsafe { cudarc::nvrtc::sys::nvrtcGetCUBIN(program, cubin.as_mut_ptr().cast()) }
         .result()
         .map_err(|e| CudaError::Nvrtc(format!("nvrtcGetCUBIN: {e}")))?;
     if size == 0 || !cubin.starts_with(b"\x7fELF") {

@@ -1,57 +1,21 @@
-//! `anomalyd demo`: the main job on a machine with no system bus. It starts a private
+//! `anomalyd demo` (part of the `anomalyd` binary, a client of the daemon): the main job on a machine with no system bus. It starts a private
 //! `dbus-daemon`, runs this same binary as the daemon on it, and replays a generated stream of
 //! infrastructure signals from connections that own `org.freedesktop.systemd1`,
 //! `org.freedesktop.NetworkManager` and `org.freedesktop.login1` — serving the objects the daemon
 //! asks about, as the real services do — printing each anomaly as the daemon announces it.
 
-pub mod load;
-pub mod replay;
-pub mod scenario;
-
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use anyhow::Context;
 use futures_util::StreamExt;
 use zbus::zvariant::OwnedValue;
 
-use crate::api::{INTERFACE, OBJECT_PATH};
-use crate::bus::{BusError, PrivateBus};
-use crate::config::DEFAULT_BUS_NAME;
-
-#[derive(Debug, thiserror::Error)]
-pub enum DemoError {
-    #[error("{what}: {source}")]
-    Io {
-        what: String,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error(transparent)]
-    Bus(#[from] BusError),
-    #[error("the demo's bus: {0}")]
-    ZBus(#[from] zbus::Error),
-    #[error("the demo's bus: {0}")]
-    Fdo(#[from] zbus::fdo::Error),
-    #[error("bus name {name:?}: {source}")]
-    BadName {
-        name: String,
-        #[source]
-        source: zbus::names::Error,
-    },
-    #[error("the daemon did not take {name} within {timeout:?}; its log:\n{log}")]
-    NoDaemon {
-        name: String,
-        timeout: Duration,
-        log: String,
-    },
-}
-
-fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> DemoError {
-    let what = what.into();
-    move |source| DemoError::Io { what, source }
-}
+use anomalyd::api::{INTERFACE, OBJECT_PATH};
+use anomalyd::bus::PrivateBus;
+use anomalyd::config::DEFAULT_BUS_NAME;
+use anomalyd::emulate;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct DemoArgs {
@@ -76,72 +40,18 @@ log_level = "info"
 warmup_events = 300
 "#;
 
-/// Where `scripts/fetch-model` puts the model when given no directory, relative to the checkout.
-pub const PROJECT_MODEL_DIR: &str = "models/all-MiniLM-L6-v2";
-
 pub fn run(
     args: DemoArgs,
     config: Option<&Path>,
     state_dir: Option<PathBuf>,
     model: Option<PathBuf>,
-) -> Result<(), DemoError> {
+) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
-        .map_err(io("cannot start the async runtime"))?;
+        .context("cannot start the async runtime")?;
     runtime.block_on(demo(args, config, state_dir, model))
-}
-
-/// The daemon as a child process, stopped with SIGTERM (as `systemctl stop` would) when dropped.
-pub struct DaemonProcess(pub Child);
-
-impl DaemonProcess {
-    /// Starts `anomalyd` (the binary at `exe`) on the bus at `address`, its output into `log`.
-    pub fn spawn(
-        exe: &Path,
-        config: &Path,
-        address: &str,
-        model: Option<&Path>,
-        state_dir: &Path,
-        log: &Path,
-    ) -> Result<DaemonProcess, DemoError> {
-        let out = std::fs::File::create(log).map_err(io(format!("creating {}", log.display())))?;
-        let err = out
-            .try_clone()
-            .map_err(io(format!("opening {}", log.display())))?;
-        let child = Command::new(exe)
-            .arg("--config")
-            .arg(config)
-            .arg("--bus")
-            .arg(address)
-            .args(
-                model
-                    .iter()
-                    .flat_map(|m| [std::ffi::OsStr::new("--model"), m.as_os_str()]),
-            )
-            .arg("--state-dir")
-            .arg(state_dir)
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err)
-            .spawn()
-            .map_err(io(format!("cannot start the daemon {}", exe.display())))?;
-        Ok(DaemonProcess(child))
-    }
-}
-
-impl Drop for DaemonProcess {
-    fn drop(&mut self) {
-        if let Ok(None) = self.0.try_wait() {
-            // SIGTERM, as systemctl stop would; the daemon drains and exits 0.
-            // SAFETY: kill(2) on our own child's pid has no memory-safety preconditions.
-            unsafe {
-                libc::kill(self.0.id() as libc::pid_t, libc::SIGTERM);
-            }
-            let _ = self.0.wait();
-        }
-    }
 }
 
 async fn demo(
@@ -149,18 +59,18 @@ async fn demo(
     config: Option<&Path>,
     state_dir: Option<PathBuf>,
     model: Option<PathBuf>,
-) -> Result<(), DemoError> {
+) -> anyhow::Result<()> {
     // The project-local model that scripts/fetch-model installs, when run from a checkout.
     let model = model.or_else(|| {
-        let local = PathBuf::from(PROJECT_MODEL_DIR);
+        let local = PathBuf::from(emulate::PROJECT_MODEL_DIR);
         local.join("model.safetensors").is_file().then_some(local)
     });
     let state_dir = state_dir.unwrap_or_else(|| PathBuf::from("state/demo"));
     std::fs::create_dir_all(&state_dir)
-        .map_err(io(format!("creating {}", state_dir.display())))?;
+        .with_context(|| format!("creating {}", state_dir.display()))?;
     let state_dir = state_dir
         .canonicalize()
-        .map_err(io(format!("resolving {}", state_dir.display())))?;
+        .with_context(|| format!("resolving {}", state_dir.display()))?;
     for stale in ["audit.sqlite", "audit.sqlite-wal", "audit.sqlite-shm"] {
         let _ = std::fs::remove_file(state_dir.join(stale));
     }
@@ -168,7 +78,7 @@ async fn demo(
         Some(c) => c.to_path_buf(),
         None => {
             let p = state_dir.join("anomalyd.toml");
-            std::fs::write(&p, DEMO_CONFIG).map_err(io(format!("writing {}", p.display())))?;
+            std::fs::write(&p, DEMO_CONFIG).with_context(|| format!("writing {}", p.display()))?;
             p
         }
     };
@@ -176,8 +86,8 @@ async fn demo(
     let bus = PrivateBus::spawn(&state_dir.join("bus"))?;
     println!("▶ private bus         {}", bus.address());
     let log_path = state_dir.join("anomalyd.log");
-    let anomalyd = std::env::current_exe().map_err(io("finding this executable"))?;
-    let daemon = DaemonProcess::spawn(
+    let anomalyd = std::env::current_exe().context("finding this executable")?;
+    let daemon = emulate::DaemonProcess::spawn(
         &anomalyd,
         &config_path,
         bus.address(),
@@ -191,9 +101,9 @@ async fn demo(
         log_path.display()
     );
 
-    let conn = crate::bus::connect(&bus.target()).await?;
-    wait_for_name(&conn, DEFAULT_BUS_NAME, Duration::from_secs(60), &log_path).await?;
-    let replayer = replay::Replayer::start(bus.address()).await?;
+    let conn = anomalyd::bus::connect(&bus.target()).await?;
+    emulate::wait_for_name(&conn, DEFAULT_BUS_NAME, Duration::from_secs(60), &log_path).await?;
+    let replayer = emulate::replay::Replayer::start(bus.address()).await?;
 
     let proxy = zbus::Proxy::new(&conn, DEFAULT_BUS_NAME, OBJECT_PATH, INTERFACE).await?;
     // Both signals on one stream, in the order the bus delivers them.
@@ -231,7 +141,7 @@ async fn demo(
         seen
     });
 
-    let steps = scenario::generate(args.seed, 120, 220);
+    let steps = emulate::scenario::generate(args.seed, 120, 220);
     let learning = steps
         .iter()
         .position(|s| s.fault.is_some())
@@ -300,44 +210,17 @@ async fn demo(
     Ok(())
 }
 
-/// Waits until `name` has an owner on the bus; past `timeout` the error quotes the end of `log`.
-pub async fn wait_for_name(
-    conn: &zbus::Connection,
-    name: &str,
-    timeout: Duration,
-    log: &Path,
-) -> Result<(), DemoError> {
-    let dbus = zbus::fdo::DBusProxy::new(conn).await?;
-    let deadline = Instant::now() + timeout;
-    let name = zbus::names::BusName::try_from(name).map_err(|source| DemoError::BadName {
-        name: name.to_owned(),
-        source,
-    })?;
-    while Instant::now() < deadline {
-        if dbus.name_has_owner(name.clone()).await.unwrap_or(false) {
-            return Ok(());
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let tail = std::fs::read_to_string(log).unwrap_or_default();
-    Err(DemoError::NoDaemon {
-        name: name.to_string(),
-        timeout,
-        log: tail,
-    })
-}
-
 /// Waits until the daemon has taken in every emitted signal and its pipeline has gone quiet.
 async fn wait_until_recorded(
     proxy: &zbus::Proxy<'_>,
     emitted: u64,
-) -> Result<HashMap<String, u64>, DemoError> {
+) -> anyhow::Result<HashMap<String, u64>> {
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut last_written = u64::MAX;
     let mut unchanged_since = Instant::now();
     loop {
         let stats: HashMap<String, OwnedValue> = proxy.call("Stats", &()).await?;
-        let counters = crate::api::counters(&stats);
+        let counters = anomalyd::api::counters(&stats);
         let get = |k: &str| counters.get(k).copied().unwrap_or(0);
         let seen = get("EventsReceived") + get("EventsIgnored") + get("EventsForged");
         let written = get("RecordsWritten");

@@ -1,3 +1,8 @@
+//! The `anomalyd` command: its flags and subcommands, each run where it lives in the library;
+//! `demo` is the one part of the binary beyond that (a client of the daemon).
+
+mod demo;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -41,7 +46,7 @@ enum Command {
     Man { dir: Option<PathBuf> },
     /// Run a self-contained demonstration: a private bus, the daemon on it, and a replay of
     /// systemd, NetworkManager and login1 signals with injected faults
-    Demo(anomalyd::demo::DemoArgs),
+    Demo(demo::DemoArgs),
     /// Score a log file line by line as the daemon would have (each line against the baseline and
     /// the earlier lines only); write JSON lines {"line", "score", "anomaly", "alert", "text",
     /// "threshold", "incident", "repeat", "variable_slots"}
@@ -113,20 +118,27 @@ enum BaselineCommand {
     },
 }
 
-
 fn main() -> ExitCode {
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            let message = anomalyd::logging::error_chain(&e);
+            let message = anomalyd::logging::error_chain(e.as_ref());
             tracing::error!(error = message, "anomalyd failed");
             eprintln!("anomalyd: {message}");
-            ExitCode::from(&e)
+            // The library's errors carry their exit status (78 for what the operator must fix);
+            // the demo's are its own.
+            e.downcast_ref::<anomalyd::Error>()
+                .map_or(ExitCode::FAILURE, ExitCode::from)
         }
     }
 }
 
-fn run(cli: Cli) -> Result<(), anomalyd::Error> {
+/// `result` with its error as the library's [`anomalyd::Error`], which knows its exit status.
+fn lib<T, E: Into<anomalyd::Error>>(result: Result<T, E>) -> anyhow::Result<T> {
+    result.map_err(|e| anyhow::Error::new(e.into()))
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
     let overrides = Overrides {
         bus: cli.bus,
         state_dir: cli.state_dir.clone(),
@@ -142,58 +154,58 @@ fn run(cli: Cli) -> Result<(), anomalyd::Error> {
                 Some(dir) => anomalyd::manpages::write_all(Cli::command(), "8", &dir).map(|_| ()),
                 None => anomalyd::manpages::print(Cli::command(), "8"),
             }
-            .map_err(anomalyd::Error::ManPages)
+            .map_err(|e| anyhow::Error::new(anomalyd::Error::ManPages(e)))
         }
-        Some(Command::Demo(args)) => Ok(anomalyd::demo::run(
-            args,
-            cli.config.as_deref(),
-            cli.state_dir,
-            cli.model,
-        )?),
+        Some(Command::Demo(args)) => {
+            demo::run(args, cli.config.as_deref(), cli.state_dir, cli.model)
+        }
         _ if cli.check_config => {
-            println!("{}: configuration valid", config()?.origin);
+            println!("{}: configuration valid", lib(config())?.origin);
             Ok(())
         }
         None => {
-            let config = config()?;
-            anomalyd::logging::init(config.daemon.log, &config.daemon.log_level)?;
-            anomalyd::daemon::serve(config)?;
+            let config = lib(config())?;
+            lib(anomalyd::logging::init(
+                config.daemon.log,
+                &config.daemon.log_level,
+            ))?;
+            lib(anomalyd::daemon::serve(config))?;
             Ok(())
         }
-        Some(Command::Embed { device }) => Ok(tools::embed_stdin(&device.apply(config()?))?),
+        Some(Command::Embed { device }) => lib(tools::embed_stdin(&device.apply(lib(config())?))),
         Some(Command::BenchEmbed {
             file,
             batches,
             seconds,
             device,
-        }) => Ok(tools::bench_embed(
-            &device.apply(config()?),
+        }) => lib(tools::bench_embed(
+            &device.apply(lib(config())?),
             &file,
             &batches,
             seconds,
-        )?),
-        Some(Command::Kernels { arch, out, source }) => Ok(tools::compile_kernels(
+        )),
+        Some(Command::Kernels { arch, out, source }) => lib(tools::compile_kernels(
             &arch,
             out.as_deref(),
             source.as_deref(),
-        )?),
+        )),
         Some(Command::ScoreFile {
             file,
             format,
             baseline,
             out,
         }) => {
-            offline::score_file_command(
-                &config()?,
+            lib(offline::score_file_command(
+                &lib(config())?,
                 &file,
                 format,
                 baseline.as_deref(),
                 out.as_deref(),
-            )?;
+            ))?;
             Ok(())
         }
         Some(Command::Baseline(BaselineCommand::Import { file, format })) => {
-            offline::import_command(&config()?, &file, format)?;
+            lib(offline::import_command(&lib(config())?, &file, format))?;
             Ok(())
         }
     }
