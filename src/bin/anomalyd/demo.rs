@@ -12,7 +12,7 @@ use anyhow::Context;
 use futures_util::StreamExt;
 use zbus::zvariant::OwnedValue;
 
-use anomalyd::api::{INTERFACE, OBJECT_PATH};
+use anomalyd::api::{AnomalyDetectedArgs, AnomalyRepeatedArgs, INTERFACE, OBJECT_PATH};
 use anomalyd::bus::PrivateBus;
 use anomalyd::config::DEFAULT_BUS_NAME;
 use anomalyd::emulate;
@@ -121,8 +121,15 @@ async fn demo(
                 .member()
                 .is_some_and(|m| m.as_str() == "AnomalyRepeated");
             if repeated {
-                if let Ok((seq, _usec, source, text, score, incident, repeat)) =
-                    body.deserialize::<(u64, u64, String, String, f64, u64, u64)>()
+                if let Ok(AnomalyRepeatedArgs {
+                    seq,
+                    source,
+                    text,
+                    score,
+                    incident,
+                    repeat,
+                    ..
+                }) = body.deserialize::<AnomalyRepeatedArgs>()
                 {
                     println!(
                         "  ↻ REPEAT   #{seq:<5} score {score:.3}  [{source}] {text} (incident #{incident}, repeat {repeat})"
@@ -130,8 +137,13 @@ async fn demo(
                     seen.push(text);
                     printed_by_task.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 }
-            } else if let Ok((seq, _usec, source, text, score)) =
-                body.deserialize::<(u64, u64, String, String, f64)>()
+            } else if let Ok(AnomalyDetectedArgs {
+                seq,
+                source,
+                text,
+                score,
+                ..
+            }) = body.deserialize::<AnomalyDetectedArgs>()
             {
                 println!("  ⚠ ANOMALY  #{seq:<5} score {score:.3}  [{source}] {text}");
                 seen.push(text);
