@@ -23,6 +23,8 @@ use crate::sources::SourceError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
     #[error("state directory {path}: {source}")]
     StateDir {
         path: String,
@@ -63,6 +65,7 @@ impl DaemonError {
     /// restart; `main` exits with EX_CONFIG for them.
     pub fn is_setup_error(&self) -> bool {
         match self {
+            DaemonError::Config(_) => true,
             DaemonError::Embed(e) => e.is_setup_error(),
             // e.g. `gpu.index = "gpu"` on a machine or build that cannot search on a GPU.
             DaemonError::Detect(e) => e.is_setup_error(),
@@ -115,6 +118,9 @@ pub async fn run(
     bus: &BusTarget,
     shutdown: impl Future<Output = ()>,
 ) -> Result<RunSummary, DaemonError> {
+    // `load_config` has run this for `main`; a configuration built another way (tests, benches)
+    // is held to the same rules before anything is created.
+    crate::detect::check(&config)?;
     let notifier = Notifier::from_env();
     let state_dir = &config.daemon.state_dir;
     std::fs::create_dir_all(state_dir).map_err(|source| DaemonError::StateDir {

@@ -6,7 +6,8 @@
 //! - [`config`]: the TOML file → validated, immutable [`config::Config`], one module per section;
 //!   [`load_config`] adds the detector's own checks.
 //! - [`error`]: what the `anomalyd` command fails with, and its exit status.
-//! - [`daemon`]: start-up order, serving, shutdown; [`daemon::run`] is what `main` and tests call.
+//! - [`daemon`]: start-up order, serving, shutdown; [`daemon::run`] is what tests call, and
+//!   [`daemon::serve`] (its runtime and the signals) what `main` calls.
 //! - [`sources`]: bus subscriptions per service, sender-checked, rendered to [`event::Event`]s.
 //! - [`render`]: canonical-text helpers shared by the sources.
 //! - [`pipeline`]: intake queue → batcher → embed → detect → audit threads, with health probes.

@@ -38,6 +38,12 @@ pub enum OfflineError {
     Lock(#[from] crate::lock::LockError),
     #[error("{}: no line to import", path.display())]
     Empty { path: PathBuf },
+    #[error("creating {}: {source}", path.display())]
+    Create {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("writing the scores: {source}")]
     Output {
         #[source]
@@ -693,7 +699,7 @@ pub fn score_file_command(
     );
     let sink: Box<dyn Write> = match out {
         Some(out) => Box::new(
-            std::fs::File::create(out).map_err(|source| OfflineError::Io {
+            std::fs::File::create(out).map_err(|source| OfflineError::Create {
                 path: out.to_owned(),
                 source,
             })?,

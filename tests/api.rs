@@ -3,6 +3,13 @@
 //! introspection through the real `busctl` and `gdbus`, the client end to end (including
 //! `--follow` receiving a signal), and bad arguments answered with the right error while the
 //! daemon stays healthy.
+//!
+//! Each test that needs a daemon starts one of its own, on its own bus in its own temporary
+//! directory, through `populated` (or `populated_and_submitted`), so that a failure in one
+//! behaviour hides none of the others and any test runs alone or beside the rest. A start with
+//! the real model and its few hundred events costs seconds, so the checks that share one such
+//! daemon stay in one test. Each ends with `Populated::finish`: still healthy after all of it,
+//! the chain intact and nothing dropped.
 
 mod common;
 
@@ -15,9 +22,19 @@ use zbus::zvariant::{OwnedValue, Value};
 
 use anomalyd::api::{ChainReport, Page, ScoreReply};
 use anomalyd::emulate::replay::unit_path;
-use common::{api_proxy, fake_systemd, read_rows, unit_changed, RunningDaemon};
+use common::{api_proxy, fake_systemd, read_rows, unit_changed, Row, RunningDaemon};
 
 const WARMUP: &str = "[detector]\nwarmup_events = 4\n";
+
+/// The units that fail once each after the normal events, six distinct faults.
+const FAULTS: [&str; 6] = [
+    "postgresql.service",
+    "redis-server.service",
+    "cron.service",
+    "ssh.service",
+    "chrony.service",
+    "rsyslog.service",
+];
 
 /// The D-Bus error name of a failed call.
 fn error_name(result: zbus::Result<impl std::fmt::Debug>) -> String {
@@ -50,37 +67,108 @@ fn text_of(out: &Output) -> String {
     )
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_method_answers_through_zbus_busctl_gdbus_and_anomalyctl() {
+/// A daemon past its warm-up that has recorded a few hundred normal events and one anomaly per
+/// fault, with what the tests query it through.
+struct Populated {
+    daemon: RunningDaemon,
+    /// Owns `org.freedesktop.systemd1` on the daemon's bus, for the unit changes a test adds.
+    systemd: zbus::Connection,
+    api: zbus::Proxy<'static>,
+    /// Every record as stored once the events were written.
+    rows: Vec<Row>,
+    /// The anomalies among `rows`, one per fault, in seq order.
+    anomalies: Vec<Row>,
+    /// Last, so that it is removed after the bus and the daemon in it are gone.
+    dir: tempfile::TempDir,
+}
+
+/// Starts a daemon in a new temporary directory and feeds it, through a fake systemd, a few
+/// hundred normal events over two texts, then the six faults.
+async fn populated() -> Populated {
     let dir = tempfile::tempdir().unwrap();
     let daemon = RunningDaemon::start(dir.path(), WARMUP).await;
-    let address = daemon.bus.address().to_owned();
     let systemd = fake_systemd(&daemon.bus).await;
-    // A few hundred normal events over two texts, then six distinct faults.
     let nginx = unit_path("nginx.service");
     for _ in 0..150 {
         unit_changed(&systemd, &nginx, "active", "running").await;
         unit_changed(&systemd, &nginx, "inactive", "dead").await;
     }
-    let faults = [
-        "postgresql.service",
-        "redis-server.service",
-        "cron.service",
-        "ssh.service",
-        "chrony.service",
-        "rsyslog.service",
-    ];
-    for unit in faults {
+    for unit in FAULTS {
         unit_changed(&systemd, &unit_path(unit), "failed", "failed").await;
     }
     daemon
         .wait_for("306 events", |s| s["RecordsWritten"] >= 307)
         .await;
-    let conn = daemon.conn.clone();
-    let api = api_proxy(&conn).await;
+    let api = api_proxy(&daemon.conn).await;
     let rows = read_rows(&daemon.db());
-    let anomalies: Vec<_> = rows.iter().filter(|r| r.verdict == "anomaly").collect();
-    assert_eq!(anomalies.len(), faults.len(), "each fault is an anomaly");
+    let anomalies: Vec<Row> = rows
+        .iter()
+        .filter(|r| r.verdict == "anomaly")
+        .cloned()
+        .collect();
+    assert_eq!(anomalies.len(), FAULTS.len(), "each fault is an anomaly");
+    Populated {
+        daemon,
+        systemd,
+        api,
+        rows,
+        anomalies,
+        dir,
+    }
+}
+
+/// As [`populated`], then an anomalous text scored (a dry run, which records nothing) and one
+/// anomaly submitted, the newest record: the state the property and client counts assume (the
+/// faults and the submitted event, 307 events in all).
+async fn populated_and_submitted() -> Populated {
+    let p = populated().await;
+    let _: ScoreReply = p
+        .api
+        .call(
+            "Score",
+            &("systemd unit nfs-server.service ActiveState=failed SubState=failed Result=exit-code",),
+        )
+        .await
+        .unwrap();
+    let () = p
+        .api
+        .call(
+            "Submit",
+            &("custom", "disk sda1 SMART reallocated sectors 512"),
+        )
+        .await
+        .unwrap();
+    p
+}
+
+impl Populated {
+    /// The text of the first normal record, which the daemon has seen over a hundred times.
+    fn normal_text(&self) -> String {
+        self.rows
+            .iter()
+            .find(|r| r.verdict == "normal")
+            .unwrap()
+            .text
+            .clone()
+    }
+
+    /// Ends a test: still healthy after all of it, and the chain intact.
+    async fn finish(self) {
+        let ChainReport { ok, .. } = self.api.call("VerifyChain", &()).await.unwrap();
+        assert!(ok);
+        drop(self.api);
+        let summary = self.daemon.stop().await;
+        assert_eq!(summary.metrics.events_dropped, 0);
+    }
+}
+
+/// ListAnomalies pages through a cursor that ListEvents continues, each row as stored;
+/// ListEvents lists everything, newest first, by text and by time; GetEvent gives every field
+/// with the hashes as stored; bad limits, filters and seqs are refused with the right error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listings_page_with_a_cursor_filter_and_get_every_stored_field() {
+    let p = populated().await;
+    let (api, rows, anomalies) = (&p.api, &p.rows, &p.anomalies);
 
     // ---- ListAnomalies pages through a cursor, continued with ListEvents.
     let Page {
@@ -111,7 +199,7 @@ async fn every_method_answers_through_zbus_busctl_gdbus_and_anomalyctl() {
     let expected: Vec<u64> = anomalies.iter().map(|r| r.seq).collect();
     assert_eq!(listed, expected);
     let row = &first[0];
-    let stored = anomalies[0];
+    let stored = &anomalies[0];
     assert_eq!(
         (
             row.usec,
@@ -169,7 +257,7 @@ async fn every_method_answers_through_zbus_busctl_gdbus_and_anomalyctl() {
     let since = anomalies[2].ts_usec;
     let recent: Page = api.call("ListAnomalies", &(since, 100i32)).await.unwrap();
     assert!(recent.rows.iter().all(|r| r.usec >= since));
-    assert!(recent.rows.len() >= 4 && recent.rows.len() < faults.len() + 1);
+    assert!(recent.rows.len() >= 4 && recent.rows.len() < FAULTS.len() + 1);
 
     // ---- Bad listings.
     for limit in [-1i32, 0, 1001, i32::MAX] {
@@ -206,14 +294,20 @@ async fn every_method_answers_through_zbus_busctl_gdbus_and_anomalyctl() {
         api.call("GetEvent", &(999_999u64,)).await;
     assert_eq!(error_name(answer), "org.anomalyd.Error.NotFound");
 
+    p.finish().await;
+}
+
+/// Score judges a text against what was seen without recording it, and refuses an empty or
+/// oversized one; Submit judges and records a text like an observed event, with the caller, and
+/// answers only once it is committed, refusing a reserved source and bad texts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn score_records_nothing_and_submit_records_with_its_caller_once_committed() {
+    let p = populated().await;
+    let api = &p.api;
+
     // ---- Score: a dry run records nothing.
-    let head_before = daemon.stats().await["HeadSeq"];
-    let normal_text = rows
-        .iter()
-        .find(|r| r.verdict == "normal")
-        .unwrap()
-        .text
-        .clone();
+    let head_before = p.daemon.stats().await["HeadSeq"];
+    let normal_text = p.normal_text();
     let ScoreReply {
         score,
         verdict,
@@ -237,7 +331,7 @@ async fn every_method_answers_through_zbus_busctl_gdbus_and_anomalyctl() {
         assert_eq!(error_name(answer), "org.anomalyd.Error.InvalidArgument");
     }
     assert_eq!(
-        daemon.stats().await["HeadSeq"],
+        p.daemon.stats().await["HeadSeq"],
         head_before,
         "Score wrote nothing"
     );
@@ -251,7 +345,7 @@ async fn every_method_answers_through_zbus_busctl_gdbus_and_anomalyctl() {
         )
         .await
         .unwrap();
-    let submitted = read_rows(&daemon.db()).pop().unwrap();
+    let submitted = read_rows(&p.daemon.db()).pop().unwrap();
     assert_eq!(
         submitted.text, "custom disk sda1 SMART reallocated sectors 512",
         "committed before Submit answered"
@@ -264,7 +358,7 @@ async fn every_method_answers_through_zbus_busctl_gdbus_and_anomalyctl() {
         let answer: zbus::Result<()> = api.call("Submit", &(source, text)).await;
         assert_eq!(error_name(answer), "org.anomalyd.Error.InvalidArgument");
     }
-    assert!(daemon.stats().await["HeadSeq"] > head_before);
+    assert!(p.daemon.stats().await["HeadSeq"] > head_before);
     assert_eq!(submitted.source, "custom");
     assert_eq!(
         submitted.text,
@@ -274,8 +368,16 @@ async fn every_method_answers_through_zbus_busctl_gdbus_and_anomalyctl() {
     let fields: serde_json::Value = serde_json::from_str(&submitted.fields).unwrap();
     assert_eq!(fields["submitted_by_uid"], 0);
 
-    // ---- Properties, and PropertiesChanged as they change.
-    let props = zbus::fdo::PropertiesProxy::builder(&conn)
+    p.finish().await;
+}
+
+/// The properties hold the counters (the events including the submitted one), the threshold and
+/// the placement, and PropertiesChanged announces a new EventsTotal when an event arrives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn properties_hold_the_counters_and_signal_their_changes() {
+    let p = populated_and_submitted().await;
+
+    let props = zbus::fdo::PropertiesProxy::builder(&p.daemon.conn)
         .destination("org.anomalyd.Detector1")
         .unwrap()
         .path("/org/anomalyd/Detector1")
@@ -287,7 +389,10 @@ async fn every_method_answers_through_zbus_busctl_gdbus_and_anomalyctl() {
     let all_props = props.get_all(interface.clone()).await.unwrap();
     let number = |k: &str| u64::try_from(&all_props[k]).unwrap();
     assert!(number("EventsTotal") >= 307);
-    assert_eq!(number("AnomaliesTotal"), daemon.stats().await["Anomalies"]);
+    assert_eq!(
+        number("AnomaliesTotal"),
+        p.daemon.stats().await["Anomalies"]
+    );
     assert_eq!(number("DroppedTotal"), 0);
     assert_eq!(f64::try_from(&all_props["Threshold"]).unwrap(), 0.05);
     assert_eq!(i32::try_from(&all_props["NumaNode"]).unwrap(), -1);
@@ -300,7 +405,7 @@ async fn every_method_answers_through_zbus_busctl_gdbus_and_anomalyctl() {
         "a CPU list such as 0-1: {cpus:?}"
     );
     let mut changes = props.receive_properties_changed().await.unwrap();
-    unit_changed(&systemd, &nginx, "active", "running").await;
+    unit_changed(&p.systemd, &unit_path("nginx.service"), "active", "running").await;
     // A change published just before the subscription may still arrive first.
     let seen = number("EventsTotal");
     tokio::time::timeout(Duration::from_secs(10), async {
@@ -317,7 +422,19 @@ async fn every_method_answers_through_zbus_busctl_gdbus_and_anomalyctl() {
     .await
     .expect("PropertiesChanged with the new EventsTotal within 10 s");
 
-    // ---- busctl and gdbus, the real clients.
+    p.finish().await;
+}
+
+/// The real clients busctl and gdbus: introspection lists every member, the read methods and a
+/// property answer with the right types and texts, a bad limit and a missing record come back as
+/// errors, and a text that is not UTF-8 never reaches the daemon.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn busctl_and_gdbus_introspect_and_call_the_api() {
+    let p = populated_and_submitted().await;
+    let address = p.daemon.bus.address().to_owned();
+    let anomalies = &p.anomalies;
+    let stored = &anomalies[0];
+
     let busctl = |args: &[&str]| {
         let mut all = vec![format!("--address={address}")];
         all.extend(args.iter().map(|s| s.to_string()));
@@ -414,7 +531,7 @@ async fn every_method_answers_through_zbus_busctl_gdbus_and_anomalyctl() {
     };
     assert!(!non_utf8.status.success(), "{}", text_of(&non_utf8));
     assert!(
-        daemon.stats().await["HeadSeq"] > 0,
+        p.daemon.stats().await["HeadSeq"] > 0,
         "the daemon still answers"
     );
 
@@ -455,7 +572,22 @@ async fn every_method_answers_through_zbus_busctl_gdbus_and_anomalyctl() {
         text_of(&out)
     );
 
-    // ---- anomalyctl end to end.
+    p.finish().await;
+}
+
+/// anomalyctl end to end against the daemon: listings as JSON and as tables (newest last, in
+/// UTC), show with the stored hash and exit status 5 for a missing record, score, status and
+/// stats; replay submits a file's lines, paced; --follow prints the backlog, then a new anomaly
+/// as its signal arrives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn anomalyctl_lists_shows_scores_replays_and_follows() {
+    let p = populated_and_submitted().await;
+    let address = p.daemon.bus.address().to_owned();
+    let anomalies = &p.anomalies;
+    let stored = &anomalies[0];
+    let seq = stored.seq.to_string();
+    let normal_text = p.normal_text();
+
     let ctl = |args: &[&str]| {
         let mut all = vec!["--address".to_owned(), address.clone()];
         all.extend(args.iter().map(|s| s.to_string()));
@@ -506,22 +638,14 @@ async fn every_method_answers_through_zbus_busctl_gdbus_and_anomalyctl() {
     let out = ctl(&["stats", "--json"]).await;
     let stats: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(stats["EventsDropped"], 0);
-    let out = blocking(
-        env!("CARGO_BIN_EXE_anomalyctl"),
-        vec!["--address", "unix:path=/nonexistent/bus", "stats"],
-    )
-    .await;
-    assert_eq!(out.status.code(), Some(3), "unreachable: {}", text_of(&out));
-    let out = ctl(&["completions", "bash"]).await;
-    assert!(text_of(&out).contains("anomalyctl"));
 
     // replay: each line submitted, paced.
-    let replay = dir.path().join("replay.txt");
+    let replay = p.dir.path().join("replay.txt");
     let lines: Vec<String> = (0..20)
         .map(|i| format!("backup job {i} finished"))
         .collect();
     std::fs::write(&replay, lines.join("\n") + "\n\n").unwrap();
-    let before = daemon.stats().await["HeadSeq"];
+    let before = p.daemon.stats().await["HeadSeq"];
     let out = ctl(&["replay", replay.to_str().unwrap(), "--rate", "200"]).await;
     assert!(out.status.success(), "{}", text_of(&out));
     assert!(
@@ -529,10 +653,10 @@ async fn every_method_answers_through_zbus_busctl_gdbus_and_anomalyctl() {
         "{}",
         text_of(&out)
     );
-    daemon
+    p.daemon
         .wait_for("the replayed lines", |s| s["HeadSeq"] >= before + 20)
         .await;
-    let replayed: Vec<_> = read_rows(&daemon.db())
+    let replayed: Vec<_> = read_rows(&p.daemon.db())
         .into_iter()
         .filter(|r| r.text.starts_with("custom backup job"))
         .collect();
@@ -568,7 +692,7 @@ async fn every_method_answers_through_zbus_busctl_gdbus_and_anomalyctl() {
         .unwrap();
     assert!(backlog.contains("anomaly"), "{backlog}");
     unit_changed(
-        &systemd,
+        &p.systemd,
         &unit_path("nfs-server.service"),
         "failed",
         "failed",
@@ -589,10 +713,21 @@ async fn every_method_answers_through_zbus_busctl_gdbus_and_anomalyctl() {
     follow.kill().unwrap();
     let _ = follow.wait();
 
-    // Still healthy after all of it, and the chain intact.
-    let ChainReport { ok, .. } = api.call("VerifyChain", &()).await.unwrap();
-    assert!(ok);
-    drop(api);
-    let summary = daemon.stop().await;
-    assert_eq!(summary.metrics.events_dropped, 0);
+    p.finish().await;
+}
+
+/// anomalyctl needs no daemon to tell that none can be reached (exit status 3) or to print shell
+/// completions, so this test starts none.
+#[test]
+fn anomalyctl_exits_3_when_unreachable_and_prints_completions_offline() {
+    let ctl = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_anomalyctl"))
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let out = ctl(&["--address", "unix:path=/nonexistent/bus", "stats"]);
+    assert_eq!(out.status.code(), Some(3), "unreachable: {}", text_of(&out));
+    let out = ctl(&["completions", "bash"]);
+    assert!(text_of(&out).contains("anomalyctl"));
 }

@@ -196,7 +196,8 @@ impl RawConfig {
         self
     }
 
-    /// Validates every section in the file's order, so the first broken rule is the one reported.
+    /// Validates every section in the file's order, so the first broken rule is the one reported
+    /// (the detector's own checks, `detect::check`, come after all of them).
     pub fn validate(self, origin: &str) -> Result<Config, ConfigError> {
         let rules = Rules { origin };
         let daemon = self.daemon.validate(&rules)?;

@@ -46,10 +46,12 @@ fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> ToolError {
 /// Where the tools embed (`--device`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Device {
-    /// A GPU that passes its warm-up, else the CPU, saying why.
+    // Plain comments: a doc comment would become clap's help text for the value, and the flag's
+    // own help already says what each does.
+    // A GPU that passes its warm-up, else the CPU, saying why.
     Auto,
     Cpu,
-    /// A GPU, or fail saying why.
+    // A GPU, or fail saying why.
     Cuda,
 }
 
