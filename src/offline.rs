@@ -698,12 +698,14 @@ pub fn score_file_command(
         embedder.backend()
     );
     let sink: Box<dyn Write> = match out {
-        Some(out) => Box::new(
-            std::fs::File::create(out).map_err(|source| OfflineError::Create {
-                path: out.to_owned(),
-                source,
-            })?,
-        ),
+        Some(out) => {
+            Box::new(
+                std::fs::File::create(out).map_err(|source| OfflineError::Create {
+                    path: out.to_owned(),
+                    source,
+                })?,
+            )
+        }
         None => Box::new(std::io::stdout().lock()),
     };
     let mut sink = std::io::BufWriter::new(sink);
