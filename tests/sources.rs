@@ -253,6 +253,14 @@ fn events_of(rows: &[Row]) -> Vec<&Row> {
     rows.iter().filter(|r| r.kind == "event").collect()
 }
 
+/// A source test's ending: waits for its `events`, checks that no signal was malformed or forged
+/// (and `unchanged` of them unchanged), stops the daemon and returns the rows it recorded.
+async fn recorded_cleanly(daemon: RunningDaemon, events: u64, unchanged: u64) -> Vec<Row> {
+    let stats = wait_for_events(&daemon, events).await;
+    assert_well_formed(&stats, unchanged);
+    stop_and_read(daemon).await
+}
+
 fn by_source(rows: &[Row]) -> HashMap<String, Vec<String>> {
     let mut map: HashMap<String, Vec<String>> = HashMap::new();
     for row in events_of(rows) {
@@ -388,9 +396,7 @@ async fn systemd_signals_become_records_with_their_volatile_values_in_the_fields
     )
     .await;
 
-    let stats = wait_for_events(&daemon, 8).await;
-    assert_well_formed(&stats, 1);
-    let rows = stop_and_read(daemon).await;
+    let rows = recorded_cleanly(daemon, 8, 1).await;
     assert_eq!(
         by_source(&rows)["systemd"],
         [
@@ -474,9 +480,7 @@ async fn networkmanager_signals_become_records() {
     )
     .await;
 
-    let stats = wait_for_events(&daemon, 5).await;
-    assert_well_formed(&stats, 0);
-    let rows = stop_and_read(daemon).await;
+    let rows = recorded_cleanly(daemon, 5, 0).await;
     assert_eq!(
         by_source(&rows)["networkmanager"],
         [
@@ -538,9 +542,7 @@ async fn logind_signals_become_records() {
     )
     .await;
 
-    let stats = wait_for_events(&daemon, 5).await;
-    assert_well_formed(&stats, 0);
-    let rows = stop_and_read(daemon).await;
+    let rows = recorded_cleanly(daemon, 5, 0).await;
     assert_eq!(
         by_source(&rows)["login1"],
         [
@@ -615,9 +617,7 @@ async fn udisks2_signals_become_records() {
     )
     .await;
 
-    let stats = wait_for_events(&daemon, 3).await;
-    assert_well_formed(&stats, 0);
-    let rows = stop_and_read(daemon).await;
+    let rows = recorded_cleanly(daemon, 3, 0).await;
     assert_eq!(
         by_source(&rows)["udisks2"],
         [
@@ -655,9 +655,7 @@ async fn a_custom_rule_records_a_signal_from_any_sender() {
     )
     .await;
 
-    let stats = wait_for_events(&daemon, 1).await;
-    assert_well_formed(&stats, 0);
-    let rows = stop_and_read(daemon).await;
+    let rows = recorded_cleanly(daemon, 1, 0).await;
     assert_eq!(
         by_source(&rows)["custom"],
         ["custom org.example.Backup1.Finished path=/org/example/Backup1 arg0=nightly_job_done arg1=3 arg2.Status=ok"]
