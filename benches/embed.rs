@@ -1,6 +1,9 @@
 //! MiniLM-L6 on the CPU: events/s at batch 1, 64 and 256 over the 2000 message texts of
 //! `../shared/data/loghub/BGL_2k.log`, the effective rate through the embedding cache on the same
-//! stream, the GEMM shapes of one layer through OpenBLAS, and peak RSS.
+//! stream, the GEMM shapes of one layer through OpenBLAS, and peak RSS. The batch rates are
+//! measured for fp32 and, on a CPU with AVX512-BF16, for bf16, alternately in the same run;
+//! `batch_N` in the JSON is what `embedder.precision = "auto"` runs here, `fp32_batch_N` and
+//! `bf16_batch_N` each path.
 //!
 //!   cargo bench --bench embed -- [--threads N] [--model DIR] [--json FILE]
 //!
@@ -9,6 +12,7 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
+use anomalyd::config::Precision;
 use anomalyd::embed::{Embedder, EmbeddingCache, MiniLm};
 use anyhow::Context;
 
@@ -35,7 +39,7 @@ fn main() -> anyhow::Result<()> {
         log.display()
     );
 
-    let mut embedder = MiniLm::cpu(&model, threads)?;
+    let mut embedder = MiniLm::cpu(&model, threads, Precision::Auto)?;
     let tokens: usize = texts
         .iter()
         .map(|t| embedder.token_ids(t).map(|ids| ids.len()))
@@ -48,15 +52,34 @@ fn main() -> anyhow::Result<()> {
     embedder.embed(&refs[..64])?; // warm-up: pages the weights in, sizes the allocator
 
     let mut results = serde_json::Map::new();
-    for batch in [1usize, 64, 256] {
-        let start = Instant::now();
-        for chunk in refs.chunks(batch) {
-            embedder.embed(chunk)?;
-        }
-        let rate = refs.len() as f64 / start.elapsed().as_secs_f64();
-        println!("batch {batch:>4}: {rate:8.1} events/s (no cache)");
-        results.insert(format!("batch_{batch}"), rate.into());
+    let auto = if anomalyd::embed::bf16::available() {
+        "bf16"
+    } else {
+        "fp32"
+    };
+    let mut paths = vec![("fp32", MiniLm::cpu(&model, threads, Precision::Fp32)?)];
+    if auto == "bf16" {
+        paths.push(("bf16", MiniLm::cpu(&model, threads, Precision::Bf16)?));
     }
+    for (_, path) in &mut paths {
+        path.embed(&refs[..64])?;
+    }
+    for batch in [1usize, 64, 256] {
+        // The paths alternate per batch size, so a noisy neighbour slows both alike.
+        for (name, path) in &mut paths {
+            let start = Instant::now();
+            for chunk in refs.chunks(batch) {
+                path.embed(chunk)?;
+            }
+            let rate = refs.len() as f64 / start.elapsed().as_secs_f64();
+            println!("batch {batch:>4}: {rate:8.1} events/s ({name}, no cache)");
+            results.insert(format!("{name}_batch_{batch}"), rate.into());
+            if *name == auto {
+                results.insert(format!("batch_{batch}"), rate.into());
+            }
+        }
+    }
+    drop(paths);
 
     let mut cache = EmbeddingCache::new(16384);
     let start = Instant::now();

@@ -9,6 +9,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+use anomalyd::config::Precision;
 use anomalyd::embed::{EmbedError, Embedder, MiniLm};
 
 struct Golden {
@@ -41,6 +42,22 @@ fn cosine(a: &[f32], b: &[f32]) -> f64 {
 
 #[test]
 fn token_ids_and_vectors_match_sentence_transformers() {
+    matches_sentence_transformers(Precision::Fp32, 0.9999);
+}
+
+/// bf16 products (AVX512-BF16): every golden within cosine 0.999.
+#[test]
+fn bf16_vectors_match_sentence_transformers() {
+    if !anomalyd::embed::bf16::available() {
+        eprintln!("no AVX512-BF16 on this CPU: the bf16 path is not tested here");
+        return;
+    }
+    matches_sentence_transformers(Precision::Bf16, 0.999);
+}
+
+/// The goldens' token ids, and their vectors at cosine ≥ `min_cosine`, both in one packed batch
+/// and one text at a time.
+fn matches_sentence_transformers(precision: Precision, min_cosine: f64) {
     let golden = golden();
     assert_eq!(golden.len(), 132);
     assert!(
@@ -51,7 +68,7 @@ fn token_ids_and_vectors_match_sentence_transformers() {
         golden.iter().any(|g| g.input_ids.len() == 256),
         "the fixture has a text truncated at 256 tokens"
     );
-    let mut model = MiniLm::cpu(&common::model_dir(), 2).unwrap();
+    let mut model = MiniLm::cpu(&common::model_dir(), 2, precision).unwrap();
     assert!(model
         .model_id()
         .starts_with("all-MiniLM-L6-v2@53aa51172d14"));
@@ -78,12 +95,17 @@ fn token_ids_and_vectors_match_sentence_transformers() {
         assert!((norm - 1.0).abs() < 1e-5, "unit vector for {:?}", g.text);
     }
     println!(
-        "minimum cosine to sentence-transformers over {} texts: {:.9} ({:?})",
+        "{precision:?}: minimum cosine to sentence-transformers over {} texts: {:.9} ({:?})",
         golden.len(),
         worst.0,
         worst.1.chars().take(60).collect::<String>()
     );
-    assert!(worst.0 >= 0.9999, "cosine {} for {:?}", worst.0, worst.1);
+    assert!(
+        worst.0 >= min_cosine,
+        "{precision:?}: cosine {} for {:?}",
+        worst.0,
+        worst.1
+    );
 
     // One at a time (one worker, products split over both threads) gives the same vectors.
     for (i, g) in golden.iter().enumerate().step_by(7) {
@@ -111,7 +133,7 @@ fn model_copy(dir: &Path) -> PathBuf {
 }
 
 fn load_error(dir: &Path) -> EmbedError {
-    match MiniLm::cpu(dir, 1) {
+    match MiniLm::cpu(dir, 1, Precision::Auto) {
         Ok(_) => panic!("{} loaded", dir.display()),
         Err(e) => e,
     }

@@ -18,6 +18,20 @@ pub struct EmbedderConfig {
     pub cache_entries: usize,
     pub batch_size: usize,
     pub batch_max_wait: Duration,
+    /// The CPU backend's matrix products.
+    pub precision: Precision,
+}
+
+/// `embedder.precision`: the arithmetic of the CPU backend's matrix products.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Precision {
+    /// bf16 where the CPU has AVX512-BF16, else fp32.
+    Auto,
+    /// f32 throughout (OpenBLAS).
+    Fp32,
+    /// Weights and activations rounded to bf16 for the products, sums in f32; start-up fails on
+    /// a CPU without AVX512-BF16.
+    Bf16,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,6 +51,7 @@ pub struct RawEmbedder {
     pub cache_entries: i64,
     pub batch_size: i64,
     pub batch_max_wait_ms: i64,
+    pub precision: String,
 }
 
 /// Where the service finds the model; `scripts/fetch-model DIR` installs it.
@@ -51,6 +66,7 @@ impl Default for RawEmbedder {
             cache_entries: 16384,
             batch_size: 64,
             batch_max_wait_ms: 20,
+            precision: "auto".into(),
         }
     }
 }
@@ -89,6 +105,18 @@ impl RawEmbedder {
         let batch_max_wait_ms =
             rules.in_range("embedder.batch_max_wait_ms", e.batch_max_wait_ms, 0, 10_000)?;
 
+        let precision = match e.precision.as_str() {
+            "auto" => Precision::Auto,
+            "fp32" => Precision::Fp32,
+            "bf16" => Precision::Bf16,
+            other => {
+                return Err(rules.invalid(
+                    "embedder.precision",
+                    &quoted(other),
+                    "must be auto, fp32 or bf16",
+                ))
+            }
+        };
         Ok(EmbedderConfig {
             kind,
             model_dir,
@@ -96,6 +124,7 @@ impl RawEmbedder {
             cache_entries,
             batch_size,
             batch_max_wait: Duration::from_millis(batch_max_wait_ms as u64),
+            precision,
         })
     }
 }

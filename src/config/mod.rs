@@ -28,7 +28,7 @@ use serde::Deserialize;
 pub use audit::{ApiConfig, AuditConfig, RawApi, RawAudit, Synchronous};
 pub use daemon::{BusTarget, BusTargetError, DaemonConfig, LogTarget, RawBus, RawDaemon};
 pub use detector::{DetectorConfig, RawDetector, RawSuppressRule, SuppressRule};
-pub use embedder::{EmbedderConfig, EmbedderKind, RawEmbedder, DEFAULT_MODEL_DIR};
+pub use embedder::{EmbedderConfig, EmbedderKind, Precision, RawEmbedder, DEFAULT_MODEL_DIR};
 pub use hardware::{
     GpuConfig, GpuSearchConfig, GpuSelection, IndexPlacement, NameOrIndex, NumaBinding, NumaConfig,
     RawGpu, RawNuma,

@@ -10,7 +10,21 @@
 use std::ops::Range;
 
 use super::bert::{Backend, EmbeddingTables, LayerNorm, Linear, Packed, ParamKind};
-use super::{blas, EmbedError};
+use super::{bf16, blas, EmbedError};
+
+/// A weight tensor on the CPU: its f32 values, or, for a linear weight on the bf16 path, the
+/// packed bf16 panels instead (the f32 copy is dropped: half the memory).
+pub struct CpuParam {
+    values: Vec<f32>,
+    bf16: Option<bf16::PackedWeight>,
+}
+
+impl std::ops::Deref for CpuParam {
+    type Target = [f32];
+    fn deref(&self) -> &[f32] {
+        &self.values
+    }
+}
 
 /// Row-major `[rows, cols]` in host memory.
 pub struct HostMatrix {
@@ -28,6 +42,9 @@ const PARALLEL_MIN_ROWWISE: usize = 8 * 1024;
 
 pub struct CpuBackend {
     threads: usize,
+    /// Linear weights loaded through this backend go to bf16 ([`bf16`]); the other tensors and
+    /// every step but the products stay f32.
+    bf16: bool,
     /// `threads - 1` helper threads, kept between calls, for a lone text's products and
     /// row-wise steps (the calling thread does one share). rayon's pool, not threads started
     /// per product: a pass has 24 products and as many row-wise steps, and starting a thread
@@ -41,9 +58,22 @@ impl CpuBackend {
     pub fn new(threads: usize) -> CpuBackend {
         let mut backend = CpuBackend {
             threads: 1,
+            bf16: false,
             helpers: None,
         };
         backend.set_threads(threads);
+        backend
+    }
+
+    /// As [`CpuBackend::new`], with the linear weights it loads rounded to bf16 and multiplied by
+    /// the AVX512-BF16 kernel.
+    ///
+    /// # Panics
+    /// When [`bf16::available`] is false.
+    pub fn bf16(threads: usize) -> CpuBackend {
+        assert!(bf16::available(), "CpuBackend::bf16 without AVX512-BF16");
+        let mut backend = CpuBackend::new(threads);
+        backend.bf16 = true;
         backend
     }
 
@@ -91,7 +121,7 @@ impl CpuBackend {
 
 impl Backend for CpuBackend {
     type Matrix = HostMatrix;
-    type Param = Vec<f32>;
+    type Param = CpuParam;
 
     fn set_threads(&mut self, threads: usize) {
         let threads = threads.max(1);
@@ -119,16 +149,22 @@ impl Backend for CpuBackend {
     fn param(
         &mut self,
         values: Vec<f32>,
-        _shape: &[usize],
-        _kind: ParamKind,
-    ) -> Result<Vec<f32>, EmbedError> {
-        Ok(values)
+        shape: &[usize],
+        kind: ParamKind,
+    ) -> Result<CpuParam, EmbedError> {
+        match (self.bf16, kind, shape) {
+            (true, ParamKind::LinearWeight, &[outputs, inputs]) => Ok(CpuParam {
+                values: Vec::new(),
+                bf16: Some(bf16::PackedWeight::pack(&values, outputs, inputs)),
+            }),
+            _ => Ok(CpuParam { values, bf16: None }),
+        }
     }
 
     fn embed(
         &mut self,
         batch: &Packed,
-        tables: &EmbeddingTables<Vec<f32>>,
+        tables: &EmbeddingTables<CpuParam>,
         hidden: usize,
     ) -> Result<HostMatrix, EmbedError> {
         let mut data = vec![0.0; batch.tokens() * hidden];
@@ -158,18 +194,29 @@ impl Backend for CpuBackend {
     fn linear(
         &mut self,
         x: &HostMatrix,
-        layer: &Linear<Vec<f32>>,
+        layer: &Linear<CpuParam>,
     ) -> Result<HostMatrix, EmbedError> {
         debug_assert_eq!(x.cols, layer.inputs);
         let (rows, inputs, outputs) = (x.rows, layer.inputs, layer.outputs);
+        // On the bf16 path the activations are rounded once, for every band.
+        let left = layer
+            .weight
+            .bf16
+            .as_ref()
+            .map(|_| bf16::PackedRows::pack(&x.data, rows, inputs));
         let product = |columns: Range<usize>| {
             let width = columns.len();
             let mut part = Vec::with_capacity(rows * width);
             for _ in 0..rows {
                 part.extend_from_slice(&layer.bias[columns.clone()]);
             }
-            let weight = &layer.weight[columns.start * inputs..columns.end * inputs];
-            blas::gemm_nt(rows, width, inputs, &x.data, weight, 1.0, &mut part);
+            match (&layer.weight.bf16, &left) {
+                (Some(weight), Some(left)) => bf16::gemm_nt(left, weight, columns, &mut part),
+                _ => {
+                    let weight = &layer.weight[columns.start * inputs..columns.end * inputs];
+                    blas::gemm_nt(rows, width, inputs, &x.data, weight, 1.0, &mut part);
+                }
+            }
             part
         };
         let data = if self.threads <= 1 || rows * outputs < PARALLEL_MIN_PRODUCT {
@@ -241,7 +288,7 @@ impl Backend for CpuBackend {
         &mut self,
         x: &mut HostMatrix,
         residual: &HostMatrix,
-        norm: &LayerNorm<Vec<f32>>,
+        norm: &LayerNorm<CpuParam>,
     ) -> Result<(), EmbedError> {
         let cols = x.cols;
         self.par_rows(&mut x.data, cols, |first_row, chunk| {
@@ -323,12 +370,12 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
     lanes.iter().sum::<f32>() + a_rest.iter().zip(b_rest).map(|(x, y)| x * y).sum::<f32>()
 }
 
-fn layer_norm(row: &mut [f32], norm: &LayerNorm<Vec<f32>>) {
+fn layer_norm(row: &mut [f32], norm: &LayerNorm<CpuParam>) {
     let n = row.len() as f32;
     let mean = row.iter().sum::<f32>() / n;
     let variance = row.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / n;
     let inv = 1.0 / (variance + norm.eps).sqrt();
-    for ((v, w), b) in row.iter_mut().zip(&norm.weight).zip(&norm.bias) {
+    for ((v, w), b) in row.iter_mut().zip(norm.weight.iter()).zip(norm.bias.iter()) {
         *v = (*v - mean) * inv * w + b;
     }
 }

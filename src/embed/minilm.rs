@@ -8,6 +8,7 @@ use super::cpu::CpuBackend;
 use super::model::ModelFiles;
 use super::tokenize::WordPiece;
 use super::{EmbedError, Embedder, Embeddings};
+use crate::config::Precision;
 
 /// The model and the workers that run it. Each worker is a backend of its own over the shared
 /// weights; a pass with several texts is split between them by token count and run in parallel,
@@ -23,15 +24,44 @@ pub struct MiniLm<B: Backend> {
 impl MiniLm<CpuBackend> {
     /// Loads the model in `dir` for the CPU with one worker per thread; `threads` = 0 uses every
     /// core this process may run on.
-    pub fn cpu(dir: &Path, threads: usize) -> Result<MiniLm<CpuBackend>, EmbedError> {
+    ///
+    /// `precision` chooses the matrix products: `Auto` is bf16 where the CPU has AVX512-BF16.
+    /// On bf16 the model id gains `+bf16`, so a snapshot of f32 vectors is not mixed with them.
+    pub fn cpu(
+        dir: &Path,
+        threads: usize,
+        precision: Precision,
+    ) -> Result<MiniLm<CpuBackend>, EmbedError> {
         let threads = if threads == 0 {
             std::thread::available_parallelism().map_or(1, |n| n.get())
         } else {
             threads
         };
+        let bf16 = match precision {
+            Precision::Fp32 => false,
+            Precision::Auto => super::bf16::available(),
+            Precision::Bf16 if super::bf16::available() => true,
+            Precision::Bf16 => {
+                return Err(EmbedError::DeviceUnavailable(
+                    "embedder.precision = \"bf16\" needs a CPU with AVX512-BF16, and this one \
+                     has none: use \"auto\" or \"fp32\""
+                        .into(),
+                ))
+            }
+        };
         super::blas::set_threads(1);
-        let workers = (0..threads).map(|_| CpuBackend::new(1)).collect();
-        MiniLm::load(dir, workers, format!("cpu ({threads} threads, OpenBLAS)"))
+        let (workers, products) = if bf16 {
+            let workers = (0..threads).map(|_| CpuBackend::bf16(1)).collect();
+            (workers, "bf16 AVX512-BF16")
+        } else {
+            let workers = (0..threads).map(|_| CpuBackend::new(1)).collect();
+            (workers, "fp32 OpenBLAS")
+        };
+        let mut model = MiniLm::load(dir, workers, format!("cpu ({threads} threads, {products})"))?;
+        if bf16 {
+            model.model_id.push_str("+bf16");
+        }
+        Ok(model)
     }
 }
 

@@ -7,6 +7,7 @@
 //! - [`cache`]: the LRU of vectors by canonical text, in front of whichever embedder runs.
 
 pub mod bert;
+pub mod bf16;
 pub mod blas;
 pub mod cache;
 pub mod cpu;
@@ -163,7 +164,11 @@ pub fn build(config: &Config) -> Result<Selection, EmbedError> {
             ));
         }
         EmbedderKind::MiniLm => {
-            let model = MiniLm::cpu(&embedder_config.model_dir, embedder_config.threads)?;
+            let model = MiniLm::cpu(
+                &embedder_config.model_dir,
+                embedder_config.threads,
+                embedder_config.precision,
+            )?;
             if model.dim() != crate::config::EMBEDDING_DIM as usize {
                 return Err(EmbedError::ModelInvalid {
                     path: embedder_config.model_dir.join("config.json"),
