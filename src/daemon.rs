@@ -137,7 +137,7 @@ pub async fn run(
 
     notifier.status("probing hardware");
     let mut hardware = crate::hw::probe(config.gpu.device, config.numa.bind);
-    info!(numa_nodes = hardware.numa_nodes, cpus = hardware.cpus, gpu = %hardware.gpu, "hardware");
+    info!(numa_nodes = hardware.numa_nodes, cpus = hardware.cpus, gpu = %hardware.gpu, openblas = %crate::embed::blas::core_name(), "hardware");
 
     notifier.status("warming up the embedder");
     let selection = crate::embed::build(&config)?;

@@ -137,6 +137,10 @@ fn each_rule_names_the_key_the_value_and_the_rule() {
             "embedder.batch_max_wait_ms = -1: must be between 0 and 10000",
         ),
         (
+            "[embedder]\nprecision = \"int8\"",
+            "embedder.precision = \"int8\": must be auto, fp32 or bf16",
+        ),
+        (
             "[detector]\nk = 0",
             "detector.k = 0: must be between 1 and 1024",
         ),

@@ -66,7 +66,7 @@ impl Default for RawEmbedder {
             cache_entries: 16384,
             batch_size: 64,
             batch_max_wait_ms: 20,
-            precision: "auto".into(),
+            precision: "fp32".into(),
         }
     }
 }

@@ -2,7 +2,7 @@
 //! (`libopenblas-dev`, Debian's pthread build); its GEMM is the fastest measured here (see
 //! benches/README.md).
 
-use std::os::raw::c_int;
+use std::os::raw::{c_char, c_int};
 
 const ROW_MAJOR: c_int = 101;
 const NO_TRANS: c_int = 111;
@@ -27,6 +27,81 @@ extern "C" {
         ldc: c_int,
     );
     fn openblas_set_num_threads(threads: c_int);
+    fn openblas_get_corename() -> *const c_char;
+}
+
+/// The kernel family OpenBLAS chose for this CPU at load time, e.g. `Cooperlake`, `Haswell`.
+pub fn core_name() -> String {
+    // SAFETY: returns a pointer to a static NUL-terminated string inside OpenBLAS (or null).
+    let name = unsafe { openblas_get_corename() };
+    if name.is_null() {
+        return String::new();
+    }
+    // SAFETY: non-null, NUL-terminated and static, as above.
+    unsafe { std::ffi::CStr::from_ptr(name) }
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// The kernel family to ask OpenBLAS for (`OPENBLAS_CORETYPE`) when its own detection fell back
+/// to the generic `Prescott` (SSE3) kernels on a CPU that runs better ones; `None` when it did
+/// not, or when `OPENBLAS_CORETYPE` is already set. Debian 12's OpenBLAS 0.3.21 does not know
+/// every newer CPU: on one Xeon with AVX-512 it chose Prescott, and its GEMM ran at a fifth of
+/// the Cooperlake kernels' speed on the same core. OpenBLAS reads the variable only when it is
+/// loaded, so `anomalyd` executes itself again with it set (see `src/bin/anomalyd/main.rs`).
+pub fn better_core() -> Option<&'static str> {
+    if std::env::var_os("OPENBLAS_CORETYPE").is_some()
+        || !core_name().eq_ignore_ascii_case("prescott")
+    {
+        return None;
+    }
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::is_x86_feature_detected as has;
+        let avx512 = has!("avx512f")
+            && has!("avx512bw")
+            && has!("avx512vl")
+            && has!("avx512dq")
+            && has!("avx512cd");
+        if avx512 && has!("avx512bf16") {
+            Some("Cooperlake")
+        } else if avx512 {
+            Some("SkylakeX")
+        } else if has!("avx2") && has!("fma") {
+            Some("Haswell")
+        } else {
+            None
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        None
+    }
+}
+
+/// Executes this program again, same pid, arguments and environment, with `OPENBLAS_CORETYPE`
+/// set to [`better_core`]: for a program's first lines, before any thread or file exists. Returns
+/// only when there is nothing to do, or when the exec failed (then it says why on stderr and the
+/// program goes on with the generic kernels).
+pub fn exec_with_better_core(program: &str) {
+    use std::os::unix::process::CommandExt;
+    let Some(core) = better_core() else {
+        return;
+    };
+    let exe = match std::env::current_exe() {
+        Ok(exe) => exe,
+        Err(e) => {
+            eprintln!("{program}: OpenBLAS chose its generic kernels, and this executable cannot be found again to ask for {core}: {e}");
+            return;
+        }
+    };
+    let mut args = std::env::args_os();
+    let error = std::process::Command::new(exe)
+        .arg0(args.next().unwrap_or_default())
+        .args(args)
+        .env("OPENBLAS_CORETYPE", core)
+        .exec();
+    eprintln!("{program}: OpenBLAS chose its generic kernels, and executing again with OPENBLAS_CORETYPE={core} failed: {error}");
 }
 
 /// Sets how many threads OpenBLAS uses for every later call, process-wide (FAISS's BLAS calls too).
