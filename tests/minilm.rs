@@ -45,14 +45,15 @@ fn token_ids_and_vectors_match_sentence_transformers() {
     matches_sentence_transformers(Precision::Fp32, 0.9999);
 }
 
-/// bf16 products (AVX512-BF16): every golden within cosine 0.999.
+/// bf16 products (AVX512-BF16): every golden within cosine 0.9999 (measured 0.99997; the
+/// reduced-precision goal is 0.999).
 #[test]
 fn bf16_vectors_match_sentence_transformers() {
     if !anomalyd::embed::bf16::available() {
         eprintln!("no AVX512-BF16 on this CPU: the bf16 path is not tested here");
         return;
     }
-    matches_sentence_transformers(Precision::Bf16, 0.999);
+    matches_sentence_transformers(Precision::Bf16, 0.9999);
 }
 
 /// The goldens' token ids, and their vectors at cosine ≥ `min_cosine`, both in one packed batch

@@ -8,7 +8,8 @@
 //!
 //! No maintained crate offers a bf16 GEMM for x86 (the `gemm` crate's f16 path converts to f32
 //! and multiplies in f32, and OpenBLAS's sbgemm is not in Debian 12's build), so this module is
-//! the one hand-written kernel; every `unsafe` block in it is behind the run-time feature check.
+//! the one hand-written kernel; every `unsafe` block in it is behind the run-time feature check
+//! and the operand checks of [`gemm_nt`] (the packed operands' shapes are private to this module).
 
 use std::ops::Range;
 
@@ -41,8 +42,8 @@ pub fn round(x: f32) -> u16 {
 
 /// A `[outputs × inputs]` weight, rounded to bf16 and packed for [`gemm_nt`].
 pub struct PackedWeight {
-    pub outputs: usize,
-    pub inputs: usize,
+    // Private: `gemm_nt`'s bounds checks rely on these matching `data`.
+    outputs: usize,
     /// Input pairs (inputs rounded up to even).
     pairs: usize,
     /// `[panel][pair][column 0..16][2]`; columns past `outputs` are zero.
@@ -68,7 +69,6 @@ impl PackedWeight {
         }
         PackedWeight {
             outputs,
-            inputs,
             pairs,
             data,
         }

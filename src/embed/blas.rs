@@ -80,27 +80,36 @@ pub fn better_core() -> Option<&'static str> {
 }
 
 /// Executes this program again, same pid, arguments and environment, with `OPENBLAS_CORETYPE`
-/// set to [`better_core`]: for a program's first lines, before any thread or file exists. Returns
-/// only when there is nothing to do, or when the exec failed (then it says why on stderr and the
-/// program goes on with the generic kernels).
+/// set to [`better_core`]: for a program's first lines, before it opens anything or starts a
+/// thread of its own (OpenBLAS's own pool, started when it was loaded, goes with the exec).
+/// Returns only when there is nothing to do, or when the exec failed: then it says why on stderr
+/// and the program goes on with the generic kernels, its signal state as before.
 pub fn exec_with_better_core(program: &str) {
     use std::os::unix::process::CommandExt;
     let Some(core) = better_core() else {
         return;
     };
-    let exe = match std::env::current_exe() {
-        Ok(exe) => exe,
-        Err(e) => {
-            eprintln!("{program}: OpenBLAS chose its generic kernels, and this executable cannot be found again to ask for {core}: {e}");
-            return;
-        }
-    };
+    // `Command::exec` unblocks every signal and resets SIGPIPE to its default before it calls
+    // execvp, in this process; a failed exec must not leave them so (a client hanging up would
+    // then kill the daemon). Kept here to be put back.
+    // SAFETY: a zeroed sigset_t is a valid argument for pthread_sigmask to fill.
+    let mut mask: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: reads the calling thread's mask into `mask`, a valid sigset_t.
+    unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, std::ptr::null(), &mut mask) };
     let mut args = std::env::args_os();
-    let error = std::process::Command::new(exe)
+    // /proc/self/exe rather than the path: it still executes the binary a package upgrade has
+    // just replaced.
+    let error = std::process::Command::new("/proc/self/exe")
         .arg0(args.next().unwrap_or_default())
         .args(args)
         .env("OPENBLAS_CORETYPE", core)
         .exec();
+    // SAFETY: restores the mask read above and Rust's own SIGPIPE disposition (ignored, so a
+    // closed peer is an EPIPE error); neither call takes a pointer we do not own.
+    unsafe {
+        libc::pthread_sigmask(libc::SIG_SETMASK, &mask, std::ptr::null_mut());
+        libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+    }
     eprintln!("{program}: OpenBLAS chose its generic kernels, and executing again with OPENBLAS_CORETYPE={core} failed: {error}");
 }
 

@@ -119,7 +119,7 @@ enum BaselineCommand {
 }
 
 fn main() -> ExitCode {
-    // First, while nothing else runs: OpenBLAS's kernels for this CPU, where its own detection
+    // First, before anything is opened: OpenBLAS's kernels for this CPU, where its own detection
     // fell back to generic ones (the embedder's and FAISS's products).
     anomalyd::embed::blas::exec_with_better_core("anomalyd");
     match run(Cli::parse()) {
