@@ -5,9 +5,11 @@
 //! its text has been quiet for `quiet` (the next occurrence opens a new one and alerts), or when
 //! the text is marked benign.
 //!
-//! Why not let a recurring anomaly join the baseline after a while instead: a fault that recurs
+//! Why a recurring anomaly does not simply join the baseline after a while: a fault that recurs
 //! (a nightly OOM kill) would then become normal without anyone deciding so. An open incident
-//! keeps it in view, counted, at the cost of one alert.
+//! keeps it in view, counted, at the cost of one alert. The one exception is a text flagged hour
+//! after hour through a day that reports no failure (`detect::recurrence`): it joins as
+//! periodic, and that event closes its incident.
 //!
 //! The tracker is a pure state machine over `(text, id, time)`: the audit thread feeds it record
 //! seqs, `anomalyd score-file` line numbers.

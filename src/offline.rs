@@ -94,21 +94,37 @@ pub enum LineError {
     NoMessage,
 }
 
+/// What one input line is to the detector.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LineText {
+    pub text: String,
+    /// When it was logged (µs since the epoch), where the line says: `plain`'s leading time
+    /// stamp, `bgl`'s epoch, the journal's `__REALTIME_TIMESTAMP`. Lines without one are all
+    /// taken as observed now, which only matters for texts recurring hour after hour
+    /// (`detector.periodic_hours`): without times, none can.
+    pub usec: Option<u64>,
+}
+
 /// The text of one input line, or why it has none.
 pub fn line_text(
     format: Format,
     line: &str,
     volatile: &VolatileRules,
-) -> Result<String, LineError> {
+) -> Result<LineText, LineError> {
+    let text = |text: String, usec: Option<u64>| Ok(LineText { text, usec });
     match format {
-        Format::Plain => Ok(volatile.scrub_message(line)),
-        Format::Canonical => Ok(line.to_owned()),
+        Format::Plain => text(volatile.scrub_message(line), leading_time_usec(line)),
+        Format::Canonical => text(line.to_owned(), None),
         Format::Bgl => {
             let fields: Vec<&str> = line.split_whitespace().collect();
             if fields.len() < 9 {
                 return Err(LineError::BglFields(fields.len()));
             }
-            Ok(volatile.scrub_message(&fields[6..].join(" ")))
+            let usec = fields[1]
+                .parse::<u64>()
+                .ok()
+                .and_then(|s| s.checked_mul(1_000_000));
+            text(volatile.scrub_message(&fields[6..].join(" ")), usec)
         }
         Format::JournalJson => {
             let entry: serde_json::Map<String, serde_json::Value> =
@@ -134,12 +150,99 @@ pub fn line_text(
                 .or_else(|| field("_COMM"))
                 .or_else(|| field("_SYSTEMD_UNIT"))
                 .unwrap_or_else(|| "unknown".into());
-            Ok(format!(
-                "journal {identifier} {}",
-                volatile.scrub_message(&message)
-            ))
+            let usec = field("__REALTIME_TIMESTAMP").and_then(|t| t.parse().ok());
+            text(
+                format!("journal {identifier} {}", volatile.scrub_message(&message)),
+                usec,
+            )
         }
     }
+}
+
+/// The time stamp a log line starts with, in µs since the epoch: ISO 8601
+/// (`2026-11-04T09:17:03.5+01:00`, journalctl's `short-iso`; no offset is UTC) or syslog's
+/// `Nov  4 09:17:03` (journalctl's `short`: no year, so this year in UTC, and local time taken
+/// as UTC; only hours are compared, and only with each other).
+fn leading_time_usec(line: &str) -> Option<u64> {
+    let b = line.as_bytes();
+    let digits = |from: usize, n: usize| -> Option<i64> {
+        let part = line.get(from..from + n)?;
+        part.bytes()
+            .all(|c| c.is_ascii_digit())
+            .then(|| part.parse().ok())?
+    };
+    let (days, clock) = if b.len() >= 19 && b[4] == b'-' && b[7] == b'-' && b[10] == b'T' {
+        let days = days_from_civil(digits(0, 4)?, digits(5, 2)?, digits(8, 2)?)?;
+        (days, 11)
+    } else {
+        const MONTHS: [&str; 12] = [
+            "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+        ];
+        let month = MONTHS.iter().position(|m| line.get(..3) == Some(*m))? as i64 + 1;
+        let rest = line.get(3..)?.trim_start_matches(' ');
+        let day_len = rest.bytes().take_while(u8::is_ascii_digit).count();
+        if !(1..=2).contains(&day_len) || rest.as_bytes().get(day_len) != Some(&b' ') {
+            return None;
+        }
+        let day = rest[..day_len].parse().ok()?;
+        let year = civil_year(crate::event::now_usec() / 86_400_000_000);
+        let clock = line.len() - rest.len() + day_len + 1;
+        (days_from_civil(year, month, day)?, clock)
+    };
+    if b.get(clock + 2) != Some(&b':') || b.get(clock + 5) != Some(&b':') {
+        return None;
+    }
+    let (h, m, sec) = (
+        digits(clock, 2)?,
+        digits(clock + 3, 2)?,
+        digits(clock + 6, 2)?,
+    );
+    if h > 23 || m > 59 || sec > 60 {
+        return None;
+    }
+    let mut seconds = days * 86_400 + h * 3600 + m * 60 + sec;
+    // An ISO offset after the seconds and any fraction: local time minus the offset is UTC.
+    let mut at = clock + 8;
+    if b.get(at) == Some(&b'.') {
+        at += 1 + b[at + 1..]
+            .iter()
+            .take_while(|c| c.is_ascii_digit())
+            .count();
+    }
+    if clock == 11 && matches!(b.get(at), Some(b'+' | b'-')) {
+        let sign = if b[at] == b'+' { 1 } else { -1 };
+        let oh = digits(at + 1, 2)?;
+        let om = digits(at + 3, 2).or_else(|| digits(at + 4, 2)).unwrap_or(0);
+        seconds -= sign * (oh * 3600 + om * 60);
+    }
+    u64::try_from(seconds).ok()?.checked_mul(1_000_000)
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm); `None` for a
+/// month or day out of range.
+fn days_from_civil(year: i64, month: i64, day: i64) -> Option<i64> {
+    if !(1..=12).contains(&month) || !(1..=31).contains(&day) {
+        return None;
+    }
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    Some(era * 146_097 + doe - 719_468)
+}
+
+/// The year of a day since 1970-01-01.
+fn civil_year(days: u64) -> i64 {
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    yoe + era * 400 + i64::from(month <= 2)
 }
 
 /// What `anomalyd baseline import` added.
@@ -299,6 +402,8 @@ pub struct LineScore {
     /// The word positions where it differs from its nearest text, when all are variable
     /// template slots (the reason its threshold was raised).
     pub variable_slots: Option<Vec<u64>>,
+    /// Judged normal as periodic: flagged hour after hour, it joined the baseline.
+    pub periodic: bool,
 }
 
 impl LineScore {
@@ -400,7 +505,7 @@ impl LineReader {
         format: Format,
         volatile: &VolatileRules,
         keep: &impl Fn(&str) -> bool,
-    ) -> Result<Option<(u64, String)>, OfflineError> {
+    ) -> Result<Option<(u64, LineText)>, OfflineError> {
         loop {
             let Some((number, line)) = self.next_line()? else {
                 return Ok(None);
@@ -421,7 +526,7 @@ impl LineReader {
         format: Format,
         volatile: &VolatileRules,
         keep: &impl Fn(&str) -> bool,
-    ) -> Result<Vec<(u64, String)>, OfflineError> {
+    ) -> Result<Vec<(u64, LineText)>, OfflineError> {
         let mut out = Vec::with_capacity(n);
         while out.len() < n {
             match self.next_text(format, volatile, keep)? {
@@ -488,7 +593,7 @@ fn learn_file(
         if texts.is_empty() {
             return Ok((reader, done));
         }
-        let refs: Vec<&str> = texts.iter().map(|(_, t)| t.as_str()).collect();
+        let refs: Vec<&str> = texts.iter().map(|(_, t)| t.text.as_str()).collect();
         let (vectors, _) = cache.embed(embedder, &refs)?;
         done += texts.len();
         let remaining = total.map_or(0, |t| t.saturating_sub(done));
@@ -568,16 +673,26 @@ pub fn score_file(
         if chunk.is_empty() {
             break;
         }
-        let refs: Vec<&str> = chunk.iter().map(|(_, t)| t.as_str()).collect();
+        let refs: Vec<&str> = chunk.iter().map(|(_, t)| t.text.as_str()).collect();
         let (vectors, _) = cache.embed(embedder, &refs)?;
         let events = chunk
             .iter()
-            .map(|(_, t)| Event::observed(Source::Custom, t.clone(), Default::default()))
+            .map(|(_, t)| {
+                let mut event = Event::observed(Source::Custom, t.text.clone(), Default::default());
+                if let Some(usec) = t.usec {
+                    event.observed_usec = usec;
+                }
+                event
+            })
             .collect();
         let judged = detector.judge(events, &vectors).map_err(|u| u.error)?;
         for (j, (line, text)) in judged.into_iter().zip(&chunk) {
-            let line = *line;
+            let (line, text) = (*line, text.text.as_str());
             let anomaly = j.verdict == Verdict::Anomaly;
+            let periodic = j.event.fields.contains_key("periodic");
+            if periodic {
+                incidents.close(&j.event.text);
+            }
             let incident = anomaly.then(|| match incidents.observe(&j.event.text, line, 0) {
                 crate::incident::Alert::Opens => (line, 0),
                 crate::incident::Alert::RepeatOf { first, repeat } => (first, repeat),
@@ -596,6 +711,7 @@ pub fn score_file(
                     .get("variable_slots")
                     .and_then(|v| v.get("positions"))
                     .and_then(|p| serde_json::from_value(p.clone()).ok()),
+                periodic,
             };
             summary.lines += 1;
             summary.flagged += u64::from(score.anomaly);
@@ -734,6 +850,9 @@ pub fn score_file_command(
             if let Some(p) = &s.variable_slots {
                 line["variable_slots"] = serde_json::json!(p);
             }
+            if s.periodic {
+                line["periodic"] = serde_json::json!(true);
+            }
             serde_json::to_writer(&mut sink, &line)?;
             sink.write_all(b"\n")
         },
@@ -776,4 +895,78 @@ pub fn import_command(
         config.audit_db_path().display()
     );
     Ok(summary)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// 2026-11-04T09:17:03Z.
+    const NOV_4: u64 = 1_793_783_823_000_000;
+
+    #[test]
+    fn a_line_s_leading_time_stamp() {
+        assert_eq!(
+            leading_time_usec("2026-11-04T09:17:03Z mx1 sshd[1]: x"),
+            Some(NOV_4)
+        );
+        assert_eq!(leading_time_usec("2026-11-04T09:17:03 mx1 x"), Some(NOV_4));
+        assert_eq!(
+            leading_time_usec("2026-11-04T10:17:03.123456+01:00 mx1 x"),
+            Some(NOV_4)
+        );
+        assert_eq!(leading_time_usec("2026-11-04T04:17:03-0500 x"), Some(NOV_4));
+        let year = civil_year(crate::event::now_usec() / 86_400_000_000);
+        let nov_4_this_year =
+            (days_from_civil(year, 11, 4).unwrap() * 86_400 + 9 * 3600 + 17 * 60 + 3) as u64
+                * 1_000_000;
+        assert_eq!(
+            leading_time_usec("Nov  4 09:17:03 mx1 x"),
+            Some(nov_4_this_year)
+        );
+        assert_eq!(
+            leading_time_usec("Nov 04 09:17:03 mx1 x"),
+            Some(nov_4_this_year)
+        );
+        for no_time in [
+            "sshd[1]: Accepted password",
+            "Nov 4 9:17:03 x",
+            "Now  4 09:17:03 x",
+            "2026-13-04T09:17:03Z x",
+            "2026-11-04T25:17:03Z x",
+            "2026-11-04",
+            "",
+        ] {
+            assert_eq!(leading_time_usec(no_time), None, "{no_time:?}");
+        }
+        assert_eq!(civil_year(0), 1970);
+        assert_eq!(civil_year(NOV_4 / 86_400_000_000), 2026);
+        assert_eq!(days_from_civil(1970, 1, 1), Some(0));
+        assert_eq!(days_from_civil(2000, 3, 1), Some(11_017));
+    }
+
+    #[test]
+    fn every_format_s_time() {
+        let volatile = VolatileRules::default();
+        let bgl = "- 1117838570 2005.06.03 R02-M1-N0-C:J12-U11 2005-06-03-15.42.50.675872 \
+                   R02-M1-N0-C:J12-U11 RAS KERNEL INFO instruction cache parity error corrected";
+        assert_eq!(
+            line_text(Format::Bgl, bgl, &volatile).unwrap().usec,
+            Some(1_117_838_570_000_000)
+        );
+        let journal = r#"{"__REALTIME_TIMESTAMP":"1793783823000000","SYSLOG_IDENTIFIER":"sshd","MESSAGE":"x"}"#;
+        assert_eq!(
+            line_text(Format::JournalJson, journal, &volatile).unwrap(),
+            LineText {
+                text: "journal sshd x".into(),
+                usec: Some(NOV_4)
+            }
+        );
+        assert_eq!(
+            line_text(Format::Canonical, "systemd unit a", &volatile)
+                .unwrap()
+                .usec,
+            None
+        );
+    }
 }

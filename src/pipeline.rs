@@ -722,7 +722,8 @@ fn audit_stage(
 
 /// Names each anomaly's incident in its fields before the batch is hashed: `incident` (the seq
 /// of the record that opened it; its own when it opens one) and, for a repeat, `repeat` (1, 2,
-/// …). A benign mark closes the incident of its text. The batch's records take the seqs after
+/// …). A benign mark closes the incident of its text, and so does an event that joined as
+/// periodic (`fields.periodic.incident` names it). The batch's records take the seqs after
 /// `head_seq`, in order (a failed commit is retried with the same batch and the same seqs).
 /// Returns the benign marks that closed an open incident: (the mark's seq, the incident's).
 fn attach_incidents(
@@ -738,6 +739,16 @@ fn attach_incidents(
             incidents.expire(judged.event.observed_usec);
             if let Some(first) = incidents.close(&judged.event.text) {
                 closed.push((seq, first));
+            }
+            continue;
+        }
+        if let Some(periodic) = judged.event.fields.get_mut("periodic") {
+            // Joined as periodic: its incident ends here, and the record names it.
+            if let (Some(first), Some(periodic)) = (
+                incidents.close(&judged.event.text),
+                periodic.as_object_mut(),
+            ) {
+                periodic.insert("incident".into(), json!(first));
             }
             continue;
         }

@@ -99,6 +99,7 @@ fn bgl_2k_beats_the_template_novelty_peer() {
         )
     };
     let (scored, summary) = run(&shipped, "test.log");
+    evaluation::keep_for_study(dir.path(), &labels);
     let scores: Vec<f64> = scored.iter().map(|s| s.score).collect();
     let ours = figures(&scores, &labels);
     let shipped_verdicts = verdicts(&scored, &labels);

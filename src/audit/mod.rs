@@ -690,9 +690,9 @@ impl AuditWriter {
         Ok(committed)
     }
 
-    /// The incidents still open at start-up: every anomaly and benign mark of the last `quiet`
-    /// (all of them when `quiet` is zero) replayed in chain order, each anomaly resuming the
-    /// incident its record names.
+    /// The incidents still open at start-up: every anomaly, benign mark and periodic join of the
+    /// last `quiet` (all of them when `quiet` is zero) replayed in chain order, each anomaly
+    /// resuming the incident its record names.
     pub fn open_incidents(
         &self,
         quiet: std::time::Duration,
@@ -712,9 +712,10 @@ impl AuditWriter {
             .conn
             .prepare(
                 "SELECT seq, ts_usec, kind, text, json_extract(fields, '$.incident'),
-                        json_extract(fields, '$.repeat')
+                        json_extract(fields, '$.repeat'), verdict
                    FROM records
-                  WHERE ts_usec >= ?1 AND (verdict = 'anomaly' OR kind = 'benign')
+                  WHERE ts_usec >= ?1 AND (verdict = 'anomaly' OR kind = 'benign'
+                        OR json_extract(fields, '$.periodic') IS NOT NULL)
                   ORDER BY seq",
             )
             .map_err(sqlite)?;
@@ -724,7 +725,9 @@ impl AuditWriter {
             let ts: i64 = row.get(1).map_err(sqlite)?;
             let kind: String = row.get(2).map_err(sqlite)?;
             let text: String = row.get(3).map_err(sqlite)?;
-            if kind == "benign" {
+            let verdict: String = row.get(6).map_err(sqlite)?;
+            // A benign mark, or an event that joined as periodic, ends its text's incident.
+            if kind == "benign" || verdict != "anomaly" {
                 incidents.close(&text);
                 continue;
             }

@@ -30,6 +30,9 @@ pub struct DetectorConfig {
     pub variable_slot_values: u32,
     /// An incident closes after this long without a repeat (zero: only by a benign mark).
     pub incident_quiet: Duration,
+    /// A flagged text recurring in this many distinct clock hours of one day joins the baseline
+    /// as periodic (0 = never).
+    pub periodic_hours: u32,
     /// Candidates probed per query once the index is IVF.
     pub nprobe: usize,
     /// Distinct vectors before a trained index is built (exact search until then).
@@ -82,6 +85,7 @@ pub struct RawDetector {
     pub variable_slot_factor: f64,
     pub variable_slot_values: i64,
     pub incident_quiet_s: i64,
+    pub periodic_hours: i64,
     pub nprobe: i64,
     pub train_min_vectors: i64,
     pub retrain_growth: f64,
@@ -146,6 +150,7 @@ impl Default for RawDetector {
             variable_slot_factor: 8.0,
             variable_slot_values: 3,
             incident_quiet_s: 86_400,
+            periodic_hours: 12,
             nprobe: 4,
             train_min_vectors: 20_000,
             retrain_growth: 2.0,
@@ -219,6 +224,14 @@ impl RawDetector {
             0,
             31_536_000,
         )? as u64;
+        // One hour is no recurrence, and more than a day's hours cannot happen in a day.
+        if det.periodic_hours != 0 && !(2..=24).contains(&det.periodic_hours) {
+            return Err(rules.invalid(
+                "detector.periodic_hours",
+                &det.periodic_hours,
+                "must be 0 (never) or between 2 and 24",
+            ));
+        }
         // FAISS's GPU IVF search caps nprobe at 2048; the same bound keeps CPU configs portable.
         let nprobe = rules.in_range("detector.nprobe", det.nprobe, 1, 2048)? as usize;
         let train_min_vectors = rules.in_range(
@@ -300,6 +313,7 @@ impl RawDetector {
             variable_slot_factor: det.variable_slot_factor as f32,
             variable_slot_values,
             incident_quiet: Duration::from_secs(incident_quiet_s),
+            periodic_hours: det.periodic_hours as u32,
             nprobe,
             train_min_vectors,
             retrain_growth: det.retrain_growth,

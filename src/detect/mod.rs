@@ -18,6 +18,7 @@ mod baseline;
 mod calibration;
 pub mod gpu;
 mod index;
+mod recurrence;
 mod slots;
 pub mod snapshot;
 
@@ -229,6 +230,8 @@ pub struct Detector {
     variable_slot_values: u32,
     warmup_events: u64,
     suppress: Vec<SuppressRule>,
+    /// Flagged texts recurring hour after hour, promoted to the baseline as periodic.
+    recurrences: recurrence::Recurrences,
     baseline: Baseline,
     index: SearchIndex,
     snapshot: Option<SnapshotPolicy>,
@@ -255,6 +258,7 @@ impl Detector {
             variable_slot_values: config.variable_slot_values,
             warmup_events: config.warmup_events,
             suppress: config.suppress.clone(),
+            recurrences: recurrence::Recurrences::new(config.periodic_hours),
             baseline: Baseline::default(),
             index: SearchIndex::new(config)?,
             snapshot: None,
@@ -688,7 +692,20 @@ impl Detector {
             let score = self.score(&neighbours);
             let against = self.judged_against(event.source, &event.text, &neighbours);
             let suppressed = self.suppressed_by(&event, now).map(|r| r.name.clone());
-            let verdict = self.verdict(suppressed.is_some(), score, against.threshold);
+            let mut verdict = self.verdict(suppressed.is_some(), score, against.threshold);
+            let mut periodic = false;
+            if verdict == Verdict::Anomaly {
+                if let Some(hours) = self.recurrences.flagged(&event.text, event.observed_usec) {
+                    // Hour after hour through a day, and not a failure: a schedule nobody has
+                    // marked benign yet (`recurrence`).
+                    info!(text = %event.text, hours, "a flagged text recurs hourly: periodic, it joins the baseline");
+                    event
+                        .fields
+                        .insert("periodic".into(), json!({ "hours": hours }));
+                    verdict = Verdict::Normal;
+                    periodic = true;
+                }
+            }
             if let Some(rule) = suppressed {
                 event.fields.insert("suppressed_by".into(), json!(rule));
             }
@@ -705,6 +722,7 @@ impl Detector {
                 self.calibrator_mut(event.source).observe(relative);
             }
             let joins = verdict == Verdict::Warmup
+                || periodic
                 || (verdict == Verdict::Normal && score <= self.join_threshold);
             let joined = if joins {
                 self.join_or_log(&event.text, vector)
@@ -863,6 +881,7 @@ mod tests {
             variable_slot_factor: 1.0,
             variable_slot_values: 3,
             incident_quiet: Duration::ZERO,
+            periodic_hours: 0,
             nprobe: 8,
             train_min_vectors: 1000,
             retrain_growth: 2.0,
@@ -880,6 +899,64 @@ mod tests {
             .map(|t| Event::observed(Source::Systemd, t.to_string(), Default::default()))
             .collect();
         detector.judge(events, &vectors).unwrap()
+    }
+
+    #[test]
+    fn a_flagged_text_recurring_hour_after_hour_joins_as_periodic_and_a_failure_does_not() {
+        let mut detector = Detector::new(&DetectorConfig {
+            periodic_hours: 3,
+            ..config(1)
+        })
+        .unwrap();
+        judge(
+            &mut detector,
+            &["systemd unit nginx.service ActiveState=active"],
+        );
+        let hourly = "systemd job quota-report.service start result=done";
+        let failing = "systemd unit quota-report.service ActiveState=failed Result=exit-code";
+        let hour = 3_600_000_000u64;
+        let at = |text: &str, usec: u64| {
+            let mut event = Event::observed(Source::Systemd, text.to_owned(), Default::default());
+            event.observed_usec = usec;
+            event
+        };
+        let mut verdicts = Vec::new();
+        for h in 0..5u64 {
+            let events = vec![
+                at(hourly, h * hour),
+                at(failing, h * hour),
+                at(hourly, h * hour + 60),
+            ];
+            let vectors = HashingEmbedder::new(384)
+                .embed(&[hourly, failing, hourly])
+                .unwrap();
+            verdicts.push(detector.judge(events, &vectors).unwrap());
+        }
+        // Flagged in hours 0 and 1; the first of hour 2 is its third hour: periodic, and it joins.
+        for j in verdicts[..2].iter().flatten() {
+            assert_eq!(j.verdict, Verdict::Anomaly, "{}", j.event.text);
+        }
+        let promoted = &verdicts[2][0];
+        assert_eq!(promoted.verdict, Verdict::Normal);
+        assert!(
+            promoted.score.unwrap() > 0.25,
+            "judged normal above the threshold"
+        );
+        assert_eq!(promoted.event.fields["periodic"], json!({"hours": 3}));
+        assert!(
+            promoted.joined.is_some(),
+            "a periodic text joins the baseline"
+        );
+        assert_eq!(
+            verdicts[2][2].score,
+            Some(0.0),
+            "its next occurrence is known"
+        );
+        // The failure, every hour, stays flagged.
+        for batch in &verdicts {
+            assert_eq!(batch[1].verdict, Verdict::Anomaly);
+            assert!(batch[1].joined.is_none());
+        }
     }
 
     #[test]

@@ -70,7 +70,13 @@ pub const DEFAULT_VOLATILE_VALUES: &[(&str, &str)] = &[
 /// line unique only shows in context (the number after `port`, the pid in `sshd[2940]:`, a
 /// duration's unit), where a value rule sees one word at a time. D-Bus values never pass here.
 pub const MESSAGE_RULES: &[(&str, &str)] = &[
-    // A syslog or ISO 8601 time stamp at the start of the line (`Dec  1 14:12:41 `).
+    // A syslog or ISO 8601 time stamp at the start of the line (`Dec  1 14:12:41 `), with the
+    // host name after it when a program's name follows (`journalctl -o short`, `short-iso`:
+    // `2026-11-04T09:17:03+00:00 mx1 sshd[2940]: …`); else the time stamp alone.
+    (
+        r"^(?:[A-Z][a-z]{2} +[0-9]{1,2} [0-9]{2}:[0-9]{2}:[0-9]{2}|[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:.]+(?:Z|[+-][0-9:]+)?) +(?:[A-Za-z0-9][A-Za-z0-9._-]* +)?([^\s\[:]+(?:\[[0-9]+\])?:)",
+        "$1",
+    ),
     (
         r"^(?:[A-Z][a-z]{2} +[0-9]{1,2} [0-9]{2}:[0-9]{2}:[0-9]{2}|[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:.]+(?:Z|[+-][0-9:]+)?) +",
         "",
@@ -85,7 +91,12 @@ pub const MESSAGE_RULES: &[(&str, &str)] = &[
     (r"<[A-Za-z0-9+/=_.-]{12,}>", "<id>"),
     // The port after an address: `10.20.0.70:624`.
     (r"\b([0-9]{1,3}(?:\.[0-9]{1,3}){3}):[0-9]{1,5}\b", "$1:<n>"),
-    // Times of day and dates inside a message.
+    // Times of day and dates inside a message: a C library's `ctime` date (freshclam's
+    // `Wed Nov  4 09:17:03 2026 ->`, with or without its weekday, time or year) first, whole.
+    (
+        r"\b(?:(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun),? +)?(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) +[0-9]{1,2}(?:,? +[0-9]{1,2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]+)?)?(?:,? +[0-9]{4})?\b",
+        "<date>",
+    ),
     (r"\b[0-9]{1,2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]+)?\b", "<time>"),
     (r"\b[0-9]{4}-[0-9]{2}-[0-9]{2}\b", "<date>"),
     // Durations and sizes with their unit: `518ms`, `2.104s`, `1min`, `123456kB`, `4.0K`.
@@ -332,7 +343,23 @@ mod tests {
         for (raw, scrubbed) in [
             (
                 "Dec  1 14:12:41 mx1 sshd[2940]: Accepted publickey for backup from 10.0.4.7 port 51234 ssh2",
-                "mx1 sshd[*]: Accepted publickey for backup from 10.0.4.7 port <n> ssh2",
+                "sshd[*]: Accepted publickey for backup from 10.0.4.7 port <n> ssh2",
+            ),
+            (
+                "2026-11-04T09:17:03+00:00 mx1 CRON[7]: (root) CMD (x)",
+                "CRON[*]: (root) CMD (x)",
+            ),
+            (
+                "Nov  4 09:17:03 kernel: ata3.00: status: { DRDY ERR }",
+                "kernel: ata3.00: status: { DRDY ERR }",
+            ),
+            (
+                "freshclam[812]: Wed Nov  4 09:17:03 2026 -> Database test passed.",
+                "freshclam[*]: <date> -> Database test passed.",
+            ),
+            (
+                "backup[9]: last run Nov 3, 2026; next Tue Nov 10",
+                "backup[*]: last run <date>; next <date>",
             ),
             (
                 "systemd[1]: logrotate.service: Consumed 1min 2.104s CPU time.",

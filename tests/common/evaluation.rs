@@ -100,6 +100,26 @@ pub fn score_file(
     (scored, summary)
 }
 
+/// With `ANOMALYD_EVAL_KEEP=DIR` set, copies an evaluation's inputs and `score-file` output to
+/// DIR, with `labels.txt` (one 0 or 1 per test line), for a study of what was flagged and why.
+pub fn keep_for_study(dir: &Path, labels: &[bool]) {
+    let Some(keep) = std::env::var_os("ANOMALYD_EVAL_KEEP") else {
+        return;
+    };
+    let keep = Path::new(&keep);
+    std::fs::create_dir_all(keep).unwrap();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), keep.join(entry.file_name())).unwrap();
+    }
+    let labels: String = labels
+        .iter()
+        .map(|&l| if l { "1\n" } else { "0\n" })
+        .collect();
+    std::fs::write(keep.join("labels.txt"), labels).unwrap();
+    println!("kept in {}", keep.display());
+}
+
 /// The verdicts against the labels.
 pub struct Verdicts {
     pub flagged: usize,

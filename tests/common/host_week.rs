@@ -72,6 +72,20 @@ impl Line {
         }
     }
 
+    /// `journalctl -o short-iso`: `2026-11-02T09:17:03+00:00 mx1 ` before [`Line::plain`].
+    pub fn short_iso(&self) -> String {
+        let seconds = self.usec / SEC - START_SEC;
+        // The whole week lies in November 2026, from Monday the 2nd.
+        format!(
+            "2026-11-{:02}T{:02}:{:02}:{:02}+00:00 {HOSTNAME} {}",
+            2 + seconds / 86_400,
+            seconds % 86_400 / 3600,
+            seconds % 3600 / 60,
+            seconds % 60,
+            self.plain()
+        )
+    }
+
     /// One `journalctl -o json` object: __REALTIME_TIMESTAMP (string of usec), _HOSTNAME "mx1", SYSLOG_IDENTIFIER, _PID (string) when there is one, PRIORITY (string digit, plausible per line), MESSAGE. Properly JSON-escaped.
     pub fn journal_json(&self) -> String {
         let mut s = String::with_capacity(self.message.len() + 160);
@@ -4200,6 +4214,14 @@ mod tests {
             label: None,
         };
         assert_eq!(l.plain(), "x[5]: a \"b\"\n\\c\u{1}");
+        assert_eq!(
+            Line {
+                usec: T0 + DAY + 3 * HOUR + 61 * SEC,
+                ..l.clone()
+            }
+            .short_iso(),
+            "2026-11-03T03:01:01+00:00 mx1 x[5]: a \"b\"\n\\c\u{1}"
+        );
         assert_eq!(
             l.journal_json(),
             format!("{{\"__REALTIME_TIMESTAMP\":\"{T0}\",\"_HOSTNAME\":\"mx1\",\"SYSLOG_IDENTIFIER\":\"x\",\"_PID\":\"5\",\"PRIORITY\":\"6\",\"MESSAGE\":\"a \\\"b\\\"\\n\\\\c\\u0001\"}}")

@@ -1,0 +1,205 @@
+//! Periodic texts: a flagged text that recurs through a day, hour after hour (an hourly cron job
+//! nobody has marked benign, a timer added last week), is ordinary traffic the baseline has not
+//! met yet. Once it has been flagged in `periodic_hours` distinct clock hours within 24 hours,
+//! its next occurrence is judged normal and joins the baseline, recorded with `fields.periodic`.
+//!
+//! What stays flagged: a burst (a brute force, a storm of one error) fills one or two hours; a
+//! fault that recurs daily (a nightly OOM kill) never fills enough hours of one day; and a text
+//! that reports a failure ([`reports_failure`]) is never promoted by recurrence alone, however
+//! regular: an hourly `I/O error` is a fault that recurs, not a schedule. Those keep their
+//! incident open until an operator marks them benign.
+//!
+//! The counts are the detector thread's memory, not the chain's: a restart starts them again.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::LazyLock;
+
+use regex::Regex;
+
+const HOUR_USEC: u64 = 3_600_000_000;
+/// The hours a text's recurrences are counted over.
+const WINDOW_HOURS: u64 = 24;
+/// Texts followed at once; past it those flagged longest ago are forgotten first.
+const MAX_TEXTS: usize = 65_536;
+
+/// Words by which a message says something went wrong.
+static FAILURE_WORDS: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(
+        r"(?i)\b(?:errors?|err|fail(?:ed|s|ure|ures|ing)?|fatal|panic|critical|crit|denied|refused|rejected|killed|kill|oom(?:-kill(?:er)?)?|segfault|corrupt(?:ed|ion)?|invalid|illegal|unable|cannot|can't|timed?[ _-]?out|unreachable|abort(?:ed)?|emerg(?:ency)?|alert|violation|unauthori[sz]ed|bad)\b",
+    )
+    .expect("the failure words compile")
+});
+
+/// Whether the text says something failed (`Failed with result`, `I/O error`, `killed by the
+/// OOM killer`, `Permission denied`): such a text is never promoted as periodic.
+pub fn reports_failure(text: &str) -> bool {
+    FAILURE_WORDS.is_match(text)
+}
+
+/// The distinct hours in which each flagged text was flagged, over the last day.
+#[derive(Debug)]
+pub struct Recurrences {
+    /// Distinct hours that make a text periodic; 0 = never.
+    hours: u32,
+    /// Each text's hours (since the epoch) in which it was flagged, oldest first.
+    flagged: HashMap<String, VecDeque<u64>>,
+}
+
+impl Recurrences {
+    pub fn new(hours: u32) -> Recurrences {
+        Recurrences {
+            hours,
+            flagged: HashMap::new(),
+        }
+    }
+
+    /// An anomaly of `text` observed at `usec`: `Some(hours)` when, counting this one, it has been
+    /// flagged in `hours` distinct clock hours of the last 24 and is now periodic (it is
+    /// forgotten here, as it joins the baseline); `None` while it is not, or never can be.
+    pub fn flagged(&mut self, text: &str, usec: u64) -> Option<u32> {
+        if self.hours == 0 || reports_failure(text) {
+            return None;
+        }
+        let hour = usec / HOUR_USEC;
+        if !self.flagged.contains_key(text) && self.flagged.len() >= MAX_TEXTS {
+            self.forget_oldest();
+        }
+        let hours = self.flagged.entry(text.to_owned()).or_default();
+        while hours
+            .front()
+            .is_some_and(|&h| h + WINDOW_HOURS <= hour || h > hour)
+        {
+            hours.pop_front();
+        }
+        // A clock that went back (a replayed file, an NTP step) starts the count again.
+        if hours.back().is_some_and(|&h| h > hour) {
+            hours.clear();
+        }
+        if hours.back() != Some(&hour) {
+            hours.push_back(hour);
+        }
+        let distinct = hours.len() as u32;
+        if distinct >= self.hours {
+            self.flagged.remove(text);
+            Some(distinct)
+        } else {
+            None
+        }
+    }
+
+    /// Texts followed now.
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.flagged.len()
+    }
+
+    /// Drops the quarter of the texts whose last flag is oldest: a rare, bounded sweep.
+    fn forget_oldest(&mut self) {
+        let mut last: Vec<(u64, &String)> = self
+            .flagged
+            .iter()
+            .map(|(text, h)| (h.back().copied().unwrap_or(0), text))
+            .collect();
+        let cut = last.len() / 4;
+        last.select_nth_unstable(cut);
+        let forget: Vec<String> = last[..cut].iter().map(|(_, t)| (*t).clone()).collect();
+        for text in forget {
+            self.flagged.remove(&text);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const H: u64 = HOUR_USEC;
+
+    #[test]
+    fn an_hourly_text_is_periodic_after_its_twelfth_hour() {
+        let mut r = Recurrences::new(12);
+        let cron = "CRON[*]: (root) CMD (/usr/local/sbin/quota-report)";
+        for hour in 0..11 {
+            // Twice an hour counts once.
+            assert_eq!(r.flagged(cron, 1000 * H + hour * H), None);
+            assert_eq!(r.flagged(cron, 1000 * H + hour * H + H / 2), None);
+        }
+        assert_eq!(r.flagged(cron, 1011 * H), Some(12));
+        assert_eq!(r.len(), 0, "a periodic text is forgotten: it joins");
+    }
+
+    #[test]
+    fn bursts_daily_faults_and_failures_stay_flagged() {
+        let mut r = Recurrences::new(12);
+        // A burst: a hundred times in two hours.
+        for i in 0..100 {
+            assert_eq!(
+                r.flagged("sshd[*]: Invalid user admin", 5000 * H + i * H / 50),
+                None
+            );
+        }
+        // Once a day for a month: never 12 hours within a day.
+        for day in 0..30 {
+            assert_eq!(
+                r.flagged("clamd: database reload", (100 + 24 * day) * H),
+                None
+            );
+        }
+        // Every hour, but a failure.
+        for hour in 0..48 {
+            assert_eq!(
+                r.flagged("kernel: blk_update_request: I/O error, dev sdb", hour * H),
+                None
+            );
+            assert_eq!(
+                r.flagged(
+                    "systemd[*]: backup.service: Failed with result 'exit-code'.",
+                    hour * H
+                ),
+                None
+            );
+        }
+        // Hours spread over more than a day do not add up.
+        for hour in (0..60).step_by(3) {
+            assert_eq!(r.flagged("every three hours", hour * H), None);
+        }
+    }
+
+    #[test]
+    fn off_means_never_and_the_text_count_is_bounded() {
+        let mut off = Recurrences::new(0);
+        for hour in 0..48 {
+            assert_eq!(off.flagged("hourly", hour * H), None);
+        }
+        let mut r = Recurrences::new(2);
+        for i in 0..(MAX_TEXTS as u64 + 10) {
+            r.flagged(&format!("text {i}"), i * 1000);
+        }
+        assert!(r.len() <= MAX_TEXTS, "{}", r.len());
+        assert!(r.len() > MAX_TEXTS / 2, "{}", r.len());
+    }
+
+    #[test]
+    fn failure_words() {
+        for text in [
+            "systemd[*]: certbot.service: Main process exited, code=exited, status=1/FAILURE",
+            "kernel: Out of memory: Killed process <n> (clamd)",
+            "sshd[*]: Failed password for root",
+            "su[*]: pam_unix(su:auth): authentication failure",
+            "sudo[*]: mallory : user NOT in sudoers ; COMMAND=/bin/bash : permission denied",
+            "kernel: EXT4-fs error (device sdb1)",
+            "systemd unit backup.service ActiveState=failed SubState=failed Result=exit-code",
+            "dhclient[*]: connection timed out",
+        ] {
+            assert!(reports_failure(text), "{text}");
+        }
+        for text in [
+            "CRON[*]: (root) CMD (/usr/local/sbin/quota-report --warn 90 >/dev/null 2>&1)",
+            "systemd[*]: man-db.service: Deactivated successfully.",
+            "systemd job backup.service start result=done",
+            "sudo[*]: xavier : TTY=pts/0 ; PWD=/home/xavier ; USER=root ; COMMAND=/usr/bin/htop",
+        ] {
+            assert!(!reports_failure(text), "{text}");
+        }
+    }
+}
