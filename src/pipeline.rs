@@ -868,6 +868,7 @@ fn account(committed: &[Committed], notices: &mpsc::Sender<Committed>, metrics: 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Synchronous;
 
     fn event(i: usize) -> Flow<Event> {
         Flow::Data(Event::observed(
@@ -884,6 +885,59 @@ mod tests {
             Ok(Some(_)) => panic!("only data was sent"),
             Err(_) => panic!("the batcher waited instead of taking what was queued"),
         }
+    }
+
+    /// An anomaly of `text`, or (`periodic`) its join as periodic, as the detector hands them on.
+    fn judged(text: &str, periodic: bool, joined: Option<u64>) -> Judged {
+        let mut event = Event::observed(Source::Systemd, text.to_owned(), Map::new());
+        if periodic {
+            event.fields.insert("periodic".into(), json!({"hours": 12}));
+        }
+        Judged {
+            event,
+            score: Some(0.4),
+            verdict: if periodic {
+                Verdict::Normal
+            } else {
+                Verdict::Anomaly
+            },
+            neighbours: Vec::new(),
+            joined,
+        }
+    }
+
+    #[test]
+    fn a_periodic_join_closes_its_incident_in_the_chain_and_after_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("audit.sqlite");
+        let hourly = "systemd job quota-report.service start result=done";
+        let other = "systemd unit smbd.service ActiveState=failed";
+        let mut audit = AuditWriter::open(&db, Synchronous::Full, "test").unwrap();
+        let mut incidents = Incidents::new(0);
+        let mut batch = vec![
+            judged(hourly, false, None),
+            judged(other, false, None),
+            judged(hourly, false, None),
+            judged(hourly, true, Some(0)),
+        ];
+        let head = audit.head().0;
+        attach_incidents(&mut incidents, &mut batch, head);
+        assert_eq!(batch[0].event.fields["incident"], json!(head + 1));
+        assert_eq!(batch[2].event.fields["repeat"], json!(1));
+        assert_eq!(
+            batch[3].event.fields["periodic"],
+            json!({"hours": 12, "incident": head + 1}),
+            "the periodic join names the incident it closes"
+        );
+        assert_eq!(incidents.len(), 1, "the other incident stays open");
+        audit.append(&batch, "test").unwrap();
+        drop(audit);
+
+        let audit = AuditWriter::open(&db, Synchronous::Full, "test").unwrap();
+        let mut reopened = audit.open_incidents(Duration::ZERO).unwrap();
+        assert_eq!(reopened.len(), 1, "{reopened:?}");
+        assert!(reopened.close(other).is_some());
+        assert!(crate::audit::verify::verify(&db, &[]).unwrap().ok());
     }
 
     #[tokio::test]
