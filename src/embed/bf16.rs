@@ -6,6 +6,13 @@
 //! sum is accumulated in f32. Each output element is the same sequence of pair products whatever
 //! the batch holds, so a text's vector does not depend on its batch mates.
 //!
+//! Two kernels compute the same products: on a CPU with AMX (AMX-TILE and AMX-BF16, and a kernel
+//! that grants the process the tile state) `tdpbf16ps` over 16 × 16 tiles of the same packed
+//! operands, 32 rows × 32 columns at a time; elsewhere `vdpbf16ps` on AVX-512 registers. The
+//! tiles need whole tiles of inputs (a multiple of 32, as every MiniLM product has); other shapes
+//! take the vector kernel. Within a kernel, an output element's sums do not depend on the other
+//! rows.
+//!
 //! No maintained crate offers a bf16 GEMM for x86 (the `gemm` crate's f16 path converts to f32
 //! and multiplies in f32, and OpenBLAS's sbgemm is not in Debian 12's build), so this module is
 //! the one hand-written kernel; every `unsafe` block in it is behind the run-time feature check
@@ -17,6 +24,56 @@ use std::ops::Range;
 const PANEL: usize = 16;
 /// Rows a micro-kernel call computes at once (with two panels: 16 accumulators of 32).
 const ROWS: usize = 8;
+/// An AMX tile: 16 rows of 64 bytes (16 input pairs of bf16, or 16 f32).
+const TILE_ROWS: usize = 16;
+const TILE_PAIRS: usize = 16;
+/// Rows the tile kernel computes at once (two tiles), so [`PackedRows`] pads to a multiple.
+const TILE_BLOCK_ROWS: usize = 2 * TILE_ROWS;
+
+/// The kernel a product runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kernel {
+    /// AMX tiles (`tdpbf16ps`).
+    Tiles,
+    /// AVX-512 registers (`vdpbf16ps`).
+    Vectors,
+}
+
+impl Kernel {
+    pub fn name(self) -> &'static str {
+        match self {
+            Kernel::Tiles => "amx",
+            Kernel::Vectors => "avx512",
+        }
+    }
+}
+
+/// The kernel products with whole tiles of inputs run on this CPU; `None` without AVX512-BF16.
+pub fn kernel() -> Option<Kernel> {
+    if !available() {
+        None
+    } else if tiles_available() {
+        Some(Kernel::Tiles)
+    } else {
+        Some(Kernel::Vectors)
+    }
+}
+
+/// Whether AMX tiles may be used: the CPU has AMX-TILE and AMX-BF16 and the kernel granted this
+/// process the tile data state (asked once, for the whole process).
+fn tiles_available() -> bool {
+    static GRANTED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *GRANTED.get_or_init(|| {
+        #[cfg(target_arch = "x86_64")]
+        {
+            available() && tiles::request()
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            false
+        }
+    })
+}
 
 /// Whether this CPU runs the bf16 path (AVX-512 F and BF16).
 pub fn available() -> bool {
@@ -89,7 +146,8 @@ impl PackedRows {
     pub fn pack(a: &[f32], rows: usize, inputs: usize) -> PackedRows {
         assert!(a.len() >= rows * inputs, "PackedRows: operand too short");
         let pairs = inputs.div_ceil(2);
-        let mut data = Vec::with_capacity(rows * pairs);
+        // Zero rows after the last, to whole blocks of the tile kernel, which reads them.
+        let mut data = Vec::with_capacity(rows.next_multiple_of(TILE_BLOCK_ROWS) * pairs);
         for row in a.chunks_exact(inputs).take(rows) {
             let mut pair = row.chunks(2);
             for _ in 0..pairs {
@@ -99,6 +157,7 @@ impl PackedRows {
                 data.push(u32::from(low) | (u32::from(high) << 16));
             }
         }
+        data.resize(rows.next_multiple_of(TILE_BLOCK_ROWS) * pairs, 0);
         PackedRows { rows, pairs, data }
     }
 }
@@ -109,6 +168,31 @@ impl PackedRows {
 /// # Panics
 /// When [`available`] is false, or an operand does not match.
 pub fn gemm_nt(a: &PackedRows, w: &PackedWeight, columns: Range<usize>, c: &mut [f32]) {
+    let kernel = if a.pairs >= TILE_PAIRS && a.pairs.is_multiple_of(TILE_PAIRS) {
+        kernel()
+    } else {
+        available().then_some(Kernel::Vectors)
+    };
+    gemm_nt_with(
+        kernel.expect("bf16::gemm_nt without AVX512-BF16"),
+        a,
+        w,
+        columns,
+        c,
+    );
+}
+
+/// [`gemm_nt`] on the given kernel.
+///
+/// # Panics
+/// When the kernel is not available here, or an operand does not match.
+fn gemm_nt_with(
+    kernel: Kernel,
+    a: &PackedRows,
+    w: &PackedWeight,
+    columns: Range<usize>,
+    c: &mut [f32],
+) {
     assert!(available(), "bf16::gemm_nt without AVX512-BF16");
     assert_eq!(a.pairs, w.pairs, "bf16::gemm_nt: inputs differ");
     assert!(
@@ -123,11 +207,169 @@ pub fn gemm_nt(a: &PackedRows, w: &PackedWeight, columns: Range<usize>, c: &mut 
         "bf16::gemm_nt: c too short"
     );
     #[cfg(target_arch = "x86_64")]
-    {
-        // SAFETY: `available()` checked AVX-512 F and BF16 at run time; the asserts above bound
-        // every index the kernel reads (`a`'s rows × pairs, `w`'s panels of `columns`) and
-        // writes (`c`'s rows × columns.len()).
-        unsafe { kernel::product(a, w, columns, c) }
+    match kernel {
+        Kernel::Tiles => {
+            assert!(
+                tiles_available() && a.pairs >= TILE_PAIRS && a.pairs.is_multiple_of(TILE_PAIRS),
+                "bf16::gemm_nt: no AMX tiles, or inputs not whole tiles"
+            );
+            // SAFETY: the tile state was granted and the CPU has AMX-TILE and AMX-BF16; the
+            // inputs are whole tiles, `a` is padded to whole blocks of rows (`PackedRows::pack`)
+            // and the asserts above bound `w`'s panels of `columns` and `c`.
+            unsafe { tiles::product(a, w, columns, c) }
+        }
+        Kernel::Vectors => {
+            // SAFETY: `available()` checked AVX-512 F and BF16 at run time; the asserts above
+            // bound every index the kernel reads (`a`'s rows × pairs, `w`'s panels of
+            // `columns`) and writes (`c`'s rows × columns.len()).
+            unsafe { kernel::product(a, w, columns, c) }
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod tiles {
+    use std::arch::asm;
+    use std::ops::Range;
+
+    use super::{PackedRows, PackedWeight, PANEL, TILE_BLOCK_ROWS, TILE_PAIRS, TILE_ROWS};
+
+    /// `arch_prctl` requests (asm/prctl.h) and the tile data's xsave feature number.
+    const ARCH_REQ_XCOMP_PERM: libc::c_long = 0x1023;
+    const XFEATURE_XTILEDATA: libc::c_long = 18;
+
+    /// Whether the CPU has AMX-TILE and AMX-BF16 (CPUID leaf 7, EDX bits 24 and 22), and the
+    /// kernel grants this process the tile data state (Linux 5.16 and later).
+    pub fn request() -> bool {
+        if std::arch::x86_64::__cpuid(0).eax < 7 {
+            return false;
+        }
+        let edx = std::arch::x86_64::__cpuid_count(7, 0).edx;
+        if edx & (1 << 22) == 0 || edx & (1 << 24) == 0 {
+            return false;
+        }
+        // SAFETY: arch_prctl(ARCH_REQ_XCOMP_PERM, n) takes two integers and only widens the
+        // xsave features this process may use; a kernel without them refuses with an error.
+        unsafe {
+            libc::syscall(
+                libc::SYS_arch_prctl,
+                ARCH_REQ_XCOMP_PERM,
+                XFEATURE_XTILEDATA,
+            ) == 0
+        }
+    }
+
+    /// The tile configuration `ldtilecfg` reads (palette 1): tiles 0–3 hold sums, 4–5 rows of
+    /// the left operand, 6–7 weight panels; each 16 rows of 64 bytes.
+    #[repr(C, align(64))]
+    struct TileConfig {
+        palette: u8,
+        start_row: u8,
+        reserved: [u8; 14],
+        bytes_per_row: [u16; 16],
+        rows: [u8; 16],
+    }
+
+    /// Four tiles of sums as `tilestored` writes them: `[tile][row][column]`.
+    #[repr(C, align(64))]
+    struct Sums([f32; 4 * TILE_ROWS * PANEL]);
+
+    /// # Safety
+    /// As [`super::gemm_nt_with`] asserts for [`super::Kernel::Tiles`].
+    pub unsafe fn product(a: &PackedRows, w: &PackedWeight, columns: Range<usize>, c: &mut [f32]) {
+        let mut config = TileConfig {
+            palette: 1,
+            start_row: 0,
+            reserved: [0; 14],
+            bytes_per_row: [0; 16],
+            rows: [0; 16],
+        };
+        for tile in 0..8 {
+            config.bytes_per_row[tile] = 64;
+            config.rows[tile] = TILE_ROWS as u8;
+        }
+        // SAFETY: a valid palette-1 configuration, 64 bytes in a live aligned local; AMX is
+        // present and granted (the caller's contract).
+        unsafe { asm!("ldtilecfg [{}]", in(reg) &config, options(nostack, readonly)) };
+        let width = columns.len();
+        let first_panel = columns.start / PANEL;
+        let panels = width.div_ceil(PANEL);
+        let pairs = a.pairs;
+        let panel_u16 = pairs * PANEL * 2;
+        let mut sums = Sums([0.0; 4 * TILE_ROWS * PANEL]);
+        for p in (0..panels).step_by(2) {
+            let second = p + 1 < panels;
+            let b0 = w.data[(first_panel + p) * panel_u16..].as_ptr();
+            // A lone last panel is multiplied twice and its copy dropped: one code path.
+            let b1 = w.data[(first_panel + p + usize::from(second)) * panel_u16..].as_ptr();
+            for r0 in (0..a.rows).step_by(TILE_BLOCK_ROWS) {
+                let a0 = a.data[r0 * pairs..].as_ptr();
+                let a1 = a.data[(r0 + TILE_ROWS) * pairs..].as_ptr();
+                // SAFETY: each of the `pairs / 16` steps reads 16 rows × 64 bytes of the left
+                // operand from rows r0..r0 + 32 (inside the padded `a.data`) at a stride of one
+                // row, and 1,024 bytes of each weight panel (inside `w.data`: the panel has
+                // `pairs` × 64 bytes), then writes the four sum tiles into `sums` (4,096 bytes).
+                unsafe {
+                    asm!(
+                        "tilezero tmm0",
+                        "tilezero tmm1",
+                        "tilezero tmm2",
+                        "tilezero tmm3",
+                        "2:",
+                        "tileloadd tmm4, [{a0} + {row}*1]",
+                        "tileloadd tmm5, [{a1} + {row}*1]",
+                        "tileloadd tmm6, [{b0} + {tile_row}*1]",
+                        "tileloadd tmm7, [{b1} + {tile_row}*1]",
+                        "tdpbf16ps tmm0, tmm4, tmm6",
+                        "tdpbf16ps tmm1, tmm4, tmm7",
+                        "tdpbf16ps tmm2, tmm5, tmm6",
+                        "tdpbf16ps tmm3, tmm5, tmm7",
+                        "add {a0}, 64",
+                        "add {a1}, 64",
+                        "add {b0}, 1024",
+                        "add {b1}, 1024",
+                        "dec {steps}",
+                        "jnz 2b",
+                        "tilestored [{out} + {tile_row}*1], tmm0",
+                        "add {out}, 1024",
+                        "tilestored [{out} + {tile_row}*1], tmm1",
+                        "add {out}, 1024",
+                        "tilestored [{out} + {tile_row}*1], tmm2",
+                        "add {out}, 1024",
+                        "tilestored [{out} + {tile_row}*1], tmm3",
+                        a0 = inout(reg) a0 => _,
+                        a1 = inout(reg) a1 => _,
+                        b0 = inout(reg) b0 => _,
+                        b1 = inout(reg) b1 => _,
+                        steps = inout(reg) pairs / TILE_PAIRS => _,
+                        out = inout(reg) sums.0.as_mut_ptr() => _,
+                        row = in(reg) pairs * 4,
+                        tile_row = in(reg) 64usize,
+                        options(nostack),
+                    );
+                }
+                for half in 0..2 {
+                    for q in 0..1 + usize::from(second) {
+                        let tile =
+                            &sums.0[(half * 2 + q) * TILE_ROWS * PANEL..][..TILE_ROWS * PANEL];
+                        let start = (p + q) * PANEL;
+                        let valid = (width - start).min(PANEL);
+                        for r in 0..TILE_ROWS {
+                            let row = r0 + half * TILE_ROWS + r;
+                            if row >= a.rows {
+                                break;
+                            }
+                            let out = &mut c[row * width + start..][..valid];
+                            for (o, s) in out.iter_mut().zip(&tile[r * PANEL..]) {
+                                *o += s;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        // SAFETY: ends the tile use begun above; touches no memory.
+        unsafe { asm!("tilerelease", options(nostack, nomem)) };
     }
 }
 
@@ -271,6 +513,9 @@ mod tests {
             (9, 48, 384, 16..48),
             (17, 100, 33, 32..100),
             (8, 64, 1536, 0..64),
+            (33, 80, 32, 16..80),
+            (70, 48, 64, 0..48),
+            (1, 384, 384, 192..384),
         ] {
             let a: Vec<f32> = (0..rows * inputs)
                 .map(|i| ((i * 7919 % 1013) as f32 / 1013.0) - 0.5)
@@ -282,18 +527,31 @@ mod tests {
             let packed = PackedWeight::pack(&w, outputs, inputs);
             let left = PackedRows::pack(&a, rows, inputs);
             let width = band.len();
-            let mut c = vec![1.0; rows * width];
-            gemm_nt(&left, &packed, band.clone(), &mut c);
-            for i in 0..rows {
-                for (j, o) in band.clone().enumerate() {
-                    let (got, want) = (c[i * width + j] - 1.0, want[i * outputs + o]);
-                    assert!(
+            for kernel in kernels(inputs) {
+                let mut c = vec![1.0; rows * width];
+                gemm_nt_with(kernel, &left, &packed, band.clone(), &mut c);
+                for i in 0..rows {
+                    for (j, o) in band.clone().enumerate() {
+                        let (got, want) = (c[i * width + j] - 1.0, want[i * outputs + o]);
+                        assert!(
                         (got - want).abs() <= 1e-3 * (1.0 + want.abs()),
-                        "{rows}x{outputs}x{inputs} {band:?}: c[{i}][{o}] = {got}, want {want}"
+                        "{kernel:?} {rows}x{outputs}x{inputs} {band:?}: c[{i}][{o}] = {got}, want {want}"
                     );
+                    }
                 }
             }
         }
+    }
+
+    /// The kernels this machine runs for products of `inputs` inputs (every one it has).
+    fn kernels(inputs: usize) -> Vec<Kernel> {
+        let mut kernels = vec![Kernel::Vectors];
+        if tiles_available() && inputs.div_ceil(2).is_multiple_of(TILE_PAIRS) {
+            kernels.push(Kernel::Tiles);
+        } else if inputs == 1536 {
+            eprintln!("no AMX here: the tile kernel is not tested on this machine");
+        }
+        kernels
     }
 
     /// A row's products do not depend on the rows beside it (the vector cache relies on it).
@@ -302,12 +560,19 @@ mod tests {
         if !available() {
             return;
         }
+        for kernel in kernels(64) {
+            row_alone_and_in_a_batch(kernel);
+        }
+    }
+
+    fn row_alone_and_in_a_batch(kernel: Kernel) {
         let (outputs, inputs) = (48, 64);
         let w: Vec<f32> = (0..outputs * inputs).map(|i| (i as f32).sin()).collect();
         let packed = PackedWeight::pack(&w, outputs, inputs);
         let a: Vec<f32> = (0..11 * inputs).map(|i| (i as f32 * 0.37).cos()).collect();
         let mut all = vec![0.0; 11 * outputs];
-        gemm_nt(
+        gemm_nt_with(
+            kernel,
             &PackedRows::pack(&a, 11, inputs),
             &packed,
             0..outputs,
@@ -315,12 +580,13 @@ mod tests {
         );
         let row5 = &a[5 * inputs..6 * inputs];
         let mut alone = vec![0.0; outputs];
-        gemm_nt(
+        gemm_nt_with(
+            kernel,
             &PackedRows::pack(row5, 1, inputs),
             &packed,
             0..outputs,
             &mut alone,
         );
-        assert_eq!(&all[5 * outputs..6 * outputs], &alone[..]);
+        assert_eq!(&all[5 * outputs..6 * outputs], &alone[..], "{kernel:?}");
     }
 }
