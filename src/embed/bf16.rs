@@ -146,6 +146,14 @@ impl PackedRows {
     pub fn pack(a: &[f32], rows: usize, inputs: usize) -> PackedRows {
         assert!(a.len() >= rows * inputs, "PackedRows: operand too short");
         let pairs = inputs.div_ceil(2);
+        #[cfg(target_arch = "x86_64")]
+        if available() && inputs.is_multiple_of(32) {
+            let mut data = vec![0u32; rows.next_multiple_of(TILE_BLOCK_ROWS) * pairs];
+            // SAFETY: AVX-512 F and BF16 checked at run time; `a` holds rows × inputs values
+            // and `data` at least rows × pairs (asserted and allocated above).
+            unsafe { kernel::round_rows(&a[..rows * inputs], &mut data[..rows * pairs]) };
+            return PackedRows { rows, pairs, data };
+        }
         // Zero rows after the last, to whole blocks of the tile kernel, which reads them.
         let mut data = Vec::with_capacity(rows.next_multiple_of(TILE_BLOCK_ROWS) * pairs);
         for row in a.chunks_exact(inputs).take(rows) {
@@ -305,16 +313,91 @@ mod tiles {
             for r0 in (0..a.rows).step_by(TILE_BLOCK_ROWS) {
                 let a0 = a.data[r0 * pairs..].as_ptr();
                 let a1 = a.data[(r0 + TILE_ROWS) * pairs..].as_ptr();
-                // SAFETY: each of the `pairs / 16` steps reads 16 rows × 64 bytes of the left
-                // operand from rows r0..r0 + 32 (inside the padded `a.data`) at a stride of one
-                // row, and 1,024 bytes of each weight panel (inside `w.data`: the panel has
-                // `pairs` × 64 bytes), then writes the four sum tiles into `sums` (4,096 bytes).
+                if second && r0 + TILE_BLOCK_ROWS <= a.rows && (p + 2) * PANEL <= width {
+                    // A whole block of `c`: its sums are loaded, added to and stored in place.
+                    let c0 = c[r0 * width + p * PANEL..][..2 * PANEL].as_mut_ptr();
+                    let c2 = c[(r0 + TILE_ROWS) * width + p * PANEL..][..2 * PANEL].as_mut_ptr();
+                    // SAFETY: as below for `a` and `w`; the sum tiles are rows r0..r0 + 32 ×
+                    // columns p·16..p·16 + 32 of `c` (checked inside `c` just above and by
+                    // gemm_nt_with's length assert), read and written at a stride of one row.
+                    unsafe {
+                        asm!(
+                            "tileloadd tmm0, [{c0} + {c_row}*1]",
+                            "tileloadd tmm1, [{c1} + {c_row}*1]",
+                            "tileloadd tmm2, [{c2} + {c_row}*1]",
+                            "tileloadd tmm3, [{c3} + {c_row}*1]",
+                            "2:",
+                            "tileloadd tmm4, [{a0} + {row}*1]",
+                            "tileloadd tmm5, [{a1} + {row}*1]",
+                            "tileloadd tmm6, [{b0} + {tile_row}*1]",
+                            "tileloadd tmm7, [{b1} + {tile_row}*1]",
+                            "tdpbf16ps tmm0, tmm4, tmm6",
+                            "tdpbf16ps tmm1, tmm4, tmm7",
+                            "tdpbf16ps tmm2, tmm5, tmm6",
+                            "tdpbf16ps tmm3, tmm5, tmm7",
+                            "add {a0}, 64",
+                            "add {a1}, 64",
+                            "add {b0}, 1024",
+                            "add {b1}, 1024",
+                            "dec {steps}",
+                            "jnz 2b",
+                            "tilestored [{c0} + {c_row}*1], tmm0",
+                            "tilestored [{c1} + {c_row}*1], tmm1",
+                            "tilestored [{c2} + {c_row}*1], tmm2",
+                            "tilestored [{c3} + {c_row}*1], tmm3",
+                            a0 = inout(reg) a0 => _,
+                            a1 = inout(reg) a1 => _,
+                            b0 = inout(reg) b0 => _,
+                            b1 = inout(reg) b1 => _,
+                            steps = inout(reg) pairs / TILE_PAIRS => _,
+                            c0 = in(reg) c0,
+                            c1 = in(reg) c0.wrapping_add(PANEL),
+                            c2 = in(reg) c2,
+                            c3 = in(reg) c2.wrapping_add(PANEL),
+                            c_row = in(reg) width * 4,
+                            row = in(reg) pairs * 4,
+                            tile_row = in(reg) 64usize,
+                            options(nostack),
+                        );
+                    }
+                    continue;
+                }
+                // A block at an edge: its valid part of `c` is copied into `sums` and the sums
+                // added there, then copied back, so every element of `c` gets the same additions
+                // in the same order as in a whole block (a row does not depend on its batch
+                // mates).
+                let edge = |half: usize, q: usize| {
+                    let start = (p + q) * PANEL;
+                    let valid = (width - start).min(PANEL);
+                    let rows = a.rows.saturating_sub(r0 + half * TILE_ROWS).min(TILE_ROWS);
+                    (half * 2 + q, start, valid, rows)
+                };
+                sums.0.fill(0.0);
+                for half in 0..2 {
+                    for q in 0..1 + usize::from(second) {
+                        let (tile, start, valid, rows) = edge(half, q);
+                        for r in 0..rows {
+                            let row = r0 + half * TILE_ROWS + r;
+                            sums.0[(tile * TILE_ROWS + r) * PANEL..][..valid]
+                                .copy_from_slice(&c[row * width + start..][..valid]);
+                        }
+                    }
+                }
+                // SAFETY: the four sum tiles are read from and written to `sums` (4,096 bytes);
+                // each of the `pairs / 16` steps reads 16 rows × 64 bytes of the left operand
+                // from rows r0..r0 + 32 (inside the padded `a.data`) at a stride of one row, and
+                // 1,024 bytes of each weight panel (inside `w.data`: the panel has `pairs` × 64
+                // bytes).
                 unsafe {
                     asm!(
-                        "tilezero tmm0",
-                        "tilezero tmm1",
-                        "tilezero tmm2",
-                        "tilezero tmm3",
+                        "tileloadd tmm0, [{out} + {tile_row}*1]",
+                        "add {out}, 1024",
+                        "tileloadd tmm1, [{out} + {tile_row}*1]",
+                        "add {out}, 1024",
+                        "tileloadd tmm2, [{out} + {tile_row}*1]",
+                        "add {out}, 1024",
+                        "tileloadd tmm3, [{out} + {tile_row}*1]",
+                        "sub {out}, 3072",
                         "2:",
                         "tileloadd tmm4, [{a0} + {row}*1]",
                         "tileloadd tmm5, [{a1} + {row}*1]",
@@ -350,19 +433,12 @@ mod tiles {
                 }
                 for half in 0..2 {
                     for q in 0..1 + usize::from(second) {
-                        let tile =
-                            &sums.0[(half * 2 + q) * TILE_ROWS * PANEL..][..TILE_ROWS * PANEL];
-                        let start = (p + q) * PANEL;
-                        let valid = (width - start).min(PANEL);
-                        for r in 0..TILE_ROWS {
+                        let (tile, start, valid, rows) = edge(half, q);
+                        for r in 0..rows {
                             let row = r0 + half * TILE_ROWS + r;
-                            if row >= a.rows {
-                                break;
-                            }
-                            let out = &mut c[row * width + start..][..valid];
-                            for (o, s) in out.iter_mut().zip(&tile[r * PANEL..]) {
-                                *o += s;
-                            }
+                            c[row * width + start..][..valid].copy_from_slice(
+                                &sums.0[(tile * TILE_ROWS + r) * PANEL..][..valid],
+                            );
                         }
                     }
                 }
@@ -403,6 +479,29 @@ mod kernel {
                 }
             }
             p += if two { 2 } else { 1 };
+        }
+    }
+
+    /// `out[i]` = the bf16 pair `(a[2i], a[2i + 1])`, rounded as [`super::round`] does, 32
+    /// values at a time (`a.len()` a multiple of 32, `out` half as long).
+    ///
+    /// # Safety
+    /// AVX-512 F and BF16 must be present.
+    #[target_feature(enable = "avx512f,avx512bf16")]
+    pub unsafe fn round_rows(a: &[f32], out: &mut [u32]) {
+        assert!(a.len().is_multiple_of(32) && out.len() * 2 == a.len());
+        for (x, o) in a.chunks_exact(32).zip(out.chunks_exact_mut(16)) {
+            // SAFETY: 32 f32 in `x` and 16 u32 in `o`, unaligned loads and stores.
+            unsafe {
+                let low = _mm512_loadu_ps(x.as_ptr());
+                let high = _mm512_loadu_ps(x.as_ptr().add(16));
+                // The second operand fills the low half: values 0..16, then 16..32.
+                let both = _mm512_cvtne2ps_pbh(high, low);
+                _mm512_storeu_si512(
+                    o.as_mut_ptr().cast(),
+                    std::mem::transmute::<__m512bh, __m512i>(both),
+                );
+            }
         }
     }
 
@@ -499,6 +598,36 @@ mod tests {
         assert!(f32::from_bits(u32::from(round(f32::NAN)) << 16).is_nan());
     }
 
+    /// The vector rounding of the activations is `round`'s, value for value (normal values,
+    /// ties, infinities and NaN; denormals are flushed by the instruction and do not occur in
+    /// activations that matter).
+    #[test]
+    fn activations_round_as_round_does() {
+        let mut a: Vec<f32> = (0..3 * 64)
+            .map(|i| ((i * 7919 % 1013) as f32 - 500.0) * 0.37)
+            .collect();
+        a[1] = f32::from_bits(0x3f80_8000);
+        a[2] = f32::from_bits(0x3f81_8000);
+        a[3] = f32::INFINITY;
+        a[4] = f32::NEG_INFINITY;
+        a[5] = f32::NAN;
+        let packed = PackedRows::pack(&a, 3, 64);
+        for (i, pair) in packed.data[..3 * 32].iter().enumerate() {
+            let (low, high) = (*pair as u16, (*pair >> 16) as u16);
+            for (got, x) in [(low, a[2 * i]), (high, a[2 * i + 1])] {
+                if x.is_nan() {
+                    assert!(f32::from_bits(u32::from(got) << 16).is_nan());
+                } else {
+                    assert_eq!(got, round(x), "{x}");
+                }
+            }
+        }
+        assert!(
+            packed.data[3 * 32..].iter().all(|&p| p == 0),
+            "padding rows are zero"
+        );
+    }
+
     /// Every shape the tails touch: odd inputs, a lone panel, a part panel, rows not a multiple
     /// of 8, a band that starts past the first panel.
     #[test]
@@ -569,17 +698,18 @@ mod tests {
         let (outputs, inputs) = (48, 64);
         let w: Vec<f32> = (0..outputs * inputs).map(|i| (i as f32).sin()).collect();
         let packed = PackedWeight::pack(&w, outputs, inputs);
-        let a: Vec<f32> = (0..11 * inputs).map(|i| (i as f32 * 0.37).cos()).collect();
-        let mut all = vec![0.0; 11 * outputs];
+        // 70 rows: whole blocks of the tile kernel, and an edge; a bias in `c` as in a layer.
+        let a: Vec<f32> = (0..70 * inputs).map(|i| (i as f32 * 0.37).cos()).collect();
+        let mut all = vec![0.3; 70 * outputs];
         gemm_nt_with(
             kernel,
-            &PackedRows::pack(&a, 11, inputs),
+            &PackedRows::pack(&a, 70, inputs),
             &packed,
             0..outputs,
             &mut all,
         );
         let row5 = &a[5 * inputs..6 * inputs];
-        let mut alone = vec![0.0; outputs];
+        let mut alone = vec![0.3; outputs];
         gemm_nt_with(
             kernel,
             &PackedRows::pack(row5, 1, inputs),

@@ -52,7 +52,10 @@ impl MiniLm<CpuBackend> {
         super::blas::set_threads(1);
         let (workers, products) = if bf16 {
             let workers = (0..threads).map(|_| CpuBackend::bf16(1)).collect();
-            (workers, "bf16 AVX512-BF16")
+            match super::bf16::kernel() {
+                Some(super::bf16::Kernel::Tiles) => (workers, "bf16 AMX"),
+                _ => (workers, "bf16 AVX512-BF16"),
+            }
         } else {
             let workers = (0..threads).map(|_| CpuBackend::new(1)).collect();
             (workers, "fp32 OpenBLAS")
