@@ -25,7 +25,7 @@ pub struct EmbedderConfig {
 /// `embedder.precision`: the arithmetic of the CPU backend's matrix products.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Precision {
-    /// bf16 where the CPU has AVX512-BF16, else fp32.
+    /// bf16 where the CPU has AMX (tiles for bf16), else fp32.
     Auto,
     /// f32 throughout (OpenBLAS).
     Fp32,
@@ -66,7 +66,7 @@ impl Default for RawEmbedder {
             cache_entries: 16384,
             batch_size: 64,
             batch_max_wait_ms: 20,
-            precision: "fp32".into(),
+            precision: "auto".into(),
         }
     }
 }

@@ -29,6 +29,8 @@ const TILE_ROWS: usize = 16;
 const TILE_PAIRS: usize = 16;
 /// Rows the tile kernel computes at once (two tiles), so [`PackedRows`] pads to a multiple.
 const TILE_BLOCK_ROWS: usize = 2 * TILE_ROWS;
+/// Input pairs the tile kernel takes at a time (a multiple of [`TILE_PAIRS`]).
+const CHUNK_PAIRS: usize = 192;
 
 /// The kernel a product runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -240,7 +242,9 @@ mod tiles {
     use std::arch::asm;
     use std::ops::Range;
 
-    use super::{PackedRows, PackedWeight, PANEL, TILE_BLOCK_ROWS, TILE_PAIRS, TILE_ROWS};
+    use super::{
+        PackedRows, PackedWeight, CHUNK_PAIRS, PANEL, TILE_BLOCK_ROWS, TILE_PAIRS, TILE_ROWS,
+    };
 
     /// `arch_prctl` requests (asm/prctl.h) and the tile data's xsave feature number.
     const ARCH_REQ_XCOMP_PERM: libc::c_long = 0x1023;
@@ -305,27 +309,108 @@ mod tiles {
         let pairs = a.pairs;
         let panel_u16 = pairs * PANEL * 2;
         let mut sums = Sums([0.0; 4 * TILE_ROWS * PANEL]);
-        for p in (0..panels).step_by(2) {
-            let second = p + 1 < panels;
-            let b0 = w.data[(first_panel + p) * panel_u16..].as_ptr();
-            // A lone last panel is multiplied twice and its copy dropped: one code path.
-            let b1 = w.data[(first_panel + p + usize::from(second)) * panel_u16..].as_ptr();
-            for r0 in (0..a.rows).step_by(TILE_BLOCK_ROWS) {
-                let a0 = a.data[r0 * pairs..].as_ptr();
-                let a1 = a.data[(r0 + TILE_ROWS) * pairs..].as_ptr();
-                if second && r0 + TILE_BLOCK_ROWS <= a.rows && (p + 2) * PANEL <= width {
-                    // A whole block of `c`: its sums are loaded, added to and stored in place.
-                    let c0 = c[r0 * width + p * PANEL..][..2 * PANEL].as_mut_ptr();
-                    let c2 = c[(r0 + TILE_ROWS) * width + p * PANEL..][..2 * PANEL].as_mut_ptr();
-                    // SAFETY: as below for `a` and `w`; the sum tiles are rows r0..r0 + 32 ×
-                    // columns p·16..p·16 + 32 of `c` (checked inside `c` just above and by
-                    // gemm_nt_with's length assert), read and written at a stride of one row.
+        // Inputs a chunk at a time, so that two weight panels' chunk (24 KiB) stays in the L1
+        // cache across every block of rows; the sums wait in `c` between chunks (an exact f32
+        // store and load: each element still gets its additions in order).
+        for k0 in (0..pairs).step_by(CHUNK_PAIRS) {
+            let steps = CHUNK_PAIRS.min(pairs - k0) / TILE_PAIRS;
+            for p in (0..panels).step_by(2) {
+                let second = p + 1 < panels;
+                let b0 = w.data[(first_panel + p) * panel_u16 + k0 * PANEL * 2..].as_ptr();
+                // A lone last panel is multiplied twice and its copy dropped: one code path.
+                let b1 = w.data
+                    [(first_panel + p + usize::from(second)) * panel_u16 + k0 * PANEL * 2..]
+                    .as_ptr();
+                for r0 in (0..a.rows).step_by(TILE_BLOCK_ROWS) {
+                    let a0 = a.data[r0 * pairs + k0..].as_ptr();
+                    let a1 = a.data[(r0 + TILE_ROWS) * pairs + k0..].as_ptr();
+                    if second && r0 + TILE_BLOCK_ROWS <= a.rows && (p + 2) * PANEL <= width {
+                        // A whole block of `c`: its sums are loaded, added to and stored in place.
+                        let c0 = c[r0 * width + p * PANEL..][..2 * PANEL].as_mut_ptr();
+                        let c2 =
+                            c[(r0 + TILE_ROWS) * width + p * PANEL..][..2 * PANEL].as_mut_ptr();
+                        // SAFETY: as below for `a` and `w`; the sum tiles are rows r0..r0 + 32 ×
+                        // columns p·16..p·16 + 32 of `c` (checked inside `c` just above and by
+                        // gemm_nt_with's length assert), read and written at a stride of one row.
+                        unsafe {
+                            asm!(
+                                "tileloadd tmm0, [{c0} + {c_row}*1]",
+                                "tileloadd tmm1, [{c1} + {c_row}*1]",
+                                "tileloadd tmm2, [{c2} + {c_row}*1]",
+                                "tileloadd tmm3, [{c3} + {c_row}*1]",
+                                "2:",
+                                "tileloadd tmm4, [{a0} + {row}*1]",
+                                "tileloadd tmm5, [{a1} + {row}*1]",
+                                "tileloadd tmm6, [{b0} + {tile_row}*1]",
+                                "tileloadd tmm7, [{b1} + {tile_row}*1]",
+                                "tdpbf16ps tmm0, tmm4, tmm6",
+                                "tdpbf16ps tmm1, tmm4, tmm7",
+                                "tdpbf16ps tmm2, tmm5, tmm6",
+                                "tdpbf16ps tmm3, tmm5, tmm7",
+                                "add {a0}, 64",
+                                "add {a1}, 64",
+                                "add {b0}, 1024",
+                                "add {b1}, 1024",
+                                "dec {steps}",
+                                "jnz 2b",
+                                "tilestored [{c0} + {c_row}*1], tmm0",
+                                "tilestored [{c1} + {c_row}*1], tmm1",
+                                "tilestored [{c2} + {c_row}*1], tmm2",
+                                "tilestored [{c3} + {c_row}*1], tmm3",
+                                a0 = inout(reg) a0 => _,
+                                a1 = inout(reg) a1 => _,
+                                b0 = inout(reg) b0 => _,
+                                b1 = inout(reg) b1 => _,
+                                steps = inout(reg) steps => _,
+                                c0 = in(reg) c0,
+                                c1 = in(reg) c0.wrapping_add(PANEL),
+                                c2 = in(reg) c2,
+                                c3 = in(reg) c2.wrapping_add(PANEL),
+                                c_row = in(reg) width * 4,
+                                row = in(reg) pairs * 4,
+                                tile_row = in(reg) 64usize,
+                                options(nostack),
+                            );
+                        }
+                        continue;
+                    }
+                    // A block at an edge: its valid part of `c` is copied into `sums` and the sums
+                    // added there, then copied back, so every element of `c` gets the same additions
+                    // in the same order as in a whole block (a row does not depend on its batch
+                    // mates).
+                    let edge = |half: usize, q: usize| {
+                        let start = (p + q) * PANEL;
+                        let valid = (width - start).min(PANEL);
+                        let rows = a.rows.saturating_sub(r0 + half * TILE_ROWS).min(TILE_ROWS);
+                        (half * 2 + q, start, valid, rows)
+                    };
+                    sums.0.fill(0.0);
+                    for half in 0..2 {
+                        for q in 0..1 + usize::from(second) {
+                            let (tile, start, valid, rows) = edge(half, q);
+                            for r in 0..rows {
+                                let row = r0 + half * TILE_ROWS + r;
+                                sums.0[(tile * TILE_ROWS + r) * PANEL..][..valid]
+                                    .copy_from_slice(&c[row * width + start..][..valid]);
+                            }
+                        }
+                    }
+                    // SAFETY: the four sum tiles are read from and written to `sums` (4,096 bytes);
+                    // each of the `steps` steps reads 16 rows × 64 bytes of the left operand from
+                    // rows r0..r0 + 32 (inside the padded `a.data`), input pairs k0.. of the chunk,
+                    // at a stride of one row, and 1,024 bytes of each weight panel (inside `w.data`:
+                    // the chunk's `steps` × 1,024 bytes from pair k0 lie inside the panel's
+                    // `pairs` × 64 bytes).
                     unsafe {
                         asm!(
-                            "tileloadd tmm0, [{c0} + {c_row}*1]",
-                            "tileloadd tmm1, [{c1} + {c_row}*1]",
-                            "tileloadd tmm2, [{c2} + {c_row}*1]",
-                            "tileloadd tmm3, [{c3} + {c_row}*1]",
+                            "tileloadd tmm0, [{out} + {tile_row}*1]",
+                            "add {out}, 1024",
+                            "tileloadd tmm1, [{out} + {tile_row}*1]",
+                            "add {out}, 1024",
+                            "tileloadd tmm2, [{out} + {tile_row}*1]",
+                            "add {out}, 1024",
+                            "tileloadd tmm3, [{out} + {tile_row}*1]",
+                            "sub {out}, 3072",
                             "2:",
                             "tileloadd tmm4, [{a0} + {row}*1]",
                             "tileloadd tmm5, [{a1} + {row}*1]",
@@ -341,104 +426,33 @@ mod tiles {
                             "add {b1}, 1024",
                             "dec {steps}",
                             "jnz 2b",
-                            "tilestored [{c0} + {c_row}*1], tmm0",
-                            "tilestored [{c1} + {c_row}*1], tmm1",
-                            "tilestored [{c2} + {c_row}*1], tmm2",
-                            "tilestored [{c3} + {c_row}*1], tmm3",
+                            "tilestored [{out} + {tile_row}*1], tmm0",
+                            "add {out}, 1024",
+                            "tilestored [{out} + {tile_row}*1], tmm1",
+                            "add {out}, 1024",
+                            "tilestored [{out} + {tile_row}*1], tmm2",
+                            "add {out}, 1024",
+                            "tilestored [{out} + {tile_row}*1], tmm3",
                             a0 = inout(reg) a0 => _,
                             a1 = inout(reg) a1 => _,
                             b0 = inout(reg) b0 => _,
                             b1 = inout(reg) b1 => _,
-                            steps = inout(reg) pairs / TILE_PAIRS => _,
-                            c0 = in(reg) c0,
-                            c1 = in(reg) c0.wrapping_add(PANEL),
-                            c2 = in(reg) c2,
-                            c3 = in(reg) c2.wrapping_add(PANEL),
-                            c_row = in(reg) width * 4,
+                            steps = inout(reg) steps => _,
+                            out = inout(reg) sums.0.as_mut_ptr() => _,
                             row = in(reg) pairs * 4,
                             tile_row = in(reg) 64usize,
                             options(nostack),
                         );
                     }
-                    continue;
-                }
-                // A block at an edge: its valid part of `c` is copied into `sums` and the sums
-                // added there, then copied back, so every element of `c` gets the same additions
-                // in the same order as in a whole block (a row does not depend on its batch
-                // mates).
-                let edge = |half: usize, q: usize| {
-                    let start = (p + q) * PANEL;
-                    let valid = (width - start).min(PANEL);
-                    let rows = a.rows.saturating_sub(r0 + half * TILE_ROWS).min(TILE_ROWS);
-                    (half * 2 + q, start, valid, rows)
-                };
-                sums.0.fill(0.0);
-                for half in 0..2 {
-                    for q in 0..1 + usize::from(second) {
-                        let (tile, start, valid, rows) = edge(half, q);
-                        for r in 0..rows {
-                            let row = r0 + half * TILE_ROWS + r;
-                            sums.0[(tile * TILE_ROWS + r) * PANEL..][..valid]
-                                .copy_from_slice(&c[row * width + start..][..valid]);
-                        }
-                    }
-                }
-                // SAFETY: the four sum tiles are read from and written to `sums` (4,096 bytes);
-                // each of the `pairs / 16` steps reads 16 rows × 64 bytes of the left operand
-                // from rows r0..r0 + 32 (inside the padded `a.data`) at a stride of one row, and
-                // 1,024 bytes of each weight panel (inside `w.data`: the panel has `pairs` × 64
-                // bytes).
-                unsafe {
-                    asm!(
-                        "tileloadd tmm0, [{out} + {tile_row}*1]",
-                        "add {out}, 1024",
-                        "tileloadd tmm1, [{out} + {tile_row}*1]",
-                        "add {out}, 1024",
-                        "tileloadd tmm2, [{out} + {tile_row}*1]",
-                        "add {out}, 1024",
-                        "tileloadd tmm3, [{out} + {tile_row}*1]",
-                        "sub {out}, 3072",
-                        "2:",
-                        "tileloadd tmm4, [{a0} + {row}*1]",
-                        "tileloadd tmm5, [{a1} + {row}*1]",
-                        "tileloadd tmm6, [{b0} + {tile_row}*1]",
-                        "tileloadd tmm7, [{b1} + {tile_row}*1]",
-                        "tdpbf16ps tmm0, tmm4, tmm6",
-                        "tdpbf16ps tmm1, tmm4, tmm7",
-                        "tdpbf16ps tmm2, tmm5, tmm6",
-                        "tdpbf16ps tmm3, tmm5, tmm7",
-                        "add {a0}, 64",
-                        "add {a1}, 64",
-                        "add {b0}, 1024",
-                        "add {b1}, 1024",
-                        "dec {steps}",
-                        "jnz 2b",
-                        "tilestored [{out} + {tile_row}*1], tmm0",
-                        "add {out}, 1024",
-                        "tilestored [{out} + {tile_row}*1], tmm1",
-                        "add {out}, 1024",
-                        "tilestored [{out} + {tile_row}*1], tmm2",
-                        "add {out}, 1024",
-                        "tilestored [{out} + {tile_row}*1], tmm3",
-                        a0 = inout(reg) a0 => _,
-                        a1 = inout(reg) a1 => _,
-                        b0 = inout(reg) b0 => _,
-                        b1 = inout(reg) b1 => _,
-                        steps = inout(reg) pairs / TILE_PAIRS => _,
-                        out = inout(reg) sums.0.as_mut_ptr() => _,
-                        row = in(reg) pairs * 4,
-                        tile_row = in(reg) 64usize,
-                        options(nostack),
-                    );
-                }
-                for half in 0..2 {
-                    for q in 0..1 + usize::from(second) {
-                        let (tile, start, valid, rows) = edge(half, q);
-                        for r in 0..rows {
-                            let row = r0 + half * TILE_ROWS + r;
-                            c[row * width + start..][..valid].copy_from_slice(
-                                &sums.0[(tile * TILE_ROWS + r) * PANEL..][..valid],
-                            );
+                    for half in 0..2 {
+                        for q in 0..1 + usize::from(second) {
+                            let (tile, start, valid, rows) = edge(half, q);
+                            for r in 0..rows {
+                                let row = r0 + half * TILE_ROWS + r;
+                                c[row * width + start..][..valid].copy_from_slice(
+                                    &sums.0[(tile * TILE_ROWS + r) * PANEL..][..valid],
+                                );
+                            }
                         }
                     }
                 }

@@ -39,7 +39,7 @@ impl MiniLm<CpuBackend> {
         };
         let bf16 = match precision {
             Precision::Fp32 => false,
-            Precision::Auto => super::bf16::available(),
+            Precision::Auto => auto_is_bf16(super::bf16::kernel()),
             Precision::Bf16 if super::bf16::available() => true,
             Precision::Bf16 => {
                 return Err(EmbedError::DeviceUnavailable(
@@ -66,6 +66,14 @@ impl MiniLm<CpuBackend> {
         }
         Ok(model)
     }
+}
+
+/// What `embedder.precision = "auto"` picks for the bf16 kernel this CPU has: bf16 on AMX tiles,
+/// which beat OpenBLAS's fp32 at every batch size measured; fp32 where bf16 would run on AVX-512
+/// registers only, which beat fp32 for a lone text but lose in batches (benches/README.md) —
+/// the daemon's batches are what matter under load — and, of course, without AVX512-BF16.
+fn auto_is_bf16(kernel: Option<super::bf16::Kernel>) -> bool {
+    kernel == Some(super::bf16::Kernel::Tiles)
 }
 
 impl<B: Backend> MiniLm<B> {
@@ -232,6 +240,15 @@ where
 
 #[cfg(test)]
 mod tests {
+    use crate::embed::bf16::Kernel;
+
+    #[test]
+    fn auto_takes_bf16_on_amx_only() {
+        assert!(super::auto_is_bf16(Some(Kernel::Tiles)));
+        assert!(!super::auto_is_bf16(Some(Kernel::Vectors)));
+        assert!(!super::auto_is_bf16(None));
+    }
+
     #[test]
     fn split_by_tokens_balances_and_covers_every_text() {
         let texts = |lens: &[usize]| lens.iter().map(|&n| vec![0u32; n]).collect::<Vec<_>>();
