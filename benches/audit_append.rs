@@ -40,6 +40,7 @@ fn batch(i: usize) -> Vec<Judged> {
                 verdict: Verdict::Normal,
                 neighbours: vec![(1, 0.01), (2, 0.02), (3, 0.03), (4, 0.04), (5, 0.05)],
                 joined: None,
+                periodic: None,
             }
         })
         .collect()

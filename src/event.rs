@@ -153,6 +153,18 @@ pub struct Judged {
     pub neighbours: Vec<(u64, f32)>,
     /// The baseline id the event's text counts towards, when it joined the baseline.
     pub joined: Option<u64>,
+    /// Judged normal and joined as periodic (`detect::recurrence`); recorded by the audit
+    /// writer as `fields.periodic`.
+    pub periodic: Option<Periodic>,
+}
+
+/// Why an anomaly's text joined the baseline by itself: flagged hour after hour through a day.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Periodic {
+    /// Distinct clock hours of the last 24 in which it was flagged.
+    pub hours: u32,
+    /// The incident this closed (set by the audit thread, before the record is hashed).
+    pub incident: Option<u64>,
 }
 
 impl Judged {
@@ -165,6 +177,7 @@ impl Judged {
             verdict: Verdict::NotScored,
             neighbours: Vec::new(),
             joined: None,
+            periodic: None,
         }
     }
 }

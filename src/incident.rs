@@ -16,6 +16,24 @@
 
 use std::collections::HashMap;
 
+/// Why an open incident closed before its quiet time ran out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IncidentEnd {
+    /// Its text was marked benign.
+    Benign,
+    /// Its text joined the baseline as periodic (`detect::recurrence`).
+    Periodic,
+}
+
+impl IncidentEnd {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IncidentEnd::Benign => "benign",
+            IncidentEnd::Periodic => "periodic",
+        }
+    }
+}
+
 /// What one anomaly is to the operator.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Alert {

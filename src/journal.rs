@@ -98,8 +98,18 @@ pub fn anomaly(entry: &AnomalyEntry<'_>) {
 }
 
 /// The benign mark recorded at `seq` closed the incident that `incident` opened.
-pub fn incident_closed(seq: u64, hash: &[u8; 32], incident: u64, text: &str) {
+pub fn incident_closed(
+    seq: u64,
+    hash: &[u8; 32],
+    incident: u64,
+    text: &str,
+    end: crate::incident::IncidentEnd,
+) {
     let hash = hex::encode(hash);
+    let why = match end {
+        crate::incident::IncidentEnd::Benign => "marked benign",
+        crate::incident::IncidentEnd::Periodic => "periodic, it joined the baseline",
+    };
     info!(
         target: TARGET,
         message_id = INCIDENT_CLOSED_MESSAGE_ID,
@@ -107,7 +117,8 @@ pub fn incident_closed(seq: u64, hash: &[u8; 32], incident: u64, text: &str) {
         anomalyd_hash = %hash,
         anomalyd_incident = incident,
         anomalyd_text = text,
-        "incident {incident} closed: marked benign (seq {seq}): {text}"
+        anomalyd_reason = end.as_str(),
+        "incident {incident} closed: {why} (seq {seq}): {text}"
     );
 }
 

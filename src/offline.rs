@@ -171,7 +171,8 @@ fn leading_time_usec(line: &str) -> Option<u64> {
             .all(|c| c.is_ascii_digit())
             .then(|| part.parse().ok())?
     };
-    let (days, clock) = if b.len() >= 19 && b[4] == b'-' && b[7] == b'-' && b[10] == b'T' {
+    let iso = b.len() >= 19 && b[4] == b'-' && b[7] == b'-' && b[10] == b'T';
+    let (days, clock) = if iso {
         let days = days_from_civil(digits(0, 4)?, digits(5, 2)?, digits(8, 2)?)?;
         (days, 11)
     } else {
@@ -179,7 +180,7 @@ fn leading_time_usec(line: &str) -> Option<u64> {
             "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
         ];
         let month = MONTHS.iter().position(|m| line.get(..3) == Some(*m))? as i64 + 1;
-        let rest = line.get(3..)?.trim_start_matches(' ');
+        let rest = line.get(3..)?.strip_prefix(' ')?.trim_start_matches(' ');
         let day_len = rest.bytes().take_while(u8::is_ascii_digit).count();
         if !(1..=2).contains(&day_len) || rest.as_bytes().get(day_len) != Some(&b' ') {
             return None;
@@ -209,7 +210,7 @@ fn leading_time_usec(line: &str) -> Option<u64> {
             .take_while(|c| c.is_ascii_digit())
             .count();
     }
-    if clock == 11 && matches!(b.get(at), Some(b'+' | b'-')) {
+    if iso && matches!(b.get(at), Some(b'+' | b'-')) {
         let sign = if b[at] == b'+' { 1 } else { -1 };
         let oh = digits(at + 1, 2)?;
         let om = digits(at + 3, 2).or_else(|| digits(at + 4, 2)).unwrap_or(0);
@@ -689,7 +690,7 @@ pub fn score_file(
         for (j, (line, text)) in judged.into_iter().zip(&chunk) {
             let (line, text) = (*line, text.text.as_str());
             let anomaly = j.verdict == Verdict::Anomaly;
-            let periodic = j.event.fields.contains_key("periodic");
+            let periodic = j.periodic.is_some();
             if periodic {
                 incidents.close(&j.event.text);
             }

@@ -25,7 +25,7 @@ use crate::config::Config;
 use crate::detect::{Detector, DryRun};
 use crate::embed::{Embedder, EmbeddingCache, Embeddings};
 use crate::event::{now_usec, Event, Judged, RecordKind, Source, Verdict};
-use crate::incident::{Alert, Incidents};
+use crate::incident::{Alert, IncidentEnd, Incidents};
 use crate::metrics::Metrics;
 
 /// Batches in flight between two stages: one being worked on, one waiting.
@@ -699,9 +699,15 @@ fn audit_stage(
             Flow::Data(mut judged) => {
                 let closed = attach_incidents(&mut incidents, &mut judged, audit.head().0);
                 let committed = commit(&mut audit, model, &judged, &notices, metrics);
-                for (seq, first) in closed {
+                for (seq, first, end) in closed {
                     if let Some(record) = committed.iter().find(|c| c.seq == seq) {
-                        crate::journal::incident_closed(seq, &record.hash, first, &record.text);
+                        crate::journal::incident_closed(
+                            seq,
+                            &record.hash,
+                            first,
+                            &record.text,
+                            end,
+                        );
                     }
                 }
             }
@@ -723,14 +729,14 @@ fn audit_stage(
 /// Names each anomaly's incident in its fields before the batch is hashed: `incident` (the seq
 /// of the record that opened it; its own when it opens one) and, for a repeat, `repeat` (1, 2,
 /// …). A benign mark closes the incident of its text, and so does an event that joined as
-/// periodic (`fields.periodic.incident` names it). The batch's records take the seqs after
+/// periodic (`Judged::periodic`'s `incident` names it). The batch's records take the seqs after
 /// `head_seq`, in order (a failed commit is retried with the same batch and the same seqs).
-/// Returns the benign marks that closed an open incident: (the mark's seq, the incident's).
+/// Returns the records that closed an open incident: (the record's seq, the incident's, why).
 fn attach_incidents(
     incidents: &mut Incidents,
     batch: &mut [Judged],
     head_seq: u64,
-) -> Vec<(u64, u64)> {
+) -> Vec<(u64, u64, IncidentEnd)> {
     let mut closed = Vec::new();
     for (i, judged) in batch.iter_mut().enumerate() {
         let seq = head_seq + 1 + i as u64;
@@ -738,17 +744,16 @@ fn attach_incidents(
             // An incident already closed by staying quiet is not closed again by the mark.
             incidents.expire(judged.event.observed_usec);
             if let Some(first) = incidents.close(&judged.event.text) {
-                closed.push((seq, first));
+                closed.push((seq, first, IncidentEnd::Benign));
             }
             continue;
         }
-        if let Some(periodic) = judged.event.fields.get_mut("periodic") {
+        if let Some(periodic) = judged.periodic.as_mut() {
             // Joined as periodic: its incident ends here, and the record names it.
-            if let (Some(first), Some(periodic)) = (
-                incidents.close(&judged.event.text),
-                periodic.as_object_mut(),
-            ) {
-                periodic.insert("incident".into(), json!(first));
+            incidents.expire(judged.event.observed_usec);
+            if let Some(first) = incidents.close(&judged.event.text) {
+                periodic.incident = Some(first);
+                closed.push((seq, first, IncidentEnd::Periodic));
             }
             continue;
         }
@@ -889,10 +894,7 @@ mod tests {
 
     /// An anomaly of `text`, or (`periodic`) its join as periodic, as the detector hands them on.
     fn judged(text: &str, periodic: bool, joined: Option<u64>) -> Judged {
-        let mut event = Event::observed(Source::Systemd, text.to_owned(), Map::new());
-        if periodic {
-            event.fields.insert("periodic".into(), json!({"hours": 12}));
-        }
+        let event = Event::observed(Source::Systemd, text.to_owned(), Map::new());
         Judged {
             event,
             score: Some(0.4),
@@ -903,6 +905,10 @@ mod tests {
             },
             neighbours: Vec::new(),
             joined,
+            periodic: periodic.then_some(crate::event::Periodic {
+                hours: 12,
+                incident: None,
+            }),
         }
     }
 
@@ -921,12 +927,13 @@ mod tests {
             judged(hourly, true, Some(0)),
         ];
         let head = audit.head().0;
-        attach_incidents(&mut incidents, &mut batch, head);
+        let closed = attach_incidents(&mut incidents, &mut batch, head);
+        assert_eq!(closed, [(head + 4, head + 1, IncidentEnd::Periodic)]);
         assert_eq!(batch[0].event.fields["incident"], json!(head + 1));
         assert_eq!(batch[2].event.fields["repeat"], json!(1));
         assert_eq!(
-            batch[3].event.fields["periodic"],
-            json!({"hours": 12, "incident": head + 1}),
+            batch[3].periodic.unwrap().incident,
+            Some(head + 1),
             "the periodic join names the incident it closes"
         );
         assert_eq!(incidents.len(), 1, "the other incident stays open");
@@ -934,6 +941,21 @@ mod tests {
         drop(audit);
 
         let audit = AuditWriter::open(&db, Synchronous::Full, "test").unwrap();
+        let conn = rusqlite::Connection::open(&db).unwrap();
+        let (seq, periodic): (u64, String) = conn
+            .query_row(
+                "SELECT seq, json_extract(fields, '$.periodic') FROM records
+                  WHERE json_extract(fields, '$.periodic') IS NOT NULL",
+                [],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!(seq, head + 4);
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(&periodic).unwrap(),
+            json!({"hours": 12, "incident": head + 1})
+        );
+        drop(conn);
         let mut reopened = audit.open_incidents(Duration::ZERO).unwrap();
         assert_eq!(reopened.len(), 1, "{reopened:?}");
         assert!(reopened.close(other).is_some());

@@ -35,6 +35,7 @@ fn judged(i: u64) -> Judged {
         },
         neighbours: vec![(i, 0.1)],
         joined: None,
+        periodic: None,
     }
 }
 
@@ -595,6 +596,7 @@ fn an_observed_field_named_like_a_join_is_kept_aside_and_not_believed() {
         verdict: Verdict::Anomaly,
         neighbours: vec![],
         joined: None,
+        periodic: None,
     };
     writer.append(&[forged], MODEL).unwrap();
     drop(writer);

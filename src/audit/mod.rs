@@ -260,7 +260,13 @@ pub fn import_digest<'a>(rows: impl IntoIterator<Item = &'a ImportedRow>) -> [u8
 
 /// The fields through which records name what they added to the baseline; set only by the
 /// writer (verification trusts them).
-const RESERVED_FIELDS: &[&str] = &["joined", "baseline_rows", "baseline_sha256", "adopted"];
+const RESERVED_FIELDS: &[&str] = &[
+    "joined",
+    "baseline_rows",
+    "baseline_sha256",
+    "adopted",
+    "periodic",
+];
 
 const UPSERT_BASELINE: &str =
     "INSERT INTO baseline (id, text, count, first_seq) VALUES (?1, ?2, ?3, ?4)
@@ -587,6 +593,7 @@ impl AuditWriter {
                         .any(|k| judged.event.fields.contains_key(*k));
                 let fields_json = if ts_usec == observed
                     && judged.joined.is_none()
+                    && judged.periodic.is_none()
                     && !imports_here
                     && !foreign
                 {
@@ -609,6 +616,14 @@ impl AuditWriter {
                     }
                     if let Some(id) = judged.joined {
                         fields.insert("joined".into(), json!(id));
+                    }
+                    if let Some(periodic) = judged.periodic {
+                        let mut why = Map::new();
+                        why.insert("hours".into(), json!(periodic.hours));
+                        if let Some(incident) = periodic.incident {
+                            why.insert("incident".into(), json!(incident));
+                        }
+                        fields.insert("periodic".into(), Value::Object(why));
                     }
                     if imports_here {
                         fields.insert("baseline_rows".into(), json!(rows.len()));
@@ -715,7 +730,10 @@ impl AuditWriter {
                         json_extract(fields, '$.repeat'), verdict
                    FROM records
                   WHERE ts_usec >= ?1 AND (verdict = 'anomaly' OR kind = 'benign'
-                        OR json_extract(fields, '$.periodic') IS NOT NULL)
+                        OR (kind = 'event' AND verdict = 'normal'
+                            AND instr(fields, '\"periodic\"') > 0
+                            AND json_extract(fields, '$.periodic') IS NOT NULL
+                            AND json_extract(fields, '$.joined') IS NOT NULL))
                   ORDER BY seq",
             )
             .map_err(sqlite)?;

@@ -35,7 +35,7 @@ use tracing::{info, warn};
 
 use crate::config::{Config, ConfigError, DetectorConfig, IndexPlacement, SuppressRule};
 use crate::embed::{EmbedError, Embedder, Embeddings};
-use crate::event::{now_usec, Event, Judged, RecordKind, Source, Verdict};
+use crate::event::{now_usec, Event, Judged, Periodic, RecordKind, Source, Verdict};
 use index::SearchIndex;
 
 /// Embedding dimension as an index.
@@ -693,17 +693,17 @@ impl Detector {
             let against = self.judged_against(event.source, &event.text, &neighbours);
             let suppressed = self.suppressed_by(&event, now).map(|r| r.name.clone());
             let mut verdict = self.verdict(suppressed.is_some(), score, against.threshold);
-            let mut periodic = false;
+            let mut periodic = None;
             if verdict == Verdict::Anomaly {
                 if let Some(hours) = self.recurrences.flagged(&event.text, event.observed_usec) {
                     // Hour after hour through a day, and not a failure: a schedule nobody has
                     // marked benign yet (`recurrence`).
                     info!(text = %event.text, hours, "a flagged text recurs hourly: periodic, it joins the baseline");
-                    event
-                        .fields
-                        .insert("periodic".into(), json!({ "hours": hours }));
                     verdict = Verdict::Normal;
-                    periodic = true;
+                    periodic = Some(Periodic {
+                        hours,
+                        incident: None,
+                    });
                 }
             }
             if let Some(rule) = suppressed {
@@ -722,19 +722,25 @@ impl Detector {
                 self.calibrator_mut(event.source).observe(relative);
             }
             let joins = verdict == Verdict::Warmup
-                || periodic
+                || periodic.is_some()
                 || (verdict == Verdict::Normal && score <= self.join_threshold);
             let joined = if joins {
                 self.join_or_log(&event.text, vector)
             } else {
                 None
             };
+            if periodic.is_some() && joined.is_none() {
+                // It could not join (logged): it stays what its score says.
+                verdict = Verdict::Anomaly;
+                periodic = None;
+            }
             judged.push(Judged {
                 event,
                 score: Some(score),
                 verdict,
                 neighbours,
                 joined,
+                periodic,
             });
         }
         Ok(judged)
@@ -942,7 +948,13 @@ mod tests {
             promoted.score.unwrap() > 0.25,
             "judged normal above the threshold"
         );
-        assert_eq!(promoted.event.fields["periodic"], json!({"hours": 3}));
+        assert_eq!(
+            promoted.periodic,
+            Some(Periodic {
+                hours: 3,
+                incident: None
+            })
+        );
         assert!(
             promoted.joined.is_some(),
             "a periodic text joins the baseline"

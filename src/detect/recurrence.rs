@@ -22,10 +22,11 @@ const WINDOW_HOURS: u64 = 24;
 /// Texts followed at once; past it those flagged longest ago are forgotten first.
 const MAX_TEXTS: usize = 65_536;
 
-/// Words by which a message says something went wrong.
+/// Words by which a message says something went wrong, and systemd's unit and job results other
+/// than success (`Result=exit-code`, `SubState=auto-restart`, `result=dependency`).
 static FAILURE_WORDS: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(
-        r"(?i)\b(?:errors?|err|fail(?:ed|s|ure|ures|ing)?|fatal|panic|critical|crit|denied|refused|rejected|killed|kill|oom(?:-kill(?:er)?)?|segfault|corrupt(?:ed|ion)?|invalid|illegal|unable|cannot|can't|timed?[ _-]?out|unreachable|abort(?:ed)?|emerg(?:ency)?|alert|violation|unauthori[sz]ed|bad)\b",
+        r"(?i)\b(?:errors?|err|fail(?:ed|s|ure|ures|ing)?|fatal|panic|critical|crit|denied|refused|rejected|killed|kill|oom(?:-kill(?:er)?)?|segfault|segv|abrt|sigsegv|sigabrt|sigkill|corrupt(?:ed|ion)?|invalid|illegal|unable|cannot|can't|timed?[ _-]?out|unreachable|abort(?:ed)?|emerg(?:ency)?|alert|violation|unauthori[sz]ed|bad|preauth|dumped|core-dump|exit-code|auto-restart|start-limit-hit|watchdog|no space left|not permitted|no such file|not found)\b|\boom_|\bResult=(?:signal|resources|protocol|timeout)\b|\bresult=(?:dependency|canceled|skipped|timeout|invalid)\b",
     )
     .expect("the failure words compile")
 });
@@ -41,8 +42,10 @@ pub fn reports_failure(text: &str) -> bool {
 pub struct Recurrences {
     /// Distinct hours that make a text periodic; 0 = never.
     hours: u32,
-    /// Each text's hours (since the epoch) in which it was flagged, oldest first.
-    flagged: HashMap<String, VecDeque<u64>>,
+    /// Each text's hours (since the epoch) in which it was flagged, oldest first, by a hash of
+    /// the text (a collision only merges two texts' counts; the texts themselves, up to 2 KiB
+    /// each, are not kept).
+    flagged: HashMap<u64, VecDeque<u64>>,
 }
 
 impl Recurrences {
@@ -61,26 +64,29 @@ impl Recurrences {
             return None;
         }
         let hour = usec / HOUR_USEC;
-        if !self.flagged.contains_key(text) && self.flagged.len() >= MAX_TEXTS {
+        let key = {
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            std::hash::Hash::hash(text, &mut h);
+            std::hash::Hasher::finish(&h)
+        };
+        if !self.flagged.contains_key(&key) && self.flagged.len() >= MAX_TEXTS {
             self.forget_oldest();
         }
-        let hours = self.flagged.entry(text.to_owned()).or_default();
-        while hours
-            .front()
-            .is_some_and(|&h| h + WINDOW_HOURS <= hour || h > hour)
-        {
-            hours.pop_front();
-        }
-        // A clock that went back (a replayed file, an NTP step) starts the count again.
+        let hours = self.flagged.entry(key).or_default();
+        // An occurrence from before the latest hour counted (a clock stepped back, lines out of
+        // order) adds nothing: the count only moves forward.
         if hours.back().is_some_and(|&h| h > hour) {
-            hours.clear();
+            return None;
+        }
+        while hours.front().is_some_and(|&h| h + WINDOW_HOURS <= hour) {
+            hours.pop_front();
         }
         if hours.back() != Some(&hour) {
             hours.push_back(hour);
         }
         let distinct = hours.len() as u32;
         if distinct >= self.hours {
-            self.flagged.remove(text);
+            self.flagged.remove(&key);
             Some(distinct)
         } else {
             None
@@ -95,16 +101,15 @@ impl Recurrences {
 
     /// Drops the quarter of the texts whose last flag is oldest: a rare, bounded sweep.
     fn forget_oldest(&mut self) {
-        let mut last: Vec<(u64, &String)> = self
+        let mut last: Vec<(u64, u64)> = self
             .flagged
             .iter()
-            .map(|(text, h)| (h.back().copied().unwrap_or(0), text))
+            .map(|(&key, h)| (h.back().copied().unwrap_or(0), key))
             .collect();
         let cut = last.len() / 4;
         last.select_nth_unstable(cut);
-        let forget: Vec<String> = last[..cut].iter().map(|(_, t)| (*t).clone()).collect();
-        for text in forget {
-            self.flagged.remove(&text);
+        for (_, key) in &last[..cut] {
+            self.flagged.remove(key);
         }
     }
 }
@@ -159,6 +164,12 @@ mod tests {
                 None
             );
         }
+        // A clock that steps back adds nothing, and does not lose what was counted.
+        let mut stepped = Recurrences::new(3);
+        assert_eq!(stepped.flagged("stepped", 10 * H), None);
+        assert_eq!(stepped.flagged("stepped", 11 * H), None);
+        assert_eq!(stepped.flagged("stepped", 2 * H), None);
+        assert_eq!(stepped.flagged("stepped", 12 * H), Some(3));
         // Hours spread over more than a day do not add up.
         for hour in (0..60).step_by(3) {
             assert_eq!(r.flagged("every three hours", hour * H), None);
@@ -190,6 +201,13 @@ mod tests {
             "kernel: EXT4-fs error (device sdb1)",
             "systemd unit backup.service ActiveState=failed SubState=failed Result=exit-code",
             "dhclient[*]: connection timed out",
+            "systemd unit app.service ActiveState=activating SubState=auto-restart Result=exit-code",
+            "systemd unit app.service ActiveState=failed SubState=failed Result=signal",
+            "systemd job db.service start result=dependency",
+            "systemd-coredump[*]: Process <n> (smbd) of user 0 dumped core.",
+            "kernel: oom_reaper: reaped process <n> (clamd)",
+            "postdrop[*]: warning: No space left on device",
+            "sshd[*]: Connection closed by 203.0.113.9 port <n> [preauth]",
         ] {
             assert!(reports_failure(text), "{text}");
         }
@@ -197,6 +215,7 @@ mod tests {
             "CRON[*]: (root) CMD (/usr/local/sbin/quota-report --warn 90 >/dev/null 2>&1)",
             "systemd[*]: man-db.service: Deactivated successfully.",
             "systemd job backup.service start result=done",
+            "systemd unit backup.service ActiveState=inactive SubState=dead Result=success",
             "sudo[*]: xavier : TTY=pts/0 ; PWD=/home/xavier ; USER=root ; COMMAND=/usr/bin/htop",
         ] {
             assert!(!reports_failure(text), "{text}");

@@ -1,4 +1,5 @@
-//! bf16 matrix products on AVX512-BF16 (`vdpbf16ps`): the CPU backend's reduced-precision path.
+//! bf16 matrix products on AMX tiles (`tdpbf16ps`) or AVX512-BF16 (`vdpbf16ps`): the CPU
+//! backend's reduced-precision path.
 //!
 //! A linear layer's weight is rounded to bf16 once, at load, and packed in panels of 16 output
 //! columns, each holding pairs of consecutive inputs, the layout `vdpbf16ps` multiplies: one
@@ -326,12 +327,14 @@ mod tiles {
                     let a1 = a.data[(r0 + TILE_ROWS) * pairs + k0..].as_ptr();
                     if second && r0 + TILE_BLOCK_ROWS <= a.rows && (p + 2) * PANEL <= width {
                         // A whole block of `c`: its sums are loaded, added to and stored in place.
-                        let c0 = c[r0 * width + p * PANEL..][..2 * PANEL].as_mut_ptr();
-                        let c2 =
-                            c[(r0 + TILE_ROWS) * width + p * PANEL..][..2 * PANEL].as_mut_ptr();
+                        let last = (r0 + TILE_BLOCK_ROWS - 1) * width + (p + 2) * PANEL;
+                        assert!(last <= c.len(), "bf16 tiles: a block outside c");
+                        let c0 = c.as_mut_ptr().wrapping_add(r0 * width + p * PANEL);
+                        let c2 = c0.wrapping_add(TILE_ROWS * width);
                         // SAFETY: as below for `a` and `w`; the sum tiles are rows r0..r0 + 32 ×
-                        // columns p·16..p·16 + 32 of `c` (checked inside `c` just above and by
-                        // gemm_nt_with's length assert), read and written at a stride of one row.
+                        // columns p·16..p·16 + 32 of `c`, whose last element ends at `last`, inside `c`
+                        // (asserted just above), read and written through pointers derived from all of
+                        // `c`, at a stride of one row.
                         unsafe {
                             asm!(
                                 "tileloadd tmm0, [{c0} + {c_row}*1]",
@@ -659,6 +662,8 @@ mod tests {
             (33, 80, 32, 16..80),
             (70, 48, 64, 0..48),
             (1, 384, 384, 192..384),
+            (40, 64, 1536, 0..64),
+            (70, 48, 416, 16..48),
         ] {
             let a: Vec<f32> = (0..rows * inputs)
                 .map(|i| ((i * 7919 % 1013) as f32 / 1013.0) - 0.5)

@@ -66,7 +66,7 @@ impl CpuBackend {
     }
 
     /// As [`CpuBackend::new`], with the linear weights it loads rounded to bf16 and multiplied by
-    /// the AVX512-BF16 kernel.
+    /// the bf16 kernels (AMX or AVX512-BF16).
     ///
     /// # Panics
     /// When [`bf16::available`] is false.

@@ -25,7 +25,7 @@ impl MiniLm<CpuBackend> {
     /// Loads the model in `dir` for the CPU with one worker per thread; `threads` = 0 uses every
     /// core this process may run on.
     ///
-    /// `precision` chooses the matrix products: `Auto` is bf16 where the CPU has AVX512-BF16.
+    /// `precision` chooses the matrix products: `Auto` is bf16 where the CPU has AMX.
     /// On bf16 the model id gains `+bf16`, so a snapshot of f32 vectors is not mixed with them.
     pub fn cpu(
         dir: &Path,
@@ -61,8 +61,12 @@ impl MiniLm<CpuBackend> {
             (workers, "fp32 OpenBLAS")
         };
         let mut model = MiniLm::load(dir, workers, format!("cpu ({threads} threads, {products})"))?;
-        if bf16 {
-            model.model_id.push_str("+bf16");
+        // The two kernels sum in different orders (AMX from the bias up), so their vectors differ
+        // in the last bits: a snapshot made by one is not taken for the other's.
+        match super::bf16::kernel() {
+            Some(super::bf16::Kernel::Tiles) if bf16 => model.model_id.push_str("+bf16-amx"),
+            _ if bf16 => model.model_id.push_str("+bf16"),
+            _ => {}
         }
         Ok(model)
     }
