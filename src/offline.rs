@@ -219,19 +219,12 @@ fn leading_time_usec(line: &str) -> Option<u64> {
     u64::try_from(seconds).ok()?.checked_mul(1_000_000)
 }
 
-/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm); `None` for a
-/// month or day out of range.
+/// [`crate::event::days_from_civil`], or `None` for a month or day out of range.
 fn days_from_civil(year: i64, month: i64, day: i64) -> Option<i64> {
     if !(1..=12).contains(&month) || !(1..=31).contains(&day) {
         return None;
     }
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    Some(era * 146_097 + doe - 719_468)
+    Some(crate::event::days_from_civil(year, month, day))
 }
 
 /// The year of a day since 1970-01-01.

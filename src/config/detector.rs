@@ -110,19 +110,11 @@ fn datetime_usec(dt: &toml::value::Datetime) -> Result<u64, &'static str> {
     let (Some(date), Some(time), Some(offset)) = (dt.date, dt.time, dt.offset) else {
         return Err("must be a full date-time with an offset, such as 2026-12-31T00:00:00Z");
     };
-    // Days from the civil date (Howard Hinnant's algorithm).
-    let (y, m, d) = (
+    let days = crate::event::days_from_civil(
         i64::from(date.year),
         i64::from(date.month),
         i64::from(date.day),
     );
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
     let offset_minutes = match offset {
         toml::value::Offset::Z => 0,
         toml::value::Offset::Custom { minutes } => i64::from(minutes),

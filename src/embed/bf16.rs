@@ -287,6 +287,67 @@ mod tiles {
     #[repr(C, align(64))]
     struct Sums([f32; 4 * TILE_ROWS * PANEL]);
 
+    /// One block of 32 rows × 32 columns: the four sum tiles at `sums` (0, 1: the first 16 rows,
+    /// columns 0..16 and 16..32; 2, 3: the next 16 rows), each 16 rows of 64 bytes `sum_row`
+    /// bytes apart, are loaded, given `steps` steps of 16 input pairs, and stored back. Each step
+    /// multiplies 16 rows of each left operand (`a`, rows `row` bytes apart) by 1,024 bytes of
+    /// each weight panel (`b`), then moves `a` on by 64 bytes and `b` by 1,024.
+    ///
+    /// # Safety
+    /// The tiles are configured as [`product`] configures them; every byte named above lies in
+    /// memory the caller may read (and, for the sums, write); `steps` ≥ 1.
+    #[inline(always)]
+    unsafe fn block(
+        sums: [*mut f32; 4],
+        sum_row: usize,
+        a: [*const u32; 2],
+        row: usize,
+        b: [*const u16; 2],
+        steps: usize,
+    ) {
+        // SAFETY: the caller's contract.
+        unsafe {
+            asm!(
+                "tileloadd tmm0, [{c0} + {c_row}*1]",
+                "tileloadd tmm1, [{c1} + {c_row}*1]",
+                "tileloadd tmm2, [{c2} + {c_row}*1]",
+                "tileloadd tmm3, [{c3} + {c_row}*1]",
+                "2:",
+                "tileloadd tmm4, [{a0} + {row}*1]",
+                "tileloadd tmm5, [{a1} + {row}*1]",
+                "tileloadd tmm6, [{b0} + {tile_row}*1]",
+                "tileloadd tmm7, [{b1} + {tile_row}*1]",
+                "tdpbf16ps tmm0, tmm4, tmm6",
+                "tdpbf16ps tmm1, tmm4, tmm7",
+                "tdpbf16ps tmm2, tmm5, tmm6",
+                "tdpbf16ps tmm3, tmm5, tmm7",
+                "add {a0}, 64",
+                "add {a1}, 64",
+                "add {b0}, 1024",
+                "add {b1}, 1024",
+                "dec {steps}",
+                "jnz 2b",
+                "tilestored [{c0} + {c_row}*1], tmm0",
+                "tilestored [{c1} + {c_row}*1], tmm1",
+                "tilestored [{c2} + {c_row}*1], tmm2",
+                "tilestored [{c3} + {c_row}*1], tmm3",
+                a0 = inout(reg) a[0] => _,
+                a1 = inout(reg) a[1] => _,
+                b0 = inout(reg) b[0] => _,
+                b1 = inout(reg) b[1] => _,
+                steps = inout(reg) steps => _,
+                c0 = in(reg) sums[0],
+                c1 = in(reg) sums[1],
+                c2 = in(reg) sums[2],
+                c3 = in(reg) sums[3],
+                c_row = in(reg) sum_row,
+                row = in(reg) row,
+                tile_row = in(reg) 64usize,
+                options(nostack),
+            );
+        }
+    }
+
     /// # Safety
     /// As [`super::gemm_nt_with`] asserts for [`super::Kernel::Tiles`].
     pub unsafe fn product(a: &PackedRows, w: &PackedWeight, columns: Range<usize>, c: &mut [f32]) {
@@ -336,45 +397,15 @@ mod tiles {
                         // (asserted just above), read and written through pointers derived from all of
                         // `c`, at a stride of one row.
                         unsafe {
-                            asm!(
-                                "tileloadd tmm0, [{c0} + {c_row}*1]",
-                                "tileloadd tmm1, [{c1} + {c_row}*1]",
-                                "tileloadd tmm2, [{c2} + {c_row}*1]",
-                                "tileloadd tmm3, [{c3} + {c_row}*1]",
-                                "2:",
-                                "tileloadd tmm4, [{a0} + {row}*1]",
-                                "tileloadd tmm5, [{a1} + {row}*1]",
-                                "tileloadd tmm6, [{b0} + {tile_row}*1]",
-                                "tileloadd tmm7, [{b1} + {tile_row}*1]",
-                                "tdpbf16ps tmm0, tmm4, tmm6",
-                                "tdpbf16ps tmm1, tmm4, tmm7",
-                                "tdpbf16ps tmm2, tmm5, tmm6",
-                                "tdpbf16ps tmm3, tmm5, tmm7",
-                                "add {a0}, 64",
-                                "add {a1}, 64",
-                                "add {b0}, 1024",
-                                "add {b1}, 1024",
-                                "dec {steps}",
-                                "jnz 2b",
-                                "tilestored [{c0} + {c_row}*1], tmm0",
-                                "tilestored [{c1} + {c_row}*1], tmm1",
-                                "tilestored [{c2} + {c_row}*1], tmm2",
-                                "tilestored [{c3} + {c_row}*1], tmm3",
-                                a0 = inout(reg) a0 => _,
-                                a1 = inout(reg) a1 => _,
-                                b0 = inout(reg) b0 => _,
-                                b1 = inout(reg) b1 => _,
-                                steps = inout(reg) steps => _,
-                                c0 = in(reg) c0,
-                                c1 = in(reg) c0.wrapping_add(PANEL),
-                                c2 = in(reg) c2,
-                                c3 = in(reg) c2.wrapping_add(PANEL),
-                                c_row = in(reg) width * 4,
-                                row = in(reg) pairs * 4,
-                                tile_row = in(reg) 64usize,
-                                options(nostack),
-                            );
-                        }
+                            block(
+                                [c0, c0.wrapping_add(PANEL), c2, c2.wrapping_add(PANEL)],
+                                width * 4,
+                                [a0, a1],
+                                pairs * 4,
+                                [b0, b1],
+                                steps,
+                            )
+                        };
                         continue;
                     }
                     // A block at an edge: its valid part of `c` is copied into `sums` and the sums
@@ -398,6 +429,8 @@ mod tiles {
                             }
                         }
                     }
+                    let base = sums.0.as_mut_ptr();
+                    let tile = TILE_ROWS * PANEL;
                     // SAFETY: the four sum tiles are read from and written to `sums` (4,096 bytes);
                     // each of the `steps` steps reads 16 rows × 64 bytes of the left operand from
                     // rows r0..r0 + 32 (inside the padded `a.data`), input pairs k0.. of the chunk,
@@ -405,48 +438,20 @@ mod tiles {
                     // the chunk's `steps` × 1,024 bytes from pair k0 lie inside the panel's
                     // `pairs` × 64 bytes).
                     unsafe {
-                        asm!(
-                            "tileloadd tmm0, [{out} + {tile_row}*1]",
-                            "add {out}, 1024",
-                            "tileloadd tmm1, [{out} + {tile_row}*1]",
-                            "add {out}, 1024",
-                            "tileloadd tmm2, [{out} + {tile_row}*1]",
-                            "add {out}, 1024",
-                            "tileloadd tmm3, [{out} + {tile_row}*1]",
-                            "sub {out}, 3072",
-                            "2:",
-                            "tileloadd tmm4, [{a0} + {row}*1]",
-                            "tileloadd tmm5, [{a1} + {row}*1]",
-                            "tileloadd tmm6, [{b0} + {tile_row}*1]",
-                            "tileloadd tmm7, [{b1} + {tile_row}*1]",
-                            "tdpbf16ps tmm0, tmm4, tmm6",
-                            "tdpbf16ps tmm1, tmm4, tmm7",
-                            "tdpbf16ps tmm2, tmm5, tmm6",
-                            "tdpbf16ps tmm3, tmm5, tmm7",
-                            "add {a0}, 64",
-                            "add {a1}, 64",
-                            "add {b0}, 1024",
-                            "add {b1}, 1024",
-                            "dec {steps}",
-                            "jnz 2b",
-                            "tilestored [{out} + {tile_row}*1], tmm0",
-                            "add {out}, 1024",
-                            "tilestored [{out} + {tile_row}*1], tmm1",
-                            "add {out}, 1024",
-                            "tilestored [{out} + {tile_row}*1], tmm2",
-                            "add {out}, 1024",
-                            "tilestored [{out} + {tile_row}*1], tmm3",
-                            a0 = inout(reg) a0 => _,
-                            a1 = inout(reg) a1 => _,
-                            b0 = inout(reg) b0 => _,
-                            b1 = inout(reg) b1 => _,
-                            steps = inout(reg) steps => _,
-                            out = inout(reg) sums.0.as_mut_ptr() => _,
-                            row = in(reg) pairs * 4,
-                            tile_row = in(reg) 64usize,
-                            options(nostack),
-                        );
-                    }
+                        block(
+                            [
+                                base,
+                                base.wrapping_add(tile),
+                                base.wrapping_add(2 * tile),
+                                base.wrapping_add(3 * tile),
+                            ],
+                            PANEL * 4,
+                            [a0, a1],
+                            pairs * 4,
+                            [b0, b1],
+                            steps,
+                        )
+                    };
                     for half in 0..2 {
                         for q in 0..1 + usize::from(second) {
                             let (tile, start, valid, rows) = edge(half, q);
