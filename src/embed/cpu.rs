@@ -10,7 +10,7 @@
 use std::ops::Range;
 
 use super::bert::{Backend, EmbeddingTables, LayerNorm, Linear, Packed, ParamKind};
-use super::{bf16, blas, EmbedError};
+use super::{attention, bf16, blas, EmbedError};
 
 /// A weight tensor on the CPU: its f32 values, or, for a linear weight on the bf16 path, the
 /// packed bf16 panels instead (the f32 copy is dropped: half the memory).
@@ -270,8 +270,12 @@ impl Backend for CpuBackend {
         let hidden = qkv.cols / 3;
         let mut out = vec![0.0; qkv.rows * hidden];
         for text in texts {
-            let rows = &mut out[text.start * hidden..text.end * hidden];
-            attend_text(qkv, text.clone(), heads, rows);
+            attention::attend_text(
+                &qkv.data[text.start * qkv.cols..text.end * qkv.cols],
+                hidden,
+                heads,
+                &mut out[text.start * hidden..text.end * hidden],
+            );
         }
         Ok(HostMatrix {
             rows: qkv.rows,
@@ -311,10 +315,10 @@ impl Backend for CpuBackend {
     }
 }
 
-/// Defines `fn $name` that runs its body compiled for AVX2 where the CPU has it. The loops of
-/// attention, GELU and layer norm are written to vectorise, and the portable build vectorises
-/// them to SSE2's four lanes only. The results are the same bits either way: Rust neither
-/// reorders nor fuses float operations, so only the width of the registers changes.
+/// Defines `fn $name` that runs its body compiled for AVX-512 or AVX2 where the CPU has it. The
+/// loops of GELU and layer norm are written to vectorise, and the portable build vectorises them
+/// to SSE2's four lanes only. The results are the same bits every way: Rust neither reorders nor
+/// fuses float operations, so only the width of the registers changes.
 macro_rules! wide_fn {
     ($(#[$meta:meta])* fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $body:block) => {
         $(#[$meta])*
@@ -322,9 +326,19 @@ macro_rules! wide_fn {
             #[inline(always)]
             fn portable($($arg: $ty),*) $body
             #[cfg(target_arch = "x86_64")]
+            #[target_feature(enable = "avx512f")]
+            fn avx512($($arg: $ty),*) {
+                portable($($arg),*)
+            }
+            #[cfg(target_arch = "x86_64")]
             #[target_feature(enable = "avx2")]
             fn avx2($($arg: $ty),*) {
                 portable($($arg),*)
+            }
+            #[cfg(target_arch = "x86_64")]
+            if std::is_x86_feature_detected!("avx512f") {
+                // SAFETY: AVX-512F was detected at run time just above.
+                return unsafe { avx512($($arg),*) };
             }
             #[cfg(target_arch = "x86_64")]
             if std::is_x86_feature_detected!("avx2") {
@@ -355,79 +369,31 @@ wide_fn! {
     }
 }
 
-wide_fn! {
-    /// Self-attention of one text (rows `text` of `qkv`) into `out` (`text.len() × hidden`).
-    fn attend_text(qkv: &HostMatrix, text: Range<usize>, heads: usize, out: &mut [f32]) {
-        attend_text_portable(qkv, text, heads, out)
-    }
-}
-
-/// [`attend_text`]'s body.
-#[inline(always)]
-fn attend_text_portable(qkv: &HostMatrix, text: Range<usize>, heads: usize, out: &mut [f32]) {
-    let width = qkv.cols;
-    let hidden = width / 3;
-    let head_dim = hidden / heads;
-    let scale = 1.0 / (head_dim as f32).sqrt();
-    let len = text.len();
-    let rows = &qkv.data[text.start * width..text.end * width];
-    let mut scores = vec![0.0f32; len];
-    // One head's keys and values, gathered contiguous: a text's rows of `qkv` (4.5 KiB each)
-    // do not stay in the L1 cache, one head's (128 bytes a row) do.
-    let mut keys = vec![0.0f32; len * head_dim];
-    let mut values = vec![0.0f32; len * head_dim];
-    for h in 0..heads {
-        let q_at = h * head_dim;
-        let k_at = hidden + h * head_dim;
-        let v_at = 2 * hidden + h * head_dim;
-        for (j, row) in rows.chunks_exact(width).enumerate() {
-            keys[j * head_dim..][..head_dim].copy_from_slice(&row[k_at..k_at + head_dim]);
-            values[j * head_dim..][..head_dim].copy_from_slice(&row[v_at..v_at + head_dim]);
-        }
-        for i in 0..len {
-            let q = &rows[i * width + q_at..i * width + q_at + head_dim];
-            let mut max = f32::NEG_INFINITY;
-            for (s, k) in scores.iter_mut().zip(keys.chunks_exact(head_dim)) {
-                *s = dot(q, k) * scale;
-                max = max.max(*s);
-            }
-            let mut sum = 0.0;
-            for s in scores.iter_mut() {
-                *s = (*s - max).exp();
-                sum += *s;
-            }
-            let o = &mut out[i * hidden + q_at..i * hidden + q_at + head_dim];
-            for (s, v) in scores.iter().zip(values.chunks_exact(head_dim)) {
-                let p = s / sum;
-                o.iter_mut().zip(v).for_each(|(o, v)| *o += p * v);
-            }
-        }
-    }
-}
-
-/// A dot product with eight independent sums, so the compiler can keep them in one vector register.
-#[inline(always)]
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut lanes = [0.0f32; 8];
-    let (a8, a_rest) = a.split_at(a.len() / 8 * 8);
-    let (b8, b_rest) = b.split_at(a8.len());
-    for (x, y) in a8.chunks_exact(8).zip(b8.chunks_exact(8)) {
-        for l in 0..8 {
-            lanes[l] += x[l] * y[l];
-        }
-    }
-    lanes.iter().sum::<f32>() + a_rest.iter().zip(b_rest).map(|(x, y)| x * y).sum::<f32>()
-}
-
 #[inline(always)]
 fn layer_norm(row: &mut [f32], norm: &LayerNorm<CpuParam>) {
     let n = row.len() as f32;
-    let mean = row.iter().sum::<f32>() / n;
-    let variance = row.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / n;
+    let mean = lane_sum(row, |v| v) / n;
+    let variance = lane_sum(row, |v| (v - mean) * (v - mean)) / n;
     let inv = 1.0 / (variance + norm.eps).sqrt();
     for ((v, w), b) in row.iter_mut().zip(norm.weight.iter()).zip(norm.bias.iter()) {
         *v = (*v - mean) * inv * w + b;
     }
+}
+
+/// The sum of `f` over `values` in 16 independent lanes, then across them: a single running sum is a
+/// chain of dependent additions, one element at a time (Rust does not reassociate it).
+#[inline(always)]
+fn lane_sum(values: &[f32], f: impl Fn(f32) -> f32) -> f32 {
+    const LANES: usize = 16;
+    let mut lanes = [0.0f32; LANES];
+    let chunks = values.chunks_exact(LANES);
+    let rest = chunks.remainder();
+    for chunk in chunks {
+        for (sum, v) in lanes.iter_mut().zip(chunk) {
+            *sum += f(*v);
+        }
+    }
+    lanes.iter().sum::<f32>() + rest.iter().map(|v| f(*v)).sum::<f32>()
 }
 
 /// erf for f32 as Eigen and XLA compute it: a rational approximation on [-4, 4] (beyond which erf
@@ -467,15 +433,5 @@ mod tests {
             worst = worst.max((super::erf(x) as f64 - exact).abs());
         }
         assert!(worst < 5e-7, "worst |erf error| {worst}");
-    }
-
-    #[test]
-    fn dot_handles_every_length() {
-        for n in 0..40 {
-            let a: Vec<f32> = (0..n).map(|i| i as f32).collect();
-            let b: Vec<f32> = (0..n).map(|i| 1.0 - i as f32 * 0.25).collect();
-            let expected: f32 = a.iter().zip(&b).map(|(x, y)| x * y).sum();
-            assert!((super::dot(&a, &b) - expected).abs() <= 1e-3 * expected.abs().max(1.0));
-        }
     }
 }

@@ -6,6 +6,7 @@
 //! - [`hashing`]: feature hashing, only when `embedder.kind = "hashing"` asks for it.
 //! - [`cache`]: the LRU of vectors by canonical text, in front of whichever embedder runs.
 
+mod attention;
 pub mod bert;
 pub mod bf16;
 pub mod blas;
