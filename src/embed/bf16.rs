@@ -16,7 +16,7 @@
 //!
 //! No maintained crate offers a bf16 GEMM for x86 (the `gemm` crate's f16 path converts to f32
 //! and multiplies in f32, and OpenBLAS's sbgemm is not in Debian 12's build), so this module is
-//! the one hand-written kernel; every `unsafe` block in it is behind the run-time feature check
+//! hand-written (as [`super::fp32`], its f32 sibling); every `unsafe` block in it is behind the run-time feature check
 //! and the operand checks of [`gemm_nt`] (the packed operands' shapes are private to this module).
 
 use std::ops::Range;

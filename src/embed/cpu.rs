@@ -1,8 +1,10 @@
-//! The CPU [`Backend`]: matrix products through OpenBLAS, row-wise steps in plain loops.
+//! The CPU [`Backend`]: matrix products on weights packed at load ([`fp32`] where the CPU has
+//! AVX-512F, [`bf16`] on that path) or through OpenBLAS, attention per text ([`attention`]),
+//! row-wise steps in plain loops.
 //!
-//! OpenBLAS runs single-threaded and we split work ourselves: its own worker threads spin
-//! (`sched_yield`) between calls and, on a two-core machine, measured 12% of the time stolen from
-//! the non-GEMM steps. [`super::MiniLm`] gives each core its own backend and a share of the texts;
+//! Every product runs single-threaded and we split work ourselves: OpenBLAS's own worker
+//! threads spin (`sched_yield`) between calls and, on a two-core machine, measured 12% of the
+//! time stolen from the non-GEMM steps. [`super::MiniLm`] gives each core its own backend and a share of the texts;
 //! a batch of one text instead gets one backend with [`Backend::set_threads`] > 1, which splits
 //! each product's output columns and each row-wise step over helper threads it keeps (a rayon
 //! pool).
@@ -10,13 +12,20 @@
 use std::ops::Range;
 
 use super::bert::{Backend, EmbeddingTables, LayerNorm, Linear, Packed, ParamKind};
-use super::{attention, bf16, blas, EmbedError};
+use super::{attention, bf16, blas, fp32, EmbedError};
 
-/// A weight tensor on the CPU: its f32 values, or, for a linear weight on the bf16 path, the
-/// packed bf16 panels instead (the f32 copy is dropped: half the memory).
+/// A weight tensor on the CPU: its f32 values, or, for a linear weight, the panels a kernel of
+/// ours multiplies instead (the row-major copy is dropped): bf16 on the bf16 path, f32 where
+/// the CPU has AVX-512F.
 pub struct CpuParam {
     values: Vec<f32>,
-    bf16: Option<bf16::PackedWeight>,
+    packed: Option<PackedWeight>,
+}
+
+/// A linear weight packed once, at load, for one of our kernels.
+enum PackedWeight {
+    Bf16(bf16::PackedWeight),
+    Fp32(fp32::PackedWeight),
 }
 
 impl std::ops::Deref for CpuParam {
@@ -152,12 +161,24 @@ impl Backend for CpuBackend {
         shape: &[usize],
         kind: ParamKind,
     ) -> Result<CpuParam, EmbedError> {
-        match (self.bf16, kind, shape) {
-            (true, ParamKind::LinearWeight, &[outputs, inputs]) => Ok(CpuParam {
+        let packed = match (kind, shape) {
+            (ParamKind::LinearWeight, &[outputs, inputs]) if self.bf16 => Some(PackedWeight::Bf16(
+                bf16::PackedWeight::pack(&values, outputs, inputs),
+            )),
+            (ParamKind::LinearWeight, &[outputs, inputs]) if fp32::available() => Some(
+                PackedWeight::Fp32(fp32::PackedWeight::pack(&values, outputs, inputs)),
+            ),
+            _ => None,
+        };
+        match packed {
+            Some(packed) => Ok(CpuParam {
                 values: Vec::new(),
-                bf16: Some(bf16::PackedWeight::pack(&values, outputs, inputs)),
+                packed: Some(packed),
             }),
-            _ => Ok(CpuParam { values, bf16: None }),
+            None => Ok(CpuParam {
+                values,
+                packed: None,
+            }),
         }
     }
 
@@ -199,19 +220,23 @@ impl Backend for CpuBackend {
         debug_assert_eq!(x.cols, layer.inputs);
         let (rows, inputs, outputs) = (x.rows, layer.inputs, layer.outputs);
         // On the bf16 path the activations are rounded once, for every band.
-        let left = layer
-            .weight
-            .bf16
-            .as_ref()
-            .map(|_| bf16::PackedRows::pack(&x.data, rows, inputs));
+        let left = match layer.weight.packed {
+            Some(PackedWeight::Bf16(_)) => Some(bf16::PackedRows::pack(&x.data, rows, inputs)),
+            _ => None,
+        };
         let product = |columns: Range<usize>| {
             let width = columns.len();
             let mut part = Vec::with_capacity(rows * width);
             for _ in 0..rows {
                 part.extend_from_slice(&layer.bias[columns.clone()]);
             }
-            match (&layer.weight.bf16, &left) {
-                (Some(weight), Some(left)) => bf16::gemm_nt(left, weight, columns, &mut part),
+            match (&layer.weight.packed, &left) {
+                (Some(PackedWeight::Bf16(weight)), Some(left)) => {
+                    bf16::gemm_nt(left, weight, columns, &mut part)
+                }
+                (Some(PackedWeight::Fp32(weight)), _) => {
+                    fp32::gemm_nt(&x.data, rows, weight, columns, &mut part)
+                }
                 _ => {
                     let weight = &layer.weight[columns.start * inputs..columns.end * inputs];
                     blas::gemm_nt(rows, width, inputs, &x.data, weight, 1.0, &mut part);

@@ -14,6 +14,7 @@ pub mod cache;
 pub mod cpu;
 #[cfg(feature = "cuda")]
 pub mod cuda;
+pub mod fp32;
 mod hashing;
 pub mod minilm;
 pub mod model;
