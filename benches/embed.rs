@@ -1,9 +1,9 @@
 //! MiniLM-L6 on the CPU: events/s at batch 1, 64 and 256 over the 2000 message texts of
 //! `../shared/data/loghub/BGL_2k.log`, the effective rate through the embedding cache on the same
-//! stream, the GEMM shapes of one layer through OpenBLAS, and peak RSS. The batch rates are
-//! measured for fp32 and, on a CPU with AVX512-BF16, for bf16, alternately in the same run;
-//! `batch_N` in the JSON is the shipped default (`embedder.precision = "fp32"`), `fp32_batch_N`
-//! and `bf16_batch_N` each path. Like the daemon, it runs itself again with OPENBLAS_CORETYPE set
+//! stream, the GEMM shapes of one layer through each product the CPU runs (OpenBLAS, ours on
+//! packed fp32 weights, bf16), and peak RSS. The batch rates are measured for fp32 and, on a CPU
+//! with AVX512-BF16, for bf16, alternately in the same run; `batch_N` in the JSON is fp32 (the
+//! peer script's `ours`), `fp32_batch_N` and `bf16_batch_N` each path. Like the daemon, it runs itself again with OPENBLAS_CORETYPE set
 //! where OpenBLAS's detection fell back to its generic kernels.
 //!
 //!   cargo bench --bench embed -- [--threads N] [--model DIR] [--json FILE]
@@ -54,8 +54,8 @@ fn main() -> anyhow::Result<()> {
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
 
     let mut results = serde_json::Map::new();
-    // `batch_N` is the shipped default (fp32, the first path); bf16 where the CPU has it, in the
-    // same run.
+    // `batch_N` is fp32 (the first path, what the peer script compares); bf16 where the CPU has
+    // it, in the same run.
     let default = "fp32";
     let mut paths = vec![("fp32", embedder)];
     if anomalyd::embed::bf16::available() {
@@ -110,37 +110,75 @@ fn main() -> anyhow::Result<()> {
 
 /// GFLOP/s of one core on the four products of one encoder layer, for the share of a 64-text
 /// batch one of two workers gets (32 texts of 18 tokens: 576 rows): the ceiling of the CPU path.
+/// Each product the CPU can run, measured alternately on the same operands: OpenBLAS, ours on
+/// packed fp32 weights (AVX-512F), and bf16 (rounding the activations included, as in a pass).
+/// `gemm_gflops_per_core` is the fp32 product a pass uses here.
 fn gemm_shapes(results: &mut serde_json::Map<String, serde_json::Value>) {
-    anomalyd::embed::blas::set_threads(1);
+    use anomalyd::embed::{bf16, blas, fp32};
+    blas::set_threads(1);
     let rows = 32 * 18;
-    let mut total_flops = 0.0;
-    let mut total_secs = 0.0;
+    let kinds: Vec<&str> = ["openblas", "fp32", "bf16"]
+        .into_iter()
+        .filter(|kind| match *kind {
+            "fp32" => fp32::available(),
+            "bf16" => bf16::available(),
+            _ => true,
+        })
+        .collect();
+    let mut totals = vec![(0.0f64, 0.0f64); kinds.len()];
     for (name, n, k) in [
         ("qkv", 1152, 384),
         ("attention_out", 384, 384),
         ("intermediate", 1536, 384),
         ("output", 384, 1536),
     ] {
-        let a = vec![0.5f32; rows * k];
-        let b = vec![0.25f32; n * k];
+        let a: Vec<f32> = (0..rows * k)
+            .map(|i| (i % 97) as f32 / 97.0 - 0.5)
+            .collect();
+        let b: Vec<f32> = (0..n * k).map(|i| (i % 89) as f32 / 89.0 - 0.5).collect();
+        let packed32 = fp32::available().then(|| fp32::PackedWeight::pack(&b, n, k));
+        let packed16 = bf16::available().then(|| bf16::PackedWeight::pack(&b, n, k));
         let mut c = vec![0.0f32; rows * n];
         let reps = 20;
-        let start = Instant::now();
-        for _ in 0..reps {
-            anomalyd::embed::blas::gemm_nt(rows, n, k, &a, &b, 0.0, &mut c);
+        let mut line = format!("gemm {name:>14} {rows}×{k}·{k}×{n}:");
+        for (kind, total) in kinds.iter().zip(totals.iter_mut()) {
+            let start = Instant::now();
+            for _ in 0..reps {
+                match *kind {
+                    "fp32" => {
+                        let w = packed32.as_ref().expect("packed when available");
+                        fp32::gemm_nt(&a, rows, w, 0..n, &mut c);
+                    }
+                    "bf16" => {
+                        let w = packed16.as_ref().expect("packed when available");
+                        let left = bf16::PackedRows::pack(&a, rows, k);
+                        bf16::gemm_nt(&left, w, 0..n, &mut c);
+                    }
+                    _ => blas::gemm_nt(rows, n, k, &a, &b, 0.0, &mut c),
+                }
+            }
+            let secs = start.elapsed().as_secs_f64();
+            let flops = 2.0 * (rows * n * k) as f64 * reps as f64;
+            total.0 += flops;
+            total.1 += secs;
+            line.push_str(&format!(" {kind} {:6.1}", flops / secs / 1e9));
         }
-        let secs = start.elapsed().as_secs_f64();
-        let flops = 2.0 * (rows * n * k) as f64 * reps as f64;
-        total_flops += flops;
-        total_secs += secs;
-        println!(
-            "gemm {name:>14} {rows}×{k}·{k}×{n}: {:6.1} GFLOP/s",
-            flops / secs / 1e9
-        );
+        println!("{line} GFLOP/s");
     }
-    let rate = total_flops / total_secs / 1e9;
-    println!("gemm one layer, one core: {rate:.1} GFLOP/s");
-    results.insert("gemm_gflops_per_core".into(), rate.into());
+    let mut line = String::from("gemm one layer, one core:");
+    for (kind, (flops, secs)) in kinds.iter().zip(&totals) {
+        let rate = flops / secs / 1e9;
+        line.push_str(&format!(" {kind} {rate:.1}"));
+        results.insert(format!("gemm_{kind}_gflops_per_core"), rate.into());
+    }
+    println!("{line} GFLOP/s");
+    let used = if fp32::available() {
+        "fp32"
+    } else {
+        "openblas"
+    };
+    let rate = results[&format!("gemm_{used}_gflops_per_core")].clone();
+    results.insert("gemm_gflops_per_core".into(), rate);
 }
 
 /// The message of every BGL line: what follows its first nine fields.

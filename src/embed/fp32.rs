@@ -23,9 +23,11 @@ const ROWS: usize = 6;
 /// Panels a micro-kernel call computes at once.
 const PANELS: usize = 4;
 /// Inputs a micro-kernel call takes at a time: four panels of 128 inputs are 32 KiB of weights,
-/// which stay in a 48 KiB L1 cache while every block of rows passes over them. (On this
-/// machine's noise, batches of 64 and 256 measured the same with and without it.)
+/// which stay in a 48 KiB L1 cache while every block of rows passes over them.
 const CHUNK_INPUTS: usize = 128;
+/// Activations up to this size are taken whole for each group of panels (they stay in a core's
+/// L2 cache); larger ones a chunk of inputs at a time across every group.
+const ACTIVATIONS_IN_L2: usize = 1 << 20;
 
 /// Whether this CPU runs these products (AVX-512F).
 pub fn available() -> bool {
@@ -105,7 +107,7 @@ mod kernel {
     use std::arch::x86_64::*;
     use std::ops::Range;
 
-    use super::{PackedWeight, CHUNK_INPUTS, PANEL, PANELS, ROWS};
+    use super::{PackedWeight, ACTIVATIONS_IN_L2, CHUNK_INPUTS, PANEL, PANELS, ROWS};
 
     /// # Safety
     /// AVX-512F must be present, and the operands as [`super::gemm_nt`] asserts.
@@ -120,33 +122,52 @@ mod kernel {
         let width = columns.len();
         let first_panel = columns.start / PANEL;
         let panels = width.div_ceil(PANEL);
-        let mut p = 0;
-        while p < panels {
-            let step = PANELS.min(panels - p);
-            for k0 in (0..w.inputs).step_by(CHUNK_INPUTS) {
-                for r0 in (0..rows).step_by(ROWS) {
-                    let at = Block {
-                        panel: first_panel + p,
-                        column: p * PANEL,
-                        width,
-                        r0,
-                        rows: ROWS.min(rows - r0),
-                        inputs: k0..(k0 + CHUNK_INPUTS).min(w.inputs),
-                    };
-                    // SAFETY: the caller's contract; the block stays inside rows r0..r0+rows,
-                    // panels p..p+step of `columns` and the inputs.
-                    unsafe {
-                        match (step, at.rows) {
-                            (4, ROWS) => block::<4, ROWS>(a, w, at, c),
-                            (4, _) => block::<4, 0>(a, w, at, c),
-                            (3, _) => block::<3, 0>(a, w, at, c),
-                            (2, _) => block::<2, 0>(a, w, at, c),
-                            _ => block::<1, 0>(a, w, at, c),
-                        }
+        let groups: Vec<(usize, usize)> = (0..panels)
+            .step_by(PANELS)
+            .map(|p| (p, PANELS.min(panels - p)))
+            .collect();
+        let chunks: Vec<Range<usize>> = (0..w.inputs)
+            .step_by(CHUNK_INPUTS)
+            .map(|k0| k0..(k0 + CHUNK_INPUTS).min(w.inputs))
+            .collect();
+        let blocks = |(p, step): (usize, usize), inputs: &Range<usize>, c: &mut [f32]| {
+            for r0 in (0..rows).step_by(ROWS) {
+                let at = Block {
+                    panel: first_panel + p,
+                    column: p * PANEL,
+                    width,
+                    r0,
+                    rows: ROWS.min(rows - r0),
+                    inputs: inputs.clone(),
+                };
+                // SAFETY: the caller's contract; the block stays inside rows r0..r0+rows,
+                // panels p..p+step of `columns` and the inputs.
+                unsafe {
+                    match (step, at.rows) {
+                        (4, ROWS) => block::<4, ROWS>(a, w, at, c),
+                        (4, _) => block::<4, 0>(a, w, at, c),
+                        (3, _) => block::<3, 0>(a, w, at, c),
+                        (2, _) => block::<2, 0>(a, w, at, c),
+                        _ => block::<1, 0>(a, w, at, c),
                     }
                 }
             }
-            p += step;
+        };
+        // Either order adds each output's chunks in the same order, so the sums are the same
+        // bits: activations that fit the L2 cache are passed over once per group of panels,
+        // larger ones a chunk of inputs at a time, for every group.
+        if rows * w.inputs * std::mem::size_of::<f32>() <= ACTIVATIONS_IN_L2 {
+            for group in &groups {
+                for inputs in &chunks {
+                    blocks(*group, inputs, c);
+                }
+            }
+        } else {
+            for inputs in &chunks {
+                for group in &groups {
+                    blocks(*group, inputs, c);
+                }
+            }
         }
     }
 
@@ -288,12 +309,24 @@ mod tests {
             eprintln!("skipped: no AVX-512F on this CPU");
             return;
         }
-        let (outputs, inputs) = (48, 384);
+        // 70 rows of 384 inputs are taken whole per group of panels; 200 of 1536 (1.2 MiB) a
+        // chunk of inputs at a time: a row alone is always the first order.
+        for (rows, outputs, inputs) in [(70, 48, 384), (200, 80, 1536)] {
+            assert_eq!(
+                rows * inputs * 4 > ACTIVATIONS_IN_L2,
+                rows == 200,
+                "each order is covered"
+            );
+            batch_mates(rows, outputs, inputs);
+        }
+    }
+
+    fn batch_mates(rows: usize, outputs: usize, inputs: usize) {
         let w = PackedWeight::pack(&values(outputs * inputs, 3), outputs, inputs);
-        let batch = values(70 * inputs, 4);
-        let mut all = vec![0.0; 70 * outputs];
-        gemm_nt(&batch, 70, &w, 0..outputs, &mut all);
-        for row in [0, 7, 8, 35, 69] {
+        let batch = values(rows * inputs, 4);
+        let mut all = vec![0.0; rows * outputs];
+        gemm_nt(&batch, rows, &w, 0..outputs, &mut all);
+        for row in [0, 7, 8, 35, rows - 1] {
             let mut alone = vec![0.0; outputs];
             gemm_nt(&batch[row * inputs..], 1, &w, 0..outputs, &mut alone);
             assert_eq!(
