@@ -288,6 +288,13 @@ impl Renderer {
         }
     }
 
+    /// Signals were dropped just before the next one: forget what repeats are judged against.
+    fn signals_lost(&mut self) {
+        if let Renderer::Systemd(r) = self {
+            r.signals_lost();
+        }
+    }
+
     /// The source's service has (re)appeared on the bus.
     async fn owner_appeared(&mut self, cx: &Context) {
         match self {
@@ -307,6 +314,8 @@ enum Inbound {
     Signal {
         msg: Message,
         owner: Option<Arc<str>>,
+        /// Signals of this source were dropped between the one before and this one.
+        after_gap: bool,
     },
     /// The source's service appeared on the bus under this unique name.
     OwnerAppeared(Arc<str>),
@@ -654,13 +663,14 @@ async fn dispatch(
     max_signal_bytes: usize,
 ) {
     let mut limiters: Vec<WarnLimiter> = routes.iter().map(|_| WarnLimiter::default()).collect();
+    let mut gapped = vec![false; routes.len()];
     while let Some(next) = stream.next().await {
         let Ok(msg) = next else { continue };
         if msg.message_type() != Type::Signal {
             continue;
         }
         follow_owner(&msg, &mut watched, &metrics);
-        for (route, limiter) in routes.iter().zip(limiters.iter_mut()) {
+        for ((route, limiter), gapped) in routes.iter().zip(limiters.iter_mut()).zip(&mut gapped) {
             if !route.rules.iter().any(|r| r.matches(&msg).unwrap_or(false)) {
                 continue;
             }
@@ -680,14 +690,38 @@ async fn dispatch(
                 .as_deref()
                 .and_then(|name| watched.get(name))
                 .and_then(|w| w.owner.clone());
-            let inbound = Inbound::Signal {
-                msg: msg.clone(),
-                owner,
-            };
-            if let Err(mpsc::error::TrySendError::Full(_)) = route.renderer.try_send(inbound) {
+            if !forward(&route.renderer, gapped, msg.clone(), owner) {
                 intake.note_drop(route.source, now_usec());
             }
         }
+    }
+}
+
+/// Queues a signal for a source's renderer, marked when signals were dropped since the last one
+/// queued (`gapped`, kept per source by the dispatcher); false when the queue is full and the
+/// signal is dropped.
+fn forward(
+    renderer: &mpsc::Sender<Inbound>,
+    gapped: &mut bool,
+    msg: Message,
+    owner: Option<Arc<str>>,
+) -> bool {
+    let inbound = Inbound::Signal {
+        msg,
+        owner,
+        after_gap: *gapped,
+    };
+    match renderer.try_send(inbound) {
+        Ok(()) => {
+            *gapped = false;
+            true
+        }
+        Err(mpsc::error::TrySendError::Full(_)) => {
+            *gapped = true;
+            false
+        }
+        // The renderer has stopped: the daemon is shutting down.
+        Err(mpsc::error::TrySendError::Closed(_)) => true,
     }
 }
 
@@ -712,7 +746,16 @@ async fn render_signals(
                 }
                 continue;
             }
-            Inbound::Signal { msg, owner: then } => (msg, then),
+            Inbound::Signal {
+                msg,
+                owner: then,
+                after_gap,
+            } => {
+                if after_gap {
+                    renderer.signals_lost();
+                }
+                (msg, then)
+            }
         };
         if let Some(name) = &owner {
             let header = msg.header();
@@ -752,5 +795,96 @@ async fn render_signals(
                 limiter.warn(source, &malformed);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod gap_tests {
+    use super::*;
+
+    fn unit_signal(active: &str) -> Message {
+        let mut changed: HashMap<&str, zbus::zvariant::Value<'_>> = HashMap::new();
+        changed.insert("ActiveState", active.into());
+        // Given, so the renderer asks nobody.
+        changed.insert("Result", "success".into());
+        let invalidated: Vec<&str> = Vec::new();
+        Message::signal(
+            "/org/freedesktop/systemd1/unit/nginx_2eservice",
+            "org.freedesktop.DBus.Properties",
+            "PropertiesChanged",
+        )
+        .unwrap()
+        .sender(":1.42")
+        .unwrap()
+        .build(&("org.freedesktop.systemd1.Unit", changed, invalidated))
+        .unwrap()
+    }
+
+    fn after_gap(inbound: Inbound) -> bool {
+        match inbound {
+            Inbound::Signal { after_gap, .. } => after_gap,
+            Inbound::OwnerAppeared(_) => panic!("a signal was queued"),
+        }
+    }
+
+    #[test]
+    fn the_first_signal_queued_after_a_drop_says_so() {
+        let (tx, mut rx) = mpsc::channel(1);
+        let mut gapped = false;
+        assert!(forward(&tx, &mut gapped, unit_signal("active"), None));
+        assert!(
+            !forward(&tx, &mut gapped, unit_signal("inactive"), None),
+            "full: dropped"
+        );
+        assert!(
+            !forward(&tx, &mut gapped, unit_signal("active"), None),
+            "still full"
+        );
+        assert!(
+            !after_gap(rx.try_recv().unwrap()),
+            "queued before the drops"
+        );
+        assert!(forward(&tx, &mut gapped, unit_signal("inactive"), None));
+        assert!(
+            after_gap(rx.try_recv().unwrap()),
+            "the next one queued follows the gap"
+        );
+        assert!(forward(&tx, &mut gapped, unit_signal("active"), None));
+        assert!(!after_gap(rx.try_recv().unwrap()), "and only that one");
+    }
+
+    #[test]
+    fn after_a_gap_a_unit_back_in_its_last_recorded_state_is_recorded() {
+        let dir = tempfile::tempdir().unwrap();
+        let bus = crate::bus::PrivateBus::spawn(dir.path()).expect("dbus-daemon starts");
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let cx = Context {
+                lookup: Lookup {
+                    conn: crate::bus::connect(&bus.target()).await.unwrap(),
+                    timeout: Duration::from_millis(50),
+                },
+                rules: Arc::new(VolatileRules::default()),
+                metrics: Arc::new(Metrics::default()),
+            };
+            let mut renderer = Renderer::Systemd(systemd::Renderer::default());
+            let first = renderer.render(&unit_signal("active"), &cx).await.unwrap();
+            assert_eq!(first.len(), 1);
+            let repeat = renderer.render(&unit_signal("active"), &cx).await.unwrap();
+            assert!(
+                repeat.is_empty(),
+                "a repeat of the recorded state: {repeat:?}"
+            );
+            assert_eq!(cx.metrics.signals_unchanged.load(Relaxed), 1);
+            // A → (inactive, dropped) → A: the second A is a change the daemon did not see.
+            renderer.signals_lost();
+            let again = renderer.render(&unit_signal("active"), &cx).await.unwrap();
+            assert_eq!(again.len(), 1, "recorded again after the gap");
+            assert_eq!(again[0].text, first[0].text);
+            assert_eq!(cx.metrics.signals_unchanged.load(Relaxed), 1);
+        });
     }
 }

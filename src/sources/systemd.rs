@@ -110,6 +110,14 @@ pub fn decode_unit_path(path: &str) -> Option<String> {
 impl Renderer {
     /// systemd sends unit and job signals on the system bus only to clients that called
     /// `Subscribe()`; ask whenever systemd (re)appears. Runs aside so rendering never waits.
+    /// Signals of this source were dropped just before the next one (its queue was full): the
+    /// text last recorded for a unit may no longer be the state before its next change, so no
+    /// next text is taken for a repeat of it. A unit that went A → B (dropped) → A records its
+    /// second A.
+    pub fn signals_lost(&mut self) {
+        self.last_text.clear();
+    }
+
     pub fn owner_appeared(&mut self, cx: &Context) {
         self.results.clear();
         self.last_text.clear();
