@@ -6,17 +6,15 @@
 //! dbus-daemon where the services are absent, as on a host without them.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, OnceLock};
-use std::time::Duration;
+use std::sync::{Mutex, OnceLock};
 
 use proptest::prelude::*;
 use zbus::zvariant::{ObjectPath, StructureBuilder, Value};
 use zbus::Message;
 
-use super::{login1, network_manager, systemd, udisks2, Context, Lookup, Renderer};
+use super::{login1, network_manager, systemd, udisks2, Context, Renderer};
 use crate::event::Source;
-use crate::metrics::Metrics;
-use crate::render::{VolatileRules, MAX_TEXT_BYTES};
+use crate::render::MAX_TEXT_BYTES;
 
 #[derive(Debug, Clone)]
 enum Arg {
@@ -344,14 +342,7 @@ fn harness() -> &'static Harness {
         let conn = runtime
             .block_on(crate::bus::connect(&bus.target()))
             .unwrap();
-        let cx = Context {
-            lookup: Lookup {
-                conn,
-                timeout: Duration::from_millis(50),
-            },
-            rules: Arc::new(VolatileRules::default()),
-            metrics: Arc::new(Metrics::default()),
-        };
+        let cx = Context::for_tests(conn);
         let renderers = HashMap::from([
             ("systemd", Renderer::Systemd(systemd::Renderer::default())),
             (

@@ -267,6 +267,22 @@ pub(crate) struct Context {
     pub metrics: Arc<Metrics>,
 }
 
+#[cfg(test)]
+impl Context {
+    /// Default scrubbing rules and fresh counters; property lookups on `conn` give up after
+    /// 50 ms.
+    fn for_tests(conn: Connection) -> Context {
+        Context {
+            lookup: Lookup {
+                conn,
+                timeout: Duration::from_millis(50),
+            },
+            rules: Arc::new(VolatileRules::default()),
+            metrics: Arc::new(Metrics::default()),
+        }
+    }
+}
+
 /// How one source turns its signals into events. One renderer per source, owned by its task.
 enum Renderer {
     Systemd(systemd::Renderer),
@@ -862,14 +878,7 @@ mod gap_tests {
             .build()
             .unwrap();
         runtime.block_on(async {
-            let cx = Context {
-                lookup: Lookup {
-                    conn: crate::bus::connect(&bus.target()).await.unwrap(),
-                    timeout: Duration::from_millis(50),
-                },
-                rules: Arc::new(VolatileRules::default()),
-                metrics: Arc::new(Metrics::default()),
-            };
+            let cx = Context::for_tests(crate::bus::connect(&bus.target()).await.unwrap());
             let mut renderer = Renderer::Systemd(systemd::Renderer::default());
             let first = renderer.render(&unit_signal("active"), &cx).await.unwrap();
             assert_eq!(first.len(), 1);
