@@ -398,6 +398,10 @@ pub struct LineScore {
     pub variable_slots: Option<Vec<u64>>,
     /// Judged normal as periodic: flagged hour after hour, it joined the baseline.
     pub periodic: bool,
+    /// A follow-on failure: the text of the anomaly whose window it fell in.
+    pub follows: Option<String>,
+    /// A repeated failure: its occurrences within the window.
+    pub repeated: Option<u64>,
 }
 
 impl LineScore {
@@ -706,6 +710,14 @@ pub fn score_file(
                     .and_then(|v| v.get("positions"))
                     .and_then(|p| serde_json::from_value(p.clone()).ok()),
                 periodic,
+                follows: fields
+                    .get("follows")
+                    .and_then(serde_json::Value::as_str)
+                    .map(str::to_owned),
+                repeated: fields
+                    .get("repeated")
+                    .and_then(|r| r.get("count"))
+                    .and_then(serde_json::Value::as_u64),
             };
             summary.lines += 1;
             summary.flagged += u64::from(score.anomaly);
@@ -846,6 +858,12 @@ pub fn score_file_command(
             }
             if s.periodic {
                 line["periodic"] = serde_json::json!(true);
+            }
+            if let Some(leader) = &s.follows {
+                line["follows"] = serde_json::json!(leader);
+            }
+            if let Some(count) = s.repeated {
+                line["repeated"] = serde_json::json!(count);
             }
             serde_json::to_writer(&mut sink, &line)?;
             sink.write_all(b"\n")

@@ -916,7 +916,7 @@ mod tests {
     fn a_periodic_join_closes_its_incident_in_the_chain_and_after_a_restart() {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("audit.sqlite");
-        let hourly = "systemd job quota-report.service start result=done";
+        let hourly = "systemd job quota-report.service result=done";
         let other = "systemd unit smbd.service ActiveState=failed";
         let mut audit = AuditWriter::open(&db, Synchronous::Full, "test").unwrap();
         let mut incidents = Incidents::new(0);

@@ -401,8 +401,8 @@ async fn systemd_signals_become_records_with_their_volatile_values_in_the_fields
         by_source(&rows)["systemd"],
         [
             "systemd unit nginx.service ActiveState=failed SubState=failed Result=exit-code",
-            "systemd job nginx.service restart new",
-            "systemd job nginx.service restart result=failed",
+            "systemd job nginx.service new",
+            "systemd job nginx.service result=failed",
             "systemd unit run-*.service loaded",
             "systemd unit run-*.service ActiveState=active SubState=running",
             "systemd unit db.service ActiveState=failed SubState=failed Result=timeout",
@@ -424,8 +424,12 @@ async fn systemd_signals_become_records_with_their_volatile_values_in_the_fields
     );
     let transient = fields_of(&rows, "systemd unit run-*.service loaded");
     assert_eq!(transient["unit"], "run-u42.service");
-    let job = fields_of(&rows, "systemd job nginx.service restart new");
+    let job = fields_of(&rows, "systemd job nginx.service new");
     assert_eq!(job["job_id"], 7);
+    // The job's type is kept in the record, out of the text.
+    assert_eq!(job["job_type"], "restart");
+    let removed = fields_of(&rows, "systemd job nginx.service result=failed");
+    assert_eq!(removed["job_type"], "restart");
 }
 
 /// NetworkManager: a device's state, the manager's state, connectivity, and an active connection

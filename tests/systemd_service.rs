@@ -324,7 +324,7 @@ fn real_units_and_a_logind_session_become_records() {
     // systemd sends JobRemoved after the unit's last change, so its record may come a moment later.
     wait_for_records(
         "systemd job anomalyd-test-oneshot.service%",
-        "systemd job anomalyd-test-oneshot.service [start] result=done",
+        "systemd job anomalyd-test-oneshot.service result=done",
         |seen| seen.iter().any(|t| t.ends_with("result=done")),
     );
 

@@ -33,6 +33,13 @@ pub struct DetectorConfig {
     /// A flagged text recurring in this many distinct clock hours of one day joins the baseline
     /// as periodic (0 = never).
     pub periodic_hours: u32,
+    /// After an anomaly, how long a new text of the same source that reports a failure is judged
+    /// against the floor (`threshold`) rather than the calibrated threshold (zero: never).
+    pub follow_on: Duration,
+    /// The occurrence of one unknown failure text within `failure_repeat` that makes it, and
+    /// every later one in that time, an anomaly judged against the floor (0 = never).
+    pub failure_repeats: u32,
+    pub failure_repeat: Duration,
     /// Candidates probed per query once the index is IVF.
     pub nprobe: usize,
     /// Distinct vectors before a trained index is built (exact search until then).
@@ -86,6 +93,9 @@ pub struct RawDetector {
     pub variable_slot_values: i64,
     pub incident_quiet_s: i64,
     pub periodic_hours: i64,
+    pub follow_on_s: i64,
+    pub failure_repeats: i64,
+    pub failure_repeat_s: i64,
     pub nprobe: i64,
     pub train_min_vectors: i64,
     pub retrain_growth: f64,
@@ -143,6 +153,9 @@ impl Default for RawDetector {
             variable_slot_values: 3,
             incident_quiet_s: 86_400,
             periodic_hours: 12,
+            follow_on_s: 60,
+            failure_repeats: 3,
+            failure_repeat_s: 3600,
             nprobe: 4,
             train_min_vectors: 20_000,
             retrain_growth: 2.0,
@@ -224,6 +237,17 @@ impl RawDetector {
                 "must be 0 (never) or between 2 and 24",
             ));
         }
+        let follow_on_s = rules.in_range("detector.follow_on_s", det.follow_on_s, 0, 3600)? as u64;
+        // Once is no repeat.
+        if det.failure_repeats != 0 && !(2..=1000).contains(&det.failure_repeats) {
+            return Err(rules.invalid(
+                "detector.failure_repeats",
+                &det.failure_repeats,
+                "must be 0 (never) or between 2 and 1000",
+            ));
+        }
+        let failure_repeat_s =
+            rules.in_range("detector.failure_repeat_s", det.failure_repeat_s, 1, 86_400)? as u64;
         // FAISS's GPU IVF search caps nprobe at 2048; the same bound keeps CPU configs portable.
         let nprobe = rules.in_range("detector.nprobe", det.nprobe, 1, 2048)? as usize;
         let train_min_vectors = rules.in_range(
@@ -306,6 +330,9 @@ impl RawDetector {
             variable_slot_values,
             incident_quiet: Duration::from_secs(incident_quiet_s),
             periodic_hours: det.periodic_hours as u32,
+            follow_on: Duration::from_secs(follow_on_s),
+            failure_repeats: det.failure_repeats as u32,
+            failure_repeat: Duration::from_secs(failure_repeat_s),
             nprobe,
             train_min_vectors,
             retrain_growth: det.retrain_growth,

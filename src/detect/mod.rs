@@ -16,6 +16,7 @@
 
 mod baseline;
 mod calibration;
+mod failures;
 pub mod gpu;
 mod index;
 mod recurrence;
@@ -232,6 +233,10 @@ pub struct Detector {
     suppress: Vec<SuppressRule>,
     /// Flagged texts recurring hour after hour, promoted to the baseline as periodic.
     recurrences: recurrence::Recurrences,
+    /// Windows after anomalies in which failures are judged against the floor.
+    follow_ons: failures::FollowOns,
+    /// Unknown failure texts recurring within a short time, judged against the floor.
+    repeated_failures: failures::RepeatedFailures,
     baseline: Baseline,
     index: SearchIndex,
     snapshot: Option<SnapshotPolicy>,
@@ -259,6 +264,11 @@ impl Detector {
             warmup_events: config.warmup_events,
             suppress: config.suppress.clone(),
             recurrences: recurrence::Recurrences::new(config.periodic_hours),
+            follow_ons: failures::FollowOns::new(config.follow_on),
+            repeated_failures: failures::RepeatedFailures::new(
+                config.failure_repeats,
+                config.failure_repeat,
+            ),
             baseline: Baseline::default(),
             index: SearchIndex::new(config)?,
             snapshot: None,
@@ -706,11 +716,48 @@ impl Detector {
                     });
                 }
             }
+            // A failure that is not known, soon after an anomaly of its source or again and
+            // again: part of a fault (`failures`), judged against the floor.
+            let context = if verdict == Verdict::Normal
+                && periodic.is_none()
+                && score > self.join_threshold
+            {
+                let repeats = self
+                    .repeated_failures
+                    .observed(&event.text, event.observed_usec);
+                let leader = self
+                    .follow_ons
+                    .leader(event.source, &event.text, event.observed_usec);
+                match (leader, repeats) {
+                    (Some(leader), _) => Some(("follows", json!(leader))),
+                    (None, Some(count)) => Some((
+                        "repeated",
+                        json!({"count": count, "within_s": self.repeated_failures.window_s()}),
+                    )),
+                    (None, None) => None,
+                }
+            } else {
+                None
+            };
+            if verdict == Verdict::Anomaly {
+                self.follow_ons
+                    .opened(event.source, &event.text, event.observed_usec);
+            }
             if let Some(rule) = suppressed {
                 event.fields.insert("suppressed_by".into(), json!(rule));
             }
             if verdict != Verdict::Warmup {
                 against.record(&mut event.fields);
+            }
+            if let Some((why, what)) = context {
+                verdict = Verdict::Anomaly;
+                let fields = &mut event.fields;
+                fields.insert("threshold".into(), json!(f64::from(self.join_threshold)));
+                fields.insert(
+                    "source_threshold".into(),
+                    json!(f64::from(against.source_threshold)),
+                );
+                fields.insert(why.into(), what);
             }
             // Warm-up scores stay out: against a baseline still being learned, every first text
             // of a kind looks far, and would lift a quiet source's threshold for a long time.
@@ -888,6 +935,9 @@ mod tests {
             variable_slot_values: 3,
             incident_quiet: Duration::ZERO,
             periodic_hours: 0,
+            follow_on: Duration::ZERO,
+            failure_repeats: 0,
+            failure_repeat: Duration::from_secs(3600),
             nprobe: 8,
             train_min_vectors: 1000,
             retrain_growth: 2.0,
@@ -918,7 +968,7 @@ mod tests {
             &mut detector,
             &["systemd unit nginx.service ActiveState=active"],
         );
-        let hourly = "systemd job quota-report.service start result=done";
+        let hourly = "systemd job quota-report.service result=done";
         let failing = "systemd unit quota-report.service ActiveState=failed Result=exit-code";
         let hour = 3_600_000_000u64;
         let at = |text: &str, usec: u64| {
@@ -969,6 +1019,144 @@ mod tests {
             assert_eq!(batch[1].verdict, Verdict::Anomaly);
             assert!(batch[1].joined.is_none());
         }
+    }
+
+    #[test]
+    fn a_failure_soon_after_an_anomaly_of_its_source_is_judged_against_the_floor() {
+        let mut detector = Detector::new(&DetectorConfig {
+            threshold: 0.05,
+            calibration_quantile: 0.97,
+            follow_on: Duration::from_secs(60),
+            ..config(2)
+        })
+        .unwrap();
+        judge(
+            &mut detector,
+            &[
+                "systemd unit web.service ActiveState=active SubState=running",
+                "systemd unit web.service ActiveState=failed SubState=failed Result=exit-code",
+            ],
+        );
+        let leader = "kernel Out of memory: Killed process 4242 (postgres) total-vm:2480339kB";
+        let failure = "systemd unit db.service ActiveState=failed SubState=failed Result=oom-kill";
+        let benign = "systemd unit db.service ActiveState=active SubState=running";
+        let mut embedder = HashingEmbedder::new(384);
+        let mut alone = |text: &str| {
+            let v = embedder.embed(&[text]).unwrap();
+            detector.dry_run(text, v.row(0)).unwrap().score
+        };
+        let (leader_score, failure_score, benign_score) =
+            (alone(leader), alone(failure), alone(benign));
+        assert!(
+            failure_score > 0.05 && benign_score > 0.05,
+            "neither is known"
+        );
+        let between = failure_score.max(benign_score);
+        assert!(leader_score > between, "{leader_score} {between}");
+        // The source's calibrated threshold lies between them: alone, both are normal.
+        let threshold = (between + leader_score) / 2.0;
+        for source in [Source::Systemd, Source::Custom] {
+            detector.seed_calibration(std::iter::repeat_n((source, threshold), 100));
+            assert_eq!(detector.source_threshold(source), threshold);
+        }
+
+        let sec = 1_000_000u64;
+        let at = |source: Source, text: &str, usec: u64| {
+            let mut event = Event::observed(source, text.to_owned(), Default::default());
+            event.observed_usec = usec;
+            event
+        };
+        let events = vec![
+            at(Source::Systemd, failure, 1000 * sec),
+            at(Source::Systemd, leader, 1001 * sec),
+            at(Source::Systemd, failure, 1002 * sec),
+            at(Source::Systemd, benign, 1003 * sec),
+            at(Source::Custom, failure, 1004 * sec),
+            at(Source::Systemd, failure, 1062 * sec),
+        ];
+        let texts: Vec<&str> = events.iter().map(|e| e.text.as_str()).collect();
+        let vectors = HashingEmbedder::new(384).embed(&texts).unwrap();
+        let judged = detector.judge(events, &vectors).unwrap();
+        let verdicts: Vec<Verdict> = judged.iter().map(|j| j.verdict).collect();
+        assert_eq!(
+            verdicts,
+            [
+                Verdict::Normal,
+                Verdict::Anomaly,
+                Verdict::Anomaly,
+                Verdict::Normal,
+                Verdict::Normal,
+                Verdict::Normal
+            ],
+            "before the anomaly, within its window, no failure, another source, after the window"
+        );
+        let follow_on = &judged[2];
+        assert_eq!(follow_on.event.fields["follows"], json!(leader));
+        assert_eq!(follow_on.event.fields["threshold"], json!(0.05f32 as f64));
+        assert_eq!(
+            follow_on.event.fields["source_threshold"],
+            json!(f64::from(threshold))
+        );
+        assert!(follow_on.joined.is_none(), "a follow-on never joins");
+        assert!(judged[0].event.fields.get("follows").is_none());
+        assert!(judged[5].event.fields.get("follows").is_none());
+    }
+
+    #[test]
+    fn an_unknown_failure_recurring_within_the_window_is_an_anomaly_from_its_third_time() {
+        let mut detector = Detector::new(&DetectorConfig {
+            threshold: 0.05,
+            calibration_quantile: 0.97,
+            failure_repeats: 3,
+            failure_repeat: Duration::from_secs(3600),
+            ..config(1)
+        })
+        .unwrap();
+        judge(
+            &mut detector,
+            &["systemd unit web.service ActiveState=failed SubState=failed Result=exit-code"],
+        );
+        let failure = "systemd unit db.service ActiveState=failed SubState=failed Result=oom-kill";
+        let benign = "systemd unit db.service ActiveState=active SubState=running";
+        // Calibrated above both: alone, each is normal (and too far to join).
+        detector.seed_calibration(std::iter::repeat_n((Source::Systemd, 1.5), 100));
+        let hour = 3_600_000_000u64;
+        let at = |text: &str, usec: u64| {
+            let mut event = Event::observed(Source::Systemd, text.to_owned(), Default::default());
+            event.observed_usec = usec;
+            event
+        };
+        let times = [0, 1, 2, 3, 2 * hour, 2 * hour + 1, 2 * hour + 2];
+        let mut events = Vec::new();
+        for &t in &times {
+            events.push(at(failure, 10 * hour + t));
+            events.push(at(benign, 10 * hour + t));
+        }
+        let texts: Vec<&str> = events.iter().map(|e| e.text.as_str()).collect();
+        let vectors = HashingEmbedder::new(384).embed(&texts).unwrap();
+        let judged = detector.judge(events, &vectors).unwrap();
+        let failures: Vec<Verdict> = judged.iter().step_by(2).map(|j| j.verdict).collect();
+        use Verdict::{Anomaly, Normal};
+        assert_eq!(
+            failures,
+            [Normal, Normal, Anomaly, Anomaly, Normal, Normal, Anomaly],
+            "the third within the hour and after; two hours later it starts again"
+        );
+        assert!(
+            judged
+                .iter()
+                .skip(1)
+                .step_by(2)
+                .all(|j| j.verdict == Normal && j.joined.is_none()),
+            "a text that reports no failure never repeats this way"
+        );
+        let third = &judged[4];
+        assert!(third.score.unwrap() > 0.05 && third.joined.is_none());
+        assert_eq!(
+            third.event.fields["repeated"],
+            json!({"count": 3, "within_s": 3600})
+        );
+        assert_eq!(third.event.fields["threshold"], json!(0.05f32 as f64));
     }
 
     #[test]

@@ -203,7 +203,7 @@ mod tests {
             "dhclient[*]: connection timed out",
             "systemd unit app.service ActiveState=activating SubState=auto-restart Result=exit-code",
             "systemd unit app.service ActiveState=failed SubState=failed Result=signal",
-            "systemd job db.service start result=dependency",
+            "systemd job db.service result=dependency",
             "systemd-coredump[*]: Process <n> (smbd) of user 0 dumped core.",
             "kernel: oom_reaper: reaped process <n> (clamd)",
             "postdrop[*]: warning: No space left on device",
@@ -214,7 +214,7 @@ mod tests {
         for text in [
             "CRON[*]: (root) CMD (/usr/local/sbin/quota-report --warn 90 >/dev/null 2>&1)",
             "systemd[*]: man-db.service: Deactivated successfully.",
-            "systemd job backup.service start result=done",
+            "systemd job backup.service result=done",
             "systemd unit backup.service ActiveState=inactive SubState=dead Result=success",
             "sudo[*]: xavier : TTY=pts/0 ; PWD=/home/xavier ; USER=root ; COMMAND=/usr/bin/htop",
         ] {

@@ -161,12 +161,13 @@ impl Renderer {
                 fields.insert("job".into(), json!(job.as_str()));
                 fields.insert("unit".into(), json!(unit));
                 fields.insert("job_type".into(), json!(job_type));
-                text.word("job").value(&unit);
+                // The type stays out of the text: a job that finishes at once is gone before
+                // it can be asked, so the same restart would read two ways by a race (and the
+                // second looks new). The unit's own changes say what the job did.
+                text.word("job").value(&unit).word("new");
                 if let Some(t) = job_type {
-                    text.value(&t);
                     self.job_types.insert(id, t);
                 }
-                text.word("new");
             }
             "JobRemoved" => {
                 let (id, job, unit, result): (u32, OwnedObjectPath, String, String) =
@@ -177,11 +178,7 @@ impl Renderer {
                 fields.insert("unit".into(), json!(unit));
                 fields.insert("job_type".into(), json!(job_type));
                 fields.insert("result".into(), json!(result));
-                text.word("job").value(&unit);
-                if let Some(t) = &job_type {
-                    text.value(t);
-                }
-                text.pair("result", &result);
+                text.word("job").value(&unit).pair("result", &result);
             }
             "UnitNew" | "UnitRemoved" => {
                 let (unit, unit_path): (String, OwnedObjectPath) = decode(msg, &member)?;
