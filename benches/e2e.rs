@@ -64,6 +64,9 @@ struct Args {
     /// Keep the daemon's log here (default: a temporary file, removed at the end)
     #[arg(long)]
     daemon_log: Option<PathBuf>,
+    /// Copy the daemon's audit database here once it has stopped (what it flagged, and why)
+    #[arg(long)]
+    keep_audit: Option<PathBuf>,
     #[arg(long, default_value_t = 2026)]
     seed: u64,
     /// Also write the results as JSON here
@@ -323,6 +326,9 @@ struct Phase {
     queue_depth_peak: Option<u64>,
     /// The daemon's threads by name with the cores each kept busy, busiest first.
     daemon_threads: Vec<(String, f64)>,
+    /// Events the daemon flagged (its `Anomalies` counter) in the phase: the fleet's traffic is
+    /// normal, its new units included.
+    flagged: Option<u64>,
 }
 
 fn percentile(sorted: &[u64], q: f64) -> Option<f64> {
@@ -425,6 +431,7 @@ async fn measure(
         daemon_rss_mib: Some(usage_after.rss_kib as f64 / 1024.0),
         queue_depth_peak: after.get("QueueDepthPeak").copied(),
         daemon_threads: threads,
+        flagged: Some(delta("Anomalies")),
     })
 }
 
@@ -486,6 +493,7 @@ async fn ceiling(
         daemon_rss_mib: None,
         queue_depth_peak: None,
         daemon_threads: Vec::new(),
+        flagged: None,
     })
 }
 
@@ -519,6 +527,14 @@ fn print_phase(p: &Phase) {
             .map(|(name, busy)| format!("{name} {busy:.2}"))
             .collect();
         println!("{:<18} daemon threads (cores): {}", "", threads.join(", "));
+    }
+    if let Some(flagged) = p.flagged {
+        println!(
+            "{:<18} flagged: {flagged} of {} ({:.3}%)",
+            "",
+            p.committed,
+            flagged as f64 * 100.0 / p.committed.max(1) as f64
+        );
     }
 }
 
@@ -682,12 +698,28 @@ async fn main() -> anyhow::Result<()> {
     let usage = proc_usage(daemon.process.0.id())?;
     reader.finish()?;
     drop(daemon);
+    if let Some(keep) = &args.keep_audit {
+        std::fs::copy(state.join("audit.sqlite"), keep)?;
+        println!("audit database kept in {}", keep.display());
+    }
 
     let (flat, ceil) = (median(flats), median(ceilings));
     println!(
         "flat out / bus ceiling (medians of {}): {flat:.0} / {ceil:.0} = {:.2}  (goal ≥ 0.50)",
         args.rounds,
         flat / ceil
+    );
+    // After the warm-up, every event is the fleet's normal traffic (a unit failing now and then,
+    // new units appearing): what share the detector flags.
+    let (flagged, judged) = phases
+        .iter()
+        .skip(1)
+        .filter_map(|p| Some((p.flagged?, p.committed)))
+        .fold((0, 0), |(f, c), (pf, pc)| (f + pf, c + pc));
+    let flagged_share = flagged as f64 / judged.max(1) as f64;
+    println!(
+        "flagged after the warm-up: {flagged} of {judged} events ({:.3}%)  (goal ≤ 0.1%)",
+        flagged_share * 100.0
     );
     if let Some(p) = phases.iter().find(|p| p.name == "rate 1000/s") {
         println!(
@@ -705,6 +737,7 @@ async fn main() -> anyhow::Result<()> {
             serde_json::to_string_pretty(&serde_json::json!({
                 "phases": phases,
                 "flat_over_ceiling": flat / ceil,
+                "flagged_after_warmup": flagged_share,
                 "peak_rss_mib": usage.hwm_kib as f64 / 1024.0,
             }))?,
         )?;

@@ -177,6 +177,22 @@ fn each_rule_names_the_key_the_value_and_the_rule() {
             "detector.retrain_growth = 1: must be between 1.1 and 100",
         ),
         (
+            "[detector]\nperiodic_hours = 1",
+            "detector.periodic_hours = 1: must be 0 (never) or between 2 and 24",
+        ),
+        (
+            "[detector]\nfailure_repeats = 1",
+            "detector.failure_repeats = 1: must be 0 (never) or between 2 and 1000",
+        ),
+        (
+            "[detector]\nfailure_repeat_s = 0",
+            "detector.failure_repeat_s = 0: must be between 1 and 86400",
+        ),
+        (
+            "[detector]\nfollow_on_s = 3601",
+            "detector.follow_on_s = 3601: must be between 0 and 3600",
+        ),
+        (
             "[detector]\nretrain_drift = 0.1",
             "detector.retrain_drift = 0.1: must be 0 (off) or between 0.2 and 1",
         ),

@@ -230,22 +230,13 @@ impl RawDetector {
             31_536_000,
         )? as u64;
         // One hour is no recurrence, and more than a day's hours cannot happen in a day.
-        if det.periodic_hours != 0 && !(2..=24).contains(&det.periodic_hours) {
-            return Err(rules.invalid(
-                "detector.periodic_hours",
-                &det.periodic_hours,
-                "must be 0 (never) or between 2 and 24",
-            ));
-        }
+        let periodic_hours =
+            rules.never_or_in_range("detector.periodic_hours", det.periodic_hours, 2, 24)? as u32;
         let follow_on_s = rules.in_range("detector.follow_on_s", det.follow_on_s, 0, 3600)? as u64;
         // Once is no repeat.
-        if det.failure_repeats != 0 && !(2..=1000).contains(&det.failure_repeats) {
-            return Err(rules.invalid(
-                "detector.failure_repeats",
-                &det.failure_repeats,
-                "must be 0 (never) or between 2 and 1000",
-            ));
-        }
+        let failure_repeats =
+            rules.never_or_in_range("detector.failure_repeats", det.failure_repeats, 2, 1000)?
+                as u32;
         let failure_repeat_s =
             rules.in_range("detector.failure_repeat_s", det.failure_repeat_s, 1, 86_400)? as u64;
         // FAISS's GPU IVF search caps nprobe at 2048; the same bound keeps CPU configs portable.
@@ -329,9 +320,9 @@ impl RawDetector {
             variable_slot_factor: det.variable_slot_factor as f32,
             variable_slot_values,
             incident_quiet: Duration::from_secs(incident_quiet_s),
-            periodic_hours: det.periodic_hours as u32,
+            periodic_hours,
             follow_on: Duration::from_secs(follow_on_s),
-            failure_repeats: det.failure_repeats as u32,
+            failure_repeats,
             failure_repeat: Duration::from_secs(failure_repeat_s),
             nprobe,
             train_min_vectors,

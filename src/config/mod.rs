@@ -253,6 +253,25 @@ impl Rules<'_> {
             Err(self.invalid(key, &value, &format!("must be between {lo} and {hi}")))
         }
     }
+
+    /// `value`, when it is 0 (never) or lies in `lo..=hi`.
+    fn never_or_in_range(
+        &self,
+        key: &str,
+        value: i64,
+        lo: i64,
+        hi: i64,
+    ) -> Result<i64, ConfigError> {
+        if value == 0 || (lo..=hi).contains(&value) {
+            Ok(value)
+        } else {
+            Err(self.invalid(
+                key,
+                &value,
+                &format!("must be 0 (never) or between {lo} and {hi}"),
+            ))
+        }
+    }
 }
 
 /// A string value as an error shows it: quoted, escaped.

@@ -152,6 +152,12 @@ impl Baseline {
             .variable_difference(text, near, max_positions, min_values)
     }
 
+    /// Where `text` is a new value in a variable slot of a known template (see
+    /// [`SlotIndex::variable_position`]).
+    pub fn variable_position(&self, text: &str, min_values: u32) -> Option<VariableSlots> {
+        self.slots.variable_position(text, min_values)
+    }
+
     /// Exact distance `‖a − b‖² / 2` between `query` and the vector of `id`.
     pub fn distance(&self, query: &[f32], id: u64) -> f32 {
         let v = self.vector(id);

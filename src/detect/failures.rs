@@ -29,7 +29,7 @@ use std::time::Duration;
 
 use crate::event::Source;
 
-use super::recurrence::reports_failure;
+use super::recurrence::{forget_oldest, reports_failure, text_key};
 
 /// Failure texts whose recent occurrences are kept; beyond it the quarter whose last occurrence
 /// is oldest is forgotten (a rare sweep).
@@ -121,13 +121,9 @@ impl RepeatedFailures {
         if self.count == 0 || !reports_failure(text) {
             return None;
         }
-        let key = {
-            let mut h = std::collections::hash_map::DefaultHasher::new();
-            std::hash::Hash::hash(text, &mut h);
-            std::hash::Hasher::finish(&h)
-        };
+        let key = text_key(text);
         if !self.seen.contains_key(&key) && self.seen.len() >= MAX_TEXTS {
-            self.forget_oldest();
+            forget_oldest(&mut self.seen);
         }
         let times = self.seen.entry(key).or_default();
         // Out of order (a clock stepped back): counted at the latest time seen, so the window
@@ -150,19 +146,6 @@ impl RepeatedFailures {
     /// The window, in seconds.
     pub fn window_s(&self) -> u64 {
         self.window_usec / 1_000_000
-    }
-
-    fn forget_oldest(&mut self) {
-        let mut last: Vec<(u64, u64)> = self
-            .seen
-            .iter()
-            .map(|(&key, t)| (t.back().copied().unwrap_or(0), key))
-            .collect();
-        let cut = last.len() / 4;
-        last.select_nth_unstable(cut);
-        for (_, key) in &last[..cut] {
-            self.seen.remove(key);
-        }
     }
 
     /// Texts followed now.

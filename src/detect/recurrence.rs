@@ -64,13 +64,9 @@ impl Recurrences {
             return None;
         }
         let hour = usec / HOUR_USEC;
-        let key = {
-            let mut h = std::collections::hash_map::DefaultHasher::new();
-            std::hash::Hash::hash(text, &mut h);
-            std::hash::Hasher::finish(&h)
-        };
+        let key = text_key(text);
         if !self.flagged.contains_key(&key) && self.flagged.len() >= MAX_TEXTS {
-            self.forget_oldest();
+            forget_oldest(&mut self.flagged);
         }
         let hours = self.flagged.entry(key).or_default();
         // An occurrence from before the latest hour counted (a clock stepped back, lines out of
@@ -98,19 +94,26 @@ impl Recurrences {
     fn len(&self) -> usize {
         self.flagged.len()
     }
+}
 
-    /// Drops the quarter of the texts whose last flag is oldest: a rare, bounded sweep.
-    fn forget_oldest(&mut self) {
-        let mut last: Vec<(u64, u64)> = self
-            .flagged
-            .iter()
-            .map(|(&key, h)| (h.back().copied().unwrap_or(0), key))
-            .collect();
-        let cut = last.len() / 4;
-        last.select_nth_unstable(cut);
-        for (_, key) in &last[..cut] {
-            self.flagged.remove(key);
-        }
+/// The key of a text in a map of its recent times: a hash (a collision only merges two texts'
+/// counts; the texts, up to 2 KiB each, are not kept).
+pub(super) fn text_key(text: &str) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    std::hash::Hash::hash(text, &mut h);
+    std::hash::Hasher::finish(&h)
+}
+
+/// Drops the quarter of the texts whose last time is oldest: a rare, bounded sweep.
+pub(super) fn forget_oldest(times: &mut HashMap<u64, VecDeque<u64>>) {
+    let mut last: Vec<(u64, u64)> = times
+        .iter()
+        .map(|(&key, t)| (t.back().copied().unwrap_or(0), key))
+        .collect();
+    let cut = last.len() / 4;
+    last.select_nth_unstable(cut);
+    for (_, key) in &last[..cut] {
+        times.remove(key);
     }
 }
 

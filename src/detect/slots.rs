@@ -71,6 +71,28 @@ impl SlotIndex {
         }
     }
 
+    /// The word position of `text` where the baseline holds the most distinct texts that equal
+    /// `text` in every other word, when they are at least `min_values`: `text` is then a new
+    /// value in a variable slot of a template the baseline knows, whichever texts a nearest-
+    /// neighbour search returns (a unit's own other states can fill all k of them). None
+    /// otherwise.
+    pub fn variable_position(&self, text: &str, min_values: u32) -> Option<VariableSlots> {
+        let words: Vec<&str> = text.split(' ').collect();
+        if words.len() > MAX_WORDS {
+            return None;
+        }
+        (0..words.len())
+            .filter_map(|p| {
+                let values = self.counts.get(&key(&words, p)).copied()?;
+                (values >= min_values).then_some((p, values))
+            })
+            .max_by_key(|&(p, values)| (values, std::cmp::Reverse(p)))
+            .map(|(p, values)| VariableSlots {
+                positions: vec![p],
+                values,
+            })
+    }
+
     /// When `text` differs from the baseline text `nearest` in at most `max_positions` words,
     /// each of them a slot in which the baseline holds at least `min_values` distinct texts:
     /// those positions. None otherwise (different lengths, too many or fixed differences).
@@ -150,6 +172,24 @@ mod tests {
                 3
             ),
             None
+        );
+        // Found from the text alone, whatever its nearest texts are.
+        assert_eq!(
+            slots.variable_position("systemd unit job-9.service loaded", 3),
+            Some(VariableSlots {
+                positions: vec![2],
+                values: 5
+            })
+        );
+        assert_eq!(
+            slots.variable_position("login1 session new user=root remote_host=203.0.113.66", 3),
+            None,
+            "no template of it holds many texts"
+        );
+        assert_eq!(
+            slots.variable_position("login1 session new user=root remote_host=10.0.7.5", 2),
+            None,
+            "one text shares every other word"
         );
         assert_eq!(
             slots.variable_difference("a b", "a b c", 2, 1),

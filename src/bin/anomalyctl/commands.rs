@@ -430,6 +430,8 @@ async fn explain(daemon: &Daemon, seq: u64) -> anyhow::Result<()> {
     let number = |k: &str| fields.get(k).and_then(serde_json::Value::as_f64);
     let source_threshold = number("source_threshold");
     let slots = fields.get("variable_slots").cloned();
+    let follows = fields.get("follows").cloned();
+    let repeated = fields.get("repeated").cloned();
     let incident = fields.get("incident").and_then(serde_json::Value::as_u64);
     let repeat = fields
         .get("repeat")
@@ -449,6 +451,7 @@ async fn explain(daemon: &Daemon, seq: u64) -> anyhow::Result<()> {
                 "score": score.is_finite().then_some(score),
                 "threshold": threshold.is_finite().then_some(threshold),
                 "source_threshold": source_threshold, "variable_slots": slots,
+                "follows": follows, "repeated": repeated,
                 "incident": incident, "repeat": incident.map(|_| repeat),
                 "neighbours": neighbours})
         );
@@ -456,17 +459,7 @@ async fn explain(daemon: &Daemon, seq: u64) -> anyhow::Result<()> {
     }
     println!("#{seq} {verdict}: {text}");
     if score.is_finite() {
-        let against = match (threshold.is_finite(), source_threshold, &slots) {
-            (false, _, _) => String::new(),
-            (true, Some(source), Some(slots)) => format!(
-                " against {threshold:.4}: the source's threshold {source:.4}, raised because the \
-                 text differs from its nearest one only in words {} of its template, where the \
-                 baseline holds {} or more values",
-                slots["positions"], slots["values"]
-            ),
-            (true, _, _) => format!(" against the source's threshold {threshold:.4}"),
-        };
-        println!("score {score:.4}{against}");
+        println!("score {score:.4}{}", judged_against(threshold, &fields));
     }
     match incident {
         Some(first) if repeat > 0 => {
@@ -495,6 +488,42 @@ async fn explain(daemon: &Daemon, seq: u64) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// What a scored record was compared with, from its `threshold` and fields: the source's
+/// threshold, raised for a new value in variable slots, or the floor for a failure in context.
+fn judged_against(threshold: f64, fields: &serde_json::Map<String, serde_json::Value>) -> String {
+    if !threshold.is_finite() {
+        return String::new();
+    }
+    let Some(source) = fields
+        .get("source_threshold")
+        .and_then(serde_json::Value::as_f64)
+    else {
+        return format!(" against the source's threshold {threshold:.4}");
+    };
+    if let Some(leader) = fields.get("follows").and_then(serde_json::Value::as_str) {
+        return format!(
+            " against the floor {threshold:.4}, not the source's threshold {source:.4}: a \
+             failure soon after the anomaly {leader:?}"
+        );
+    }
+    if let Some(repeated) = fields.get("repeated") {
+        return format!(
+            " against the floor {threshold:.4}, not the source's threshold {source:.4}: a \
+             failure seen {} times within {} s",
+            repeated["count"], repeated["within_s"]
+        );
+    }
+    match fields.get("variable_slots") {
+        Some(slots) => format!(
+            " against {threshold:.4}: the source's threshold {source:.4}, raised because the \
+             text differs from its nearest one only in words {} of its template, where the \
+             baseline holds {} or more values",
+            slots["positions"], slots["values"]
+        ),
+        None => format!(" against the source's threshold {threshold:.4}"),
+    }
 }
 
 async fn score(daemon: &Daemon, text: &str) -> anyhow::Result<()> {
@@ -635,4 +664,55 @@ async fn verify(
     let head = (head_seq > 0).then(|| (head_seq, head_hash.clone()));
     let failure = (!ok).then_some((bad_seq, problem));
     Ok(print_verdict(records, head, failure))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::judged_against;
+
+    fn fields(json: serde_json::Value) -> serde_json::Map<String, serde_json::Value> {
+        json.as_object().unwrap().clone()
+    }
+
+    #[test]
+    fn explain_says_what_a_score_was_judged_against() {
+        assert_eq!(judged_against(f64::NAN, &fields(serde_json::json!({}))), "");
+        assert_eq!(
+            judged_against(0.25, &fields(serde_json::json!({}))),
+            " against the source's threshold 0.2500"
+        );
+        let slots = judged_against(
+            0.4,
+            &fields(serde_json::json!({"source_threshold": 0.05,
+                "variable_slots": {"positions": [2], "values": 55}})),
+        );
+        assert!(
+            slots.contains("the source's threshold 0.0500, raised"),
+            "{slots}"
+        );
+        assert!(
+            slots.contains("words [2]") && slots.contains("55 or more"),
+            "{slots}"
+        );
+        let follows = judged_against(
+            0.05,
+            &fields(serde_json::json!({"source_threshold": 0.25,
+                "follows": "kernel: Out of memory: Killed process <n> (clamd)"})),
+        );
+        assert_eq!(
+            follows,
+            " against the floor 0.0500, not the source's threshold 0.2500: a failure soon after \
+             the anomaly \"kernel: Out of memory: Killed process <n> (clamd)\""
+        );
+        let repeated = judged_against(
+            0.05,
+            &fields(serde_json::json!({"source_threshold": 0.25,
+                "repeated": {"count": 3, "within_s": 3600}})),
+        );
+        assert_eq!(
+            repeated,
+            " against the floor 0.0500, not the source's threshold 0.2500: a failure seen 3 \
+             times within 3600 s"
+        );
+    }
 }
