@@ -44,14 +44,14 @@ struct Window {
 }
 
 #[derive(Debug, Default)]
-pub struct FollowOns {
+struct FollowOns {
     length_usec: u64,
     windows: HashMap<Source, Window>,
 }
 
 impl FollowOns {
     /// Windows of `length` (zero: follow-ons are off).
-    pub fn new(length: Duration) -> FollowOns {
+    fn new(length: Duration) -> FollowOns {
         FollowOns {
             length_usec: u64::try_from(length.as_micros()).unwrap_or(u64::MAX),
             windows: HashMap::new(),
@@ -60,7 +60,7 @@ impl FollowOns {
 
     /// An anomaly of `source` with `text` at `usec`, judged on its own score: opens its
     /// source's window, or extends it to `usec + length` and makes `text` its leader.
-    pub fn opened(&mut self, source: Source, text: &str, usec: u64) {
+    fn opened(&mut self, source: Source, text: &str, usec: u64) {
         if self.length_usec == 0 {
             return;
         }
@@ -83,14 +83,12 @@ impl FollowOns {
         }
     }
 
-    /// The leader of the window an event of `source` with `text` at `usec` follows, when the
-    /// window is open at `usec` and `text` reports a failure.
-    pub fn leader(&self, source: Source, text: &str, usec: u64) -> Option<&str> {
+    /// The leader of the window of `source` open at `usec`.
+    fn leader(&self, source: Source, usec: u64) -> Option<&str> {
         let w = self.windows.get(&source)?;
-        if usec < w.start_usec || usec > w.end_usec || !reports_failure(text) {
-            return None;
-        }
-        Some(&w.leader)
+        (w.start_usec..=w.end_usec)
+            .contains(&usec)
+            .then_some(w.leader.as_str())
     }
 }
 
@@ -98,7 +96,7 @@ impl FollowOns {
 /// the text (a collision only merges two texts' counts; the texts, up to 2 KiB each, are not
 /// kept).
 #[derive(Debug, Default)]
-pub struct RepeatedFailures {
+struct RepeatedFailures {
     /// Occurrences that make a repeat; 0 = never.
     count: usize,
     window_usec: u64,
@@ -107,7 +105,7 @@ pub struct RepeatedFailures {
 
 impl RepeatedFailures {
     /// The `count`-th occurrence of a text within `window` is a repeat (`count` 0: never).
-    pub fn new(count: u32, window: Duration) -> RepeatedFailures {
+    fn new(count: u32, window: Duration) -> RepeatedFailures {
         RepeatedFailures {
             count: count as usize,
             window_usec: u64::try_from(window.as_micros()).unwrap_or(u64::MAX),
@@ -115,10 +113,10 @@ impl RepeatedFailures {
         }
     }
 
-    /// An occurrence of `text` at `usec`, judged normal and not known: `Some(n)` when it
-    /// reports a failure and this is at least its `count`-th occurrence (`n`) within the window.
-    pub fn observed(&mut self, text: &str, usec: u64) -> Option<u32> {
-        if self.count == 0 || !reports_failure(text) {
+    /// An occurrence of the failure `text` at `usec`, judged normal and not known: `Some(n)`
+    /// when this is at least its `count`-th occurrence (`n`) within the window.
+    fn observed(&mut self, text: &str, usec: u64) -> Option<u32> {
+        if self.count == 0 {
             return None;
         }
         let key = text_key(text);
@@ -143,15 +141,80 @@ impl RepeatedFailures {
         (times.len() >= self.count).then_some(u32::try_from(times.len()).unwrap_or(u32::MAX))
     }
 
-    /// The window, in seconds.
-    pub fn window_s(&self) -> u64 {
-        self.window_usec / 1_000_000
-    }
-
     /// Texts followed now.
     #[cfg(test)]
     fn len(&self) -> usize {
         self.seen.len()
+    }
+}
+
+/// What made a failure an anomaly, recorded in its fields under [`Context::key`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum Context {
+    /// The text of the anomaly whose window it fell in.
+    Follows(String),
+    /// Its occurrences within the window, and the window.
+    Repeated { count: u32, within_s: u64 },
+}
+
+impl Context {
+    /// The field the record keeps it in.
+    pub fn key(&self) -> &'static str {
+        match self {
+            Context::Follows(_) => "follows",
+            Context::Repeated { .. } => "repeated",
+        }
+    }
+
+    pub fn value(&self) -> serde_json::Value {
+        match self {
+            Context::Follows(leader) => serde_json::json!(leader),
+            Context::Repeated { count, within_s } => {
+                serde_json::json!({"count": count, "within_s": within_s})
+            }
+        }
+    }
+}
+
+/// Both kinds of context, as the detector thread keeps them.
+#[derive(Debug, Default)]
+pub struct FailureContext {
+    follow_ons: FollowOns,
+    repeats: RepeatedFailures,
+    repeat_window_s: u64,
+}
+
+impl FailureContext {
+    /// Follow-on windows of `follow_on`; the `failure_repeats`-th occurrence within
+    /// `failure_repeat` is a repeat (zero and 0 turn each off).
+    pub fn new(follow_on: Duration, failure_repeats: u32, failure_repeat: Duration) -> Self {
+        FailureContext {
+            follow_ons: FollowOns::new(follow_on),
+            repeats: RepeatedFailures::new(failure_repeats, failure_repeat),
+            repeat_window_s: failure_repeat.as_secs(),
+        }
+    }
+
+    /// An anomaly judged on its own score: it opens or extends its source's window.
+    pub fn anomaly(&mut self, source: Source, text: &str, usec: u64) {
+        self.follow_ons.opened(source, text, usec);
+    }
+
+    /// An event judged normal that is not known (it scores above the floor): its context when
+    /// its text reports a failure and it follows an anomaly of its source, or repeats. Every
+    /// such failure counts towards its repeats, a follow-on too.
+    pub fn of_unknown_normal(&mut self, source: Source, text: &str, usec: u64) -> Option<Context> {
+        if !reports_failure(text) {
+            return None;
+        }
+        let repeats = self.repeats.observed(text, usec);
+        if let Some(leader) = self.follow_ons.leader(source, usec) {
+            return Some(Context::Follows(leader.to_owned()));
+        }
+        repeats.map(|count| Context::Repeated {
+            count,
+            within_s: self.repeat_window_s,
+        })
     }
 }
 
@@ -161,26 +224,27 @@ mod tests {
 
     const SEC: u64 = 1_000_000;
 
+    fn follows(leader: &str) -> Option<Context> {
+        Some(Context::Follows(leader.to_owned()))
+    }
+
     #[test]
     fn a_failure_within_the_window_of_its_source_follows_and_nothing_else_does() {
-        let mut f = FollowOns::new(Duration::from_secs(60));
+        let mut c = FailureContext::new(Duration::from_secs(60), 0, Duration::from_secs(3600));
         let oom = "kernel: Out of memory: Killed process <n> (clamd)";
         let exit = "systemd[*]: clamav-daemon.service: Failed with result 'oom-kill'.";
-        f.opened(Source::Custom, oom, 100 * SEC);
-        assert_eq!(f.leader(Source::Custom, exit, 130 * SEC), Some(oom));
+        c.anomaly(Source::Custom, oom, 100 * SEC);
+        let mut at = |source, text, usec| c.of_unknown_normal(source, text, usec);
+        assert_eq!(at(Source::Custom, exit, 130 * SEC), follows(oom));
         assert_eq!(
-            f.leader(Source::Custom, exit, 160 * SEC),
-            Some(oom),
+            at(Source::Custom, exit, 160 * SEC),
+            follows(oom),
             "the end is in"
         );
-        assert_eq!(f.leader(Source::Custom, exit, 161 * SEC), None, "closed");
+        assert_eq!(at(Source::Custom, exit, 161 * SEC), None, "closed");
+        assert_eq!(at(Source::Custom, exit, 99 * SEC), None, "before it opened");
         assert_eq!(
-            f.leader(Source::Custom, exit, 99 * SEC),
-            None,
-            "before it opened"
-        );
-        assert_eq!(
-            f.leader(
+            at(
                 Source::Custom,
                 "systemd[*]: Started clamav-daemon.service.",
                 130 * SEC
@@ -188,53 +252,56 @@ mod tests {
             None,
             "no failure reported"
         );
-        assert_eq!(
-            f.leader(Source::Systemd, exit, 130 * SEC),
-            None,
-            "another source"
-        );
+        assert_eq!(at(Source::Systemd, exit, 130 * SEC), None, "another source");
 
         // A second anomaly inside the window extends it and leads.
         let second = "kernel: oom_reaper: reaped process <n> (clamd)";
-        f.opened(Source::Custom, second, 150 * SEC);
-        assert_eq!(f.leader(Source::Custom, exit, 200 * SEC), Some(second));
+        c.anomaly(Source::Custom, second, 150 * SEC);
+        assert_eq!(
+            c.of_unknown_normal(Source::Custom, exit, 200 * SEC),
+            follows(second)
+        );
         // One long after opens a new window.
-        f.opened(Source::Custom, oom, 1000 * SEC);
-        assert_eq!(f.leader(Source::Custom, exit, 200 * SEC), None);
-        assert_eq!(f.leader(Source::Custom, exit, 1010 * SEC), Some(oom));
+        c.anomaly(Source::Custom, oom, 1000 * SEC);
+        assert_eq!(c.of_unknown_normal(Source::Custom, exit, 200 * SEC), None);
+        assert_eq!(
+            c.of_unknown_normal(Source::Custom, exit, 1010 * SEC),
+            follows(oom)
+        );
     }
 
     #[test]
     fn a_zero_window_never_opens() {
-        let mut f = FollowOns::new(Duration::ZERO);
-        f.opened(Source::Custom, "kernel: panic", SEC);
-        assert_eq!(f.leader(Source::Custom, "x failed", SEC), None);
+        let mut c = FailureContext::new(Duration::ZERO, 0, Duration::from_secs(3600));
+        c.anomaly(Source::Custom, "kernel: panic", SEC);
+        assert_eq!(c.of_unknown_normal(Source::Custom, "x failed", SEC), None);
     }
 
     #[test]
     fn the_third_failure_within_the_window_is_a_repeat_and_other_texts_are_not() {
-        let mut r = RepeatedFailures::new(3, Duration::from_secs(3600));
+        let mut c = FailureContext::new(Duration::ZERO, 3, Duration::from_secs(3600));
+        let third = Some(Context::Repeated {
+            count: 3,
+            within_s: 3600,
+        });
         let storm = "RAS KERNEL FATAL data storage interrupt";
-        assert_eq!(r.observed(storm, 10 * SEC), None);
-        assert_eq!(r.observed(storm, 20 * SEC), None);
-        assert_eq!(r.observed(storm, 30 * SEC), Some(3));
-        assert_eq!(
-            r.observed(storm, 40 * SEC),
-            Some(3),
-            "still within the window"
-        );
+        let mut at = |text, usec| c.of_unknown_normal(Source::Custom, text, usec);
+        assert_eq!(at(storm, 10 * SEC), None);
+        assert_eq!(at(storm, 20 * SEC), None);
+        assert_eq!(at(storm, 30 * SEC), third);
+        assert_eq!(at(storm, 40 * SEC), third, "still within the window");
         // An hour and more after the last two: they fall out.
-        assert_eq!(r.observed(storm, 3641 * SEC), None);
+        assert_eq!(at(storm, 3641 * SEC), None);
         let quiet = "sudo[*]: pam_unix(sudo:session): session opened for user root";
         for i in 0..10 {
-            assert_eq!(r.observed(quiet, i * SEC), None, "no failure reported");
+            assert_eq!(at(quiet, i * SEC), None, "no failure reported");
         }
-        assert_eq!(r.len(), 1, "only failure texts are kept");
         // A daily failure never repeats within an hour.
         let daily = "certbot.service: Failed with result 'exit-code'.";
         for day in 0..5 {
-            assert_eq!(r.observed(daily, day * 86_400 * SEC), None);
+            assert_eq!(at(daily, day * 86_400 * SEC), None);
         }
+        assert_eq!(c.repeats.len(), 2, "only failure texts are kept");
         // A clock stepped back counts at the latest time.
         let mut back = RepeatedFailures::new(2, Duration::from_secs(60));
         assert_eq!(back.observed(storm, 1000 * SEC), None);
@@ -243,6 +310,35 @@ mod tests {
             RepeatedFailures::new(0, Duration::from_secs(60)).observed(storm, SEC),
             None,
             "off"
+        );
+    }
+
+    #[test]
+    fn a_failure_in_a_window_that_also_repeats_follows_and_still_counts() {
+        let mut c = FailureContext::new(Duration::from_secs(60), 2, Duration::from_secs(3600));
+        let leader = "kernel: Out of memory: Killed process <n> (clamd)";
+        let exit = "systemd[*]: clamav-daemon.service: Failed with result 'oom-kill'.";
+        c.anomaly(Source::Custom, leader, 100 * SEC);
+        assert_eq!(
+            c.of_unknown_normal(Source::Custom, exit, 110 * SEC),
+            follows(leader)
+        );
+        assert_eq!(
+            c.of_unknown_normal(Source::Custom, exit, 500 * SEC),
+            Some(Context::Repeated {
+                count: 2,
+                within_s: 3600
+            }),
+            "the follow-on counted"
+        );
+        assert_eq!(Context::Follows(leader.into()).key(), "follows");
+        assert_eq!(
+            Context::Repeated {
+                count: 2,
+                within_s: 3600
+            }
+            .value(),
+            serde_json::json!({"count": 2, "within_s": 3600})
         );
     }
 

@@ -233,10 +233,9 @@ pub struct Detector {
     suppress: Vec<SuppressRule>,
     /// Flagged texts recurring hour after hour, promoted to the baseline as periodic.
     recurrences: recurrence::Recurrences,
-    /// Windows after anomalies in which failures are judged against the floor.
-    follow_ons: failures::FollowOns,
-    /// Unknown failure texts recurring within a short time, judged against the floor.
-    repeated_failures: failures::RepeatedFailures,
+    /// Follow-on windows after anomalies and recent unknown failures, which make a failure an
+    /// anomaly judged against the floor.
+    failure_context: failures::FailureContext,
     baseline: Baseline,
     index: SearchIndex,
     snapshot: Option<SnapshotPolicy>,
@@ -264,8 +263,8 @@ impl Detector {
             warmup_events: config.warmup_events,
             suppress: config.suppress.clone(),
             recurrences: recurrence::Recurrences::new(config.periodic_hours),
-            follow_ons: failures::FollowOns::new(config.follow_on),
-            repeated_failures: failures::RepeatedFailures::new(
+            failure_context: failures::FailureContext::new(
+                config.follow_on,
                 config.failure_repeats,
                 config.failure_repeat,
             ),
@@ -727,26 +726,17 @@ impl Detector {
                 && periodic.is_none()
                 && score > self.join_threshold
             {
-                let repeats = self
-                    .repeated_failures
-                    .observed(&event.text, event.observed_usec);
-                let leader = self
-                    .follow_ons
-                    .leader(event.source, &event.text, event.observed_usec);
-                match (leader, repeats) {
-                    (Some(leader), _) => Some(("follows", json!(leader))),
-                    (None, Some(count)) => Some((
-                        "repeated",
-                        json!({"count": count, "within_s": self.repeated_failures.window_s()}),
-                    )),
-                    (None, None) => None,
-                }
+                self.failure_context.of_unknown_normal(
+                    event.source,
+                    &event.text,
+                    event.observed_usec,
+                )
             } else {
                 None
             };
             if verdict == Verdict::Anomaly {
-                self.follow_ons
-                    .opened(event.source, &event.text, event.observed_usec);
+                self.failure_context
+                    .anomaly(event.source, &event.text, event.observed_usec);
             }
             if let Some(rule) = suppressed {
                 event.fields.insert("suppressed_by".into(), json!(rule));
@@ -754,7 +744,7 @@ impl Detector {
             if verdict != Verdict::Warmup {
                 against.record(&mut event.fields);
             }
-            if let Some((why, what)) = context {
+            if let Some(context) = context {
                 verdict = Verdict::Anomaly;
                 let fields = &mut event.fields;
                 fields.insert("threshold".into(), json!(f64::from(self.join_threshold)));
@@ -762,7 +752,7 @@ impl Detector {
                     "source_threshold".into(),
                     json!(f64::from(against.source_threshold)),
                 );
-                fields.insert(why.into(), what);
+                fields.insert(context.key().into(), context.value());
             }
             // Warm-up scores stay out: against a baseline still being learned, every first text
             // of a kind looks far, and would lift a quiet source's threshold for a long time.
@@ -953,6 +943,13 @@ mod tests {
         }
     }
 
+    /// An event of `source` observed at `usec`.
+    fn at(source: Source, text: &str, usec: u64) -> Event {
+        let mut event = Event::observed(source, text.to_owned(), Default::default());
+        event.observed_usec = usec;
+        event
+    }
+
     fn judge(detector: &mut Detector, texts: &[&str]) -> Vec<Judged> {
         let vectors = HashingEmbedder::new(384).embed(texts).unwrap();
         let events = texts
@@ -976,17 +973,12 @@ mod tests {
         let hourly = "systemd job quota-report.service result=done";
         let failing = "systemd unit quota-report.service ActiveState=failed Result=exit-code";
         let hour = 3_600_000_000u64;
-        let at = |text: &str, usec: u64| {
-            let mut event = Event::observed(Source::Systemd, text.to_owned(), Default::default());
-            event.observed_usec = usec;
-            event
-        };
         let mut verdicts = Vec::new();
         for h in 0..5u64 {
             let events = vec![
-                at(hourly, h * hour),
-                at(failing, h * hour),
-                at(hourly, h * hour + 60),
+                at(Source::Systemd, hourly, h * hour),
+                at(Source::Systemd, failing, h * hour),
+                at(Source::Systemd, hourly, h * hour + 60),
             ];
             let vectors = HashingEmbedder::new(384)
                 .embed(&[hourly, failing, hourly])
@@ -1066,11 +1058,6 @@ mod tests {
         }
 
         let sec = 1_000_000u64;
-        let at = |source: Source, text: &str, usec: u64| {
-            let mut event = Event::observed(source, text.to_owned(), Default::default());
-            event.observed_usec = usec;
-            event
-        };
         let events = vec![
             at(Source::Systemd, failure, 1000 * sec),
             at(Source::Systemd, leader, 1001 * sec),
@@ -1126,16 +1113,11 @@ mod tests {
         // Calibrated above both: alone, each is normal (and too far to join).
         detector.seed_calibration(std::iter::repeat_n((Source::Systemd, 1.5), 100));
         let hour = 3_600_000_000u64;
-        let at = |text: &str, usec: u64| {
-            let mut event = Event::observed(Source::Systemd, text.to_owned(), Default::default());
-            event.observed_usec = usec;
-            event
-        };
         let times = [0, 1, 2, 3, 2 * hour, 2 * hour + 1, 2 * hour + 2];
         let mut events = Vec::new();
         for &t in &times {
-            events.push(at(failure, 10 * hour + t));
-            events.push(at(benign, 10 * hour + t));
+            events.push(at(Source::Systemd, failure, 10 * hour + t));
+            events.push(at(Source::Systemd, benign, 10 * hour + t));
         }
         let texts: Vec<&str> = events.iter().map(|e| e.text.as_str()).collect();
         let vectors = HashingEmbedder::new(384).embed(&texts).unwrap();
