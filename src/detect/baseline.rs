@@ -138,6 +138,14 @@ impl Baseline {
         id
     }
 
+    /// Counts a text judged normal that did not join as a value of its template's slots (see
+    /// [`SlotIndex::insert_normal`]); a baseline text was counted when it joined.
+    pub fn count_normal(&mut self, text: &str) {
+        if !self.ids_by_text.contains_key(text) {
+            self.slots.insert_normal(text);
+        }
+    }
+
     /// How `text` differs from the baseline text `nearest`, when only in variable slots (see
     /// [`SlotIndex::variable_difference`]).
     pub fn variable_difference(

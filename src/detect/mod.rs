@@ -771,6 +771,14 @@ impl Detector {
             } else {
                 None
             };
+            if verdict == Verdict::Normal
+                && joined.is_none()
+                && !recurrence::reports_failure(&event.text)
+            {
+                // Normal by its source's threshold though too far to join: the traffic has shown
+                // it as a value of its template (`slots`), the way a joined text is.
+                self.baseline.count_normal(&event.text);
+            }
             if periodic.is_some() && joined.is_none() {
                 // It could not join (logged): it stays what its score says.
                 verdict = Verdict::Anomaly;

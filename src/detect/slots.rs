@@ -9,11 +9,18 @@
 //! event that differs from its nearest baseline text only in variable slots against a higher
 //! threshold (`detector.variable_slot_factor`).
 //!
+//! The texts counted are the baseline's and, once each, those judged normal that did not join
+//! (they scored above the join threshold but under their source's): after a daemon's warm-up the
+//! first texts of a template are flagged against the floor and never join, so a template whose
+//! values the traffic has since shown as normal would otherwise never be known as one. A text
+//! that reports a failure is counted only when it joins (the detector's choice), and a text is
+//! never counted as a value of its own template.
+//!
 //! Words are the text split on single spaces (every renderer writes single-spaced words and
 //! `Key=value` pairs, and free-text lines are re-joined that way). Only the slot keys' 64-bit
 //! hashes are kept, with a count.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::hash::{Hash, Hasher};
 
 /// Texts longer than this many words are not indexed: their slot keys would cost memory for
@@ -23,6 +30,10 @@ pub const MAX_WORDS: usize = 32;
 /// Slot keys kept. Beyond it no new key is added (about 64 MiB with the map's overhead); texts
 /// whose keys are missing are judged by distance alone, the rule without the slot discount.
 const MAX_KEYS: usize = 1 << 22;
+
+/// Texts remembered as counted (8 bytes each). Beyond it a baseline text is still counted, and
+/// a text judged normal that did not join is not.
+const MAX_COUNTED: usize = 1 << 21;
 
 /// What made an event's difference from its nearest text a variable one.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,6 +47,15 @@ pub struct VariableSlots {
 #[derive(Debug, Default)]
 pub struct SlotIndex {
     counts: HashMap<u64, u32>,
+    /// Hashes of the texts counted, so that each is counted once, whether it was judged normal
+    /// first and joined later or not.
+    counted: HashSet<u64>,
+}
+
+fn text_hash(text: &str) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    text.hash(&mut h);
+    h.finish()
 }
 
 fn key(words: &[&str], position: usize) -> u64 {
@@ -55,8 +75,36 @@ fn key(words: &[&str], position: usize) -> u64 {
 }
 
 impl SlotIndex {
-    /// Counts a new distinct baseline text in each of its slots.
+    /// Counts a new distinct baseline text in each of its slots, unless it was counted when it
+    /// was judged normal.
     pub fn insert(&mut self, text: &str) {
+        let hash = text_hash(text);
+        if self.counted.contains(&hash) {
+            return;
+        }
+        if self.counted.len() < MAX_COUNTED {
+            self.counted.insert(hash);
+        }
+        self.count_slots(text);
+    }
+
+    /// Counts a text judged normal that did not join, the first time only (and only while the
+    /// set of counted texts has room, since beyond it a repeat could not be told apart).
+    pub fn insert_normal(&mut self, text: &str) {
+        let hash = text_hash(text);
+        if self.counted.len() >= MAX_COUNTED || !self.counted.insert(hash) {
+            return;
+        }
+        self.count_slots(text);
+    }
+
+    /// 1 when `text` itself is one of the texts counted: a text is not a value of its own
+    /// template's slots.
+    fn own(&self, text: &str) -> u32 {
+        u32::from(self.counted.contains(&text_hash(text)))
+    }
+
+    fn count_slots(&mut self, text: &str) {
         let words: Vec<&str> = text.split(' ').collect();
         if words.len() > MAX_WORDS {
             return;
@@ -81,9 +129,14 @@ impl SlotIndex {
         if words.len() > MAX_WORDS {
             return None;
         }
+        let own = self.own(text);
         (0..words.len())
             .filter_map(|p| {
-                let values = self.counts.get(&key(&words, p)).copied()?;
+                let values = self
+                    .counts
+                    .get(&key(&words, p))
+                    .copied()?
+                    .saturating_sub(own);
                 (values >= min_values).then_some((p, values))
             })
             .max_by_key(|&(p, values)| (values, std::cmp::Reverse(p)))
@@ -112,9 +165,15 @@ impl SlotIndex {
         if positions.is_empty() || positions.len() > max_positions {
             return None;
         }
+        let own = self.own(text);
         let mut fewest = u32::MAX;
         for &p in &positions {
-            let values = self.counts.get(&key(&near, p)).copied().unwrap_or(0);
+            let values = self
+                .counts
+                .get(&key(&near, p))
+                .copied()
+                .unwrap_or(0)
+                .saturating_sub(own);
             if values < min_values {
                 return None;
             }
@@ -205,6 +264,49 @@ mod tests {
             ),
             None,
             "no difference"
+        );
+    }
+
+    #[test]
+    fn a_text_judged_normal_counts_once_as_a_value_of_its_template_but_not_of_its_own() {
+        let mut slots = SlotIndex::default();
+        slots.insert("networkmanager device wlan0 state=secondaries");
+        slots.insert_normal("networkmanager device eth0 state=secondaries");
+        // Judged normal again and again, and then joined: still one text.
+        for _ in 0..5 {
+            slots.insert_normal("networkmanager device eth0 state=secondaries");
+        }
+        slots.insert("networkmanager device eth0 state=secondaries");
+        assert_eq!(
+            slots.variable_position("networkmanager device bond0 state=secondaries", 3),
+            None,
+            "two texts of the template so far"
+        );
+        slots.insert_normal("networkmanager device eth1 state=secondaries");
+        assert_eq!(
+            slots.variable_position("networkmanager device bond0 state=secondaries", 3),
+            Some(VariableSlots {
+                positions: vec![2],
+                values: 3
+            })
+        );
+        // A counted text is judged against the others only.
+        assert_eq!(
+            slots.variable_position("networkmanager device eth1 state=secondaries", 3),
+            None,
+            "two others"
+        );
+        assert_eq!(
+            slots.variable_difference(
+                "networkmanager device eth1 state=secondaries",
+                "networkmanager device eth0 state=secondaries",
+                2,
+                2
+            ),
+            Some(VariableSlots {
+                positions: vec![2],
+                values: 2
+            })
         );
     }
 }
