@@ -23,8 +23,8 @@ pub struct DetectorConfig {
     /// Added to the distance as `rarity_weight / (1 + ln count)` of the nearest baseline text.
     pub rarity_weight: f32,
     pub warmup_events: u64,
-    /// An event that differs from its nearest baseline text only in variable template slots is
-    /// an anomaly above this many times its source's threshold (1 = no such allowance).
+    /// An event that is a new value in a variable template slot or span is an anomaly above this
+    /// many times its source's threshold (1 = no such allowance).
     pub variable_slot_factor: f32,
     /// Distinct baseline texts a slot must have held to count as variable.
     pub variable_slot_values: u32,

@@ -166,6 +166,12 @@ impl Baseline {
         self.slots.variable_position(text, min_values)
     }
 
+    /// The span of a few words in which `text` is a new value of a template the baseline holds
+    /// many texts of (see [`SlotIndex::variable_span`]).
+    pub fn variable_span(&self, text: &str, min_values: u32) -> Option<VariableSlots> {
+        self.slots.variable_span(text, min_values)
+    }
+
     /// Exact distance `‖a − b‖² / 2` between `query` and the vector of `id`.
     pub fn distance(&self, query: &[f32], id: u64) -> f32 {
         let v = self.vector(id);

@@ -471,13 +471,16 @@ impl Detector {
     fn judged_against(&self, source: Source, text: &str, neighbours: &[(u64, f32)]) -> Against {
         let source_threshold = self.source_threshold(source);
         // A template of the text that the baseline holds many texts of, looked up directly:
-        // the k nearest may all be the unit's own other states. Failing that, any of the k
-        // nearest that differs in at most two variable slots: the nearest may differ in a
-        // fixed word (`unloaded` for `loaded`) while the next differs only in the unit's name.
+        // the k nearest may all be the unit's own other states. Then a span of a few words
+        // that many texts of the template varied in (a register's name in a dump). Failing
+        // that, any of the k nearest that differs in at most two variable slots: the nearest
+        // may differ in a fixed word (`unloaded` for `loaded`) while the next differs only in
+        // the unit's name.
         let variable = match neighbours.first() {
             Some(&(_, distance)) if distance > 0.0 && self.variable_slot_factor > 1.0 => self
                 .baseline
                 .variable_position(text, self.variable_slot_values)
+                .or_else(|| self.baseline.variable_span(text, self.variable_slot_values))
                 .or_else(|| {
                     neighbours.iter().find_map(|&(id, _)| {
                         self.baseline

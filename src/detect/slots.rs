@@ -16,9 +16,16 @@
 //! that reports a failure is counted only when it joins (the detector's choice), and a text is
 //! never counted as a value of its own template.
 //!
+//! A *variable span* is the same idea for two or three consecutive words inside a text (a
+//! register's name in a dump, `RAS KERNEL FATAL <name>….0`): the text differs from at least
+//! `min_values` baseline texts of its length only there, with at least three words and at least
+//! as many words as the span fixed around it, on both sides. A span never starts or ends a text,
+//! where a short text's whole message would be the "value".
+//!
 //! Words are the text split on single spaces (every renderer writes single-spaced words and
-//! `Key=value` pairs, and free-text lines are re-joined that way). Only the slot keys' 64-bit
-//! hashes are kept, with a count.
+//! `Key=value` pairs, and free-text lines are re-joined that way), and a word with a dot leader
+//! (`processor.......0`) split in two at the dots: its name and its value, the number of dots
+//! being the name's padding. Only the slot keys' 64-bit hashes are kept, with a count.
 
 use std::collections::{HashMap, HashSet};
 use std::hash::{Hash, Hasher};
@@ -26,6 +33,15 @@ use std::hash::{Hash, Hasher};
 /// Texts longer than this many words are not indexed: their slot keys would cost memory for
 /// the rare long line, and a long line that differs in one word is judged by distance alone.
 pub const MAX_WORDS: usize = 32;
+
+/// Longest text whose spans are indexed (each text of n words adds about 2·n span keys).
+const MAX_SPAN_WORDS: usize = 16;
+
+/// Span lengths indexed: one word is a slot, more than three is a different message.
+const SPAN_LENGTHS: std::ops::RangeInclusive<usize> = 2..=3;
+
+/// Fixed words a span needs around it, at the least (and never fewer than the span's own).
+const MIN_SPAN_CONTEXT: usize = 3;
 
 /// Slot keys kept. Beyond it no new key is added (about 64 MiB with the map's overhead); texts
 /// whose keys are missing are judged by distance alone, the rule without the slot discount.
@@ -58,7 +74,42 @@ fn text_hash(text: &str) -> u64 {
     h.finish()
 }
 
-fn key(words: &[&str], position: usize) -> u64 {
+/// A word as the slot index compares words.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Word<'a> {
+    Plain(&'a str),
+    /// What follows a dot leader (`0` of `processor.......0`).
+    Leader(&'a str),
+}
+
+fn slot_words(text: &str) -> Vec<Word<'_>> {
+    let mut out = Vec::new();
+    for word in text.split(' ') {
+        match split_dot_leader(word) {
+            Some((name, value)) => {
+                out.push(Word::Plain(name));
+                out.push(Word::Leader(value));
+            }
+            None => out.push(Word::Plain(word)),
+        }
+    }
+    out
+}
+
+/// `name.......value` as (name, value): a run of three or more dots after a name.
+fn split_dot_leader(word: &str) -> Option<(&str, &str)> {
+    let start = word.find("...")?;
+    if start == 0 {
+        return None;
+    }
+    let end = start
+        + word[start..]
+            .find(|c| c != '.')
+            .unwrap_or(word.len() - start);
+    Some((&word[..start], &word[end..]))
+}
+
+fn key(words: &[Word], position: usize) -> u64 {
     // A fixed hasher: keys must be the same in every process (they are rebuilt, never stored,
     // but a randomly seeded hasher would make tests irreproducible in their memory use).
     let mut h = std::collections::hash_map::DefaultHasher::new();
@@ -72,6 +123,26 @@ fn key(words: &[&str], position: usize) -> u64 {
         }
     }
     h.finish()
+}
+
+/// The key of the span of `length` words at `start`: the words around it, each side apart.
+fn span_key(words: &[Word], start: usize, length: usize) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    "\u{0}span".hash(&mut h);
+    words.len().hash(&mut h);
+    start.hash(&mut h);
+    length.hash(&mut h);
+    words[..start].hash(&mut h);
+    words[start + length..].hash(&mut h);
+    h.finish()
+}
+
+/// The spans (start, length) of a text of `count` words that are indexed.
+fn spans(count: usize) -> impl Iterator<Item = (usize, usize)> {
+    let indexed = count <= MAX_SPAN_WORDS;
+    SPAN_LENGTHS
+        .filter(move |&length| indexed && count >= length + MIN_SPAN_CONTEXT.max(length))
+        .flat_map(move |length| (1..count - length).map(move |start| (start, length)))
 }
 
 impl SlotIndex {
@@ -105,12 +176,13 @@ impl SlotIndex {
     }
 
     fn count_slots(&mut self, text: &str) {
-        let words: Vec<&str> = text.split(' ').collect();
+        let words = slot_words(text);
         if words.len() > MAX_WORDS {
             return;
         }
-        for position in 0..words.len() {
-            let k = key(&words, position);
+        let slot_keys = (0..words.len()).map(|position| key(&words, position));
+        let span_keys = spans(words.len()).map(|(start, length)| span_key(&words, start, length));
+        for k in slot_keys.chain(span_keys) {
             if let Some(count) = self.counts.get_mut(&k) {
                 *count = count.saturating_add(1);
             } else if self.counts.len() < MAX_KEYS {
@@ -125,7 +197,7 @@ impl SlotIndex {
     /// neighbour search returns (a unit's own other states can fill all k of them). None
     /// otherwise.
     pub fn variable_position(&self, text: &str, min_values: u32) -> Option<VariableSlots> {
-        let words: Vec<&str> = text.split(' ').collect();
+        let words = slot_words(text);
         if words.len() > MAX_WORDS {
             return None;
         }
@@ -146,6 +218,33 @@ impl SlotIndex {
             })
     }
 
+    /// The span of two or three words inside `text` where the baseline holds the most distinct
+    /// texts that equal `text` around it, when they are at least `min_values`: `text` is then a
+    /// new value, a few words long, in a template the baseline knows. None otherwise.
+    pub fn variable_span(&self, text: &str, min_values: u32) -> Option<VariableSlots> {
+        let words = slot_words(text);
+        if words.len() > MAX_WORDS {
+            return None;
+        }
+        let own = self.own(text);
+        spans(words.len())
+            .filter_map(|(start, length)| {
+                let values = self
+                    .counts
+                    .get(&span_key(&words, start, length))
+                    .copied()?
+                    .saturating_sub(own);
+                (values >= min_values).then_some((start, length, values))
+            })
+            .max_by_key(|&(start, length, values)| {
+                (values, std::cmp::Reverse(length), std::cmp::Reverse(start))
+            })
+            .map(|(start, length, values)| VariableSlots {
+                positions: (start..start + length).collect(),
+                values,
+            })
+    }
+
     /// When `text` differs from the baseline text `nearest` in at most `max_positions` words,
     /// each of them a slot in which the baseline holds at least `min_values` distinct texts:
     /// those positions. None otherwise (different lengths, too many or fixed differences).
@@ -156,8 +255,8 @@ impl SlotIndex {
         max_positions: usize,
         min_values: u32,
     ) -> Option<VariableSlots> {
-        let words: Vec<&str> = text.split(' ').collect();
-        let near: Vec<&str> = nearest.split(' ').collect();
+        let words = slot_words(text);
+        let near = slot_words(nearest);
         if words.len() != near.len() || words.len() > MAX_WORDS {
             return None;
         }
@@ -308,5 +407,69 @@ mod tests {
                 values: 2
             })
         );
+    }
+
+    #[test]
+    fn a_new_name_in_a_dump_is_a_variable_span_but_not_at_a_text_edge_or_with_little_around_it() {
+        let mut slots = SlotIndex::default();
+        for name in [
+            "machine check enable..............0",
+            "byte ordering exception.....................0",
+            "data address space................0",
+        ] {
+            slots.insert(&format!("RAS KERNEL FATAL {name}"));
+        }
+        // Dot leaders of any length: the name and its value are the words.
+        assert_eq!(
+            slots.variable_span(
+                "RAS KERNEL FATAL icache prefetch depth....................0",
+                3
+            ),
+            Some(VariableSlots {
+                positions: vec![3, 4, 5],
+                values: 3
+            })
+        );
+        assert_eq!(
+            slots.variable_span("RAS KERNEL FATAL icache prefetch depth.....1", 3),
+            None,
+            "a value never seen after the names"
+        );
+        assert_eq!(
+            slots.variable_span("RAS KERNEL FATAL icache prefetch depth....0", 4),
+            None,
+            "three texts of the template"
+        );
+        // The last words of a text are its message, not a span.
+        for tail in ["a b", "c d", "e f"] {
+            slots.insert(&format!("kernel: md0 raid1 {tail}"));
+        }
+        assert_eq!(
+            slots.variable_span("kernel: md0 raid1 degraded now", 3),
+            None
+        );
+        // Three words fixed around a span at the least, and as many as it has.
+        for middle in ["a b c", "d e f", "g h i"] {
+            slots.insert(&format!("x {middle} y z"));
+            slots.insert(&format!("x {middle} y"));
+        }
+        assert_eq!(
+            slots.variable_span("x j k l y z", 3),
+            Some(VariableSlots {
+                positions: vec![1, 2, 3],
+                values: 3
+            })
+        );
+        assert_eq!(
+            slots.variable_span("x j k l y", 3),
+            None,
+            "two words around"
+        );
+        assert_eq!(
+            split_dot_leader("Filesystems..."),
+            Some(("Filesystems", ""))
+        );
+        assert_eq!(split_dot_leader("...0"), None, "no name before the dots");
+        assert_eq!(split_dot_leader("a.b"), None);
     }
 }
