@@ -18,9 +18,12 @@
 //!
 //! A *variable span* is the same idea for two or three consecutive words inside a text (a
 //! register's name in a dump, `RAS KERNEL FATAL <name>….0`): the text differs from at least
-//! `min_values` baseline texts of its length only there, with at least three words and at least
-//! as many words as the span fixed around it, on both sides. A span never starts or ends a text,
-//! where a short text's whole message would be the "value".
+//! `min_values` baseline texts of its length only there, and each word of the span has held at
+//! least three distinct words (or `min_values`, when fewer) in those texts, so a span is never a
+//! variable slot plus the fixed word beside it (`job D crashed` after `job A|B|C finished`).
+//! At least three words, and no fewer than the span's own, are fixed around it, one on each side
+//! at the least: a span never starts or ends a text, where a short text's whole message would be
+//! the "value".
 //!
 //! Words are the text split on single spaces (every renderer writes single-spaced words and
 //! `Key=value` pairs, and free-text lines are re-joined that way), and a word with a dot leader
@@ -43,6 +46,53 @@ const SPAN_LENGTHS: std::ops::RangeInclusive<usize> = 2..=3;
 /// Fixed words a span needs around it, at the least (and never fewer than the span's own).
 const MIN_SPAN_CONTEXT: usize = 3;
 
+/// Span keys kept (about 48 bytes each with the map's overhead, 24 MiB in all); beyond it no new
+/// span is added, and slots keep their own budget.
+const MAX_SPAN_KEYS: usize = 1 << 19;
+
+/// Distinct words remembered per position of a span: enough to tell three apart, and a fourth
+/// when the text looked up is one of them.
+const SPAN_WORDS_KEPT: usize = 3;
+
+/// What the baseline holds in one span of one template: how many distinct texts, and at each of
+/// the span's words, the distinct words seen there (as 32-bit hashes, up to `SPAN_WORDS_KEPT`,
+/// and then a count that stops at one more).
+#[derive(Debug, Clone, Default)]
+struct SpanValues {
+    texts: u32,
+    seen: [[u32; SPAN_WORDS_KEPT]; 3],
+    distinct: [u8; 3],
+}
+
+impl SpanValues {
+    fn add(&mut self, span: &[Word]) {
+        self.texts = self.texts.saturating_add(1);
+        for (offset, word) in span.iter().enumerate() {
+            let h = word_hash(word);
+            let known = usize::from(self.distinct[offset]).min(SPAN_WORDS_KEPT);
+            if self.seen[offset][..known].contains(&h) {
+                continue;
+            }
+            if known < SPAN_WORDS_KEPT {
+                self.seen[offset][known] = h;
+            }
+            self.distinct[offset] = (self.distinct[offset] + 1).min(SPAN_WORDS_KEPT as u8 + 1);
+        }
+    }
+
+    /// Whether every word of the span held at least `needed` distinct words.
+    fn varied(&self, length: usize, needed: u8) -> bool {
+        self.distinct[..length].iter().all(|&d| d >= needed)
+    }
+}
+
+fn word_hash(word: &Word) -> u32 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    word.hash(&mut h);
+    // The low half of a 64-bit hash: two words colliding only merge two values.
+    h.finish() as u32
+}
+
 /// Slot keys kept. Beyond it no new key is added (about 64 MiB with the map's overhead); texts
 /// whose keys are missing are judged by distance alone, the rule without the slot discount.
 const MAX_KEYS: usize = 1 << 22;
@@ -63,14 +113,17 @@ pub struct VariableSlots {
 #[derive(Debug, Default)]
 pub struct SlotIndex {
     counts: HashMap<u64, u32>,
+    spans: HashMap<u64, SpanValues>,
     /// Hashes of the texts counted, so that each is counted once, whether it was judged normal
     /// first and joined later or not.
     counted: HashSet<u64>,
 }
 
+/// A text as the slot index sees it: its words, dot leaders split (`x....0` and `x......0` are
+/// one text).
 fn text_hash(text: &str) -> u64 {
     let mut h = std::collections::hash_map::DefaultHasher::new();
-    text.hash(&mut h);
+    slot_words(text).hash(&mut h);
     h.finish()
 }
 
@@ -180,14 +233,22 @@ impl SlotIndex {
         if words.len() > MAX_WORDS {
             return;
         }
-        let slot_keys = (0..words.len()).map(|position| key(&words, position));
-        let span_keys = spans(words.len()).map(|(start, length)| span_key(&words, start, length));
-        for k in slot_keys.chain(span_keys) {
+        for k in (0..words.len()).map(|position| key(&words, position)) {
             if let Some(count) = self.counts.get_mut(&k) {
                 *count = count.saturating_add(1);
             } else if self.counts.len() < MAX_KEYS {
                 self.counts.insert(k, 1);
             }
+        }
+        for (start, length) in spans(words.len()) {
+            let k = span_key(&words, start, length);
+            let room = self.spans.len() < MAX_SPAN_KEYS;
+            let values = match self.spans.get_mut(&k) {
+                Some(values) => values,
+                None if room => self.spans.entry(k).or_default(),
+                None => continue,
+            };
+            values.add(&words[start..start + length]);
         }
     }
 
@@ -219,22 +280,25 @@ impl SlotIndex {
     }
 
     /// The span of two or three words inside `text` where the baseline holds the most distinct
-    /// texts that equal `text` around it, when they are at least `min_values`: `text` is then a
-    /// new value, a few words long, in a template the baseline knows. None otherwise.
+    /// texts that equal `text` around it, when they are at least `min_values` and each word of
+    /// the span held at least `min_values` (at most three) distinct words: `text` is then a new
+    /// value, a few words long, in a template the baseline knows. None otherwise.
     pub fn variable_span(&self, text: &str, min_values: u32) -> Option<VariableSlots> {
         let words = slot_words(text);
         if words.len() > MAX_WORDS {
             return None;
         }
         let own = self.own(text);
+        // Each word of the span must have varied among the others: the text's own words are
+        // among those seen when it is itself counted.
+        let needed =
+            u8::try_from(min_values.min(SPAN_WORDS_KEPT as u32)).unwrap_or(1) + u8::from(own == 1);
         spans(words.len())
             .filter_map(|(start, length)| {
-                let values = self
-                    .counts
-                    .get(&span_key(&words, start, length))
-                    .copied()?
-                    .saturating_sub(own);
-                (values >= min_values).then_some((start, length, values))
+                let span = self.spans.get(&span_key(&words, start, length))?;
+                let values = span.texts.saturating_sub(own);
+                (values >= min_values && span.varied(length, needed))
+                    .then_some((start, length, values))
             })
             .max_by_key(|&(start, length, values)| {
                 (values, std::cmp::Reverse(length), std::cmp::Reverse(start))
@@ -464,6 +528,33 @@ mod tests {
             slots.variable_span("x j k l y", 3),
             None,
             "two words around"
+        );
+        // A variable slot and the fixed word beside it are not a span.
+        for job in ["A", "B", "C", "D"] {
+            slots.insert(&format!("cron job {job} finished with code 0"));
+        }
+        assert_eq!(
+            slots.variable_span("cron job E crashed with code 0", 3),
+            None,
+            "`finished` never varied"
+        );
+        slots.insert("cron job E started with code 0");
+        assert_eq!(
+            slots.variable_span("cron job F crashed with code 0", 3),
+            None,
+            "`finished` and `started` only"
+        );
+        // A dump text whose dots differ is the same text: it counts once, and is its own.
+        slots.insert("RAS KERNEL FATAL data address space.....0");
+        assert_eq!(
+            slots.variable_span("RAS KERNEL FATAL data address space..0", 3),
+            None,
+            "two dots are not a leader: another template"
+        );
+        assert_eq!(
+            slots.variable_span("RAS KERNEL FATAL data address space.......0", 3),
+            None,
+            "the two others, whose words at each position of the span are two"
         );
         assert_eq!(
             split_dot_leader("Filesystems..."),

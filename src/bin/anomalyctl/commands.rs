@@ -518,8 +518,8 @@ fn judged_against(threshold: f64, fields: &serde_json::Map<String, serde_json::V
     match fields.get("variable_slots") {
         Some(slots) => format!(
             " against {threshold:.4}: the source's threshold {source:.4}, raised because the \
-             text differs from its nearest one only in words {} of its template, where the \
-             baseline holds {} or more values",
+             text is a new value in words {} (counted from 0, a dot leader splitting a word) \
+             of a template where the baseline holds {} or more values",
             slots["positions"], slots["values"]
         ),
         None => format!(" against the source's threshold {threshold:.4}"),
