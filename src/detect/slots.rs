@@ -119,11 +119,10 @@ pub struct SlotIndex {
     counted: HashSet<u64>,
 }
 
-/// A text as the slot index sees it: its words, dot leaders split (`x....0` and `x......0` are
-/// one text).
-fn text_hash(text: &str) -> u64 {
+/// A text as the slot index sees it, by its words (`x....0` and `x......0` are one text).
+fn text_hash(words: &[Word]) -> u64 {
     let mut h = std::collections::hash_map::DefaultHasher::new();
-    slot_words(text).hash(&mut h);
+    words.hash(&mut h);
     h.finish()
 }
 
@@ -202,38 +201,38 @@ impl SlotIndex {
     /// Counts a new distinct baseline text in each of its slots, unless it was counted when it
     /// was judged normal.
     pub fn insert(&mut self, text: &str) {
-        let hash = text_hash(text);
+        let words = slot_words(text);
+        let hash = text_hash(&words);
         if self.counted.contains(&hash) {
             return;
         }
         if self.counted.len() < MAX_COUNTED {
             self.counted.insert(hash);
         }
-        self.count_slots(text);
+        self.count_slots(&words);
     }
 
     /// Counts a text judged normal that did not join, the first time only (and only while the
     /// set of counted texts has room, since beyond it a repeat could not be told apart).
     pub fn insert_normal(&mut self, text: &str) {
-        let hash = text_hash(text);
-        if self.counted.len() >= MAX_COUNTED || !self.counted.insert(hash) {
+        let words = slot_words(text);
+        if self.counted.len() >= MAX_COUNTED || !self.counted.insert(text_hash(&words)) {
             return;
         }
-        self.count_slots(text);
+        self.count_slots(&words);
     }
 
-    /// 1 when `text` itself is one of the texts counted: a text is not a value of its own
-    /// template's slots.
-    fn own(&self, text: &str) -> u32 {
-        u32::from(self.counted.contains(&text_hash(text)))
+    /// 1 when the text of these `words` is itself one of the texts counted: a text is not a
+    /// value of its own template's slots.
+    fn own(&self, words: &[Word]) -> u32 {
+        u32::from(self.counted.contains(&text_hash(words)))
     }
 
-    fn count_slots(&mut self, text: &str) {
-        let words = slot_words(text);
+    fn count_slots(&mut self, words: &[Word]) {
         if words.len() > MAX_WORDS {
             return;
         }
-        for k in (0..words.len()).map(|position| key(&words, position)) {
+        for k in (0..words.len()).map(|position| key(words, position)) {
             if let Some(count) = self.counts.get_mut(&k) {
                 *count = count.saturating_add(1);
             } else if self.counts.len() < MAX_KEYS {
@@ -241,7 +240,7 @@ impl SlotIndex {
             }
         }
         for (start, length) in spans(words.len()) {
-            let k = span_key(&words, start, length);
+            let k = span_key(words, start, length);
             let room = self.spans.len() < MAX_SPAN_KEYS;
             let values = match self.spans.get_mut(&k) {
                 Some(values) => values,
@@ -262,7 +261,7 @@ impl SlotIndex {
         if words.len() > MAX_WORDS {
             return None;
         }
-        let own = self.own(text);
+        let own = self.own(&words);
         (0..words.len())
             .filter_map(|p| {
                 let values = self
@@ -288,7 +287,7 @@ impl SlotIndex {
         if words.len() > MAX_WORDS {
             return None;
         }
-        let own = self.own(text);
+        let own = self.own(&words);
         // Each word of the span must have varied among the others: the text's own words are
         // among those seen when it is itself counted.
         let needed =
@@ -328,7 +327,7 @@ impl SlotIndex {
         if positions.is_empty() || positions.len() > max_positions {
             return None;
         }
-        let own = self.own(text);
+        let own = self.own(&words);
         let mut fewest = u32::MAX;
         for &p in &positions {
             let values = self
@@ -476,6 +475,11 @@ mod tests {
     #[test]
     fn a_new_name_in_a_dump_is_a_variable_span_but_not_at_a_text_edge_or_with_little_around_it() {
         let mut slots = SlotIndex::default();
+        let span = |slots: &SlotIndex, text: &str, min_values: u32| {
+            slots
+                .variable_span(text, min_values)
+                .map(|v| (v.positions, v.values))
+        };
         for name in [
             "machine check enable..............0",
             "byte ordering exception.....................0",
@@ -484,78 +488,63 @@ mod tests {
             slots.insert(&format!("RAS KERNEL FATAL {name}"));
         }
         // Dot leaders of any length: the name and its value are the words.
-        assert_eq!(
-            slots.variable_span(
-                "RAS KERNEL FATAL icache prefetch depth....................0",
-                3
+        let depth = "RAS KERNEL FATAL icache prefetch depth....................0";
+        assert_eq!(span(&slots, depth, 3), Some((vec![3, 4, 5], 3)));
+        // Each case: the text, the values asked for, why it is no span.
+        let none = [
+            (
+                "RAS KERNEL FATAL icache prefetch depth.....1",
+                3,
+                "a value never seen after the names",
             ),
-            Some(VariableSlots {
-                positions: vec![3, 4, 5],
-                values: 3
-            })
-        );
-        assert_eq!(
-            slots.variable_span("RAS KERNEL FATAL icache prefetch depth.....1", 3),
-            None,
-            "a value never seen after the names"
-        );
-        assert_eq!(
-            slots.variable_span("RAS KERNEL FATAL icache prefetch depth....0", 4),
-            None,
-            "three texts of the template"
-        );
+            (
+                "RAS KERNEL FATAL icache prefetch depth....0",
+                4,
+                "three texts of the template",
+            ),
+        ];
+        for (text, min_values, why) in none {
+            assert_eq!(span(&slots, text, min_values), None, "{why}");
+        }
         // The last words of a text are its message, not a span.
         for tail in ["a b", "c d", "e f"] {
             slots.insert(&format!("kernel: md0 raid1 {tail}"));
         }
-        assert_eq!(
-            slots.variable_span("kernel: md0 raid1 degraded now", 3),
-            None
-        );
         // Three words fixed around a span at the least, and as many as it has.
         for middle in ["a b c", "d e f", "g h i"] {
             slots.insert(&format!("x {middle} y z"));
             slots.insert(&format!("x {middle} y"));
         }
-        assert_eq!(
-            slots.variable_span("x j k l y z", 3),
-            Some(VariableSlots {
-                positions: vec![1, 2, 3],
-                values: 3
-            })
-        );
-        assert_eq!(
-            slots.variable_span("x j k l y", 3),
-            None,
-            "two words around"
-        );
+        assert_eq!(span(&slots, "x j k l y z", 3), Some((vec![1, 2, 3], 3)));
         // A variable slot and the fixed word beside it are not a span.
         for job in ["A", "B", "C", "D"] {
             slots.insert(&format!("cron job {job} finished with code 0"));
         }
-        assert_eq!(
-            slots.variable_span("cron job E crashed with code 0", 3),
-            None,
-            "`finished` never varied"
-        );
         slots.insert("cron job E started with code 0");
-        assert_eq!(
-            slots.variable_span("cron job F crashed with code 0", 3),
-            None,
-            "`finished` and `started` only"
-        );
         // A dump text whose dots differ is the same text: it counts once, and is its own.
         slots.insert("RAS KERNEL FATAL data address space.....0");
-        assert_eq!(
-            slots.variable_span("RAS KERNEL FATAL data address space..0", 3),
-            None,
-            "two dots are not a leader: another template"
-        );
-        assert_eq!(
-            slots.variable_span("RAS KERNEL FATAL data address space.......0", 3),
-            None,
-            "the two others, whose words at each position of the span are two"
-        );
+        let none = [
+            ("kernel: md0 raid1 degraded now", 3, "at the text's end"),
+            ("x j k l y", 3, "two words around"),
+            (
+                "cron job F crashed with code 0",
+                3,
+                "`finished` and `started` only",
+            ),
+            (
+                "RAS KERNEL FATAL data address space..0",
+                3,
+                "two dots are not a leader",
+            ),
+            (
+                "RAS KERNEL FATAL data address space.......0",
+                3,
+                "two texts besides its own",
+            ),
+        ];
+        for (text, min_values, why) in none {
+            assert_eq!(span(&slots, text, min_values), None, "{why}");
+        }
         assert_eq!(
             split_dot_leader("Filesystems..."),
             Some(("Filesystems", ""))
