@@ -111,7 +111,7 @@ fn main() -> anyhow::Result<()> {
 /// GFLOP/s of one core on the four products of one encoder layer, for the share of a 64-text
 /// batch one of two workers gets (32 texts of 18 tokens: 576 rows): the ceiling of the CPU path.
 /// Each product the CPU can run, measured alternately on the same operands: OpenBLAS, ours on
-/// packed fp32 weights (AVX-512F), and bf16 (rounding the activations included, as in a pass).
+/// packed fp32 weights (AVX-512F, or AVX2 and FMA), and bf16 (rounding the activations included, as in a pass).
 /// `gemm_gflops_per_core` is the fp32 product a pass uses here.
 fn gemm_shapes(results: &mut serde_json::Map<String, serde_json::Value>) {
     use anomalyd::embed::{bf16, blas, fp32};

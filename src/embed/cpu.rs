@@ -1,5 +1,5 @@
 //! The CPU [`Backend`]: matrix products on weights packed at load ([`fp32`] where the CPU has
-//! AVX-512F, [`bf16`] on that path) or through OpenBLAS, attention per text ([`attention`]),
+//! AVX-512F or AVX2 with FMA, [`bf16`] on that path) or through OpenBLAS, attention per text ([`attention`]),
 //! row-wise steps in plain loops.
 //!
 //! Every product runs single-threaded and we split work ourselves: OpenBLAS's own worker
@@ -16,7 +16,7 @@ use super::{attention, bf16, blas, fp32, EmbedError};
 
 /// A weight tensor on the CPU: its f32 values, or, for a linear weight, the panels a kernel of
 /// ours multiplies instead (the row-major copy is dropped): bf16 on the bf16 path, f32 where
-/// the CPU has AVX-512F.
+/// the CPU has AVX-512F or AVX2 with FMA.
 pub struct CpuParam {
     values: Vec<f32>,
     packed: Option<PackedWeight>,

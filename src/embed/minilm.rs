@@ -58,16 +58,16 @@ impl MiniLm<CpuBackend> {
             }
         } else {
             let workers = (0..threads).map(|_| CpuBackend::new(1)).collect();
-            if super::fp32::available() {
-                (workers, "fp32 AVX-512")
-            } else {
-                (workers, "fp32 OpenBLAS")
+            match super::fp32::Isa::detect() {
+                Some(super::fp32::Isa::Avx512) => (workers, "fp32 AVX-512"),
+                Some(super::fp32::Isa::Avx2) => (workers, "fp32 AVX2"),
+                None => (workers, "fp32 OpenBLAS"),
             }
         };
         let mut model = MiniLm::load(dir, workers, format!("cpu ({threads} threads, {products})"))?;
         // The two bf16 kernels sum in different orders (AMX from the bias up), so their vectors
         // differ in the last bits: a snapshot made by one is not taken for the other's. The two
-        // fp32 products (ours on AVX-512, OpenBLAS) keep the plain id: their vectors agree to a
+        // fp32 products (ours on AVX-512 or AVX2, OpenBLAS) keep the plain id: their vectors agree to a
         // cosine of 1.000000 with sentence-transformers' on every golden, as OpenBLAS's own
         // kernels on different CPUs always did.
         match super::bf16::kernel() {
