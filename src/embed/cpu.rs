@@ -6,8 +6,8 @@
 //! threads spin (`sched_yield`) between calls and, on a two-core machine, measured 12% of the
 //! time stolen from the non-GEMM steps. [`super::MiniLm`] gives each core its own backend and a share of the texts;
 //! a batch of one text instead gets one backend with [`Backend::set_threads`] > 1, which splits
-//! each product's output columns and each row-wise step over helper threads it keeps (a rayon
-//! pool).
+//! each product's output columns, each row-wise step and attention's heads over helper threads
+//! it keeps (a rayon pool).
 
 use std::ops::Range;
 
@@ -106,6 +106,67 @@ impl CpuBackend {
             .into_iter()
             .map(|r| r.expect("every task ran"))
             .collect()
+    }
+
+    /// Attention with the heads split between the threads (a lone text: its attention ran on
+    /// one thread while the other waited, about a tenth of its pass). Each thread copies its
+    /// heads' queries, keys and values into a `[q | k | v]` of its own and attends over them
+    /// with the same kernel, so every head's output is the same bits as in one call.
+    fn attention_by_heads(
+        &self,
+        qkv: &HostMatrix,
+        texts: &[Range<usize>],
+        heads: usize,
+    ) -> HostMatrix {
+        let hidden = qkv.cols / 3;
+        let head_dim = hidden / heads;
+        let per_thread = heads.div_ceil(self.threads);
+        let groups: Vec<Range<usize>> = (0..heads)
+            .step_by(per_thread)
+            .map(|h| h..(h + per_thread).min(heads))
+            .collect();
+        let attend = |group: Range<usize>| -> Vec<f32> {
+            let part = group.len() * head_dim;
+            let columns = group.start * head_dim..group.end * head_dim;
+            let mut own = Vec::with_capacity(qkv.rows * 3 * part);
+            for row in qkv.data.chunks_exact(qkv.cols) {
+                for third in 0..3 {
+                    own.extend_from_slice(&row[third * hidden..][columns.clone()]);
+                }
+            }
+            let mut out = vec![0.0; qkv.rows * part];
+            for text in texts {
+                attention::attend_text(
+                    &own[text.start * 3 * part..text.end * 3 * part],
+                    part,
+                    group.len(),
+                    &mut out[text.start * part..text.end * part],
+                );
+            }
+            out
+        };
+        let attend = &attend;
+        let parts = self.run_all(
+            groups
+                .iter()
+                .map(|group| {
+                    let group = group.clone();
+                    Box::new(move || attend(group)) as Box<dyn FnOnce() -> Vec<f32> + Send>
+                })
+                .collect(),
+        );
+        let mut data = Vec::with_capacity(qkv.rows * hidden);
+        for r in 0..qkv.rows {
+            for (group, part) in groups.iter().zip(&parts) {
+                let width = group.len() * head_dim;
+                data.extend_from_slice(&part[r * width..(r + 1) * width]);
+            }
+        }
+        HostMatrix {
+            rows: qkv.rows,
+            cols: hidden,
+            data,
+        }
     }
 
     /// Runs `f(first_row, rows)` over chunks of whole rows of `data`, in parallel when it is large.
@@ -290,9 +351,11 @@ impl Backend for CpuBackend {
         texts: &[Range<usize>],
         heads: usize,
     ) -> Result<HostMatrix, EmbedError> {
-        // Runs on the calling thread: several texts are already split between workers, and a
-        // lone text's attention is a few percent of its pass.
         let hidden = qkv.cols / 3;
+        if self.threads > 1 && heads > 1 && qkv.data.len() >= PARALLEL_MIN_ROWWISE {
+            return Ok(self.attention_by_heads(qkv, texts, heads));
+        }
+        // Runs on the calling thread: several texts are already split between workers.
         let mut out = vec![0.0; qkv.rows * hidden];
         for text in texts {
             attention::attend_text(
@@ -446,6 +509,49 @@ pub fn erf(x: f32) -> f32 {
 mod tests {
     extern "C" {
         fn erf(x: f64) -> f64;
+    }
+
+    /// A lone text's attention split by heads between threads is, bit for bit, the attention
+    /// of one thread (a text's vector must not depend on its batch mates, which decide whether
+    /// it is embedded alone).
+    #[test]
+    // Each case's texts are a list of row ranges, one text among them at times.
+    #[allow(clippy::single_range_in_vec_init)]
+    fn attention_split_by_heads_is_the_same_bits() {
+        use super::super::bert::Backend;
+        use super::{CpuBackend, HostMatrix};
+        for (hidden, heads, texts) in [
+            (384, 12, vec![0..18]),
+            (384, 12, vec![0..7, 7..40]),
+            (160, 5, vec![0..30]),
+            (96, 3, vec![0..1, 1..60]),
+        ] {
+            let rows = texts.last().unwrap().end;
+            let qkv = HostMatrix {
+                rows,
+                cols: 3 * hidden,
+                data: (0..rows * 3 * hidden)
+                    .map(|i| ((i * 7919) % 2003) as f32 / 1001.0 - 1.0)
+                    .collect(),
+            };
+            let alone = CpuBackend::new(1)
+                .attention(&qkv, &texts, heads)
+                .unwrap()
+                .data;
+            for threads in [2, 3] {
+                let split = CpuBackend::new(threads)
+                    .attention(&qkv, &texts, heads)
+                    .unwrap()
+                    .data;
+                assert!(
+                    split
+                        .iter()
+                        .map(|v| v.to_bits())
+                        .eq(alone.iter().map(|v| v.to_bits())),
+                    "{heads} heads of {hidden}, {threads} threads, texts {texts:?}"
+                );
+            }
+        }
     }
 
     #[test]
