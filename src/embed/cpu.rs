@@ -119,6 +119,11 @@ impl CpuBackend {
         heads: usize,
     ) -> HostMatrix {
         let hidden = qkv.cols / 3;
+        // What `attend_text` asserts of the whole, which its calls on parts cannot see.
+        assert!(
+            qkv.cols == 3 * hidden && hidden.is_multiple_of(heads),
+            "attention: rows are not [q | k | v] of {heads} heads"
+        );
         let head_dim = hidden / heads;
         let per_thread = heads.div_ceil(self.threads);
         let groups: Vec<Range<usize>> = (0..heads)

@@ -8,14 +8,15 @@
 //! Each output element is the same sequence of fused multiply-adds over its inputs whatever
 //! the batch holds, so a text's vector does not depend on its batch mates.
 //!
-//! Two micro-kernels share the packing and the loops around them: 6 rows × 4 panels in 512-bit
+//! Two micro-kernels share the packing and the blocking into rows, panels and chunks of inputs
+//! (each in its own loop order): 6 rows × 4 panels in 512-bit
 //! registers (AVX-512F), and 6 rows × 1 panel in two 256-bit halves (AVX2 and FMA: 12
 //! accumulators of the 16 registers). Both add each output's products in the same order, one
 //! fused multiply-add per input, so their results are the same bits.
 //!
 //! Hand-written: OpenBLAS and the `gemm` crate have no pre-packed operand, and the kernel is the
 //! bf16 module's vector kernel with f32 operands. Every `unsafe` block is behind the run-time
-//! feature check and the operand checks of [`gemm_nt`] (the packed weight's shape is private to
+//! feature check and the operand checks of [`gemm_nt_on`] (the packed weight's shape is private to
 //! this module).
 
 use std::ops::Range;
@@ -33,8 +34,8 @@ const CHUNK_INPUTS: usize = 128;
 /// loads and stores its sums a third as often as with 128 (they come from L3 when a band of
 /// sums outgrows L2).
 const AVX2_CHUNK_INPUTS: usize = 384;
-/// Activations up to this size are taken whole for each group of panels (they stay in a core's
-/// L2 cache); larger ones a chunk of inputs at a time across every group.
+/// Activations up to this size are taken whole for each group of panels by the AVX-512 kernel
+/// (they stay in a core's L2 cache); larger ones a chunk of inputs at a time across every group.
 const ACTIVATIONS_IN_L2: usize = 1 << 20;
 /// Rows of activations the AVX2 kernel takes across every panel before the next rows: 48 rows
 /// of a chunk of 384 inputs are 72 KiB, and their sums for 1536 outputs 288 KiB, both in a
@@ -322,7 +323,7 @@ mod kernel {
         for (r, acc) in acc.iter_mut().enumerate().take(rows) {
             for (q, acc) in acc.iter_mut().enumerate() {
                 let (start, mask) = mask(q);
-                // SAFETY: row r0 + r < rows and columns start..start + valid < width, the
+                // SAFETY: row r0 + r < rows and columns start..start + valid ≤ width, the
                 // masked lanes only: inside `c`.
                 *acc =
                     unsafe { _mm512_maskz_loadu_ps(mask, out.add((at.r0 + r) * at.width + start)) };
@@ -401,8 +402,9 @@ mod kernel {
         let panel = w.data.as_ptr().wrapping_add(at.panel * inputs * PANEL);
         let step = |k: usize, acc: &mut [[__m256; 2]; ROWS]| {
             // A lone text's few rows leave the weights' stream from memory exposed: each input
-            // is one cache line of the panel, fetched ahead (into the next panel at the end,
-            // which is the next in memory; a prefetch never faults).
+            // is a cache line's worth of the panel (64 bytes, not always aligned to one),
+            // fetched ahead, past the chunk's end into what follows it in memory (the next
+            // inputs, or the next panel after the last chunk); a prefetch never faults.
             _mm_prefetch::<_MM_HINT_T0>(panel.wrapping_add((k + AVX2_PREFETCH) * PANEL).cast());
             // SAFETY: the panel < the packed panels and k < inputs: 16 f32 inside `w.data`;
             // each row pointer is a row < rows of `a`, and k < inputs.
@@ -478,7 +480,7 @@ mod tests {
     }
 
     fn matches_the_definition(isa: Isa) {
-        // Rows around the micro-kernel's 8, columns around panels and bands of 16, and
+        // Rows around the micro-kernel's 6, columns around panels and bands of 16, and
         // MiniLM's inputs.
         for (rows, outputs, inputs) in [
             (1, 16, 384),
@@ -520,8 +522,9 @@ mod tests {
 
     #[test]
     fn a_row_does_not_depend_on_its_batch_mates() {
-        // 70 rows of 384 inputs are taken whole per group of panels; 200 of 1536 (1.2 MiB) a
-        // chunk of inputs at a time: a row alone is always the first order.
+        // AVX-512: 70 rows of 384 inputs are taken whole per group of panels; 200 of 1536
+        // (1.2 MiB) a chunk of inputs at a time: a row alone is always the first order. AVX2:
+        // both put rows in a second band of 48, and 1536 inputs are four chunks.
         for (rows, outputs, inputs) in [(70, 48, 384), (200, 80, 1536)] {
             assert_eq!(
                 rows * inputs * 4 > ACTIVATIONS_IN_L2,
