@@ -160,17 +160,10 @@ impl CpuBackend {
                 })
                 .collect(),
         );
-        let mut data = Vec::with_capacity(qkv.rows * hidden);
-        for r in 0..qkv.rows {
-            for (group, part) in groups.iter().zip(&parts) {
-                let width = group.len() * head_dim;
-                data.extend_from_slice(&part[r * width..(r + 1) * width]);
-            }
-        }
         HostMatrix {
             rows: qkv.rows,
             cols: hidden,
-            data,
+            data: interleave_columns(qkv.rows, &parts),
         }
     }
 
@@ -192,6 +185,19 @@ impl CpuBackend {
             .collect();
         self.run_all(tasks);
     }
+}
+
+/// Row-major matrices of `rows` rows, each a band of columns (its width its length / `rows`),
+/// side by side as one row-major matrix.
+fn interleave_columns(rows: usize, parts: &[Vec<f32>]) -> Vec<f32> {
+    let widths: Vec<usize> = parts.iter().map(|p| p.len() / rows.max(1)).collect();
+    let mut data = Vec::with_capacity(parts.iter().map(Vec::len).sum());
+    for r in 0..rows {
+        for (part, &width) in parts.iter().zip(&widths) {
+            data.extend_from_slice(&part[r * width..(r + 1) * width]);
+        }
+    }
+    data
 }
 
 impl Backend for CpuBackend {
@@ -330,13 +336,7 @@ impl Backend for CpuBackend {
                     })
                     .collect(),
             );
-            let mut data = Vec::with_capacity(rows * outputs);
-            for r in 0..rows {
-                for (cols, part) in bands.iter().zip(&parts) {
-                    data.extend_from_slice(&part[r * cols.len()..(r + 1) * cols.len()]);
-                }
-            }
-            data
+            interleave_columns(rows, &parts)
         };
         Ok(HostMatrix {
             rows: x.rows,
