@@ -396,6 +396,12 @@ pub struct LineScore {
     /// The word positions where it differs from its nearest text, when all are variable
     /// template slots (the reason its threshold was raised).
     pub variable_slots: Option<Vec<u64>>,
+    /// The file's own threshold, when the line was judged against another (raised for variable
+    /// slots or by its program, or the floor for a failure in context).
+    pub source_threshold: Option<f32>,
+    /// The log program the line names and its own threshold, when the line was judged against it
+    /// too.
+    pub program: Option<(String, f32)>,
     /// Judged normal as periodic: flagged hour after hour, it joined the baseline.
     pub periodic: bool,
     /// A follow-on failure: the text of the anomaly whose window it fell in.
@@ -709,6 +715,19 @@ pub fn score_file(
                     .get("variable_slots")
                     .and_then(|v| v.get("positions"))
                     .and_then(|p| serde_json::from_value(p.clone()).ok()),
+                source_threshold: fields
+                    .get("source_threshold")
+                    .and_then(serde_json::Value::as_f64)
+                    .map(|t| t as f32),
+                program: fields
+                    .get("program")
+                    .and_then(serde_json::Value::as_str)
+                    .zip(
+                        fields
+                            .get("program_threshold")
+                            .and_then(serde_json::Value::as_f64),
+                    )
+                    .map(|(name, t)| (name.to_owned(), t as f32)),
                 periodic,
                 follows: fields
                     .get("follows")
@@ -855,6 +874,13 @@ pub fn score_file_command(
             }
             if let Some(p) = &s.variable_slots {
                 line["variable_slots"] = serde_json::json!(p);
+            }
+            if let Some(t) = s.source_threshold {
+                line["source_threshold"] = serde_json::json!(crate::metrics::decimal_f64(t));
+            }
+            if let Some((name, t)) = &s.program {
+                line["program"] = serde_json::json!(name);
+                line["program_threshold"] = serde_json::json!(crate::metrics::decimal_f64(*t));
             }
             if s.periodic {
                 line["periodic"] = serde_json::json!(true);

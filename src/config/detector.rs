@@ -20,6 +20,9 @@ pub struct DetectorConfig {
     pub calibration_window: usize,
     /// The calibrated threshold never rises above this.
     pub alert_ceiling: f32,
+    /// A log program's own threshold, for its lines that report no failure, never rises above
+    /// this (0: programs have no threshold of their own).
+    pub program_ceiling: f32,
     /// Added to the distance as `rarity_weight / (1 + ln count)` of the nearest baseline text.
     pub rarity_weight: f32,
     pub warmup_events: u64,
@@ -87,6 +90,7 @@ pub struct RawDetector {
     pub calibration_quantile: f64,
     pub calibration_window: i64,
     pub alert_ceiling: f64,
+    pub program_ceiling: f64,
     pub rarity_weight: f64,
     pub warmup_events: i64,
     pub variable_slot_factor: f64,
@@ -147,6 +151,7 @@ impl Default for RawDetector {
             calibration_quantile: 0.97,
             calibration_window: 10_000,
             alert_ceiling: 0.25,
+            program_ceiling: 1.0,
             rarity_weight: 0.01,
             warmup_events: 200,
             variable_slot_factor: 8.0,
@@ -199,6 +204,13 @@ impl RawDetector {
                 "detector.alert_ceiling",
                 &det.alert_ceiling,
                 "must be greater than 0 and at most 2 (below detector.threshold it is the threshold)",
+            ));
+        }
+        if !(det.program_ceiling.is_finite() && (0.0..=2.0).contains(&det.program_ceiling)) {
+            return Err(rules.invalid(
+                "detector.program_ceiling",
+                &det.program_ceiling,
+                "must be 0 (no program thresholds) or greater than 0 and at most 2",
             ));
         }
         if !(det.rarity_weight.is_finite() && (0.0..=1.0).contains(&det.rarity_weight)) {
@@ -315,6 +327,7 @@ impl RawDetector {
             calibration_quantile: q,
             calibration_window,
             alert_ceiling: det.alert_ceiling as f32,
+            program_ceiling: det.program_ceiling as f32,
             rarity_weight: det.rarity_weight as f32,
             warmup_events,
             variable_slot_factor: det.variable_slot_factor as f32,

@@ -58,6 +58,11 @@ impl Calibrator {
         self.quantile > 0.0
     }
 
+    /// Whether the threshold has been computed from scores (enough of them observed).
+    pub fn is_settled(&self) -> bool {
+        self.is_calibrating() && self.window.len() >= MIN_SAMPLES
+    }
+
     /// Records the score of a scored event.
     pub fn observe(&mut self, score: f32) {
         if !self.is_calibrating() || !score.is_finite() {

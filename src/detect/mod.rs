@@ -19,6 +19,7 @@ mod calibration;
 mod failures;
 pub mod gpu;
 mod index;
+mod programs;
 mod recurrence;
 mod slots;
 pub mod snapshot;
@@ -83,6 +84,8 @@ pub struct DryRun {
     pub threshold: f32,
     /// The source's own threshold, before any variable-slot allowance.
     pub source_threshold: f32,
+    /// The log program the text names and its own threshold, when it was judged against it too.
+    pub program: Option<(String, f32)>,
     /// Word positions where the text differs from its nearest one, all variable slots.
     pub variable_slots: Option<Vec<usize>>,
     /// Nearest first, exact distances.
@@ -104,17 +107,50 @@ struct Against {
     threshold: f32,
     source_threshold: f32,
     variable: Option<slots::VariableSlots>,
+    /// The program the text names and its threshold, when that applied (`programs`).
+    program: Option<(String, f32)>,
+    /// The variable-slot factor the detector raises thresholds by.
+    factor: f32,
+}
+
+/// `score` on the scale of `own`, for an event judged against `judged` (`own` raised).
+fn scaled(score: f32, own: f32, judged: f32) -> f32 {
+    if judged > 0.0 {
+        score * own / judged
+    } else {
+        score
+    }
+}
+
+/// A threshold raised for a new value in variable slots: `factor` times, but to at most 1 (a
+/// text unrelated to its nearest one still alerts) unless it was already higher.
+fn raise_for_slots(threshold: f32, factor: f32) -> f32 {
+    (threshold * factor).min(threshold.max(1.0))
 }
 
 impl Against {
     /// The score on its source's scale: what calibration observes. An event judged against a
     /// raised threshold counts as its score divided by the raise, so new values in variable
-    /// slots (a new unit's every state) do not lift the source's threshold over its faults.
+    /// slots (a new unit's every state) and a chatty program's new lines (an admin's `sudo`
+    /// commands) do not lift the source's threshold over its faults.
     fn relative(&self, score: f32) -> f32 {
-        if self.threshold > 0.0 {
-            score * self.source_threshold / self.threshold
-        } else {
-            score
+        scaled(score, self.source_threshold, self.threshold)
+    }
+
+    /// The score on its program's scale, for the program's own calibration: divided by the
+    /// variable-slot allowance the program's threshold got, if any.
+    fn program_relative(&self, score: f32) -> f32 {
+        match &self.program {
+            Some((_, program)) => scaled(score, *program, self.raised(*program)),
+            None => self.relative(score),
+        }
+    }
+
+    /// `threshold` raised by the variable-slot allowance this event got, if any.
+    fn raised(&self, threshold: f32) -> f32 {
+        match &self.variable {
+            Some(_) => raise_for_slots(threshold, self.factor),
+            None => threshold,
         }
     }
 
@@ -122,15 +158,21 @@ impl Against {
     /// differs, `source_threshold` and `variable_slots` (positions, values seen there).
     fn record(&self, fields: &mut serde_json::Map<String, serde_json::Value>) {
         fields.insert("threshold".into(), json!(f64::from(self.threshold)));
-        if let Some(v) = &self.variable {
+        if self.variable.is_some() || self.program.is_some() {
             fields.insert(
                 "source_threshold".into(),
                 json!(f64::from(self.source_threshold)),
             );
+        }
+        if let Some(v) = &self.variable {
             fields.insert(
                 "variable_slots".into(),
                 json!({"positions": v.positions, "values": v.values}),
             );
+        }
+        if let Some((name, threshold)) = &self.program {
+            fields.insert("program".into(), json!(name));
+            fields.insert("program_threshold".into(), json!(f64::from(*threshold)));
         }
     }
 }
@@ -233,6 +275,8 @@ pub struct Detector {
     suppress: Vec<SuppressRule>,
     /// Flagged texts recurring hour after hour, promoted to the baseline as periodic.
     recurrences: recurrence::Recurrences,
+    /// Each log program's own threshold for its lines that report no failure.
+    programs: programs::ProgramThresholds,
     /// Follow-on windows after anomalies and recent unknown failures, which make a failure an
     /// anomaly judged against the floor.
     failure_context: failures::FailureContext,
@@ -263,6 +307,13 @@ impl Detector {
             warmup_events: config.warmup_events,
             suppress: config.suppress.clone(),
             recurrences: recurrence::Recurrences::new(config.periodic_hours),
+            programs: programs::ProgramThresholds::new(
+                config.calibration_quantile,
+                config.threshold,
+                config.program_ceiling,
+                config.calibration_window,
+                config.follow_on,
+            ),
             failure_context: failures::FailureContext::new(
                 config.follow_on,
                 config.failure_repeats,
@@ -465,10 +516,18 @@ impl Detector {
             .or_insert_with(|| self.calibrator.clone())
     }
 
-    /// What an event of `source` with `text` and these `neighbours` is judged against: its
-    /// source's threshold, raised by `variable_slot_factor` when the text differs from one of its
-    /// nearest baseline texts only in slots where the baseline has shown many values.
-    fn judged_against(&self, source: Source, text: &str, neighbours: &[(u64, f32)]) -> Against {
+    /// What an event of `source` with `text` and these `neighbours`, at `usec`, is judged
+    /// against: its source's threshold, raised by `variable_slot_factor` when the text differs
+    /// from one of its nearest baseline texts only in slots where the baseline has shown many
+    /// values; and the log program's own threshold (raised the same way), when the text names one
+    /// that applies (`programs`), whichever is higher.
+    fn judged_against(
+        &self,
+        source: Source,
+        text: &str,
+        neighbours: &[(u64, f32)],
+        usec: u64,
+    ) -> Against {
         let source_threshold = self.source_threshold(source);
         // A template of the text that the baseline holds many texts of, looked up directly:
         // the k nearest may all be the unit's own other states. Then a span of a few words
@@ -489,18 +548,22 @@ impl Detector {
                 }),
             _ => None,
         };
-        // Raised at most to 1 (a text unrelated to its nearest one still alerts).
-        let threshold = match variable {
-            Some(_) => {
-                (source_threshold * self.variable_slot_factor).min(source_threshold.max(1.0))
-            }
-            None => source_threshold,
-        };
-        Against {
-            threshold,
+        let program = self
+            .programs
+            .threshold(source, text, usec)
+            .map(|(name, threshold)| (name.to_owned(), threshold));
+        let mut against = Against {
+            threshold: source_threshold,
             source_threshold,
             variable,
+            program,
+            factor: self.variable_slot_factor,
+        };
+        against.threshold = against.raised(source_threshold);
+        if let Some((_, program)) = &against.program {
+            against.threshold = against.threshold.max(against.raised(*program));
         }
+        against
     }
 
     /// Feeds recorded scores (oldest first) to their sources' calibration, as if just observed:
@@ -547,9 +610,12 @@ impl Detector {
                 let found = self.index.search(vector, self.k)?.pop().unwrap_or_default();
                 let neighbours = self.neighbours(text, vector, found);
                 let source = source.unwrap_or_else(|| source_of_text(text));
-                let against = self.judged_against(source, text, &neighbours);
-                let score = against.relative(self.score(&neighbours));
-                self.calibrator_mut(source).observe(score);
+                // History has no time of its own here: no program's anomaly window applies.
+                let against = self.judged_against(source, text, &neighbours, 0);
+                let score = self.score(&neighbours);
+                self.calibrator_mut(source).observe(against.relative(score));
+                self.programs
+                    .observe(source, text, against.program_relative(score));
             }
             ids.push(self.join_baseline(text, vector)?);
         }
@@ -611,7 +677,7 @@ impl Detector {
         let neighbours = self.neighbours(text, vector, found);
         let score = self.score(&neighbours);
         let source = source_of_text(text);
-        let against = self.judged_against(source, text, &neighbours);
+        let against = self.judged_against(source, text, &neighbours, now_usec());
         let threshold = against.threshold;
         let probe = Event::observed(source, text.to_owned(), serde_json::Map::new());
         let suppressed = self.suppressed_by(&probe, now_usec()).is_some();
@@ -630,6 +696,7 @@ impl Detector {
             verdict,
             threshold,
             source_threshold: against.source_threshold,
+            program: against.program,
             variable_slots: against.variable.map(|v| v.positions),
             neighbours,
         })
@@ -707,7 +774,8 @@ impl Detector {
             }
             let neighbours = self.neighbours(&event.text, vector, found);
             let score = self.score(&neighbours);
-            let against = self.judged_against(event.source, &event.text, &neighbours);
+            let against =
+                self.judged_against(event.source, &event.text, &neighbours, event.observed_usec);
             let suppressed = self.suppressed_by(&event, now).map(|r| r.name.clone());
             let mut verdict = self.verdict(suppressed.is_some(), score, against.threshold);
             let mut periodic = None;
@@ -757,6 +825,10 @@ impl Detector {
                 );
                 fields.insert(context.key().into(), context.value());
             }
+            if verdict == Verdict::Anomaly {
+                // The lines right after it are judged against the source's threshold alone.
+                self.programs.anomaly(event.source, event.observed_usec);
+            }
             // Warm-up scores stay out: against a baseline still being learned, every first text
             // of a kind looks far, and would lift a quiet source's threshold for a long time.
             if verdict != Verdict::Suppressed
@@ -765,6 +837,8 @@ impl Detector {
             {
                 let relative = against.relative(score);
                 self.calibrator_mut(event.source).observe(relative);
+                self.programs
+                    .observe(event.source, &event.text, against.program_relative(score));
             }
             let joins = verdict == Verdict::Warmup
                 || periodic.is_some()
@@ -936,6 +1010,7 @@ mod tests {
             calibration_quantile: 0.0,
             calibration_window: 1000,
             alert_ceiling: 2.0,
+            program_ceiling: 0.0,
             warmup_events: warmup_events as u64,
             variable_slot_factor: 1.0,
             variable_slot_values: 3,

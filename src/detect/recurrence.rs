@@ -26,13 +26,14 @@ const MAX_TEXTS: usize = 65_536;
 /// than success (`Result=exit-code`, `SubState=auto-restart`, `result=dependency`).
 static FAILURE_WORDS: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(
-        r"(?i)\b(?:errors?|err|fail(?:ed|s|ure|ures|ing)?|fatal|panic|critical|crit|denied|refused|rejected|killed|kill|oom(?:-kill(?:er)?)?|segfault|segv|abrt|sigsegv|sigabrt|sigkill|corrupt(?:ed|ion)?|invalid|illegal|unable|cannot|can't|timed?[ _-]?out|unreachable|abort(?:ed)?|emerg(?:ency)?|alert|violation|unauthori[sz]ed|bad|preauth|dumped|core-dump|exit-code|auto-restart|start-limit-hit|watchdog|no space left|not permitted|no such file|not found)\b|\boom_|\bResult=(?:signal|resources|protocol|timeout)\b|\bresult=(?:dependency|canceled|skipped|timeout|invalid)\b",
+        r"(?i)\b(?:errors?|err|fail(?:ed|s|ure|ures|ing)?|fatal|panic|critical|crit|denied|refused|rejected|killed|kill|oom(?:-kill(?:er)?)?|segfault|segv|abrt|sigsegv|sigabrt|sigkill|corrupt(?:ed|ion)?|invalid|illegal|unable|cannot|can't|timed?[ _-]?out|unreachable|abort(?:ed)?|emerg(?:ency)?|alert|violation|unauthori[sz]ed|bad|preauth|dumped|core-dump|exit-code|auto-restart|start-limit-hit|watchdog|no space left|not permitted|no such file|not found|exceptions?|not in sudoers|not allowed|not authori[sz]ed|incorrect password)\b|\boom_|\bResult=(?:signal|resources|protocol|timeout)\b|\bresult=(?:dependency|canceled|skipped|timeout|invalid)\b",
     )
     .expect("the failure words compile")
 });
 
 /// Whether the text says something failed (`Failed with result`, `I/O error`, `killed by the
-/// OOM killer`, `Permission denied`): such a text is never promoted as periodic.
+/// OOM killer`, `Permission denied`, `user NOT in sudoers`, `exception Emask`): such a text is
+/// never promoted as periodic.
 pub fn reports_failure(text: &str) -> bool {
     FAILURE_WORDS.is_match(text)
 }
@@ -201,6 +202,10 @@ mod tests {
             "sshd[*]: Failed password for root",
             "su[*]: pam_unix(su:auth): authentication failure",
             "sudo[*]: mallory : user NOT in sudoers ; COMMAND=/bin/bash : permission denied",
+            "sudo[*]: mallory : user NOT in sudoers ; TTY=pts/0 ; USER=root ; COMMAND=/bin/bash",
+            "sudo[*]: eve : 3 incorrect password attempts ; TTY=pts/1 ; USER=root",
+            "sudo[*]: eve : command not allowed ; TTY=pts/1 ; USER=root ; COMMAND=/bin/sh",
+            "kernel: ata3.00: exception Emask 0x<hex> SAct 0x<hex> SErr 0x<hex> action 0x<hex>",
             "kernel: EXT4-fs error (device sdb1)",
             "systemd unit backup.service ActiveState=failed SubState=failed Result=exit-code",
             "dhclient[*]: connection timed out",
