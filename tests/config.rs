@@ -193,6 +193,14 @@ fn each_rule_names_the_key_the_value_and_the_rule() {
             "detector.follow_on_s = 3601: must be between 0 and 3600",
         ),
         (
+            "[detector]\nprogram_ceiling = 2.5",
+            "detector.program_ceiling = 2.5: must be 0 (no program thresholds) or greater than 0 and at most 2",
+        ),
+        (
+            "[detector]\nprogram_ceiling = -0.1",
+            "detector.program_ceiling = -0.1: must be 0 (no program thresholds) or greater than 0 and at most 2",
+        ),
+        (
             "[detector]\nretrain_drift = 0.1",
             "detector.retrain_drift = 0.1: must be 0 (off) or between 0.2 and 1",
         ),

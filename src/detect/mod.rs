@@ -1046,6 +1046,99 @@ mod tests {
     }
 
     #[test]
+    fn a_chatty_log_programs_new_lines_are_judged_against_its_own_threshold_too() {
+        let mut detector = Detector::new(&DetectorConfig {
+            threshold: 0.02,
+            calibration_quantile: 0.97,
+            alert_ceiling: 0.1,
+            program_ceiling: 1.0,
+            follow_on: Duration::from_secs(60),
+            ..config(40)
+        })
+        .unwrap();
+        let sec = 1_000_000u64;
+        let mut clock = 0;
+        let mut judge_at = |detector: &mut Detector, texts: &[String]| {
+            let events = texts
+                .iter()
+                .map(|t| {
+                    clock += 120 * sec;
+                    at(Source::Custom, t, clock)
+                })
+                .collect();
+            let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+            let vectors = HashingEmbedder::new(384).embed(&refs).unwrap();
+            detector.judge(events, &vectors).unwrap()
+        };
+        // Warm-up: a host's quiet programs, enough distinct texts for calibration to count.
+        let quiet: Vec<String> = (0..40)
+            .map(|i| format!("CRON[*]: (root) CMD (run-parts /etc/cron.{i})"))
+            .collect();
+        judge_at(&mut detector, &quiet);
+        // Every admin's command is a new line: sudo's scores settle its own threshold, two
+        // minutes apart so that no anomaly's window covers the next.
+        let command = |i: usize| {
+            format!(
+                "sudo[*]: admin{i} : TTY=pts/0 ; USER=root ; COMMAND=/usr/bin/tool{i} --opt{i} value{i}"
+            )
+        };
+        let commands: Vec<String> = (0..80).map(command).collect();
+        judge_at(&mut detector, &commands);
+        let source = detector.source_threshold(Source::Custom);
+        let probe = command(80);
+        let (name, program) = detector
+            .programs
+            .threshold(Source::Custom, &probe, u64::MAX)
+            .expect("sudo has a threshold of its own");
+        assert_eq!(name, "sudo");
+        assert!(program > source, "sudo {program}, the source {source}");
+
+        let next = command(81);
+        let denied = "sudo[*]: intruder : user NOT in sudoers ; TTY=pts/0 ; USER=root ; \
+                      COMMAND=/usr/bin/tool81 --opt81 value81"
+            .to_string();
+        let score_of = |detector: &mut Detector, text: &str| {
+            let v = HashingEmbedder::new(384).embed(&[text]).unwrap();
+            detector.dry_run(text, v.row(0)).unwrap()
+        };
+        let dry = score_of(&mut detector, &next);
+        assert!(
+            dry.score > source && dry.score <= program,
+            "the test needs a score between the two: {} not in ({source}, {program}]",
+            dry.score
+        );
+        assert_eq!(dry.program, Some(("sudo".to_string(), program)));
+        assert!(score_of(&mut detector, &denied).score > source);
+
+        let judged = judge_at(&mut detector, &[next.clone()]);
+        assert_eq!(
+            judged[0].verdict,
+            Verdict::Normal,
+            "above the source's threshold, not sudo's"
+        );
+        let fields = &judged[0].event.fields;
+        assert_eq!(fields["program"], json!("sudo"));
+        assert_eq!(fields["program_threshold"], json!(f64::from(program)));
+        assert_eq!(fields["source_threshold"], json!(f64::from(source)));
+        assert!(judged[0].joined.is_none(), "too far to join");
+        // A failure is judged against the source's threshold alone.
+        let judged = judge_at(&mut detector, &[denied]);
+        assert_eq!(judged[0].verdict, Verdict::Anomaly);
+        assert!(judged[0].event.fields.get("program").is_none());
+        // Right after an anomaly of the source, so is every line: the same command, a minute
+        // later, is an anomaly; two minutes later, normal again.
+        let soon = at(Source::Custom, &next, clock + 30 * sec);
+        let later = at(Source::Custom, &next, clock + 120 * sec);
+        let vectors = HashingEmbedder::new(384)
+            .embed(&[next.as_str(), next.as_str()])
+            .unwrap();
+        let judged = detector.judge(vec![soon, later], &vectors).unwrap();
+        let verdicts: Vec<Verdict> = judged.iter().map(|j| j.verdict).collect();
+        assert_eq!(verdicts, [Verdict::Anomaly, Verdict::Normal]);
+        assert!(judged[0].event.fields.get("program").is_none());
+    }
+
+    #[test]
     fn a_flagged_text_recurring_hour_after_hour_joins_as_periodic_and_a_failure_does_not() {
         let mut detector = Detector::new(&DetectorConfig {
             periodic_hours: 3,

@@ -89,7 +89,7 @@ impl ProgramThresholds {
         (!after_anomaly).then_some((name, program.threshold()))
     }
 
-    /// Records the score (on its source's scale) of a scored event that reports no failure.
+    /// Records the score (on its program's scale) of a scored event that reports no failure.
     pub fn observe(&mut self, source: Source, text: &str, relative: f32) {
         if !self.enabled || super::recurrence::reports_failure(text) {
             return;
@@ -198,9 +198,14 @@ mod tests {
         }
     }
 
+    /// 100 distinct lines like `text`, each scoring `score`.
     fn settled(thresholds: &mut ProgramThresholds, text: &str, score: f32) {
-        for _ in 0..100 {
-            thresholds.observe(Source::Custom, text, score);
+        settled_on(thresholds, Source::Custom, text, score);
+    }
+
+    fn settled_on(thresholds: &mut ProgramThresholds, source: Source, text: &str, score: f32) {
+        for i in 0..100 {
+            thresholds.observe(source, &format!("{text} {i}"), score);
         }
     }
 
@@ -214,7 +219,11 @@ mod tests {
             "nothing seen yet"
         );
         for i in 0..49 {
-            p.observe(Source::Custom, command, 0.4 + i as f32 / 1000.0);
+            p.observe(
+                Source::Custom,
+                &format!("{command} x{i}"),
+                0.4 + i as f32 / 1000.0,
+            );
         }
         assert_eq!(
             p.threshold(Source::Custom, command, 0),
@@ -238,10 +247,10 @@ mod tests {
     fn failures_stay_out_of_the_window() {
         let mut p = ProgramThresholds::new(0.97, 0.05, 1.0, 1000, Duration::from_secs(60));
         settled(&mut p, "sshd[*]: Accepted publickey for alice", 0.1);
-        for _ in 0..500 {
+        for i in 0..500 {
             p.observe(
                 Source::Custom,
-                "sshd[*]: Failed password for invalid user admin",
+                &format!("sshd[*]: Failed password for invalid user admin{i}"),
                 0.6,
             );
         }
@@ -272,9 +281,7 @@ mod tests {
             p.threshold(Source::Custom, "smbd[*]: started", 100 * second),
             None
         );
-        for _ in 0..100 {
-            p.observe(Source::Systemd, line, 0.6);
-        }
+        settled_on(&mut p, Source::Systemd, line, 0.6);
         assert!(p.threshold(Source::Systemd, line, 100 * second).is_some());
     }
 
