@@ -140,8 +140,8 @@ pub fn program_of(text: &str) -> Option<&str> {
         .find_map(syslog_tag)
 }
 
-/// `name`, when `word` is `name:` or `name[pid]:`: a name that starts with a letter and holds
-/// only letters, digits and `_ . / ( ) @ -`.
+/// `name`, when `word` is `name:` or `name[pid]:`: a name that starts with a letter or `/` (a
+/// program's path) and holds only letters, digits and `_ . / ( ) @ -`.
 fn syslog_tag(word: &str) -> Option<&str> {
     let head = word.strip_suffix(':')?;
     let name = match head.strip_suffix(']') {
@@ -149,8 +149,10 @@ fn syslog_tag(word: &str) -> Option<&str> {
         None => head,
     };
     let mut chars = name.chars();
-    let starts_with_letter = chars.next().is_some_and(|c| c.is_ascii_alphabetic());
-    (starts_with_letter && chars.all(|c| c.is_ascii_alphanumeric() || "_./()@-".contains(c)))
+    let starts_well = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '/');
+    (starts_well && chars.all(|c| c.is_ascii_alphanumeric() || "_./()@-".contains(c)))
         .then_some(name)
 }
 
@@ -178,6 +180,10 @@ mod tests {
                 Some("crond(pam_unix)"),
             ),
             ("RAS APP FATAL ciod: Error loading /home/x", Some("ciod")),
+            (
+                "- <hex> <date> tbird-admin1 <date> local@tbird-admin1 /apps/sbin/gmetad[*]: data",
+                Some("/apps/sbin/gmetad"),
+            ),
             ("journal sshd Accepted publickey for alice", Some("sshd")),
             (
                 "RAS KERNEL INFO instruction cache parity error corrected",

@@ -99,6 +99,10 @@ pub const MESSAGE_RULES: &[(&str, &str)] = &[
     ),
     (r"\b[0-9]{1,2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]+)?\b", "<time>"),
     (r"\b[0-9]{4}-[0-9]{2}-[0-9]{2}\b", "<date>"),
+    // Dotted and slashed dates: a cluster's syslog columns (`2005.11.09`), firmware dates
+    // (`BIOS 1.9 09/16/2022`).
+    (r"\b[0-9]{4}[./][0-9]{1,2}[./][0-9]{1,2}\b", "<date>"),
+    (r"\b[0-9]{1,2}/[0-9]{1,2}/[0-9]{4}\b", "<date>"),
     // Durations and sizes with their unit: `518ms`, `2.104s`, `1min`, `123456kB`, `4.0K`.
     (
         r"\b[0-9]+(?:\.[0-9]+)?(?:ns|us|µs|ms|s|min|h|d)\b",
@@ -360,6 +364,14 @@ mod tests {
             (
                 "backup[9]: last run Nov 3, 2026; next Tue Nov 10",
                 "backup[*]: last run <date>; next <date>",
+            ),
+            (
+                "- 1131566461 2005.11.09 dn228 Nov 9 12:01:01 dn228/dn228 crond[2916]: (root) CMD (run-parts /etc/cron.hourly)",
+                "- <hex> <date> dn228 <date> dn228/dn228 crond[*]: (root) CMD (run-parts /etc/cron.hourly)",
+            ),
+            (
+                "kernel: Hardware name: Supermicro X11SCL-F, BIOS 1.9 09/16/2022, v3.0.1 10.20.0.5",
+                "kernel: Hardware name: Supermicro X11SCL-F, BIOS 1.9 <date>, v3.0.1 10.20.0.5",
             ),
             (
                 "systemd[1]: logrotate.service: Consumed 1min 2.104s CPU time.",
