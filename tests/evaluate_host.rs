@@ -100,7 +100,7 @@ fn a_week_of_a_mail_server_flags_its_faults_and_few_normal_lines() {
         "alerts on normal lines {:.2}%",
         v.false_alert_rate * 100.0
     );
-    assert!(v.recall >= 0.8, "line recall {:.3}", v.recall);
+    assert!(v.recall >= 0.88, "line recall {:.3}", v.recall);
     assert!(
         caught as f64 >= 0.9 * faults.len() as f64,
         "{caught} of {} faults caught; missed {missed:?}",

@@ -25,7 +25,7 @@ pub struct EmbedderConfig {
 /// `embedder.precision`: the arithmetic of the CPU backend's matrix products.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Precision {
-    /// bf16 where the CPU has AMX (tiles for bf16), else fp32.
+    /// bf16 where the CPU has AMX (tiles for bf16) or is AMD's with AVX512-BF16, else fp32.
     Auto,
     /// f32 throughout (OpenBLAS).
     Fp32,

@@ -111,6 +111,11 @@ struct Against {
     program: Option<(String, f32)>,
     /// The variable-slot factor the detector raises thresholds by.
     factor: f32,
+    /// The new value naming the superuser, when the text is a new value in a variable slot that
+    /// names it: judged against the floor instead (`names_superuser`).
+    superuser: Option<String>,
+    /// What the threshold was before the superuser rule: the scale calibration observes on.
+    allowed: f32,
 }
 
 /// `score` on the scale of `own`, for an event judged against `judged` (`own` raised).
@@ -120,6 +125,16 @@ fn scaled(score: f32, own: f32, judged: f32) -> f32 {
     } else {
         score
     }
+}
+
+/// Whether a word names the superuser: `root`, `root(uid=0)`, `user=root`, `<root>`, `uid=0`,
+/// `user@0.service`, `user-0.slice`.
+fn names_superuser(word: &str) -> bool {
+    static SUPERUSER: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(r"(?i)^(?:[a-z_]+=)?<?root\b|^\(?uid=0\b|^user@0\.|^user-0\.")
+            .expect("the superuser pattern compiles")
+    });
+    SUPERUSER.is_match(word)
 }
 
 /// A threshold raised for a new value in variable slots: `factor` times, but to at most 1 (a
@@ -134,7 +149,7 @@ impl Against {
     /// slots (a new unit's every state) and a chatty program's new lines (an admin's `sudo`
     /// commands) do not lift the source's threshold over its faults.
     fn relative(&self, score: f32) -> f32 {
-        scaled(score, self.source_threshold, self.threshold)
+        scaled(score, self.source_threshold, self.allowed)
     }
 
     /// The score on its program's scale, for the program's own calibration: divided by the
@@ -158,7 +173,7 @@ impl Against {
     /// differs, `source_threshold` and `variable_slots` (positions, values seen there).
     fn record(&self, fields: &mut serde_json::Map<String, serde_json::Value>) {
         fields.insert("threshold".into(), json!(f64::from(self.threshold)));
-        if self.variable.is_some() || self.program.is_some() {
+        if self.variable.is_some() || self.program.is_some() || self.superuser.is_some() {
             fields.insert(
                 "source_threshold".into(),
                 json!(f64::from(self.source_threshold)),
@@ -173,6 +188,9 @@ impl Against {
         if let Some((name, threshold)) = &self.program {
             fields.insert("program".into(), json!(name));
             fields.insert("program_threshold".into(), json!(f64::from(*threshold)));
+        }
+        if let Some(value) = &self.superuser {
+            fields.insert("superuser".into(), json!(value));
         }
     }
 }
@@ -552,17 +570,32 @@ impl Detector {
             .programs
             .threshold(source, text, usec)
             .map(|(name, threshold)| (name.to_owned(), threshold));
+        // A new value that names the superuser is not just another value: root's first session
+        // on a host whose users' sessions are a template looks like any user's (0.07–0.17),
+        // and is judged against the floor.
+        let superuser = variable.as_ref().and_then(|v| {
+            slots::words_at(text, &v.positions)
+                .into_iter()
+                .find(|w| names_superuser(w))
+                .map(str::to_owned)
+        });
         let mut against = Against {
             threshold: source_threshold,
             source_threshold,
             variable,
             program,
             factor: self.variable_slot_factor,
+            superuser,
+            allowed: source_threshold,
         };
-        against.threshold = against.raised(source_threshold);
+        against.allowed = against.raised(source_threshold);
         if let Some((_, program)) = &against.program {
-            against.threshold = against.threshold.max(against.raised(*program));
+            against.allowed = against.allowed.max(against.raised(*program));
         }
+        against.threshold = match against.superuser {
+            Some(_) => self.join_threshold,
+            None => against.allowed,
+        };
         against
     }
 
@@ -1136,6 +1169,72 @@ mod tests {
         let verdicts: Vec<Verdict> = judged.iter().map(|j| j.verdict).collect();
         assert_eq!(verdicts, [Verdict::Anomaly, Verdict::Normal]);
         assert!(judged[0].event.fields.get("program").is_none());
+    }
+
+    #[test]
+    fn a_new_value_naming_the_superuser_is_judged_against_the_floor() {
+        for word in [
+            "root",
+            "root(uid=0)",
+            "user=root",
+            "<root>",
+            "root.",
+            "uid=0",
+            "(uid=0)",
+            "user@0.service:",
+            "user-0.slice",
+        ] {
+            assert!(names_superuser(word), "{word}");
+        }
+        for word in [
+            "rootfs",
+            "alice",
+            "uid=0123",
+            "user@1000.service",
+            "groot",
+            "0",
+            "UID",
+        ] {
+            assert!(!names_superuser(word), "{word}");
+        }
+        let mut detector = Detector::new(&DetectorConfig {
+            threshold: 0.05,
+            variable_slot_factor: 8.0,
+            ..config(4)
+        })
+        .unwrap();
+        judge(
+            &mut detector,
+            &[
+                "sshd[*]: session opened for user alice by (uid=0)",
+                "sshd[*]: session opened for user bob by (uid=0)",
+                "sshd[*]: session opened for user carol by (uid=0)",
+                "sshd[*]: session opened for user dave by (uid=0)",
+            ],
+        );
+        let judged = judge(
+            &mut detector,
+            &[
+                "sshd[*]: session opened for user erin by (uid=0)",
+                "sshd[*]: session opened for user root by (uid=0)",
+            ],
+        );
+        let (user, root) = (&judged[0], &judged[1]);
+        assert!(
+            user.score.unwrap() > 0.05 && root.score.unwrap() > 0.05,
+            "neither is known"
+        );
+        assert_eq!(user.verdict, Verdict::Normal, "a new user is a new value");
+        assert!(user.event.fields.get("superuser").is_none());
+        assert_eq!(
+            root.verdict,
+            Verdict::Anomaly,
+            "root is not just another user"
+        );
+        let fields = &root.event.fields;
+        assert_eq!(fields["superuser"], json!("root"));
+        assert_eq!(fields["threshold"], json!(0.05f32 as f64));
+        assert_eq!(fields["variable_slots"]["positions"], json!([5]));
     }
 
     #[test]

@@ -119,6 +119,18 @@ pub struct SlotIndex {
     counted: HashSet<u64>,
 }
 
+/// The words of `text` at slot `positions` (as the slot index counts them: a dot leader splits a
+/// word into its name and its value), the new value a [`VariableSlots`] names.
+pub fn words_at<'t>(text: &'t str, positions: &[usize]) -> Vec<&'t str> {
+    let words = slot_words(text);
+    positions
+        .iter()
+        .filter_map(|&p| match words.get(p)? {
+            Word::Plain(w) | Word::Leader(w) => Some(*w),
+        })
+        .collect()
+}
+
 /// A text as the slot index sees it, by its words (`x....0` and `x......0` are one text).
 fn text_hash(words: &[Word]) -> u64 {
     let mut h = std::collections::hash_map::DefaultHasher::new();

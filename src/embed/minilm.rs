@@ -25,7 +25,8 @@ impl MiniLm<CpuBackend> {
     /// Loads the model in `dir` for the CPU with one worker per thread; `threads` = 0 uses every
     /// core this process may run on.
     ///
-    /// `precision` chooses the matrix products: `Auto` is bf16 where the CPU has AMX.
+    /// `precision` chooses the matrix products: `Auto` is bf16 where the CPU has AMX, or is AMD's
+    /// with AVX512-BF16 (`auto_is_bf16`).
     /// On bf16 the model id gains `+bf16`, so a snapshot of f32 vectors is not mixed with them.
     pub fn cpu(
         dir: &Path,
@@ -39,7 +40,7 @@ impl MiniLm<CpuBackend> {
         };
         let bf16 = match precision {
             Precision::Fp32 => false,
-            Precision::Auto => auto_is_bf16(super::bf16::kernel()),
+            Precision::Auto => auto_is_bf16(super::bf16::kernel(), super::bf16::is_amd()),
             Precision::Bf16 if super::bf16::available() => true,
             Precision::Bf16 => {
                 return Err(EmbedError::DeviceUnavailable(
@@ -80,11 +81,17 @@ impl MiniLm<CpuBackend> {
 }
 
 /// What `embedder.precision = "auto"` picks for the bf16 kernel this CPU has: bf16 on AMX tiles,
-/// which beat OpenBLAS's fp32 at every batch size measured; fp32 where bf16 would run on AVX-512
-/// registers only, which beat fp32 for a lone text but lose in batches (benches/README.md) —
-/// the daemon's batches are what matter under load — and, of course, without AVX512-BF16.
-fn auto_is_bf16(kernel: Option<super::bf16::Kernel>) -> bool {
-    kernel == Some(super::bf16::Kernel::Tiles)
+/// which beat fp32 at every batch size measured; bf16 on AVX-512 registers on an AMD CPU (Zen 4),
+/// where it ran 1.7–1.8× our fp32 kernel at batch 1 and 64; fp32 on an Intel CPU with
+/// AVX512-BF16 but no AMX, where the register kernel beat fp32 for a lone text but lost in
+/// batches (benches/README.md), the daemon's batches being what matter under load; and fp32
+/// without AVX512-BF16.
+fn auto_is_bf16(kernel: Option<super::bf16::Kernel>, amd: bool) -> bool {
+    match kernel {
+        Some(super::bf16::Kernel::Tiles) => true,
+        Some(super::bf16::Kernel::Vectors) => amd,
+        None => false,
+    }
 }
 
 impl<B: Backend> MiniLm<B> {
@@ -254,10 +261,22 @@ mod tests {
     use crate::embed::bf16::Kernel;
 
     #[test]
-    fn auto_takes_bf16_on_amx_only() {
-        assert!(super::auto_is_bf16(Some(Kernel::Tiles)));
-        assert!(!super::auto_is_bf16(Some(Kernel::Vectors)));
-        assert!(!super::auto_is_bf16(None));
+    fn auto_takes_bf16_on_amx_and_on_amds_avx512_bf16() {
+        for amd in [false, true] {
+            assert!(super::auto_is_bf16(Some(Kernel::Tiles), amd));
+            assert!(!super::auto_is_bf16(None, amd));
+        }
+        assert!(super::auto_is_bf16(Some(Kernel::Vectors), true));
+        assert!(!super::auto_is_bf16(Some(Kernel::Vectors), false));
+        // This machine's vendor, as the detection reads it, against the kernel's own record.
+        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        if let Some(line) = cpuinfo.lines().find(|l| l.starts_with("vendor_id")) {
+            assert_eq!(
+                crate::embed::bf16::is_amd(),
+                line.ends_with("AuthenticAMD"),
+                "{line}"
+            );
+        }
     }
 
     #[test]
