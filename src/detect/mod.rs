@@ -1143,7 +1143,7 @@ mod tests {
         assert_eq!(dry.program, Some(("sudo".to_string(), program)));
         assert!(score_of(&mut detector, &denied).score > source);
 
-        let judged = judge_at(&mut detector, &[next.clone()]);
+        let judged = judge_at(&mut detector, std::slice::from_ref(&next));
         assert_eq!(
             judged[0].verdict,
             Verdict::Normal,

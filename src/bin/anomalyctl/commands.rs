@@ -432,6 +432,7 @@ async fn explain(daemon: &Daemon, seq: u64) -> anyhow::Result<()> {
     let slots = fields.get("variable_slots").cloned();
     let follows = fields.get("follows").cloned();
     let repeated = fields.get("repeated").cloned();
+    let superuser = fields.get("superuser").cloned();
     let incident = fields.get("incident").and_then(serde_json::Value::as_u64);
     let repeat = fields
         .get("repeat")
@@ -451,7 +452,7 @@ async fn explain(daemon: &Daemon, seq: u64) -> anyhow::Result<()> {
                 "score": score.is_finite().then_some(score),
                 "threshold": threshold.is_finite().then_some(threshold),
                 "source_threshold": source_threshold, "variable_slots": slots,
-                "follows": follows, "repeated": repeated,
+                "follows": follows, "repeated": repeated, "superuser": superuser,
                 "incident": incident, "repeat": incident.map(|_| repeat),
                 "neighbours": neighbours})
         );
@@ -513,6 +514,12 @@ fn judged_against(threshold: f64, fields: &serde_json::Map<String, serde_json::V
             " against the floor {threshold:.4}, not the source's threshold {source:.4}: a \
              failure seen {} times within {} s",
             repeated["count"], repeated["within_s"]
+        );
+    }
+    if let Some(value) = fields.get("superuser").and_then(serde_json::Value::as_str) {
+        return format!(
+            " against the floor {threshold:.4}, not the source's threshold {source:.4}: a new \
+             value naming the superuser ({value:?}) where the baseline holds others"
         );
     }
     match fields.get("variable_slots") {
@@ -713,6 +720,16 @@ mod tests {
             repeated,
             " against the floor 0.0500, not the source's threshold 0.2500: a failure seen 3 \
              times within 3600 s"
+        );
+        let superuser = judged_against(
+            0.05,
+            &fields(serde_json::json!({"source_threshold": 0.05, "superuser": "user=root",
+                "variable_slots": {"positions": [3], "values": 4}})),
+        );
+        assert_eq!(
+            superuser,
+            " against the floor 0.0500, not the source's threshold 0.0500: a new value naming \
+             the superuser (\"user=root\") where the baseline holds others"
         );
     }
 }
