@@ -723,8 +723,10 @@ mod tests {
         );
         let superuser = judged_against(
             0.05,
-            &fields(serde_json::json!({"source_threshold": 0.05, "superuser": "user=root",
-                "variable_slots": {"positions": [3], "values": 4}})),
+            &fields(
+                serde_json::json!({"source_threshold": 0.05, "superuser": "user=root",
+                "variable_slots": {"positions": [3], "values": 4}}),
+            ),
         );
         assert_eq!(
             superuser,
