@@ -99,9 +99,9 @@ pub enum LineError {
 pub struct LineText {
     pub text: String,
     /// When it was logged (µs since the epoch), where the line says: `plain`'s leading time
-    /// stamp, `bgl`'s epoch, the journal's `__REALTIME_TIMESTAMP`. Lines without one are all
-    /// taken as observed now, which only matters for texts recurring hour after hour
-    /// (`detector.periodic_hours`): without times, none can.
+    /// stamp, `bgl`'s epoch, the journal's `__REALTIME_TIMESTAMP`. Lines without one are taken
+    /// one second apart from the start of the run (line N at N seconds), for the windows after an
+    /// anomaly and the hours of periodic texts.
     pub usec: Option<u64>,
 }
 
@@ -402,6 +402,8 @@ pub struct LineScore {
     /// The log program the line names and its own threshold, when the line was judged against it
     /// too.
     pub program: Option<(String, f32)>,
+    /// The new value naming the superuser that made the floor the line's threshold.
+    pub superuser: Option<String>,
     /// Judged normal as periodic: flagged hour after hour, it joined the baseline.
     pub periodic: bool,
     /// A follow-on failure: the text of the anomaly whose window it fell in.
@@ -672,6 +674,10 @@ pub fn score_file(
     };
     // A file has line numbers, not times: incidents stay open to its end.
     let mut incidents = crate::incident::Incidents::new(0);
+    // Lines without a time of their own are taken one second apart from the start, so the
+    // windows after an anomaly (`detector.follow_on_s`) span as many lines on every machine,
+    // however fast it scores.
+    let start_usec = crate::event::now_usec();
     loop {
         let chunk = reader.next_texts(batch, format, volatile, &all)?;
         if chunk.is_empty() {
@@ -681,11 +687,11 @@ pub fn score_file(
         let (vectors, _) = cache.embed(embedder, &refs)?;
         let events = chunk
             .iter()
-            .map(|(_, t)| {
+            .map(|(line, t)| {
                 let mut event = Event::observed(Source::Custom, t.text.clone(), Default::default());
-                if let Some(usec) = t.usec {
-                    event.observed_usec = usec;
-                }
+                event.observed_usec = t
+                    .usec
+                    .unwrap_or_else(|| start_usec.saturating_add(line.saturating_mul(1_000_000)));
                 event
             })
             .collect();
@@ -728,6 +734,10 @@ pub fn score_file(
                             .and_then(serde_json::Value::as_f64),
                     )
                     .map(|(name, t)| (name.to_owned(), t as f32)),
+                superuser: fields
+                    .get("superuser")
+                    .and_then(serde_json::Value::as_str)
+                    .map(str::to_owned),
                 periodic,
                 follows: fields
                     .get("follows")
@@ -881,6 +891,9 @@ pub fn score_file_command(
             if let Some((name, t)) = &s.program {
                 line["program"] = serde_json::json!(name);
                 line["program_threshold"] = serde_json::json!(crate::metrics::decimal_f64(*t));
+            }
+            if let Some(value) = &s.superuser {
+                line["superuser"] = serde_json::json!(value);
             }
             if s.periodic {
                 line["periodic"] = serde_json::json!(true);

@@ -319,9 +319,12 @@ pub fn read_recent_scores(
         let mut stmt = conn
             .prepare_cached(
                 // Scaled as calibration observed them: by the source's threshold over the one
-                // the event was judged against (they differ under a variable-slot allowance).
+                // calibration scaled by (`calibration_threshold` when the event was judged
+                // against another, as the floor of the superuser rule; else the one judged
+                // against, which differs under a variable-slot allowance or a program's).
                 "SELECT score * COALESCE(json_extract(fields, '$.source_threshold')
-                                         / json_extract(fields, '$.threshold'), 1.0)
+                                         / COALESCE(json_extract(fields, '$.calibration_threshold'),
+                                                    json_extract(fields, '$.threshold')), 1.0)
                    FROM records INDEXED BY records_by_source
                   WHERE source = ?1 AND kind = 'event' AND verdict IN ('normal', 'anomaly')
                     AND score IS NOT NULL

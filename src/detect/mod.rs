@@ -131,7 +131,9 @@ fn scaled(score: f32, own: f32, judged: f32) -> f32 {
 /// `user@0.service`, `user-0.slice`.
 fn names_superuser(word: &str) -> bool {
     static SUPERUSER: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
-        regex::Regex::new(r"(?i)^(?:[a-z_]+=)?<?root\b|^\(?uid=0\b|^user@0\.|^user-0\.")
+        regex::Regex::new(
+            r"(?i)^(?:[a-z_]+=)?<?root(?:\(uid=0\))?>?[.,:;]?$|^\(?uid=0\)?[.,:;]?$|^user@0\.|^user-0\.",
+        )
             .expect("the superuser pattern compiles")
     });
     SUPERUSER.is_match(word)
@@ -152,12 +154,15 @@ impl Against {
         scaled(score, self.source_threshold, self.allowed)
     }
 
-    /// The score on its program's scale, for the program's own calibration: divided by the
-    /// variable-slot allowance the program's threshold got, if any.
-    fn program_relative(&self, score: f32) -> f32 {
-        match &self.program {
-            Some((_, program)) => scaled(score, *program, self.raised(*program)),
-            None => self.relative(score),
+    /// `calibration_threshold`, when the threshold the score was judged against is not the one
+    /// calibration scaled it by (the floor, for the superuser rule and failures in context), so
+    /// that a restart seeds the calibrators with what they observed (`audit::read_recent_scores`).
+    fn record_calibration(&self, fields: &mut serde_json::Map<String, serde_json::Value>) {
+        if self.allowed != self.threshold {
+            fields.insert(
+                "calibration_threshold".into(),
+                json!(f64::from(self.allowed)),
+            );
         }
     }
 
@@ -173,6 +178,7 @@ impl Against {
     /// differs, `source_threshold` and `variable_slots` (positions, values seen there).
     fn record(&self, fields: &mut serde_json::Map<String, serde_json::Value>) {
         fields.insert("threshold".into(), json!(f64::from(self.threshold)));
+        self.record_calibration(fields);
         if self.variable.is_some() || self.program.is_some() || self.superuser.is_some() {
             fields.insert(
                 "source_threshold".into(),
@@ -648,7 +654,7 @@ impl Detector {
                 let score = self.score(&neighbours);
                 self.calibrator_mut(source).observe(against.relative(score));
                 self.programs
-                    .observe(source, text, against.program_relative(score));
+                    .observe(source, text, score, |t| against.raised(t));
             }
             ids.push(self.join_baseline(text, vector)?);
         }
@@ -857,6 +863,11 @@ impl Detector {
                     json!(f64::from(against.source_threshold)),
                 );
                 fields.insert(context.key().into(), context.value());
+                Against {
+                    threshold: self.join_threshold,
+                    ..against.clone()
+                }
+                .record_calibration(fields);
             }
             if verdict == Verdict::Anomaly {
                 // The lines right after it are judged against the source's threshold alone.
@@ -871,7 +882,7 @@ impl Detector {
                 let relative = against.relative(score);
                 self.calibrator_mut(event.source).observe(relative);
                 self.programs
-                    .observe(event.source, &event.text, against.program_relative(score));
+                    .observe(event.source, &event.text, score, |t| against.raised(t));
             }
             let joins = verdict == Verdict::Warmup
                 || periodic.is_some()
@@ -1188,6 +1199,10 @@ mod tests {
         }
         for word in [
             "rootfs",
+            "root=UUID=0b1c",
+            "root=/dev/sda1",
+            "root.mount",
+            "root-fs",
             "alice",
             "uid=0123",
             "user@1000.service",
@@ -1199,10 +1214,14 @@ mod tests {
         }
         let mut detector = Detector::new(&DetectorConfig {
             threshold: 0.05,
+            calibration_quantile: 0.97,
             variable_slot_factor: 8.0,
             ..config(4)
         })
         .unwrap();
+        // A source threshold above the floor, so that the two can be told apart.
+        detector.seed_calibration(std::iter::repeat_n((Source::Systemd, 0.1), 100));
+        assert_eq!(detector.source_threshold(Source::Systemd), 0.1);
         judge(
             &mut detector,
             &[
@@ -1233,8 +1252,12 @@ mod tests {
         );
         let fields = &root.event.fields;
         assert_eq!(fields["superuser"], json!("root"));
-        assert_eq!(fields["threshold"], json!(0.05f32 as f64));
+        assert_eq!(fields["threshold"], json!(0.05f32 as f64), "the floor");
+        assert_eq!(fields["source_threshold"], json!(0.1f32 as f64));
+        // Calibrated as a new value with the allowance: what a restart reads back.
+        assert_eq!(fields["calibration_threshold"], json!(0.8f32 as f64));
         assert_eq!(fields["variable_slots"]["positions"], json!([5]));
+        assert!(user.event.fields.get("calibration_threshold").is_none());
     }
 
     #[test]

@@ -6,12 +6,13 @@
 //! calibrator of their own, and a line that reports no failure is an anomaly only above both its
 //! source's threshold and its program's. What it leaves alone:
 //!
-//! - **failures**: a text that reports one is judged against its source's threshold alone (at
-//!   most `alert_ceiling`), and its score stays out of the program's window, so an attacker's
+//! - **failures**: a text that reports one is judged against its source's threshold (at most
+//!   `alert_ceiling`, raised for variable slots) without its program's, and its score stays out
+//!   of the program's window, so an attacker's
 //!   brute force (`Failed password …`) lifts neither sshd's threshold nor anything over the root
 //!   login that follows it, and `user NOT in sudoers` alerts however chatty sudo is;
 //! - **the lines after an anomaly**: within `detector.follow_on_s` of an anomaly of the source,
-//!   its lines are judged against the source's threshold alone (an oops's `RIP:` and `Code:`
+//!   its lines are judged against the source's threshold without their programs' (an oops's `RIP:` and `Code:`
 //!   lines after the kernel's `BUG:`, systemd starting `systemd-coredump@…` after a segfault);
 //! - **the daemon's own D-Bus texts**, which name their source first and no program: their source's
 //!   threshold is the whole rule;
@@ -28,8 +29,11 @@ use crate::event::Source;
 
 use super::calibration::Calibrator;
 
-/// Programs with a window of their own (each up to `calibration_window` scores).
+/// Programs with a window of their own.
 pub const MAX_PROGRAMS: usize = 1024;
+/// Scores a program's window keeps at most (`calibration_window`, when smaller): 1,024 windows of
+/// `calibration_window`'s largest allowed size would take 40 GB.
+pub const MAX_PROGRAM_WINDOW: usize = 10_000;
 
 /// How many leading words may come before a log line's syslog tag (a time stamp and host name
 /// that the scrubbing did not recognise, Loghub's label and node columns).
@@ -47,8 +51,9 @@ pub struct ProgramThresholds {
 }
 
 impl ProgramThresholds {
-    /// Programs calibrated at `quantile` of their last `window` scores, between `floor` and
-    /// `ceiling` (0: off), and set aside for `after_anomaly` after an anomaly of theirs.
+    /// Programs calibrated at `quantile` of their last `window` scores (at most
+    /// [`MAX_PROGRAM_WINDOW`]), between `floor` and `ceiling` (0: off), and set aside for
+    /// `after_anomaly` after an anomaly of their source.
     pub fn new(
         quantile: f64,
         floor: f32,
@@ -57,7 +62,7 @@ impl ProgramThresholds {
         after_anomaly: Duration,
     ) -> ProgramThresholds {
         ProgramThresholds {
-            template: Calibrator::new(quantile, floor, ceiling, window),
+            template: Calibrator::new(quantile, floor, ceiling, window.min(MAX_PROGRAM_WINDOW)),
             enabled: ceiling > 0.0 && quantile > 0.0,
             after_anomaly_usec: u64::try_from(after_anomaly.as_micros()).unwrap_or(u64::MAX),
             programs: HashMap::new(),
@@ -89,18 +94,27 @@ impl ProgramThresholds {
         (!after_anomaly).then_some((name, program.threshold()))
     }
 
-    /// Records the score (on its program's scale) of a scored event that reports no failure.
-    pub fn observe(&mut self, source: Source, text: &str, relative: f32) {
+    /// Records the score of a scored event that reports no failure, on its program's scale:
+    /// divided by the raise `raise` gives the program's current threshold (the variable-slot
+    /// allowance the event got, if any), whether or not that threshold applied to it.
+    pub fn observe(&mut self, source: Source, text: &str, score: f32, raise: impl Fn(f32) -> f32) {
         if !self.enabled || super::recurrence::reports_failure(text) {
             return;
         }
         if let Some(program) = self.program_mut(source, text) {
-            program.observe(relative);
+            let own = program.threshold();
+            let raised = raise(own);
+            // Only a raise rescales: `own / own` is not always exactly 1.
+            program.observe(if raised > 0.0 && raised != own {
+                score * own / raised
+            } else {
+                score
+            });
         }
     }
 
     /// An anomaly of `source` at `usec`: for `follow_on_s` its lines are judged against the
-    /// source's threshold alone.
+    /// source's threshold (raised for variable slots) without their programs'.
     pub fn anomaly(&mut self, source: Source, usec: u64) {
         let last = self.last_anomaly_usec.entry(source).or_insert(usec);
         *last = (*last).max(usec);
@@ -211,7 +225,7 @@ mod tests {
 
     fn settled_on(thresholds: &mut ProgramThresholds, source: Source, text: &str, score: f32) {
         for i in 0..100 {
-            thresholds.observe(source, &format!("{text} {i}"), score);
+            thresholds.observe(source, &format!("{text} {i}"), score, |t| t);
         }
     }
 
@@ -229,6 +243,7 @@ mod tests {
                 Source::Custom,
                 &format!("{command} x{i}"),
                 0.4 + i as f32 / 1000.0,
+                |t| t,
             );
         }
         assert_eq!(
@@ -258,6 +273,7 @@ mod tests {
                 Source::Custom,
                 &format!("sshd[*]: Failed password for invalid user admin{i}"),
                 0.6,
+                |t| t,
             );
         }
         let login = "sshd[*]: Accepted password for root";

@@ -91,9 +91,9 @@ pub fn available() -> bool {
 }
 
 /// Whether the CPU is AMD's. Its AVX512-BF16 CPUs (Zen 4 and later) run `vdpbf16ps` at the rate
-/// of an fp32 FMA with twice the products: our register kernel reached 162–197 GFLOP/s a core on
-/// a Zen 4 against 80–105 for the fp32 kernel, where an Intel Xeon's reached about 75 against
-/// 100+ (benches/README.md).
+/// of an fp32 FMA with twice the products: our register kernel reached 173–180 GFLOP/s a core on
+/// one layer's shapes on a Zen 4 against 87–98 for the fp32 kernel, where an Intel Xeon's
+/// reached about 75 against 100+ (benches/README.md).
 pub fn is_amd() -> bool {
     #[cfg(target_arch = "x86_64")]
     {

@@ -724,13 +724,13 @@ mod tests {
         let superuser = judged_against(
             0.05,
             &fields(
-                serde_json::json!({"source_threshold": 0.05, "superuser": "user=root",
+                serde_json::json!({"source_threshold": 0.25, "superuser": "user=root",
                 "variable_slots": {"positions": [3], "values": 4}}),
             ),
         );
         assert_eq!(
             superuser,
-            " against the floor 0.0500, not the source's threshold 0.0500: a new value naming \
+            " against the floor 0.0500, not the source's threshold 0.2500: a new value naming \
              the superuser (\"user=root\") where the baseline holds others"
         );
     }
