@@ -114,6 +114,11 @@ impl PrivateBus {
         &self.address
     }
 
+    /// The daemon's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn target(&self) -> BusTarget {
         BusTarget::Address(self.address.clone())
     }

@@ -119,7 +119,7 @@ struct Against {
 }
 
 /// `score` on the scale of `own`, for an event judged against `judged` (`own` raised).
-fn scaled(score: f32, own: f32, judged: f32) -> f32 {
+pub(super) fn scaled(score: f32, own: f32, judged: f32) -> f32 {
     if judged > 0.0 {
         score * own / judged
     } else {

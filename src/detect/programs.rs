@@ -46,7 +46,10 @@ pub struct ProgramThresholds {
     /// `false` when `program_ceiling` is 0: programs add nothing.
     enabled: bool,
     after_anomaly_usec: u64,
-    programs: HashMap<(Source, String), Calibrator>,
+    /// Each source's programs, by name (looked up by `&str`: no key is built per event).
+    programs: HashMap<Source, HashMap<String, Calibrator>>,
+    /// How many programs `programs` holds over every source, at most [`MAX_PROGRAMS`].
+    program_count: usize,
     last_anomaly_usec: HashMap<Source, u64>,
 }
 
@@ -66,6 +69,7 @@ impl ProgramThresholds {
             enabled: ceiling > 0.0 && quantile > 0.0,
             after_anomaly_usec: u64::try_from(after_anomaly.as_micros()).unwrap_or(u64::MAX),
             programs: HashMap::new(),
+            program_count: 0,
             last_anomaly_usec: HashMap::new(),
         }
     }
@@ -83,7 +87,7 @@ impl ProgramThresholds {
             return None;
         }
         let name = program_of(text)?;
-        let program = self.programs.get(&(source, name.to_owned()))?;
+        let program = self.programs.get(&source)?.get(name)?;
         if !program.is_settled() {
             return None;
         }
@@ -105,8 +109,8 @@ impl ProgramThresholds {
             let own = program.threshold();
             let raised = raise(own);
             // Only a raise rescales: `own / own` is not always exactly 1.
-            program.observe(if raised > 0.0 && raised != own {
-                score * own / raised
+            program.observe(if raised != own {
+                super::scaled(score, own, raised)
             } else {
                 score
             });
@@ -122,15 +126,15 @@ impl ProgramThresholds {
 
     fn program_mut(&mut self, source: Source, text: &str) -> Option<&mut Calibrator> {
         let name = program_of(text)?;
-        let key = (source, name.to_owned());
-        if !self.programs.contains_key(&key) && self.programs.len() >= MAX_PROGRAMS {
-            return None;
+        let programs = self.programs.entry(source).or_default();
+        if !programs.contains_key(name) {
+            if self.program_count >= MAX_PROGRAMS {
+                return None;
+            }
+            self.program_count += 1;
+            programs.insert(name.to_owned(), self.template.clone());
         }
-        Some(
-            self.programs
-                .entry(key)
-                .or_insert_with(|| self.template.clone()),
-        )
+        programs.get_mut(name)
     }
 }
 
@@ -320,7 +324,8 @@ mod tests {
         for i in 0..MAX_PROGRAMS + 10 {
             settled(&mut p, &format!("prog{i}: x"), 0.5);
         }
-        assert_eq!(p.programs.len(), MAX_PROGRAMS);
+        assert_eq!(p.program_count, MAX_PROGRAMS);
+        assert_eq!(p.programs[&Source::Custom].len(), MAX_PROGRAMS);
         assert!(p.threshold(Source::Custom, "prog0: x", 0).is_some());
         assert_eq!(
             p.threshold(Source::Custom, &format!("prog{}: x", MAX_PROGRAMS + 5), 0),

@@ -22,11 +22,12 @@ const WINDOW_HOURS: u64 = 24;
 /// Texts followed at once; past it those flagged longest ago are forgotten first.
 const MAX_TEXTS: usize = 65_536;
 
-/// Words by which a message says something went wrong, and systemd's unit and job results other
+/// Words by which a message says something went wrong (and class names ending in `Exception` or
+/// `Error`: `java.io.IOException`, `ConnectionRefusedError`), and systemd's unit and job results other
 /// than success (`Result=exit-code`, `SubState=auto-restart`, `result=dependency`).
 static FAILURE_WORDS: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(
-        r"(?i)\b(?:errors?|err|fail(?:ed|s|ure|ures|ing)?|fatal|panic|critical|crit|denied|refused|rejected|killed|kill|oom(?:-kill(?:er)?)?|segfault|segv|abrt|sigsegv|sigabrt|sigkill|corrupt(?:ed|ion)?|invalid|illegal|unable|cannot|can't|timed?[ _-]?out|unreachable|abort(?:ed)?|emerg(?:ency)?|alert|violation|unauthori[sz]ed|bad|preauth|dumped|core-dump|exit-code|auto-restart|start-limit-hit|watchdog|no space left|not permitted|no such file|not found|exceptions?|not in sudoers|not allowed|not authori[sz]ed|incorrect password)\b|\boom_|\bResult=(?:signal|resources|protocol|timeout)\b|\bresult=(?:dependency|canceled|skipped|timeout|invalid)\b",
+        r"(?i)\b(?:errors?|err|fail(?:ed|s|ure|ures|ing)?|fatal|panic|critical|crit|denied|refused|rejected|killed|kill|oom(?:-kill(?:er)?)?|segfault|segv|abrt|sigsegv|sigabrt|sigkill|corrupt(?:ed|ion)?|invalid|illegal|unable|cannot|can't|timed?[ _-]?out|unreachable|abort(?:ed)?|emerg(?:ency)?|alert|violation|unauthori[sz]ed|bad|preauth|dumped|core-dump|exit-code|auto-restart|start-limit-hit|watchdog|no space left|not permitted|no such file|not found|exceptions?|not in sudoers|not allowed|not authori[sz]ed|incorrect password)\b|(?-i:\b[A-Za-z0-9_.]+(?:Exception|Error)s?\b)|\boom_|\bResult=(?:signal|resources|protocol|timeout)\b|\bresult=(?:dependency|canceled|skipped|timeout|invalid)\b",
     )
     .expect("the failure words compile")
 });
@@ -216,6 +217,8 @@ mod tests {
             "kernel: oom_reaper: reaped process <n> (clamd)",
             "postdrop[*]: warning: No space left on device",
             "sshd[*]: Connection closed by 203.0.113.9 port <n> [preauth]",
+            "java[*]: java.io.IOException: Broken pipe",
+            "python3[*]: ConnectionRefusedError: [Errno <n>] Connection refused",
         ] {
             assert!(reports_failure(text), "{text}");
         }
@@ -225,6 +228,7 @@ mod tests {
             "systemd job backup.service result=done",
             "systemd unit backup.service ActiveState=inactive SubState=dead Result=success",
             "sudo[*]: xavier : TTY=pts/0 ; PWD=/home/xavier ; USER=root ; COMMAND=/usr/bin/htop",
+            "php-fpm[*]: [NOTICE] ready to handle connections, stderr to /var/log/php-fpm.log",
         ] {
             assert!(!reports_failure(text), "{text}");
         }

@@ -1,17 +1,18 @@
 //! The CPU [`Backend`]: matrix products on weights packed at load ([`fp32`] where the CPU has
-//! AVX-512F or AVX2 with FMA, [`bf16`] on that path) or through OpenBLAS, attention per text ([`attention`]),
-//! row-wise steps in plain loops.
+//! AVX-512F or AVX2 with FMA, [`bf16`] on that path) or through OpenBLAS, attention per text
+//! ([`attention`]), row-wise steps in plain loops.
 //!
 //! Every product runs single-threaded and we split work ourselves: OpenBLAS's own worker
 //! threads spin (`sched_yield`) between calls and, on a two-core machine, measured 12% of the
-//! time stolen from the non-GEMM steps. [`super::MiniLm`] gives each core its own backend and a share of the texts;
-//! a batch of one text instead gets one backend with [`Backend::set_threads`] > 1, which splits
-//! each product's output columns, each row-wise step and attention's heads over helper threads
-//! it keeps (a rayon pool).
+//! time stolen from the non-GEMM steps. [`super::MiniLm`] gives each core its own backend and a
+//! share of the texts; a batch of one text instead gets one backend with
+//! [`Backend::set_threads`] > 1, which splits each product's output columns, each row-wise step
+//! and attention's heads over helper threads it keeps ([`super::spin_pool`]).
 
 use std::ops::Range;
 
 use super::bert::{Backend, EmbeddingTables, LayerNorm, Linear, Packed, ParamKind};
+use super::spin_pool::SpinPool;
 use super::{attention, bf16, blas, fp32, EmbedError};
 
 /// A weight tensor on the CPU: its f32 values, or, for a linear weight, the panels a kernel of
@@ -55,10 +56,11 @@ pub struct CpuBackend {
     /// every step but the products stay f32.
     bf16: bool,
     /// `threads - 1` helper threads, kept between calls, for a lone text's products and
-    /// row-wise steps (the calling thread does one share). rayon's pool, not threads started
-    /// per product: a pass has 24 products and as many row-wise steps, and starting a thread
-    /// for each cost more than splitting them gained at this size.
-    helpers: Option<rayon::ThreadPool>,
+    /// row-wise steps (the calling thread does one share). Threads kept, not started per
+    /// product: a pass has 24 products and as many row-wise steps, and starting a thread for
+    /// each cost more than splitting them gained at this size; and threads that spin between
+    /// a pass's steps ([`super::spin_pool`]), not sleep.
+    helpers: Option<SpinPool>,
 }
 
 impl CpuBackend {
@@ -89,23 +91,10 @@ impl CpuBackend {
     /// Runs `tasks[i]()` for every task, the first on the calling thread and the others on the
     /// helpers, and returns when all are done.
     fn run_all<T: Send>(&self, tasks: Vec<Box<dyn FnOnce() -> T + Send + '_>>) -> Vec<T> {
-        let mut results: Vec<Option<T>> = (0..tasks.len()).map(|_| None).collect();
-        let helpers = self.helpers.as_ref().expect("run_all needs helpers");
-        helpers.in_place_scope(|scope| {
-            let mut slots = results.iter_mut();
-            let mut tasks = tasks.into_iter();
-            let (Some(first_slot), Some(first)) = (slots.next(), tasks.next()) else {
-                return;
-            };
-            for (slot, task) in slots.zip(tasks) {
-                scope.spawn(move |_| *slot = Some(task()));
-            }
-            *first_slot = Some(first());
-        });
-        results
-            .into_iter()
-            .map(|r| r.expect("every task ran"))
-            .collect()
+        self.helpers
+            .as_ref()
+            .expect("run_all needs helpers")
+            .run_all(tasks)
     }
 
     /// Attention with the heads split between the threads (a lone text: its attention ran on
@@ -206,14 +195,11 @@ impl Backend for CpuBackend {
 
     fn set_threads(&mut self, threads: usize) {
         let threads = threads.max(1);
-        let helpers = self.helpers.as_ref().map_or(0, |p| p.current_num_threads());
-        // Kept while the backend works alone (threads = 1 between lone texts): idle rayon
-        // threads sleep.
+        let helpers = self.helpers.as_ref().map_or(0, SpinPool::threads);
+        // Kept while the backend works alone (threads = 1 between lone texts): idle helpers
+        // park.
         if threads > 1 && helpers != threads - 1 {
-            let built = rayon::ThreadPoolBuilder::new()
-                .num_threads(threads - 1)
-                .thread_name(|i| format!("anomalyd-embed-helper{i}"))
-                .build();
+            let built = SpinPool::new(threads - 1, |i| format!("anomalyd-embed-helper{i}"));
             match built {
                 Ok(pool) => self.helpers = Some(pool),
                 Err(e) => {

@@ -18,6 +18,7 @@ pub mod fp32;
 mod hashing;
 pub mod minilm;
 pub mod model;
+mod spin_pool;
 pub mod tokenize;
 pub mod tools;
 

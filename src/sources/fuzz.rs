@@ -330,11 +330,32 @@ struct Harness {
     _dir: tempfile::TempDir,
 }
 
+/// The harness's bus daemon and folder, for [`stop_harness_bus`].
+static HARNESS_BUS: OnceLock<(i32, std::path::PathBuf)> = OnceLock::new();
+
+/// Stops the harness's `dbus-daemon` and removes its folder when the test process exits: a
+/// static is never dropped, and the daemon would outlive the tests (holding whatever file
+/// descriptors it inherited, such as a build lock).
+extern "C" fn stop_harness_bus() {
+    if let Some((pid, dir)) = HARNESS_BUS.get() {
+        // SAFETY: kill(2) on the pid of the child we started; it touches no memory of ours.
+        unsafe { libc::kill(*pid, libc::SIGTERM) };
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
+
 fn harness() -> &'static Harness {
     static HARNESS: OnceLock<Harness> = OnceLock::new();
     HARNESS.get_or_init(|| {
         let dir = tempfile::tempdir().unwrap();
         let bus = crate::bus::PrivateBus::spawn(dir.path()).expect("dbus-daemon starts");
+        let pid = i32::try_from(bus.pid()).expect("a pid fits in pid_t");
+        if HARNESS_BUS.set((pid, dir.path().to_owned())).is_ok() {
+            // SAFETY: registers a plain function without arguments; it only reads a static
+            // that is set before, and calls kill(2) and remove_dir_all.
+            let registered = unsafe { libc::atexit(stop_harness_bus) };
+            assert_eq!(registered, 0, "atexit registers the bus's stop");
+        }
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
