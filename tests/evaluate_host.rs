@@ -10,14 +10,13 @@
 //! any of its lines is flagged): an intrusion's side effects (`user@0.service` starting for
 //! root's login) are labelled but look like every other login's.
 
-use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 #[path = "common/evaluation.rs"]
 mod evaluation;
 #[path = "common/host_week.rs"]
 mod host_week;
-use evaluation::{figures, score_file, verdicts};
+use evaluation::{figures, score_file, verdicts, Faults};
 
 /// The week's seed: 1, or `ANOMALYD_HOST_SEED` (other weeks for a study; the floors are for 1).
 fn seed() -> u64 {
@@ -65,23 +64,22 @@ fn a_week_of_a_mail_server_flags_its_faults_and_few_normal_lines() {
     );
     v.print(&format!("shipped defaults ({summary})"));
 
-    // Per fault: (kind, day) caught when any of its lines is flagged.
-    let mut faults: BTreeMap<(&str, u64), bool> = BTreeMap::new();
-    for (line, s) in test.iter().zip(&scored) {
-        if let Some(kind) = line.label {
-            let day = (line.usec / 1_000_000 - host_week::START_SEC) / 86_400;
-            *faults.entry((kind, day)).or_default() |= s.anomaly;
-        }
-    }
-    let caught = faults.values().filter(|&&c| c).count();
-    let missed: Vec<_> = faults.iter().filter(|(_, &c)| !c).map(|(k, _)| k).collect();
-    println!(
-        "faults caught: {caught} of {} (missed: {missed:?})",
-        faults.len()
+    let faults = Faults::of(
+        test.iter().map(|line| {
+            (
+                line.label,
+                (line.usec / 1_000_000 - host_week::START_SEC) / 86_400,
+            )
+        }),
+        &scored,
     );
-    let kinds: BTreeSet<&str> = faults.keys().map(|(k, _)| *k).collect();
-    assert_eq!(kinds.len(), host_week::KINDS.len(), "every kind injected");
-    let recurring_oom = faults.keys().filter(|(k, _)| *k == "oom").count();
+    faults.print();
+    assert_eq!(
+        faults.kinds().len(),
+        host_week::KINDS.len(),
+        "every kind injected"
+    );
+    let recurring_oom = faults.days_of("oom");
     assert!(
         recurring_oom >= 3,
         "the OOM kill recurs on {recurring_oom} days"
@@ -100,10 +98,6 @@ fn a_week_of_a_mail_server_flags_its_faults_and_few_normal_lines() {
         "alerts on normal lines {:.2}%",
         v.false_alert_rate * 100.0
     );
-    assert!(v.recall >= 0.88, "line recall {:.3}", v.recall);
-    assert!(
-        caught as f64 >= 0.9 * faults.len() as f64,
-        "{caught} of {} faults caught; missed {missed:?}",
-        faults.len()
-    );
+    assert!(v.recall >= 0.9, "line recall {:.3}", v.recall);
+    faults.assert_caught(0.9);
 }

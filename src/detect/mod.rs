@@ -129,7 +129,7 @@ pub(super) fn scaled(score: f32, own: f32, judged: f32) -> f32 {
 
 /// Whether a word names the superuser: `root`, `root(uid=0)`, `user=root`, `<root>`, `uid=0`,
 /// `user@0.service`, `user-0.slice`.
-fn names_superuser(word: &str) -> bool {
+pub(super) fn names_superuser(word: &str) -> bool {
     static SUPERUSER: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
         regex::Regex::new(
             r"(?i)^(?:[a-z_]+=)?<?root(?:\(uid=0\))?>?[.,:;]?$|^\(?uid=0\)?[.,:;]?$|^user@0\.|^user-0\.",

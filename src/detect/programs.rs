@@ -16,6 +16,11 @@
 //!   lines after the kernel's `BUG:`, systemd starting `systemd-coredump@…` after a segfault);
 //! - **the daemon's own D-Bus texts**, which name their source first and no program: their source's
 //!   threshold is the whole rule;
+//! - **a program's first line naming the superuser** (`root`, `uid=0`, …: sshd's first `Accepted
+//!   password for root` where the users log in by key): new in kind, it gets no allowance for
+//!   the program's chatter (its users' new addresses and commands). Once a line of the program
+//!   that names the superuser has been scored (sudo's `USER=root` on every command), the
+//!   program's threshold applies to such lines as to the others;
 //! - a program with fewer than the calibrator's minimum of scores.
 //!
 //! The windows live in memory: a restart starts them again from the baseline history and the
@@ -39,6 +44,13 @@ pub const MAX_PROGRAM_WINDOW: usize = 10_000;
 /// that the scrubbing did not recognise, Loghub's label and node columns).
 const TAG_WITHIN_WORDS: usize = 8;
 
+/// One program's window, and whether a line of it naming the superuser has been scored.
+#[derive(Debug)]
+struct Program {
+    calibrator: Calibrator,
+    names_superuser: bool,
+}
+
 #[derive(Debug)]
 pub struct ProgramThresholds {
     /// Every program's calibrator starts as a clone of this one.
@@ -47,7 +59,7 @@ pub struct ProgramThresholds {
     enabled: bool,
     after_anomaly_usec: u64,
     /// Each source's programs, by name (looked up by `&str`: no key is built per event).
-    programs: HashMap<Source, HashMap<String, Calibrator>>,
+    programs: HashMap<Source, HashMap<String, Program>>,
     /// How many programs `programs` holds over every source, at most [`MAX_PROGRAMS`].
     program_count: usize,
     last_anomaly_usec: HashMap<Source, u64>,
@@ -88,14 +100,14 @@ impl ProgramThresholds {
         }
         let name = program_of(text)?;
         let program = self.programs.get(&source)?.get(name)?;
-        if !program.is_settled() {
+        if !program.calibrator.is_settled() || (!program.names_superuser && names_superuser(text)) {
             return None;
         }
         let after_anomaly = self
             .last_anomaly_usec
             .get(&source)
             .is_some_and(|&t| usec >= t && usec - t <= self.after_anomaly_usec);
-        (!after_anomaly).then_some((name, program.threshold()))
+        (!after_anomaly).then_some((name, program.calibrator.threshold()))
     }
 
     /// Records the score of a scored event that reports no failure, on its program's scale:
@@ -106,10 +118,12 @@ impl ProgramThresholds {
             return;
         }
         if let Some(program) = self.program_mut(source, text) {
-            let own = program.threshold();
+            program.names_superuser |= names_superuser(text);
+            let calibrator = &mut program.calibrator;
+            let own = calibrator.threshold();
             let raised = raise(own);
             // Only a raise rescales: `own / own` is not always exactly 1.
-            program.observe(if raised != own {
+            calibrator.observe(if raised != own {
                 super::scaled(score, own, raised)
             } else {
                 score
@@ -124,7 +138,7 @@ impl ProgramThresholds {
         *last = (*last).max(usec);
     }
 
-    fn program_mut(&mut self, source: Source, text: &str) -> Option<&mut Calibrator> {
+    fn program_mut(&mut self, source: Source, text: &str) -> Option<&mut Program> {
         let name = program_of(text)?;
         let programs = self.programs.entry(source).or_default();
         if !programs.contains_key(name) {
@@ -132,10 +146,25 @@ impl ProgramThresholds {
                 return None;
             }
             self.program_count += 1;
-            programs.insert(name.to_owned(), self.template.clone());
+            let program = Program {
+                calibrator: self.template.clone(),
+                names_superuser: false,
+            };
+            programs.insert(name.to_owned(), program);
         }
         programs.get_mut(name)
     }
+}
+
+/// Whether a word of `text` names the superuser as who acts or is acted for, not the service
+/// that acts (PAM's `session opened for user alice(uid=1000) by (uid=0)` on every login).
+fn names_superuser(text: &str) -> bool {
+    let mut after_by = false;
+    text.split_whitespace().any(|word| {
+        let names = !after_by && super::names_superuser(word);
+        after_by = word == "by";
+        names
+    })
 }
 
 /// The program a log line's text names: the identifier of a `journal IDENTIFIER MESSAGE` text
@@ -280,8 +309,29 @@ mod tests {
                 |t| t,
             );
         }
-        let login = "sshd[*]: Accepted password for root";
+        let login = "sshd[*]: Accepted password for bob";
         assert_eq!(p.threshold(Source::Custom, login, 0), Some(("sshd", 0.1)));
+    }
+
+    #[test]
+    fn a_program_s_first_line_naming_the_superuser_has_no_allowance() {
+        let mut p = ProgramThresholds::new(0.97, 0.05, 1.0, 1000, Duration::from_secs(60));
+        settled(&mut p, "sshd[*]: Accepted publickey for alice", 0.4);
+        let root = "sshd[*]: Accepted password for root from 203.0.113.9";
+        assert_eq!(p.threshold(Source::Custom, root, 0), None);
+        assert!(p
+            .threshold(Source::Custom, "sshd[*]: Accepted password for bob", 0)
+            .is_some());
+        p.observe(Source::Custom, root, 0.5, |t| t);
+        assert_eq!(p.threshold(Source::Custom, root, 0), Some(("sshd", 0.4)));
+        // sudo names root on every command: once one is scored, its threshold applies.
+        settled(
+            &mut p,
+            "sudo[*]: alice : USER=root ; COMMAND=/usr/bin/htop",
+            0.5,
+        );
+        let command = "sudo[*]: bob : USER=root ; COMMAND=/usr/bin/du -sh";
+        assert!(p.threshold(Source::Custom, command, 0).is_some());
     }
 
     #[test]

@@ -45,8 +45,8 @@ pub struct Recurrences {
     /// Distinct hours that make a text periodic; 0 = never.
     hours: u32,
     /// Each text's hours (since the epoch) in which it was flagged, oldest first, by a hash of
-    /// the text (a collision only merges two texts' counts; the texts themselves, up to 2 KiB
-    /// each, are not kept).
+    /// its shape ([`shape_key`]: a collision only merges two texts' counts; the texts
+    /// themselves, up to 2 KiB each, are not kept).
     flagged: HashMap<u64, VecDeque<u64>>,
 }
 
@@ -66,7 +66,7 @@ impl Recurrences {
             return None;
         }
         let hour = usec / HOUR_USEC;
-        let key = text_key(text);
+        let key = shape_key(text);
         if !self.flagged.contains_key(&key) && self.flagged.len() >= MAX_TEXTS {
             forget_oldest(&mut self.flagged);
         }
@@ -106,6 +106,24 @@ pub(super) fn text_key(text: &str) -> u64 {
     std::hash::Hasher::finish(&h)
 }
 
+/// The key of a text's shape: its hash with every run of digits taken as one `#`. A scheduled
+/// job's line often carries what it measured (`Exported 1182 products … in 6.1 s`), which the
+/// scrubbing keeps (a count can mean something), so no two of its hours would share a text;
+/// they share a shape. Only the count of hours is by shape: what joins is the text itself, and
+/// a near variant of it is then judged against it.
+fn shape_key(text: &str) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    let mut in_digits = false;
+    for c in text.chars() {
+        let digit = c.is_ascii_digit();
+        if !(digit && in_digits) {
+            std::hash::Hash::hash(&if digit { '#' } else { c }, &mut h);
+        }
+        in_digits = digit;
+    }
+    std::hash::Hasher::finish(&h)
+}
+
 /// Drops the quarter of the texts whose last time is oldest: a rare, bounded sweep.
 pub(super) fn forget_oldest(times: &mut HashMap<u64, VecDeque<u64>>) {
     let mut last: Vec<(u64, u64)> = times
@@ -136,6 +154,36 @@ mod tests {
         }
         assert_eq!(r.flagged(cron, 1011 * H), Some(12));
         assert_eq!(r.len(), 0, "a periodic text is forgotten: it joins");
+    }
+
+    #[test]
+    fn an_hourly_job_s_measurements_do_not_make_each_hour_a_new_text() {
+        let mut r = Recurrences::new(12);
+        let line = |hour: u64| {
+            format!(
+                "php[*]: Exported {} products in {}.{} s",
+                1100 + hour * 7,
+                hour % 9,
+                hour
+            )
+        };
+        for hour in 0..11 {
+            assert_eq!(r.flagged(&line(hour), 1000 * H + hour * H), None);
+        }
+        assert_eq!(r.flagged(&line(11), 1011 * H), Some(12));
+        // Another text of the same program is not the same shape.
+        for hour in 0..11 {
+            assert_eq!(
+                r.flagged(
+                    &format!("php[*]: Imported {hour} products"),
+                    1000 * H + hour * H
+                ),
+                None
+            );
+        }
+        assert_eq!(r.flagged("php[*]: Exported products", 1011 * H), None);
+        assert_ne!(shape_key("a 12 b"), shape_key("a 1 2 b"));
+        assert_eq!(shape_key("a 12 b 3"), shape_key("a 7 b 4555"));
     }
 
     #[test]
@@ -189,7 +237,13 @@ mod tests {
         }
         let mut r = Recurrences::new(2);
         for i in 0..(MAX_TEXTS as u64 + 10) {
-            r.flagged(&format!("text {i}"), i * 1000);
+            // Distinct shapes: the number's digits as letters.
+            let name: String = i
+                .to_string()
+                .bytes()
+                .map(|d| char::from(d - b'0' + b'a'))
+                .collect();
+            r.flagged(&format!("text {name}"), i * 1000);
         }
         assert!(r.len() <= MAX_TEXTS, "{}", r.len());
         assert!(r.len() > MAX_TEXTS / 2, "{}", r.len());

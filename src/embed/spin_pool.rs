@@ -167,7 +167,7 @@ fn wait_done(slot: &Slot) -> bool {
             _ => {}
         }
         spins += 1;
-        if spins % SPINS_PER_CLOCK == 0 && started.elapsed() > SPIN {
+        if spins.is_multiple_of(SPINS_PER_CLOCK) && started.elapsed() > SPIN {
             thread::yield_now();
         } else {
             std::hint::spin_loop();
@@ -190,7 +190,7 @@ fn serve(slot: &Slot) {
                 _ => {}
             }
             spins += 1;
-            if spins % SPINS_PER_CLOCK == 0 && idle_since.elapsed() > SPIN {
+            if spins.is_multiple_of(SPINS_PER_CLOCK) && idle_since.elapsed() > SPIN {
                 // `unpark` before `park` makes it return at once: no hand-over is lost.
                 thread::park();
             } else {

@@ -112,6 +112,18 @@ pub const MESSAGE_RULES: &[(&str, &str)] = &[
         r"\b[0-9]+(?:\.[0-9]+)?(?:[kKMGTP]i?B|[kKMGTP]|B|bytes)\b",
         "<size>",
     ),
+    // A duration written with a space before its unit: `in 6.1 s`, `took 12 ms`, `after 3 minutes`.
+    (
+        r"\b[0-9]+(?:\.[0-9]+)? (?:ns|us|µs|ms|s|secs?|seconds?|mins?|minutes?|hours?)\b",
+        "<duration>",
+    ),
+    // A unit's description after its name on systemd's lines (Debian 12 prints it on each:
+    // `Starting certbot.service - Certbot...`): it only repeats the name, and a new unit's
+    // description makes all of its lines far from every other unit's.
+    (
+        r"\b([A-Za-z0-9@_.:\\-]+\.(?:service|socket|timer|target|mount|automount|path|slice|scope|swap|device)) - .*?(\.\.\.|\.)$",
+        "$1$2",
+    ),
     // Counters named by the word before them: `port 51234`, `session 412`, `process 23412`.
     (
         r"(?i)\b(port|session|process|pid|job|task|conn|connection|request|sector|seq)([ =#:]+)[0-9]+\b",
@@ -356,6 +368,26 @@ mod tests {
             (
                 "Nov  4 09:17:03 kernel: ata3.00: status: { DRDY ERR }",
                 "kernel: ata3.00: status: { DRDY ERR }",
+            ),
+            (
+                "systemd[1]: Starting shop-feed-export.service - Export product feed...",
+                "systemd[*]: Starting shop-feed-export.service...",
+            ),
+            (
+                "systemd[1]: Stopped php8.2-fpm.service - The PHP 8.2 FastCGI Process Manager.",
+                "systemd[*]: Stopped php8.2-fpm.service.",
+            ),
+            (
+                "systemd[1]: Failed to start certbot.service - Certbot.",
+                "systemd[*]: Failed to start certbot.service.",
+            ),
+            (
+                "systemd[1]: Started user@1000.service - User Manager for UID 1000.",
+                "systemd[*]: Started user@1000.service.",
+            ),
+            (
+                "php[7]: Exported 1182 products in 6.1 s; took 12 ms to write, 3 minutes since",
+                "php[*]: Exported 1182 products in <duration>; took <duration> to write, <duration> since",
             ),
             (
                 "freshclam[812]: Wed Nov  4 09:17:03 2026 -> Database test passed.",

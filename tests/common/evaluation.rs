@@ -165,3 +165,66 @@ impl Verdicts {
         );
     }
 }
+
+/// Recall per fault: a kind of fault on one day, caught when any of its lines is flagged.
+pub struct Faults<'a> {
+    /// Each (kind, day) and whether it was caught.
+    pub by_day: std::collections::BTreeMap<(&'a str, u64), bool>,
+}
+
+impl<'a> Faults<'a> {
+    /// From each line's label and day, beside its verdict.
+    pub fn of(
+        labelled: impl IntoIterator<Item = (Option<&'a str>, u64)>,
+        scored: &[Scored],
+    ) -> Self {
+        let mut by_day = std::collections::BTreeMap::new();
+        for ((label, day), s) in labelled.into_iter().zip(scored) {
+            if let Some(kind) = label {
+                *by_day.entry((kind, day)).or_default() |= s.anomaly;
+            }
+        }
+        Faults { by_day }
+    }
+
+    pub fn caught(&self) -> usize {
+        self.by_day.values().filter(|&&c| c).count()
+    }
+
+    pub fn missed(&self) -> Vec<(&'a str, u64)> {
+        self.by_day
+            .iter()
+            .filter(|(_, &c)| !c)
+            .map(|(&k, _)| k)
+            .collect()
+    }
+
+    pub fn kinds(&self) -> std::collections::BTreeSet<&'a str> {
+        self.by_day.keys().map(|(k, _)| *k).collect()
+    }
+
+    /// Days on which `kind` happened.
+    pub fn days_of(&self, kind: &str) -> usize {
+        self.by_day.keys().filter(|(k, _)| *k == kind).count()
+    }
+
+    pub fn print(&self) {
+        println!(
+            "faults caught: {} of {} (missed: {:?})",
+            self.caught(),
+            self.by_day.len(),
+            self.missed()
+        );
+    }
+
+    /// Asserts at least `share` of the faults were caught.
+    pub fn assert_caught(&self, share: f64) {
+        assert!(
+            self.caught() as f64 >= share * self.by_day.len() as f64,
+            "{} of {} faults caught; missed {:?}",
+            self.caught(),
+            self.by_day.len(),
+            self.missed()
+        );
+    }
+}
