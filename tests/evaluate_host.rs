@@ -10,13 +10,11 @@
 //! any of its lines is flagged): an intrusion's side effects (`user@0.service` starting for
 //! root's login) are labelled but look like every other login's.
 
-use std::path::Path;
-
 #[path = "common/evaluation.rs"]
 mod evaluation;
 #[path = "common/host_week.rs"]
 mod host_week;
-use evaluation::{figures, score_file, verdicts, Faults};
+use evaluation::Faults;
 
 /// The week's seed: 1, or `ANOMALYD_HOST_SEED` (other weeks for a study; the floors are for 1).
 fn seed() -> u64 {
@@ -26,44 +24,19 @@ const BASELINE_LINES: usize = 1000;
 
 #[test]
 fn a_week_of_a_mail_server_flags_its_faults_and_few_normal_lines() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let seed = seed();
     let lines = host_week::generate(seed);
-    let dir = tempfile::tempdir().unwrap();
-    let text = |ls: &[host_week::Line]| -> String {
-        ls.iter()
-            .map(|l| format!("{}\n", l.short_iso().replace('\n', " ")))
-            .collect()
-    };
-    let (baseline, test) = lines.split_at(BASELINE_LINES);
-    assert!(baseline.iter().all(|l| l.label.is_none()));
-    std::fs::write(dir.path().join("baseline.log"), text(baseline)).unwrap();
-    std::fs::write(dir.path().join("test.log"), text(test)).unwrap();
-    let labels: Vec<bool> = test.iter().map(|l| l.label.is_some()).collect();
-    println!(
-        "host week (seed {seed}): {} baseline lines, {} test lines ({} anomalous)",
-        baseline.len(),
-        test.len(),
-        labels.iter().filter(|&&l| l).count()
+    let printed: Vec<(String, bool)> = lines
+        .iter()
+        .map(|l| (l.short_iso(), l.label.is_some()))
+        .collect();
+    let week = evaluation::score_week(
+        &format!("host week (seed {seed})"),
+        &printed,
+        BASELINE_LINES,
     );
-
-    let (scored, summary) = score_file(
-        &root.join("config/anomalyd.toml"),
-        &dir.path().join("test.log"),
-        "plain",
-        &dir.path().join("baseline.log"),
-        &dir.path().join("scores.jsonl"),
-    );
-    evaluation::keep_for_study(dir.path(), &labels);
-    let scores: Vec<f64> = scored.iter().map(|s| s.score).collect();
-    let ranking = figures(&scores, &labels);
-    let v = verdicts(&scored, &labels);
-    println!(
-        "ROC-AUC {:.3}, PR-AUC {:.3}, best F1 {:.3}",
-        ranking.roc_auc, ranking.pr_auc, ranking.best_f1
-    );
-    v.print(&format!("shipped defaults ({summary})"));
-
+    let (scored, ranking, v) = (&week.scored, &week.ranking, &week.verdicts);
+    let test = &lines[BASELINE_LINES..];
     let faults = Faults::of(
         test.iter().map(|line| {
             (
@@ -71,7 +44,7 @@ fn a_week_of_a_mail_server_flags_its_faults_and_few_normal_lines() {
                 (line.usec / 1_000_000 - host_week::START_SEC) / 86_400,
             )
         }),
-        &scored,
+        scored,
     );
     faults.print();
     assert_eq!(

@@ -19,13 +19,11 @@
 //! duration with a space before its unit scrubbed, the periodic rule counting a text's shape,
 //! and a program's first line naming the superuser given no program allowance.
 
-use std::path::Path;
-
 #[path = "common/evaluation.rs"]
 mod evaluation;
 #[path = "common/web_week.rs"]
 mod web_week;
-use evaluation::{figures, score_file, verdicts, Faults};
+use evaluation::Faults;
 
 /// The week's seed: 1, or `ANOMALYD_WEB_SEED` (other weeks for a study; the floors are for 1).
 fn seed() -> u64 {
@@ -43,45 +41,20 @@ const MIN_RECALL: f64 = 0.84;
 
 #[test]
 fn a_week_of_a_web_shop_server_flags_its_faults_and_few_normal_lines() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let seed = seed();
     let lines = web_week::generate(seed);
-    let dir = tempfile::tempdir().unwrap();
-    let text = |ls: &[web_week::Line]| -> String {
-        ls.iter()
-            .map(|l| format!("{}\n", l.short_iso().replace('\n', " ")))
-            .collect()
-    };
-    let (baseline, test) = lines.split_at(BASELINE_LINES);
-    assert!(baseline.iter().all(|l| l.label.is_none()));
-    std::fs::write(dir.path().join("baseline.log"), text(baseline)).unwrap();
-    std::fs::write(dir.path().join("test.log"), text(test)).unwrap();
-    let labels: Vec<bool> = test.iter().map(|l| l.label.is_some()).collect();
-    println!(
-        "web shop week (seed {seed}): {} baseline lines, {} test lines ({} anomalous)",
-        baseline.len(),
-        test.len(),
-        labels.iter().filter(|&&l| l).count()
+    let printed: Vec<(String, bool)> = lines
+        .iter()
+        .map(|l| (l.short_iso(), l.label.is_some()))
+        .collect();
+    let week = evaluation::score_week(
+        &format!("web shop week (seed {seed})"),
+        &printed,
+        BASELINE_LINES,
     );
-
-    let (scored, summary) = score_file(
-        &root.join("config/anomalyd.toml"),
-        &dir.path().join("test.log"),
-        "plain",
-        &dir.path().join("baseline.log"),
-        &dir.path().join("scores.jsonl"),
-    );
-    evaluation::keep_for_study(dir.path(), &labels);
-    let scores: Vec<f64> = scored.iter().map(|s| s.score).collect();
-    let ranking = figures(&scores, &labels);
-    let v = verdicts(&scored, &labels);
-    println!(
-        "ROC-AUC {:.3}, PR-AUC {:.3}, best F1 {:.3}",
-        ranking.roc_auc, ranking.pr_auc, ranking.best_f1
-    );
-    v.print(&format!("shipped defaults ({summary})"));
-
-    let faults = Faults::of(test.iter().map(|line| (line.label, line.day())), &scored);
+    let (scored, ranking, v) = (&week.scored, &week.ranking, &week.verdicts);
+    let test = &lines[BASELINE_LINES..];
+    let faults = Faults::of(test.iter().map(|line| (line.label, line.day())), scored);
     faults.print();
     assert_eq!(
         faults.kinds().len(),

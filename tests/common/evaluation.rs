@@ -228,3 +228,56 @@ impl<'a> Faults<'a> {
         );
     }
 }
+
+/// A week of journal lines scored as the week evaluations do, and its figures.
+pub struct Week {
+    pub scored: Vec<Scored>,
+    pub ranking: Figures,
+    pub verdicts: Verdicts,
+}
+
+/// Scores a week: `lines` as `journalctl -o short-iso` prints them, each with whether it is
+/// anomalous; the first `baseline_lines` (which must all be normal) are the baseline, the rest
+/// go through `anomalyd score-file --format plain` with the shipped defaults. Prints the
+/// figures under `name`, and keeps the files for study (`ANOMALYD_EVAL_KEEP`).
+pub fn score_week(name: &str, lines: &[(String, bool)], baseline_lines: usize) -> Week {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = tempfile::tempdir().unwrap();
+    let (baseline, test) = lines.split_at(baseline_lines);
+    assert!(baseline.iter().all(|(_, anomalous)| !anomalous));
+    let text = |part: &[(String, bool)]| -> String {
+        part.iter()
+            .map(|(line, _)| format!("{}\n", line.replace('\n', " ")))
+            .collect()
+    };
+    std::fs::write(dir.path().join("baseline.log"), text(baseline)).unwrap();
+    std::fs::write(dir.path().join("test.log"), text(test)).unwrap();
+    let labels: Vec<bool> = test.iter().map(|&(_, anomalous)| anomalous).collect();
+    println!(
+        "{name}: {} baseline lines, {} test lines ({} anomalous)",
+        baseline.len(),
+        test.len(),
+        labels.iter().filter(|&&l| l).count()
+    );
+    let (scored, summary) = score_file(
+        &root.join("config/anomalyd.toml"),
+        &dir.path().join("test.log"),
+        "plain",
+        &dir.path().join("baseline.log"),
+        &dir.path().join("scores.jsonl"),
+    );
+    keep_for_study(dir.path(), &labels);
+    let scores: Vec<f64> = scored.iter().map(|s| s.score).collect();
+    let ranking = figures(&scores, &labels);
+    let verdicts = verdicts(&scored, &labels);
+    println!(
+        "ROC-AUC {:.3}, PR-AUC {:.3}, best F1 {:.3}",
+        ranking.roc_auc, ranking.pr_auc, ranking.best_f1
+    );
+    verdicts.print(&format!("shipped defaults ({summary})"));
+    Week {
+        scored,
+        ranking,
+        verdicts,
+    }
+}
