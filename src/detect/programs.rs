@@ -118,7 +118,9 @@ impl ProgramThresholds {
             return;
         }
         if let Some(program) = self.program_mut(source, text) {
-            program.names_superuser |= names_superuser(text);
+            if !program.names_superuser {
+                program.names_superuser = names_superuser(text);
+            }
             let calibrator = &mut program.calibrator;
             let own = calibrator.threshold();
             let raised = raise(own);

@@ -106,20 +106,38 @@ pub(super) fn text_key(text: &str) -> u64 {
     std::hash::Hasher::finish(&h)
 }
 
-/// The key of a text's shape: its hash with every run of digits taken as one `#`. A scheduled
-/// job's line often carries what it measured (`Exported 1182 products … in 6.1 s`), which the
-/// scrubbing keeps (a count can mean something), so no two of its hours would share a text;
-/// they share a shape. Only the count of hours is by shape: what joins is the text itself, and
-/// a near variant of it is then judged against it.
+/// The key of a text's shape: its hash with every free-standing number taken as one `#`. A
+/// scheduled job's line often carries what it measured (`Exported 1182 products … in 6.1 s`),
+/// which the scrubbing keeps (a count can mean something), so no two of its hours would share a
+/// text; they share a shape. Numbers that name something stay: a part of an address or version
+/// (next to `.` or `:`), an id after `=` or `@` (`uid=0`, `user@1000.service`). Only the count
+/// of hours is by shape: what joins is the text itself, and a near variant of it is then judged
+/// against it.
 fn shape_key(text: &str) -> u64 {
     let mut h = std::collections::hash_map::DefaultHasher::new();
-    let mut in_digits = false;
-    for c in text.chars() {
-        let digit = c.is_ascii_digit();
-        if !(digit && in_digits) {
-            std::hash::Hash::hash(&if digit { '#' } else { c }, &mut h);
+    let bytes = text.as_bytes();
+    let mut at = 0;
+    while at < bytes.len() {
+        if !bytes[at].is_ascii_digit() {
+            std::hash::Hash::hash(&bytes[at], &mut h);
+            at += 1;
+            continue;
         }
-        in_digits = digit;
+        let end = at
+            + bytes[at..]
+                .iter()
+                .take_while(|b| b.is_ascii_digit())
+                .count();
+        let before = at.checked_sub(1).map(|i| bytes[i]);
+        let after = bytes.get(end).copied();
+        let names =
+            matches!(before, Some(b'.' | b':' | b'@' | b'=')) || matches!(after, Some(b'.' | b':'));
+        if names {
+            std::hash::Hash::hash(&bytes[at..end], &mut h);
+        } else {
+            std::hash::Hash::hash(&b'#', &mut h);
+        }
+        at = end;
     }
     std::hash::Hasher::finish(&h)
 }
@@ -161,10 +179,9 @@ mod tests {
         let mut r = Recurrences::new(12);
         let line = |hour: u64| {
             format!(
-                "php[*]: Exported {} products in {}.{} s",
+                "php[*]: Exported {} products, {} skipped, in <duration>",
                 1100 + hour * 7,
-                hour % 9,
-                hour
+                hour % 9
             )
         };
         for hour in 0..11 {
@@ -184,6 +201,13 @@ mod tests {
         assert_eq!(r.flagged("php[*]: Exported products", 1011 * H), None);
         assert_ne!(shape_key("a 12 b"), shape_key("a 1 2 b"));
         assert_eq!(shape_key("a 12 b 3"), shape_key("a 7 b 4555"));
+        // Addresses, versions and ids are not counts.
+        assert_ne!(
+            shape_key("from 10.0.0.7 port"),
+            shape_key("from 10.0.0.9 port")
+        );
+        assert_ne!(shape_key("uid=0"), shape_key("uid=1000"));
+        assert_ne!(shape_key("user@0.service"), shape_key("user@1000.service"));
     }
 
     #[test]

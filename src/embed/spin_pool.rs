@@ -8,7 +8,8 @@
 //! at every hand-over, and the caller sleeps on a condition variable until the last helper is
 //! done. Here a helper spins on its slot for [`SPIN`] after each task, then parks; the caller
 //! spins while it waits for the helpers, which finish their share about when it finishes its own.
-//! The cost is a core kept busy for at most [`SPIN`] after the last task of a pass.
+//! The cost is a core kept busy for at most [`SPIN`] after the last task of a pass (and the
+//! caller's, while it waits for a helper that was preempted: it yields then, but keeps asking).
 
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -44,8 +45,14 @@ struct Helper {
 }
 
 /// `threads` helper threads, kept until the pool is dropped.
+///
+/// Not `Sync`: one thread hands tasks over at a time. Two callers of [`SpinPool::run_all`] at
+/// once could hand a second task to a slot whose first was not taken yet, or see the other's
+/// DONE and return while their own task still held its borrows; and a task cannot capture the
+/// pool (its tasks must be `Send`, which `&SpinPool` is not).
 pub struct SpinPool {
     helpers: Vec<Helper>,
+    not_sync: std::marker::PhantomData<std::cell::Cell<()>>,
 }
 
 impl SpinPool {
@@ -53,6 +60,7 @@ impl SpinPool {
     pub fn new(threads: usize, name: impl Fn(usize) -> String) -> std::io::Result<SpinPool> {
         let mut pool = SpinPool {
             helpers: Vec::with_capacity(threads),
+            not_sync: std::marker::PhantomData,
         };
         for i in 0..threads {
             let slot = Arc::new(Slot {
@@ -207,7 +215,15 @@ fn serve(slot: &Slot) {
                 task();
             }
         }));
-        let state = if ran.is_ok() { DONE } else { PANICKED };
+        let state = match ran {
+            Ok(()) => DONE,
+            Err(payload) => {
+                // A payload whose drop panics would end this thread, and the next caller would
+                // wait for it forever.
+                let _ = panic::catch_unwind(AssertUnwindSafe(|| drop(payload)));
+                PANICKED
+            }
+        };
         slot.state.store(state, Ordering::Release);
     }
 }

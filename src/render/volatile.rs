@@ -117,11 +117,14 @@ pub const MESSAGE_RULES: &[(&str, &str)] = &[
         r"\b[0-9]+(?:\.[0-9]+)? (?:ns|us|µs|ms|s|secs?|seconds?|mins?|minutes?|hours?)\b",
         "<duration>",
     ),
-    // A unit's description after its name on systemd's lines (Debian 12 prints it on each:
+    // A unit's description after its name on systemd's job lines (Debian 12 prints it on each:
     // `Starting certbot.service - Certbot...`): it only repeats the name, and a new unit's
-    // description makes all of its lines far from every other unit's.
+    // description makes all of its lines far from every other unit's. Only after a job's verb
+    // and to the end of the line: other lines go on after the description (`… - First Boot
+    // Wizard was skipped because of an unmet condition check`). Not a scope's: its description
+    // names the user (`Session 3 of User root`).
     (
-        r"\b([A-Za-z0-9@_.:\\-]+\.(?:service|socket|timer|target|mount|automount|path|slice|scope|swap|device)) - .*?(\.\.\.|\.)$",
+        r"\b((?:Starting|Started|Stopping|Stopped|Stopped target|Finished|Failed to start|Failed to stop|Reloading|Reloaded|Dependency failed for|Listening on|Closed|Mounting|Mounted|Unmounting|Unmounted|Reached target|Activating|Deactivating) [A-Za-z0-9@_.:\\-]+\.(?:service|socket|timer|target|mount|automount|path|slice|swap|device)) - [^\n]*?(\.\.\.|\.)$",
         "$1$2",
     ),
     // Counters named by the word before them: `port 51234`, `session 412`, `process 23412`.
@@ -384,6 +387,14 @@ mod tests {
             (
                 "systemd[1]: Started user@1000.service - User Manager for UID 1000.",
                 "systemd[*]: Started user@1000.service.",
+            ),
+            (
+                "systemd[1]: systemd-firstboot.service - First Boot Wizard was skipped because of an unmet condition check (ConditionFirstBoot=yes).",
+                "systemd[*]: systemd-firstboot.service - First Boot Wizard was skipped because of an unmet condition check (ConditionFirstBoot=yes).",
+            ),
+            (
+                "systemd[1]: Started session-3.scope - Session 3 of User root.",
+                "systemd[*]: Started session-*.scope - Session <n> of User root.",
             ),
             (
                 "php[7]: Exported 1182 products in 6.1 s; took 12 ms to write, 3 minutes since",

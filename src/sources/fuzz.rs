@@ -349,13 +349,6 @@ fn harness() -> &'static Harness {
     HARNESS.get_or_init(|| {
         let dir = tempfile::tempdir().unwrap();
         let bus = crate::bus::PrivateBus::spawn(dir.path()).expect("dbus-daemon starts");
-        let pid = i32::try_from(bus.pid()).expect("a pid fits in pid_t");
-        if HARNESS_BUS.set((pid, dir.path().to_owned())).is_ok() {
-            // SAFETY: registers a plain function without arguments; it only reads a static
-            // that is set before, and calls kill(2) and remove_dir_all.
-            let registered = unsafe { libc::atexit(stop_harness_bus) };
-            assert_eq!(registered, 0, "atexit registers the bus's stop");
-        }
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -374,6 +367,14 @@ fn harness() -> &'static Harness {
             ("udisks2", Renderer::Udisks2(udisks2::Renderer::default())),
             ("custom", Renderer::Generic(Source::Custom)),
         ]);
+        // Registered once the harness is whole: a panic above drops the bus, which stops it.
+        let pid = i32::try_from(bus.pid()).expect("a pid fits in pid_t");
+        if HARNESS_BUS.set((pid, dir.path().to_owned())).is_ok() {
+            // SAFETY: registers a plain function without arguments; it only reads a static
+            // that is set before, and calls kill(2) and remove_dir_all.
+            let registered = unsafe { libc::atexit(stop_harness_bus) };
+            assert_eq!(registered, 0, "atexit registers the bus's stop");
+        }
         Harness {
             runtime,
             cx,
