@@ -15,6 +15,8 @@ use anomalyd::render::VolatileRules;
 
 #[path = "../tests/common/host_week.rs"]
 mod host_week;
+#[path = "../tests/common/web_week.rs"]
+mod web_week;
 
 /// The words of `line`, each through the value rules: the scrubbing before the message rules.
 fn per_word(rules: &VolatileRules, line: &str) -> String {
@@ -62,5 +64,12 @@ fn main() {
             .map(|l| l.plain().replace('\n', " "))
             .collect();
         measure(&format!("mail server week, seed {seed} (plain)"), &week);
+    }
+    for seed in [1, 2, 3] {
+        let week: Vec<String> = web_week::generate(seed)
+            .iter()
+            .map(|l| l.plain().replace('\n', " "))
+            .collect();
+        measure(&format!("web shop week, seed {seed} (plain)"), &week);
     }
 }
