@@ -100,7 +100,9 @@ impl ProgramThresholds {
         }
         let name = program_of(text)?;
         let program = self.programs.get(&source)?.get(name)?;
-        if !program.calibrator.is_settled() || (!program.names_superuser && names_superuser(text)) {
+        if !program.calibrator.is_settled()
+            || (!program.names_superuser && text_names_superuser(text))
+        {
             return None;
         }
         let after_anomaly = self
@@ -119,7 +121,7 @@ impl ProgramThresholds {
         }
         if let Some(program) = self.program_mut(source, text) {
             if !program.names_superuser {
-                program.names_superuser = names_superuser(text);
+                program.names_superuser = text_names_superuser(text);
             }
             let calibrator = &mut program.calibrator;
             let own = calibrator.threshold();
@@ -160,7 +162,7 @@ impl ProgramThresholds {
 
 /// Whether a word of `text` names the superuser as who acts or is acted for, not the service
 /// that acts (PAM's `session opened for user alice(uid=1000) by (uid=0)` on every login).
-fn names_superuser(text: &str) -> bool {
+fn text_names_superuser(text: &str) -> bool {
     let mut after_by = false;
     text.split_whitespace().any(|word| {
         let names = !after_by && super::names_superuser(word);

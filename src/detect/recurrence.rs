@@ -107,7 +107,7 @@ pub(super) fn text_key(text: &str) -> u64 {
 }
 
 /// The key of a text's shape: its hash with every free-standing number taken as one `#`. A
-/// scheduled job's line often carries what it measured (`Exported 1182 products … in 6.1 s`),
+/// scheduled job's line often carries what it measured (`Exported 1182 products, 3 skipped`),
 /// which the scrubbing keeps (a count can mean something), so no two of its hours would share a
 /// text; they share a shape. Numbers that name something stay: a part of an address or version
 /// (next to `.` or `:`), an id after `=` or `@` (`uid=0`, `user@1000.service`). Only the count
